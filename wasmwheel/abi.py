@@ -1,0 +1,209 @@
+"""Pyodide ABIs: one TOML file per ABI under ``abi/``, parsed into frozen dataclasses.
+
+An ABI file pins everything that must match the Pyodide runtime: the Python and
+Emscripten versions, the Rust toolchain and its target-only flags, the sysroot
+(where the toolchain needs one), the wheel tags and the Pyodide runtime used for
+smoke tests. See ``abi/2026_0.toml`` for an annotated example.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from packaging.version import InvalidVersion, Version
+
+from .errors import ConfigError
+from .schema import Table, check_no_whitespace, check_sha256, parse_toml
+
+ABI_NAME_RE = re.compile(r"^[0-9]{4}_[0-9]+$")
+PEP783_TAG_RE = re.compile(r"^(pyemscripten|pyodide)_([0-9]{4}_[0-9]+)_wasm32$")
+LEGACY_TAG_RE = re.compile(r"^emscripten_[0-9]+_[0-9]+_[0-9]+_wasm32$")
+TOOLCHAIN_RE = re.compile(r"^(?:[0-9]+\.[0-9]+\.[0-9]+|(?:nightly|beta)-[0-9]{4}-[0-9]{2}-[0-9]{2})$")
+SEMVER3_RE = re.compile(r"^[0-9]+\.[0-9]+\.[0-9]+$")
+NPM_VERSION_RE = re.compile(r"^[0-9]+\.[0-9]+\.[0-9]+(?:-[0-9A-Za-z.]+)?$")
+RUST_TARGET = "wasm32-unknown-emscripten"
+
+
+@dataclass(frozen=True)
+class Sysroot:
+    url: str
+    sha256: str | None  # None: not pinned yet (`doit pin-sysroot:<abi>`)
+
+    @property
+    def filename(self) -> str:
+        return self.url.rstrip("/").rsplit("/", 1)[-1]
+
+
+@dataclass(frozen=True)
+class Abi:
+    name: str
+    path: Path
+    python: str
+    emscripten: str
+    platform_tag: str
+    legacy_tags: tuple[str, ...]
+    exception_handling: str  # "js" or "wasm"
+    rust_toolchain: str
+    rustflags: tuple[str, ...]
+    sysroot: Sysroot | None
+    pyodide_version: str
+    status: str = "stable"
+
+    @property
+    def python_minor(self) -> str:
+        v = Version(self.python)
+        return f"{v.major}.{v.minor}"
+
+    @property
+    def interpreter(self) -> str:
+        """The `-i` argument maturin gets, e.g. ``python3.13``."""
+        return f"python{self.python_minor}"
+
+    @property
+    def cp_tag(self) -> str:
+        v = Version(self.python)
+        return f"cp{v.major}{v.minor}"
+
+    @property
+    def pep783_version(self) -> str | None:
+        m = PEP783_TAG_RE.match(self.platform_tag)
+        return m.group(2) if m else None
+
+    @property
+    def all_platform_tags(self) -> tuple[str, ...]:
+        return (self.platform_tag, *self.legacy_tags)
+
+    @property
+    def is_nightly(self) -> bool:
+        return not SEMVER3_RE.match(self.rust_toolchain)
+
+    def maturin_tag_env(self) -> dict[str, str]:
+        """Environment that makes maturin emit :attr:`platform_tag` directly.
+
+        maturin >= 1.14 resolves ``pyemscripten_<v>`` from
+        MATURIN_PYEMSCRIPTEN_PLATFORM_VERSION and ``pyodide_<v>`` from
+        MATURIN_PYODIDE_ABI_VERSION; older releases ignore both and the retag
+        step fixes the tag instead.
+        """
+        m = PEP783_TAG_RE.match(self.platform_tag)
+        if not m:
+            return {}
+        if m.group(1) == "pyemscripten":
+            return {"MATURIN_PYEMSCRIPTEN_PLATFORM_VERSION": m.group(2)}
+        return {"MATURIN_PYODIDE_ABI_VERSION": m.group(2)}
+
+    def toolchain_config(self) -> dict[str, Any]:
+        """What shapes the Rust toolchain install (not the flags)."""
+        return {"toolchain": self.rust_toolchain, "target": RUST_TARGET}
+
+    def compile_config(self) -> dict[str, Any]:
+        """Everything from this ABI that shapes a compiled wheel."""
+        return {
+            "python": self.python_minor,
+            "emscripten": self.emscripten,
+            "toolchain": self.rust_toolchain,
+            "rustflags": list(self.rustflags),
+            "sysroot_sha256": self.sysroot.sha256 if self.sysroot else None,
+            "tag_env": self.maturin_tag_env(),
+        }
+
+
+def _check_version(value: str) -> str | None:
+    try:
+        Version(value)
+    except InvalidVersion:
+        return "not a version"
+    return None
+
+
+def _check_semver3(value: str) -> str | None:
+    return None if SEMVER3_RE.match(value) else "not an X.Y.Z version"
+
+
+def _check_toolchain(value: str) -> str | None:
+    return None if TOOLCHAIN_RE.match(value) else "not a rustup toolchain name"
+
+
+def _check_platform_tag(value: str) -> str | None:
+    return None if PEP783_TAG_RE.match(value) or LEGACY_TAG_RE.match(value) else "not an Emscripten platform tag"
+
+
+def _check_https(value: str) -> str | None:
+    return None if re.match(r"^https?://[^\s]+$", value) else "not an http(s) URL"
+
+
+def load_abi(path: Path) -> Abi:
+    """Parse and validate one ABI file. Raises ConfigError naming file and key."""
+    path = Path(path)
+    name = path.stem
+    if not ABI_NAME_RE.match(name):
+        raise ConfigError(path, "", f"ABI file name {name!r} is not <year>_<patch>", "rename it, e.g. abi/2026_0.toml")
+    top = Table(path, parse_toml(path))
+    python = top.string("python", required=True, expect='a Python version like "3.13.2"', check=_check_version)
+    emscripten = top.string("emscripten", required=True, expect='an Emscripten version like "4.0.9"', check=_check_semver3)
+    platform_tag = top.string(
+        "platform_tag", required=True, expect='a tag like "pyemscripten_2026_0_wasm32"', check=_check_platform_tag
+    )
+    m = PEP783_TAG_RE.match(platform_tag or "")
+    if m and m.group(2) != name:
+        raise top.error("platform_tag", f"{platform_tag!r} is for ABI {m.group(2)}, but this file is ABI {name}",
+                        f"use pyemscripten_{name}_wasm32 or rename the file")
+    legacy = top.string_list("legacy_tags", expect="a list of platform tags", check=_check_platform_tag)
+    eh = top.string("exception_handling", required=True, expect='"js" or "wasm"',
+                    check=lambda v: None if v in ("js", "wasm") else "unknown exception-handling ABI")
+    status = top.string("status", default="stable", expect='"stable" or "development"',
+                        check=lambda v: None if v in ("stable", "development") else "unknown status")
+
+    rust = top.table("rust", required=True)
+    toolchain = rust.string("toolchain", required=True, expect='"1.93.0" or "nightly-YYYY-MM-DD"', check=_check_toolchain)
+    rustflags = rust.string_list("rustflags", check=check_no_whitespace,
+                                 fix='one flag per item, e.g. ["-C", "link-arg=-sSIDE_MODULE=2"]')
+    if SEMVER3_RE.match(toolchain or "") and any(f == "-Z" or f.startswith("-Z") for f in rustflags):
+        raise rust.error("rustflags", f"-Z flags need a nightly toolchain; stable {toolchain} rejects them",
+                         "remove the -Z flags (stable >= 1.93 needs no -Z emscripten-wasm-eh) or use a nightly")
+    sysroot = None
+    if rust.has("sysroot"):
+        st = rust.table("sysroot")
+        url = st.string("url", required=True, expect="the sysroot archive URL", check=_check_https)
+        sha = st.string("sha256", default="", expect="64 hex characters or empty (not pinned yet)",
+                        check=lambda v: None if v == "" else check_sha256(v),
+                        fix=f"run `doit pin-sysroot:{name}` to record it")
+        st.done()
+        sysroot = Sysroot(url=url or "", sha256=sha or None)
+    rust.done()
+
+    pyodide = top.table("pyodide", required=True)
+    pyodide_version = pyodide.string("version", required=True, expect='an npm version of pyodide like "314.0.7"',
+                                     check=lambda v: None if NPM_VERSION_RE.match(v) else "not an npm version")
+    pyodide.done()
+    top.done()
+    return Abi(
+        name=name,
+        path=path,
+        python=python or "",
+        emscripten=emscripten or "",
+        platform_tag=platform_tag or "",
+        legacy_tags=legacy,
+        exception_handling=eh or "",
+        rust_toolchain=toolchain or "",
+        rustflags=rustflags,
+        sysroot=sysroot,
+        pyodide_version=pyodide_version or "",
+        status=status or "stable",
+    )
+
+
+def load_abis(abi_dir: Path) -> dict[str, Abi]:
+    """Load every ``*.toml`` in ``abi_dir`` (sorted by name). Raises on the first bad file:
+    every recipe depends on the ABIs, so a broken one must be fixed first."""
+    abis: dict[str, Abi] = {}
+    files = sorted(Path(abi_dir).glob("*.toml"))
+    if not files:
+        raise ConfigError(abi_dir, "", "no ABI files (*.toml) found")
+    for path in files:
+        abi = load_abi(path)
+        abis[abi.name] = abi
+    return abis

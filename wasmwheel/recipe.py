@@ -1,0 +1,370 @@
+"""Recipes: one TOML file per crate under ``recipes/`` (format v1), parsed into frozen dataclasses.
+
+A recipe says where the source comes from (an sdist URL + sha256, a git URL +
+commit, or a local path), how to build it (maturin arguments, cargo features,
+extra target rustflags, environment, which ABIs to leave out and why) and how to
+smoke-test it in Pyodide. See ``recipes/hello-pyo3.toml`` and the README.
+"""
+
+from __future__ import annotations
+
+import keyword
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+from packaging.requirements import InvalidRequirement, Requirement
+from packaging.utils import canonicalize_name
+from packaging.version import InvalidVersion, Version
+
+from .errors import ConfigError
+from .schema import (
+    NAME_RE,
+    Table,
+    check_env_name,
+    check_no_nul,
+    check_no_whitespace,
+    check_sha256,
+    parse_toml,
+)
+
+GIT_COMMIT_RE = re.compile(r"^[0-9a-f]{40}$")
+ARCHIVE_SUFFIXES = (".tar.gz", ".tgz", ".tar.bz2", ".tar.xz", ".zip")
+# Arguments wasmwheel sets itself; a recipe giving them would fight the ABI.
+RESERVED_MATURIN_ARGS = ("--target", "-i", "--interpreter", "-o", "--out", "--release", "--profile")
+# Environment wasmwheel sets for every compile; recipes use the [build] keys instead.
+RESERVED_ENV = {
+    "RUSTFLAGS": "use [build] rustflags",
+    "CARGO_ENCODED_RUSTFLAGS": "use [build] rustflags",
+    "CARGO_TARGET_WASM32_UNKNOWN_EMSCRIPTEN_RUSTFLAGS": "use [build] rustflags",
+    "CARGO_BUILD_TARGET": "set by wasmwheel",
+    "CARGO_TARGET_DIR": "set by wasmwheel (one warm target folder per crate and ABI)",
+    "CARGO_HOME": "set by wasmwheel",
+    "RUSTUP_HOME": "set by wasmwheel",
+    "RUSTUP_TOOLCHAIN": "comes from the ABI file",
+    "PATH": "set by wasmwheel",
+    "EMSDK": "set by wasmwheel",
+    "EM_CONFIG": "set by wasmwheel",
+}
+RECIPE_FORMAT = 1
+
+
+@dataclass(frozen=True)
+class Source:
+    kind: str  # "url" | "git" | "path"
+    url: str | None = None
+    sha256: str | None = None
+    git: str | None = None
+    commit: str | None = None
+    path: Path | None = None  # absolute, resolved
+    subdir: str = ""
+    patches: tuple[Path, ...] = ()  # absolute, resolved
+
+    @property
+    def filename(self) -> str:
+        assert self.url
+        return self.url.split("?", 1)[0].rstrip("/").rsplit("/", 1)[-1]
+
+    def config(self, root: Path) -> dict[str, Any]:
+        """Identity of the source for staleness: location-independent paths."""
+        return {
+            "kind": self.kind,
+            "url": self.url,
+            "sha256": self.sha256,
+            "git": self.git,
+            "commit": self.commit,
+            "path": self.path.relative_to(root).as_posix() if self.path else None,
+            "subdir": self.subdir,
+            "patches": [p.relative_to(root).as_posix() for p in self.patches],
+        }
+
+
+@dataclass(frozen=True)
+class Build:
+    maturin_args: tuple[str, ...] = ()
+    features: tuple[str, ...] = ()
+    rustflags: tuple[str, ...] = ()
+    env: Mapping[str, str] = field(default_factory=dict)
+    skip_abis: Mapping[str, str] = field(default_factory=dict)  # ABI name -> reason
+
+    def config(self) -> dict[str, Any]:
+        return {
+            "maturin_args": list(self.maturin_args),
+            "features": list(self.features),
+            "rustflags": list(self.rustflags),
+            "env": dict(sorted(self.env.items())),
+        }
+
+
+@dataclass(frozen=True)
+class Test:
+    script: str
+    requirements: tuple[str, ...] = ()
+
+    def config(self) -> dict[str, Any]:
+        return {"script": self.script, "requirements": list(self.requirements)}
+
+
+@dataclass(frozen=True)
+class Recipe:
+    name: str  # canonical (PEP 503) name: task names, file names
+    path: Path
+    package_name: str
+    version: str
+    import_names: tuple[str, ...]
+    source: Source
+    build: Build
+    test: Test
+
+    @property
+    def wheel_name(self) -> str:
+        """Distribution name as it appears in wheel file names."""
+        return re.sub(r"[-_.]+", "_", self.package_name).lower()
+
+    def abis(self, abi_names: list[str] | tuple[str, ...]) -> list[str]:
+        """The ABIs this recipe builds for, in the given order."""
+        return [a for a in abi_names if a not in self.build.skip_abis]
+
+
+def default_test_script(import_names: tuple[str, ...]) -> str:
+    return "".join(f"import {n}\n" for n in import_names)
+
+
+# -- checks ---------------------------------------------------------------------
+
+
+def _check_name(value: str) -> str | None:
+    return None if NAME_RE.match(value) else "not a valid package name (letters, digits, . _ -)"
+
+
+def _check_version(value: str) -> str | None:
+    try:
+        Version(value)
+    except InvalidVersion:
+        return "not a PEP 440 version"
+    return None
+
+
+def _check_import_name(value: str) -> str | None:
+    parts = value.split(".")
+    if not all(p.isidentifier() and not keyword.iskeyword(p) for p in parts):
+        return "not a Python module name"
+    return None
+
+
+def _check_url(value: str) -> str | None:
+    if not re.match(r"^https?://[^\s]+$", value):
+        return "not an http(s) URL"
+    path = value.split("?", 1)[0]
+    if not path.endswith(ARCHIVE_SUFFIXES):
+        return "does not name an sdist archive (" + ", ".join(ARCHIVE_SUFFIXES) + ")"
+    return None
+
+
+def _check_git_url(value: str) -> str | None:
+    if value.startswith("-"):
+        return "starts with '-'"
+    if not re.match(r"^(https?|git|ssh|file)://[^\s]+$", value) and not re.match(r"^[\w.-]+@[\w.-]+:[^\s]+$", value):
+        return "not a git URL (https://, ssh://, git://, file:// or user@host:path)"
+    return None
+
+
+def _check_relative(value: str) -> str | None:
+    if value.startswith("/") or value.startswith("\\") or re.match(r"^[A-Za-z]:", value):
+        return "is absolute"
+    if "\0" in value:
+        return "contains a NUL character"
+    return None
+
+
+def _check_subdir(value: str) -> str | None:
+    problem = _check_relative(value)
+    if problem:
+        return problem
+    if ".." in Path(value).parts:
+        return "contains '..'"
+    return None
+
+
+def _check_feature(value: str) -> str | None:
+    return None if re.match(r"^[A-Za-z0-9_][A-Za-z0-9_./+-]*$", value) else "not a cargo feature name"
+
+
+def _check_requirement(value: str) -> str | None:
+    try:
+        Requirement(value)
+    except InvalidRequirement as exc:
+        return f"not a PEP 508 requirement ({str(exc).splitlines()[0]})"
+    return None
+
+
+def _check_maturin_arg(value: str) -> str | None:
+    problem = check_no_nul(value)
+    if problem:
+        return problem
+    flag = value.split("=", 1)[0]
+    if flag in RESERVED_MATURIN_ARGS:
+        return f"{flag} is set by wasmwheel from the ABI"
+    return None
+
+
+def _inside(root: Path, path: Path) -> bool:
+    try:
+        path.relative_to(root)
+    except ValueError:
+        return False
+    return True
+
+
+def _resolve_in_repo(table: Table, key: str, value: str, base: Path, root: Path, want_dir: bool | None) -> Path:
+    resolved = (base / value).resolve()
+    if not _inside(root, resolved):
+        raise table.error(key, f"{value!r} points outside the repository ({root})",
+                          "keep sources and patches inside the repository")
+    if not resolved.exists():
+        raise table.error(key, f"{value!r} does not exist (looked at {resolved})", "fix the path; it is relative to the recipe file")
+    if want_dir is True and not resolved.is_dir():
+        raise table.error(key, f"{value!r} is not a folder")
+    if want_dir is False and not resolved.is_file():
+        raise table.error(key, f"{value!r} is not a file")
+    return resolved
+
+
+# -- loading ----------------------------------------------------------------------
+
+
+def load_recipe(path: Path, abi_names: list[str] | tuple[str, ...], root: Path, text: str | None = None) -> Recipe:
+    """Parse and validate one recipe. Raises ConfigError naming file and key."""
+    path = Path(path)
+    root = Path(root).resolve()
+    base = path.resolve().parent
+    top = Table(path, parse_toml(path, text))
+
+    fmt = top.integer("format", default=RECIPE_FORMAT)
+    if fmt != RECIPE_FORMAT:
+        raise top.error("format", f"recipe format {fmt} is not supported (this wasmwheel reads format {RECIPE_FORMAT})")
+
+    pkg = top.table("package", required=True)
+    package_name = pkg.string("name", required=True, expect="the PyPI name of the package", check=_check_name) or ""
+    version = pkg.string("version", required=True, expect='a PEP 440 version like "1.2.3"', check=_check_version) or ""
+    name = canonicalize_name(package_name)
+    if canonicalize_name(path.stem) != name:
+        raise pkg.error("name", f"{package_name!r} does not match the file name {path.name!r}",
+                        f"rename the file to {name}.toml or fix the name")
+    import_names = pkg.string_list("import_names", expect="a list of module names", check=_check_import_name)
+    if not import_names:
+        guess = re.sub(r"[-.]+", "_", package_name)
+        if _check_import_name(guess):
+            raise pkg.error("import_names", "missing and cannot be guessed from the package name",
+                            'add import_names = ["module"]')
+        import_names = (guess,)
+    pkg.done()
+
+    src = top.table("source", required=True)
+    kinds = [k for k in ("url", "git", "path") if src.has(k)]
+    if len(kinds) != 1:
+        problem = "has no source" if not kinds else "gives several sources: " + ", ".join(kinds)
+        raise src.error("", problem, "give exactly one of url (+ sha256), git (+ commit) or path")
+    kind = kinds[0]
+    url = sha256 = git = commit = None
+    local: Path | None = None
+    if kind == "url":
+        url = src.string("url", required=True, expect="an sdist URL", check=_check_url)
+        sha256 = src.string("sha256", required=True, expect="the sdist's sha256 (64 hex characters)", check=check_sha256,
+                            fix="compute it with `sha256sum` on the downloaded file")
+    elif kind == "git":
+        git = src.string("git", required=True, expect="a git URL", check=_check_git_url)
+        commit = src.string("commit", required=True, expect="a full 40-character commit hash",
+                            check=lambda v: None if GIT_COMMIT_RE.match(v) else "not a full commit hash",
+                            fix="use `git rev-parse <tag>^{commit}`; tags and branches move")
+    else:
+        rel = src.string("path", required=True, expect="a folder relative to the recipe file", check=_check_relative)
+        local = _resolve_in_repo(src, "path", rel or "", base, root, want_dir=True)
+    for other, owner in (("sha256", "url"), ("commit", "git")):
+        if src.has(other) and kind != owner:
+            raise src.error(other, f"only applies to a {owner} source, not a {kind} source", f"remove {other}")
+    subdir = src.string("subdir", default="", expect="a relative folder inside the source", check=_check_subdir) or ""
+    patch_names = src.string_list("patches", expect="a list of patch files relative to the recipe", check=_check_relative)
+    patches = tuple(
+        _resolve_in_repo(src, f"patches[{i}]", p, base, root, want_dir=False) for i, p in enumerate(patch_names)
+    )
+    src.done()
+    source = Source(kind=kind, url=url, sha256=sha256, git=git, commit=commit, path=local, subdir=subdir, patches=patches)
+
+    bld = top.table("build")
+    maturin_args = bld.string_list("maturin_args", check=_check_maturin_arg)
+    features = bld.string_list("features", expect="a list of cargo feature names", check=_check_feature)
+    rustflags = bld.string_list("rustflags", check=check_no_whitespace,
+                                fix='one flag per item, e.g. ["-C", "opt-level=s"]')
+
+    def env_key(k: str) -> str | None:
+        problem = check_env_name(k)
+        if problem:
+            return problem
+        if k in RESERVED_ENV:
+            return f"{k} cannot be set by a recipe: {RESERVED_ENV[k]}"
+        return None
+
+    env = bld.string_map("env", key_check=env_key, value_check=check_no_nul, expect="a table of environment variables")
+    known = set(abi_names)
+
+    def skip_key(k: str) -> str | None:
+        if k not in known:
+            return f"unknown ABI {k!r} (known: {', '.join(sorted(known))})"
+        return None
+
+    skip = bld.string_map("skip_abis", key_check=skip_key,
+                          value_check=lambda v: None if v.strip() else "empty reason",
+                          expect='a table of ABI = "reason"', fix="say why the ABI is left out")
+    bld.done()
+    build = Build(maturin_args=maturin_args, features=features, rustflags=rustflags, env=env, skip_abis=skip)
+
+    tst = top.table("test")
+    script = tst.string("script", expect="Python code run in Pyodide after installing the wheel", check=check_no_nul)
+    if script is None or not script.strip():
+        script = default_test_script(import_names)
+    try:
+        compile(script, f"{path}:[test].script", "exec", dont_inherit=True)
+    except SyntaxError as exc:
+        raise tst.error("script", f"Python syntax error on line {exc.lineno}: {exc.msg}") from None
+    requirements = tst.string_list("requirements", expect="a list of PEP 508 requirements", check=_check_requirement)
+    tst.done()
+    top.done()
+
+    return Recipe(
+        name=name,
+        path=path,
+        package_name=package_name,
+        version=version,
+        import_names=import_names,
+        source=source,
+        build=build,
+        test=Test(script=script, requirements=requirements),
+    )
+
+
+@dataclass(frozen=True)
+class RecipeSet:
+    recipes: dict[str, Recipe]
+    errors: dict[str, ConfigError]  # key: file stem
+
+
+def load_recipes(recipe_dir: Path, abi_names: list[str] | tuple[str, ...], root: Path) -> RecipeSet:
+    """Load every recipe; a bad file is reported, never hides the others."""
+    recipes: dict[str, Recipe] = {}
+    errors: dict[str, ConfigError] = {}
+    owners: dict[str, Path] = {}
+    for path in sorted(Path(recipe_dir).glob("*.toml")):
+        try:
+            recipe = load_recipe(path, abi_names, root)
+        except ConfigError as exc:
+            errors[path.stem] = exc
+            continue
+        if recipe.name in owners:
+            errors[path.stem] = ConfigError(path, "package.name", f"duplicate recipe for {recipe.name!r} (also {owners[recipe.name].name})",
+                                            "keep one recipe per package")
+            continue
+        owners[recipe.name] = path
+        recipes[recipe.name] = recipe
+    return RecipeSet(recipes=recipes, errors=errors)

@@ -1,0 +1,216 @@
+"""A small typed reader for TOML tables, shared by the ABI and recipe schemas.
+
+Each file type declares its schema as code that walks the parsed TOML with a
+:class:`Table`: every read names the key and what is expected, and
+:meth:`Table.done` rejects keys nobody asked for. Errors are
+:class:`~wasmwheel.errors.ConfigError` naming the file, the dotted key, the problem
+and the fix, so the loaders report one line and never a traceback.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+import tomllib
+from pathlib import Path
+from typing import Any, Callable
+
+from .errors import ConfigError
+
+SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
+# Characters a shell would treat specially. Values never pass through a shell, but
+# names that become file or task names must stay plain.
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+
+
+def _type_name(value: object) -> str:
+    return {
+        str: "a string",
+        bool: "a boolean",
+        int: "an integer",
+        float: "a number",
+        list: "a list",
+        dict: "a table",
+    }.get(type(value), type(value).__name__)
+
+
+def _show(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def parse_toml(path: Path, text: str | None = None) -> dict[str, Any]:
+    """Parse a TOML file; a syntax error becomes one ConfigError line."""
+    try:
+        if text is None:
+            text = path.read_text(encoding="utf-8")
+        return tomllib.loads(text)
+    except UnicodeDecodeError as exc:
+        raise ConfigError(path, "", f"not UTF-8 text ({exc.reason} at byte {exc.start})", "save the file as UTF-8") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(path, "", f"TOML syntax error: {exc}", "fix the TOML syntax") from None
+    except OSError as exc:
+        raise ConfigError(path, "", f"cannot read: {exc.strerror}") from None
+
+
+class Table:
+    """Typed access to one TOML table; remembers which keys were read."""
+
+    def __init__(self, file: Path | str, data: dict[str, Any], prefix: str = ""):
+        self.file = file
+        self.data = data
+        self.prefix = prefix
+        self._seen: set[str] = set()
+
+    # -- helpers -----------------------------------------------------------------
+    def key(self, name: str) -> str:
+        return f"{self.prefix}.{name}" if self.prefix else name
+
+    def error(self, name: str, problem: str, fix: str = "") -> ConfigError:
+        return ConfigError(self.file, self.key(name) if name else self.prefix, problem, fix)
+
+    def has(self, name: str) -> bool:
+        return name in self.data
+
+    def _get(self, name: str, required: bool, expect: str) -> Any:
+        self._seen.add(name)
+        if name not in self.data:
+            if required:
+                raise self.error(name, f"missing; expected {expect}", f"add `{name} = ...`")
+            return None
+        return self.data[name]
+
+    # -- typed reads -------------------------------------------------------------
+    def table(self, name: str, required: bool = False) -> "Table":
+        value = self._get(name, required, "a table")
+        if value is None:
+            value = {}
+        if not isinstance(value, dict):
+            raise self.error(name, f"expected a table, got {_type_name(value)}", f"write it as [{self.key(name)}]")
+        return Table(self.file, value, self.key(name))
+
+    def string(
+        self,
+        name: str,
+        *,
+        required: bool = False,
+        default: str | None = None,
+        expect: str = "a string",
+        check: Callable[[str], str | None] | None = None,
+        fix: str = "",
+    ) -> str | None:
+        value = self._get(name, required, expect)
+        if value is None:
+            return default
+        if not isinstance(value, str):
+            raise self.error(name, f"expected {expect}, got {_type_name(value)} {_show(value)}", fix)
+        if value == "" and required:
+            raise self.error(name, f"is empty; expected {expect}", fix)
+        if check is not None:
+            problem = check(value)
+            if problem:
+                raise self.error(name, f"{problem}; expected {expect}, got {_show(value)}", fix)
+        return value
+
+    def boolean(self, name: str, default: bool = False) -> bool:
+        value = self._get(name, False, "true or false")
+        if value is None:
+            return default
+        if not isinstance(value, bool):
+            raise self.error(name, f"expected true or false, got {_type_name(value)} {_show(value)}")
+        return value
+
+    def integer(self, name: str, default: int | None = None, minimum: int | None = None) -> int | None:
+        value = self._get(name, False, "an integer")
+        if value is None:
+            return default
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise self.error(name, f"expected an integer, got {_type_name(value)} {_show(value)}")
+        if minimum is not None and value < minimum:
+            raise self.error(name, f"must be at least {minimum}, got {value}")
+        return value
+
+    def string_list(
+        self,
+        name: str,
+        *,
+        required: bool = False,
+        expect: str = "a list of strings",
+        check: Callable[[str], str | None] | None = None,
+        fix: str = "",
+    ) -> tuple[str, ...]:
+        value = self._get(name, required, expect)
+        if value is None:
+            return ()
+        if isinstance(value, str):
+            raise self.error(name, f"expected {expect}, got a string", f'write it as {name} = [{value!r}]'.replace("'", '"'))
+        if not isinstance(value, list):
+            raise self.error(name, f"expected {expect}, got {_type_name(value)} {_show(value)}", fix)
+        for i, item in enumerate(value):
+            if not isinstance(item, str):
+                raise self.error(f"{name}[{i}]", f"expected a string, got {_type_name(item)} {_show(item)}", fix)
+            if check is not None:
+                problem = check(item)
+                if problem:
+                    raise self.error(f"{name}[{i}]", f"{problem}; got {_show(item)}", fix)
+        return tuple(value)
+
+    def string_map(
+        self,
+        name: str,
+        *,
+        key_check: Callable[[str], str | None] | None = None,
+        value_check: Callable[[str], str | None] | None = None,
+        expect: str = "a table of strings",
+        fix: str = "",
+    ) -> dict[str, str]:
+        value = self._get(name, False, expect)
+        if value is None:
+            return {}
+        if not isinstance(value, dict):
+            raise self.error(name, f"expected {expect}, got {_type_name(value)} {_show(value)}", fix)
+        out: dict[str, str] = {}
+        for key, item in value.items():
+            if key_check is not None:
+                problem = key_check(key)
+                if problem:
+                    raise self.error(f"{name}.{key}", problem, fix)
+            if not isinstance(item, str):
+                raise self.error(f"{name}.{key}", f"expected a string, got {_type_name(item)} {_show(item)}", fix)
+            if value_check is not None:
+                problem = value_check(item)
+                if problem:
+                    raise self.error(f"{name}.{key}", f"{problem}; got {_show(item)}", fix)
+            out[key] = item
+        return out
+
+    def done(self) -> None:
+        """Reject keys this schema does not know, suggesting the closest known one."""
+        for name in self.data:
+            if name not in self._seen:
+                close = difflib.get_close_matches(name, sorted(self._seen), n=1)
+                hint = f"did you mean `{close[0]}`?" if close else "known keys: " + ", ".join(sorted(self._seen))
+                raise self.error(name, "unknown key", hint)
+
+
+# -- reusable checks -------------------------------------------------------------
+
+
+def check_sha256(value: str) -> str | None:
+    return None if SHA256_RE.match(value) else "not a sha256 (64 lowercase hex characters)"
+
+
+def check_no_whitespace(value: str) -> str | None:
+    if not value:
+        return "empty"
+    if any(c.isspace() for c in value):
+        return "contains whitespace (each list item is one flag)"
+    return None
+
+
+def check_no_nul(value: str) -> str | None:
+    return "contains a NUL character" if "\0" in value else None
+
+
+def check_env_name(value: str) -> str | None:
+    return None if re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", value) else "not a valid environment variable name"

@@ -1,0 +1,91 @@
+"""User settings: where caches go, which mirrors to use, system or managed mode.
+
+Settings come from environment variables so that the same values reach doit,
+nox sessions and CI jobs without a config file. Every variable is documented in
+the README's "Settings" section; :data:`VARIABLES` is the single list of them.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import ConfigError
+
+DEFAULT_EMSDK_URL = "https://github.com/emscripten-core/emsdk.git"
+DEFAULT_PYPI_URL = "https://pypi.org"
+DEFAULT_NPM_REGISTRY = "https://registry.npmjs.org/"
+
+VARIABLES = {
+    "WASMWHEEL_CACHE": "shared downloads and toolchains (default: $XDG_CACHE_HOME/wasmwheel or ~/.cache/wasmwheel)",
+    "WASMWHEEL_BUILD_DIR": "per-repository build outputs, logs and doit state (default: <repo>/build)",
+    "WASMWHEEL_EMSDK_URL": f"git URL of the Emscripten SDK (default: {DEFAULT_EMSDK_URL})",
+    "WASMWHEEL_SYSROOT_MIRROR": "URL prefix; sysroot archives are fetched from <prefix>/<file name>",
+    "WASMWHEEL_SDIST_MIRROR": "URL prefix; recipe sdists are fetched from <prefix>/<file name>",
+    "WASMWHEEL_PYPI_URL": f"PyPI base URL for the JSON API used by `new`/`bump` (default: {DEFAULT_PYPI_URL})",
+    "WASMWHEEL_NPM_REGISTRY": f"npm registry for Pyodide runtimes (default: {DEFAULT_NPM_REGISTRY})",
+    "WASMWHEEL_SYSTEM": "1 = use emcc and rustup toolchains already installed; verify them instead of provisioning",
+}
+
+
+def _default_cache() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "wasmwheel"
+
+
+def _truthy(name: str, value: str | None) -> bool:
+    if value is None or value.strip() == "":
+        return False
+    lowered = value.strip().lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off"):
+        return False
+    raise ConfigError("environment", name, f"expected 1/0, true/false, yes/no; got {value!r}")
+
+
+@dataclass(frozen=True)
+class Settings:
+    root: Path
+    cache_dir: Path
+    build_dir: Path
+    emsdk_url: str = DEFAULT_EMSDK_URL
+    sysroot_mirror: str | None = None
+    sdist_mirror: str | None = None
+    pypi_url: str = DEFAULT_PYPI_URL
+    npm_registry: str = DEFAULT_NPM_REGISTRY
+    system: bool = False
+
+    @classmethod
+    def from_env(cls, root: Path, env: dict[str, str] | None = None) -> "Settings":
+        env = dict(os.environ if env is None else env)
+        root = Path(root).resolve()
+
+        def path(name: str, default: Path) -> Path:
+            value = env.get(name)
+            return Path(value).expanduser().resolve() if value else default
+
+        def url(name: str, default: str | None) -> str | None:
+            value = (env.get(name) or "").strip()
+            if not value:
+                return default
+            if "://" not in value:
+                raise ConfigError("environment", name, f"expected a URL, got {value!r}", "e.g. http://localhost:8000/mirror")
+            return value
+
+        return cls(
+            root=root,
+            cache_dir=path("WASMWHEEL_CACHE", _default_cache()),
+            build_dir=path("WASMWHEEL_BUILD_DIR", root / "build"),
+            emsdk_url=url("WASMWHEEL_EMSDK_URL", DEFAULT_EMSDK_URL) or DEFAULT_EMSDK_URL,
+            sysroot_mirror=url("WASMWHEEL_SYSROOT_MIRROR", None),
+            sdist_mirror=url("WASMWHEEL_SDIST_MIRROR", None),
+            pypi_url=url("WASMWHEEL_PYPI_URL", DEFAULT_PYPI_URL) or DEFAULT_PYPI_URL,
+            npm_registry=url("WASMWHEEL_NPM_REGISTRY", DEFAULT_NPM_REGISTRY) or DEFAULT_NPM_REGISTRY,
+            system=_truthy("WASMWHEEL_SYSTEM", env.get("WASMWHEEL_SYSTEM")),
+        )
+
+    @property
+    def mode(self) -> str:
+        return "system" if self.system else "managed"
