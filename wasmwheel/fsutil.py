@@ -1,0 +1,181 @@
+"""File helpers: atomic writes, stamps, file locks, hashing.
+
+A file that another step treats as done is only ever created by renaming a
+complete temporary file over it, so a crash leaves either the old file or the
+new one, never half of one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Iterator
+
+CHUNK = 1 << 20
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(CHUNK), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _fsync_dir(path: Path) -> None:
+    with contextlib.suppress(OSError):
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+    _fsync_dir(path.parent)
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def write_json(path: Path, data: Any) -> None:
+    atomic_write_text(path, json.dumps(data, indent=2, sort_keys=True) + "\n")
+
+
+def read_json(path: Path) -> Any:
+    with open(path, encoding="utf-8") as f:
+        return json.load(f)
+
+
+@contextlib.contextmanager
+def temp_path_beside(path: Path, suffix: str = "") -> Iterator[Path]:
+    """A fresh path in ``path``'s folder for building an output before renaming it into place.
+    Removed afterwards if it still exists (i.e. was not renamed)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    target = tmp / ("out" + suffix)
+    try:
+        yield target
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def replace_dir(new: Path, dest: Path) -> None:
+    """Move the complete folder ``new`` to ``dest``, replacing what was there."""
+    dest = Path(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    old = None
+    if dest.exists() or dest.is_symlink():
+        old = dest.with_name(f".{dest.name}.old-{os.getpid()}-{time.monotonic_ns()}")
+        os.replace(dest, old)
+    os.replace(new, dest)
+    _fsync_dir(dest.parent)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def clean_stale_temps(folder: Path, max_age_s: float = 0) -> None:
+    """Remove ``.*.tmp`` / ``.*.old-*`` leftovers of interrupted runs in ``folder``."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return
+    now = time.time()
+    for entry in folder.iterdir():
+        if entry.name.startswith(".") and (entry.name.endswith(".tmp") or ".old-" in entry.name):
+            with contextlib.suppress(OSError):
+                if now - entry.lstat().st_mtime >= max_age_s:
+                    if entry.is_dir() and not entry.is_symlink():
+                        shutil.rmtree(entry, ignore_errors=True)
+                    else:
+                        entry.unlink()
+
+
+@contextlib.contextmanager
+def file_lock(path: Path, what: str = "", log=None) -> Iterator[None]:
+    """Hold an exclusive lock on ``<path>.lock`` (blocking; released on process death)."""
+    lock_path = Path(str(path) + ".lock")
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            if exc.errno not in (errno.EAGAIN, errno.EACCES):
+                raise
+            if log is not None:
+                log.note(f"waiting for another wasmwheel process using {what or path}")
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        os.close(fd)
+
+
+# -- stamps -----------------------------------------------------------------------
+#
+# A stamp is the small JSON file a step writes last, as its doit target. It records
+# the step's outputs (path, size, mtime) so that a deleted or replaced output makes
+# the step stale again (see OutputsIntact), and facts later steps need (the wheel's
+# file name, the toolchain's environment) so they never have to rediscover them.
+
+
+def output_record(path: Path) -> dict[str, Any]:
+    st = os.stat(path)
+    return {"size": st.st_size, "mtime_ns": st.st_mtime_ns}
+
+
+def write_stamp(stamp: Path, outputs: list[Path], **facts: Any) -> None:
+    data = dict(facts)
+    data["outputs"] = {str(p): output_record(p) for p in outputs}
+    write_json(stamp, data)
+
+
+def read_stamp(stamp: Path) -> dict[str, Any]:
+    return read_json(stamp)
+
+
+class OutputsIntact:
+    """doit ``uptodate`` item: False when any output recorded in the stamp is gone or changed.
+
+    Only ``stat`` calls: a no-op run hashes nothing. Picklable, for ``doit -n``.
+    """
+
+    def __init__(self, stamp: Path | str):
+        self.stamp = str(stamp)
+
+    def __call__(self, task=None, values=None) -> bool:
+        try:
+            outputs = read_json(Path(self.stamp)).get("outputs", {})
+            for path, rec in outputs.items():
+                st = os.stat(path)
+                if st.st_size != rec["size"] or st.st_mtime_ns != rec["mtime_ns"]:
+                    return False
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
+            return False
+        return True
+
+    def __repr__(self) -> str:  # shown by `doit info`
+        return f"OutputsIntact({self.stamp})"

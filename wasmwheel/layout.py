@@ -1,0 +1,99 @@
+"""Every path wasmwheel reads or writes, built in one place.
+
+doit orders tasks by matching a file_dep string to another task's target
+string, so all paths come from here and are never spelled twice.
+
+Cache (shared by checkouts, ``WASMWHEEL_CACHE``)::
+
+    downloads/sha256/<sha256>/<file>     verified downloads (sdists, sysroots)
+    emsdk/<emscripten version>/          one emsdk clone per Emscripten version
+    rust/<toolchain>[+<sysroot>]/        RUSTUP_HOME (rustup/) and CARGO_HOME (cargo/)
+    pyodide/<version>/node_modules/      one Pyodide npm runtime per version
+
+Build folder (per repository, ``WASMWHEEL_BUILD_DIR``)::
+
+    .doit.db                             doit state (sqlite3)
+    stamps/<abi>/<step>.json             toolchain step stamps
+    stamps/<abi>/<crate>.<step>.json     crate step stamps
+    logs/<abi>/<step>.log, logs/<abi>/<crate>/<step>.log
+    src/<crate>/                         unpacked, patched source
+    target/<crate>/<abi>/                cargo target folder, kept warm between runs
+    wheels/<abi>/<crate>/                maturin's wheel, as built
+    dist/<abi>/                          retagged wheels: the collection
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from .abi import Abi
+from .settings import Settings
+
+
+@dataclass(frozen=True)
+class Layout:
+    settings: Settings
+
+    # -- cache ----------------------------------------------------------------
+    @property
+    def cache(self) -> Path:
+        return self.settings.cache_dir
+
+    def download(self, sha256: str, filename: str) -> Path:
+        return self.cache / "downloads" / "sha256" / sha256 / filename
+
+    def unpinned_download(self, filename: str) -> Path:
+        return self.cache / "downloads" / "unpinned" / filename
+
+    def emsdk_dir(self, abi: Abi) -> Path:
+        return self.cache / "emsdk" / abi.emscripten
+
+    def rust_dir(self, abi: Abi) -> Path:
+        key = abi.rust_toolchain
+        if abi.sysroot:
+            stem = abi.sysroot.filename
+            for suffix in (".tar.bz2", ".tar.gz", ".tar.xz", ".tgz", ".tar"):
+                stem = stem.removesuffix(suffix)
+            key += "+" + stem
+        return self.cache / "rust" / key
+
+    def runtime_dir(self, abi: Abi) -> Path:
+        return self.cache / "pyodide" / abi.pyodide_version
+
+    # -- repository -------------------------------------------------------------
+    def runtime_lock_dir(self, abi: Abi) -> Path:
+        """Committed npm lock for the ABI's Pyodide runtime."""
+        return self.settings.root / "abi" / "runtimes" / abi.pyodide_version
+
+    # -- build folder -----------------------------------------------------------
+    @property
+    def build(self) -> Path:
+        return self.settings.build_dir
+
+    @property
+    def doit_db(self) -> Path:
+        return self.build / ".doit.db"
+
+    def stamp(self, step: str, abi: str, crate: str | None = None) -> Path:
+        name = f"{crate}.{step}.json" if crate else f"{step}.json"
+        return self.build / "stamps" / abi / name
+
+    def source_stamp(self, crate: str) -> Path:
+        return self.build / "stamps" / "src" / f"{crate}.source.json"
+
+    def log(self, step: str, abi: str | None = None, crate: str | None = None) -> Path:
+        parts = [p for p in (abi, crate) if p]
+        return self.build.joinpath("logs", *parts, f"{step}.log")
+
+    def src_dir(self, crate: str) -> Path:
+        return self.build / "src" / crate
+
+    def target_dir(self, crate: str, abi: str) -> Path:
+        return self.build / "target" / crate / abi
+
+    def wheels_dir(self, crate: str, abi: str) -> Path:
+        return self.build / "wheels" / abi / crate
+
+    def dist_dir(self, abi: str) -> Path:
+        return self.build / "dist" / abi

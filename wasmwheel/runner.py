@@ -1,0 +1,196 @@
+"""The one way wasmwheel runs external commands, and the per-step log.
+
+Commands are argv lists, never shell strings: a recipe value reaches the program
+as one literal argument or environment value whatever characters it holds. Each
+command, its working folder and the environment variables wasmwheel changed are
+written to the step's log, followed by everything the command printed.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections import deque
+from pathlib import Path
+from typing import Mapping, Sequence
+
+from .errors import CommandFailed, WasmwheelError
+
+TAIL_LINES = 60
+
+
+class StepLog:
+    """The log file of one step. Rewritten each time the step runs."""
+
+    def __init__(self, path: Path | None, title: str = "", echo: bool = False):
+        self.path = Path(path) if path else None
+        self.echo = echo or os.environ.get("WASMWHEEL_VERBOSE", "") not in ("", "0")
+        self._tail: deque[str] = deque(maxlen=TAIL_LINES)
+        self._file = None
+        if self.path:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._file = open(self.path, "w", encoding="utf-8", errors="replace")
+        if title:
+            self.write(f"# {title}\n# started {time.strftime('%Y-%m-%d %H:%M:%S')}\n")
+
+    def write(self, text: str) -> None:
+        if not text:
+            return
+        for line in text.splitlines():
+            self._tail.append(line)
+        if self._file:
+            self._file.write(text)
+            self._file.flush()
+        if self.echo:
+            sys.stderr.write(text)
+
+    def note(self, message: str) -> None:
+        """A progress line: in the log, and on the console."""
+        self.write(f"# {message}\n")
+        if not self.echo:
+            sys.stderr.write(f"   {message}\n")
+            sys.stderr.flush()
+
+    def tail(self, lines: int = TAIL_LINES) -> str:
+        return "\n".join(list(self._tail)[-lines:])
+
+    def close(self) -> None:
+        if self._file:
+            self._file.close()
+            self._file = None
+
+    def __enter__(self) -> "StepLog":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def format_command(argv: Sequence[str], cwd: Path | None, env_changes: Mapping[str, str | None]) -> str:
+    lines = []
+    if cwd:
+        lines.append(f"$ cd {shlex.quote(str(cwd))}")
+    for key, value in sorted(env_changes.items()):
+        lines.append(f"$ unset {key}" if value is None else f"$ export {key}={shlex.quote(value)}")
+    lines.append("$ " + shlex.join(argv))
+    return "\n".join(lines) + "\n"
+
+
+def env_diff(env: Mapping[str, str], base: Mapping[str, str] | None = None) -> dict[str, str | None]:
+    base = os.environ if base is None else base
+    changes: dict[str, str | None] = {k: v for k, v in env.items() if base.get(k) != v}
+    changes.update({k: None for k in base if k not in env})
+    return changes
+
+
+def run(
+    argv: Sequence[str | os.PathLike],
+    *,
+    log: StepLog,
+    cwd: Path | None = None,
+    env: Mapping[str, str] | None = None,
+    timeout: float | None = None,
+    check: bool = True,
+    what: str = "",
+    separate_stdout: bool = False,
+) -> subprocess.CompletedProcess:
+    """Run ``argv`` (a list, never a shell string), log it, and return its result.
+
+    stdout and stderr both go to the log; ``result.stdout`` holds both, or only
+    stdout with ``separate_stdout`` (for commands whose answer is on stdout). On a
+    non-zero exit (with ``check``) raises CommandFailed naming the command and the log.
+    """
+    if isinstance(argv, (str, bytes)):
+        raise TypeError("run() takes an argv list, never a shell string")
+    args = [os.fspath(a) for a in argv]
+    full_env = dict(os.environ if env is None else env)
+    log.write(format_command(args, cwd, env_diff(full_env)))
+    start = time.monotonic()
+    try:
+        proc = subprocess.Popen(
+            args,
+            cwd=cwd,
+            env=full_env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE if separate_stdout else subprocess.STDOUT,
+            start_new_session=True,
+        )
+    except FileNotFoundError:
+        raise CommandFailed(f"{what or args[0]}: command not found: {args[0]}", log_path=log.path) from None
+    except PermissionError:
+        raise CommandFailed(f"{what or args[0]}: not executable: {args[0]}", log_path=log.path) from None
+
+    output: list[str] = []
+    lock = threading.Lock()
+
+    def pump(stream, keep: bool) -> None:
+        for raw in iter(stream.readline, b""):
+            text = raw.decode("utf-8", errors="replace")
+            with lock:
+                if keep:
+                    output.append(text)
+                log.write(text)
+
+    readers = [threading.Thread(target=pump, args=(proc.stdout, True), daemon=True)]
+    if separate_stdout:
+        readers.append(threading.Thread(target=pump, args=(proc.stderr, False), daemon=True))
+    for reader in readers:
+        reader.start()
+    timed_out = False
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        timed_out = True
+        _kill_group(proc)
+    except BaseException:
+        _kill_group(proc)
+        raise
+    finally:
+        for reader in readers:
+            reader.join(timeout=10)
+    elapsed = time.monotonic() - start
+    log.write(f"# exit {proc.returncode} after {elapsed:.1f}s\n")
+    result = subprocess.CompletedProcess(args, proc.returncode, "".join(output), None)
+    if timed_out:
+        raise CommandFailed(f"{what or args[0]} timed out after {timeout:.0f}s", returncode=proc.returncode,
+                            log_path=log.path, output_tail=log.tail())
+    if check and proc.returncode != 0:
+        raise CommandFailed(
+            f"{what or shlex.join(args[:3])} failed with exit code {proc.returncode}",
+            returncode=proc.returncode,
+            log_path=log.path,
+            output_tail=log.tail(),
+        )
+    return result
+
+
+def _kill_group(proc: subprocess.Popen) -> None:
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    except ProcessLookupError:
+        pass
+
+
+def capture(argv: Sequence[str | os.PathLike], *, log: StepLog, what: str = "", **kw) -> str:
+    """Run and return its stdout, stripped (for version and path queries)."""
+    return run(argv, log=log, what=what, separate_stdout=True, **kw).stdout.strip()
+
+
+def require_tool(name: str, env: Mapping[str, str], hint: str) -> str:
+    import shutil
+
+    found = shutil.which(name, path=env.get("PATH", ""))
+    if not found:
+        raise WasmwheelError(f"{name} not found on PATH ({hint})")
+    return found
