@@ -1,0 +1,53 @@
+"""doit entry point: load the ABIs and recipes, yield the tasks. All logic lives in wasmwheel.tasks."""
+
+from pathlib import Path
+
+from wasmwheel.tasks import Project, install_signal_handlers
+
+install_signal_handlers()
+project = Project.load(Path(__file__).parent)
+DOIT_CONFIG = project.doit_config()
+
+
+def task_abi():
+    yield from project.abi_error_tasks()
+
+
+def task_emsdk():
+    yield from project.emsdk_tasks()
+
+
+def task_rust():
+    yield from project.rust_tasks()
+
+
+def task_sysroot():
+    yield from project.sysroot_tasks()
+
+
+def task_pin_sysroot():
+    yield from project.pin_sysroot_tasks()
+
+
+def task_pyodide():
+    yield from project.runtime_tasks()
+
+
+def task_source():
+    yield from project.source_tasks()
+
+
+def task_compile():
+    yield from project.crate_tasks("compile")
+
+
+def task_retag():
+    yield from project.crate_tasks("retag")
+
+
+def task_smoke():
+    yield from project.crate_tasks("smoke")
+
+
+def task_build():
+    yield from project.build_tasks()

@@ -1,0 +1,111 @@
+"""Command line: ``python -m wasmwheel <command>`` (also installed as ``wasmwheel``).
+
+The pipeline itself runs through doit (``doit build``); these commands are the
+standalone tools around it. Errors print one line and exit non-zero.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from .errors import WasmwheelError
+
+
+def _project_root(arg: str | None) -> Path:
+    if arg:
+        return Path(arg).resolve()
+    here = Path.cwd().resolve()
+    for folder in (here, *here.parents):
+        if (folder / "dodo.py").exists() and (folder / "abi").is_dir():
+            return folder
+    return here
+
+
+def _load_abi(root: Path, name: str):
+    from .abi import load_abi
+    from .errors import ConfigError
+
+    path = root / "abi" / f"{name}.toml"
+    if not path.exists():
+        known = sorted(p.stem for p in (root / "abi").glob("*.toml"))
+        raise ConfigError(path, "", f"unknown ABI {name!r}", f"known ABIs: {', '.join(known) or 'none'}")
+    return load_abi(path)
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    """Validate every ABI file and recipe; print one line per problem."""
+    from .tasks import Project
+
+    project = Project.load(_project_root(args.root))
+    problems = [*project.abi_errors.values(), *project.recipes.errors.values()]
+    for error in problems:
+        print(f"error: {error}", file=sys.stderr)
+    print(f"{len(project.abis)} ABIs, {len(project.recipes.recipes)} recipes, {len(problems)} problems")
+    return 1 if problems else 0
+
+
+def cmd_retag(args: argparse.Namespace) -> int:
+    from .wheel import retag
+
+    abi = _load_abi(_project_root(args.root), args.abi)
+    if args.legacy and not abi.legacy_tags:
+        raise WasmwheelError(f"ABI {abi.name} has no legacy tags")
+    tag = abi.legacy_tags[0] if args.legacy else abi.platform_tag
+    for wheel in args.wheels:
+        out_dir = Path(args.out) if args.out else Path(wheel).resolve().parent
+        dest = retag(Path(wheel), tag, out_dir)
+        print(dest)
+    return 0
+
+
+def cmd_pin_sysroot(args: argparse.Namespace) -> int:
+    from .layout import Layout
+    from .runner import StepLog
+    from .settings import Settings
+    from .toolchain import pin_sysroot
+
+    root = _project_root(args.root)
+    abi = _load_abi(root, args.abi)
+    with StepLog(None, echo=False) as log:
+        sha = pin_sysroot(abi, Layout(Settings.from_env(root)), log)
+    print(sha)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="wasmwheel", description=__doc__.splitlines()[0])
+    parser.add_argument("--root", help="repository root (default: the nearest folder with dodo.py and abi/)")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("check", help="validate every ABI file and recipe")
+    p.set_defaults(func=cmd_check)
+
+    p = sub.add_parser("retag", help="give wheels an ABI's platform tag (file name, WHEEL, RECORD)")
+    p.add_argument("wheels", nargs="+", metavar="WHEEL")
+    p.add_argument("--abi", required=True, help="ABI name, e.g. 2026_0")
+    p.add_argument("--legacy", action="store_true", help="use the ABI's first legacy tag instead of its PEP 783 tag")
+    p.add_argument("--out", help="output folder (default: next to each wheel)")
+    p.set_defaults(func=cmd_retag)
+
+    p = sub.add_parser("pin-sysroot", help="download an ABI's sysroot and record its sha256 in the ABI file")
+    p.add_argument("abi", help="ABI name, e.g. 2025_0")
+    p.set_defaults(func=cmd_pin_sysroot)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except WasmwheelError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

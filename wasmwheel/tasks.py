@@ -1,0 +1,404 @@
+"""doit task dicts, built by plain functions (unit-testable without running doit).
+
+Per ABI:  emsdk:<abi> -> rust:<abi> -> sysroot:<abi> (where the ABI has one);
+          pyodide:<abi> (the runtime for smoke tests); pin-sysroot:<abi> (on demand).
+Per crate: source:<crate>; per crate and ABI: compile:<crate>@<abi> ->
+          retag:<crate>@<abi> -> smoke:<crate>@<abi>.
+Groups:   build:<crate> (everything a crate needs, for every ABI it enables);
+          `doit build` builds the collection.
+
+Staleness: every step's target is a small stamp file written last and atomically;
+later steps depend on stamps (never on big archives or folders); each step's
+``config_changed`` holds exactly what shapes its output, and ``OutputsIntact``
+reruns a step whose recorded outputs were deleted or replaced.
+"""
+
+from __future__ import annotations
+
+import signal
+import traceback
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+from doit.exceptions import TaskFailed
+from doit.tools import config_changed
+
+from . import build, runtime, smoke, source, toolchain
+from .abi import Abi, load_abi
+from .errors import CommandFailed, ConfigError, WasmwheelError
+from .fsutil import OutputsIntact, read_stamp, sha256_file, write_stamp
+from .layout import Layout
+from .recipe import Recipe, RecipeSet, load_recipes
+from .runner import StepLog
+from .settings import Settings
+from .wheel import retag
+
+# -- the project ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Project:
+    settings: Settings
+    abis: dict[str, Abi]
+    abi_errors: dict[str, ConfigError]
+    recipes: RecipeSet
+    layout: Layout = field(init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "layout", Layout(self.settings))
+
+    @classmethod
+    def load(cls, root: Path, env: dict[str, str] | None = None) -> "Project":
+        root = Path(root).resolve()
+        settings = Settings.from_env(root, env)
+        abis: dict[str, Abi] = {}
+        abi_errors: dict[str, ConfigError] = {}
+        for path in sorted((root / "abi").glob("*.toml")):
+            try:
+                abi = load_abi(path)
+                abis[abi.name] = abi
+            except ConfigError as exc:
+                abi_errors[path.stem] = exc
+        names = sorted([*abis, *abi_errors])
+        recipes = load_recipes(root / "recipes", names, root)
+        settings.build_dir.mkdir(parents=True, exist_ok=True)
+        return cls(settings=settings, abis=abis, abi_errors=abi_errors, recipes=recipes)
+
+    @property
+    def abi_names(self) -> list[str]:
+        return sorted([*self.abis, *self.abi_errors])
+
+    def doit_config(self) -> dict[str, Any]:
+        return {
+            "backend": "sqlite3",
+            "dep_file": str(self.layout.doit_db),
+            "default_tasks": ["build"],
+            "check_file_uptodate": "md5",
+        }
+
+    # -- task generators (one per doit basename) -----------------------------------
+    def emsdk_tasks(self) -> Iterator[dict]:
+        yield group("emsdk", "Provision the Emscripten SDK of each ABI (exact version)")
+        for abi in self.abis.values():
+            yield emsdk_task(abi, self.layout)
+
+    def rust_tasks(self) -> Iterator[dict]:
+        yield group("rust", "Provision the Rust toolchain of each ABI (+ wasm32-unknown-emscripten)")
+        for abi in self.abis.values():
+            yield rust_task(abi, self.layout)
+
+    def sysroot_tasks(self) -> Iterator[dict]:
+        yield group("sysroot", "Unpack the pinned sysroot into the ABI's toolchain (ABIs that need one)")
+        for abi in self.abis.values():
+            if abi.sysroot:
+                yield sysroot_task(abi, self.layout)
+
+    def pin_sysroot_tasks(self) -> Iterator[dict]:
+        yield group("pin-sysroot", "Download an ABI's sysroot and write its sha256 into the ABI file")
+        for abi in self.abis.values():
+            if abi.sysroot:
+                yield pin_sysroot_task(abi, self.layout)
+
+    def runtime_tasks(self) -> Iterator[dict]:
+        yield group("pyodide", "Install each ABI's Pyodide runtime from npm (exact version, committed lock)")
+        for abi in self.abis.values():
+            yield runtime_task(abi, self.layout)
+
+    def abi_error_tasks(self) -> Iterator[dict]:
+        yield group("abi", "Report ABI files that do not load")
+        for name, error in self.abi_errors.items():
+            yield error_task("abi", name, error)
+
+    def source_tasks(self) -> Iterator[dict]:
+        yield group("source", "Fetch each crate's source and apply its patches")
+        for recipe in self.recipes.recipes.values():
+            yield source_task(recipe, self.layout)
+
+    def crate_tasks(self, kind: str) -> Iterator[dict]:
+        maker, doc = CRATE_STEPS[kind]
+        yield group(kind, doc)
+        for recipe in self.recipes.recipes.values():
+            for abi_name in recipe.abis(self.abi_names):
+                abi = self.abis.get(abi_name)
+                if abi is not None:
+                    yield maker(recipe, abi, self.layout)
+
+    def build_tasks(self) -> Iterator[dict]:
+        yield group("build", "Build and smoke-test every crate for every ABI it enables")
+        for recipe in self.recipes.recipes.values():
+            yield build_task(recipe, recipe.abis(self.abi_names), self.abi_errors)
+        for stem, error in self.recipes.errors.items():
+            yield error_task("build", stem, error)
+
+
+def group(basename: str, doc: str) -> dict:
+    return {"basename": basename, "name": None, "doc": doc}
+
+
+# -- running a step -----------------------------------------------------------------------
+
+
+def run_step(step: str, stamp: str, log_path: str, title: str, *args: Any) -> bool | TaskFailed:
+    """doit action wrapper: run ``STEPS[step]``, write its stamp, turn errors into one clear failure."""
+    with StepLog(Path(log_path), title) as log:
+        try:
+            facts, outputs = STEPS[step](*args, log=log)
+            write_stamp(Path(stamp), [Path(p) for p in outputs], **facts)
+            return True
+        except WasmwheelError as exc:
+            log.write(f"# FAILED: {exc}\n")
+            return TaskFailed(failure_message(exc, log))
+        except Exception:
+            log.write(traceback.format_exc())
+            return TaskFailed(f"internal error in {title} (a wasmwheel bug; traceback in {log.path})")
+
+
+def failure_message(exc: WasmwheelError, log: StepLog) -> str:
+    message = str(exc)
+    if isinstance(exc, CommandFailed) and exc.output_tail:
+        tail = "\n".join("  | " + line for line in exc.output_tail.splitlines()[-40:])
+        message += f"\n{tail}"
+    if log.path and not isinstance(exc, ConfigError):
+        message += f"\n  full log: {log.path}"
+    return message
+
+
+def fail_with(message: str) -> TaskFailed:
+    return TaskFailed(message)
+
+
+def error_task(basename: str, name: str, error: ConfigError) -> dict:
+    return {
+        "basename": basename,
+        "name": name,
+        "doc": f"ERROR: {error}",
+        "actions": [(fail_with, [str(error)])],
+        "verbosity": 0,
+    }
+
+
+# -- step functions: (args..., log) -> (facts for the stamp, outputs to watch) -----------
+
+
+def step_emsdk(abi: Abi, layout: Layout, log: StepLog):
+    facts = toolchain.provision_emsdk(abi, layout, log)
+    emcc = facts.get("emcc") or str(Path(facts["emsdk"]) / "upstream" / "emscripten" / "emcc")
+    return facts, [emcc]
+
+
+def step_rust(abi: Abi, layout: Layout, log: StepLog):
+    facts = toolchain.provision_rust(abi, layout, log)
+    return facts, [str(Path(facts["sysroot"]) / "bin" / "rustc")]
+
+
+def step_sysroot(abi: Abi, layout: Layout, log: StepLog):
+    rust_facts = read_stamp(layout.stamp("rust", abi.name))
+    facts = toolchain.install_sysroot(abi, layout, rust_facts, log)
+    return facts, [str(Path(facts["rustlib"]) / toolchain.MARKER)]
+
+
+def step_pin_sysroot(abi: Abi, layout: Layout, log: StepLog):
+    sha = toolchain.pin_sysroot(abi, layout, log)
+    return {"sha256": sha}, []
+
+
+def step_runtime(abi: Abi, layout: Layout, log: StepLog):
+    facts = runtime.provision_runtime(abi, layout, log)
+    return facts, [str(Path(facts["runtime"]) / "package.json")]
+
+
+def step_source(recipe: Recipe, layout: Layout, log: StepLog):
+    facts = source.fetch_source(recipe, layout, log)
+    crate_dir = Path(facts["crate_dir"])
+    marker = next((crate_dir / f for f in ("pyproject.toml", "Cargo.toml") if (crate_dir / f).exists()))
+    return facts, [str(marker)]
+
+
+def step_compile(recipe: Recipe, abi: Abi, layout: Layout, log: StepLog):
+    src = read_stamp(layout.source_stamp(recipe.name))
+    emsdk = read_stamp(layout.stamp("emsdk", abi.name))
+    rust = read_stamp(layout.stamp("rust", abi.name))
+    facts = build.compile_wheel(recipe, abi, layout, Path(src["crate_dir"]), emsdk, rust, log)
+    return facts, [facts["wheel"]]
+
+
+def step_retag(recipe: Recipe, abi: Abi, layout: Layout, log: StepLog):
+    built = Path(read_stamp(layout.stamp("compile", abi.name, recipe.name))["wheel"])
+    stamp = layout.stamp("retag", abi.name, recipe.name)
+    previous = None
+    if stamp.exists():
+        previous = read_stamp(stamp).get("wheel")
+    wheel = retag(built, abi.platform_tag, layout.dist_dir(abi.name))
+    if previous and Path(previous) != wheel:
+        Path(previous).unlink(missing_ok=True)
+    log.note(f"{built.name} -> {wheel.name}")
+    return {"wheel": str(wheel), "sha256": sha256_file(wheel)}, [str(wheel)]
+
+
+def step_smoke(recipe: Recipe, abi: Abi, layout: Layout, log: StepLog):
+    wheel = Path(read_stamp(layout.stamp("retag", abi.name, recipe.name))["wheel"])
+    rt = read_stamp(layout.stamp("pyodide", abi.name))
+    log.note(f"smoke-testing {wheel.name} in Pyodide {rt['pyodide']}")
+    facts = smoke.smoke_wheel(Path(rt["runtime"]), wheel, recipe.test.script, log)
+    return facts, []
+
+
+STEPS: dict[str, Callable[..., tuple[dict, list]]] = {
+    "emsdk": step_emsdk,
+    "rust": step_rust,
+    "sysroot": step_sysroot,
+    "pin-sysroot": step_pin_sysroot,
+    "pyodide": step_runtime,
+    "source": step_source,
+    "compile": step_compile,
+    "retag": step_retag,
+    "smoke": step_smoke,
+}
+
+
+# -- task dicts ----------------------------------------------------------------------------
+
+
+def _step_task(basename: str, name: str, doc: str, stamp: Path, log: Path, args: tuple, config: dict,
+               file_dep: list[Path] = (), task_dep: list[str] = ()) -> dict:
+    return {
+        "basename": basename,
+        "name": name,
+        "doc": doc,
+        "actions": [(run_step, [basename, str(stamp), str(log), f"{basename}:{name}", *args])],
+        "file_dep": [str(p) for p in file_dep],
+        "task_dep": list(task_dep),
+        "targets": [str(stamp)],
+        "uptodate": [config_changed(config), OutputsIntact(stamp)],
+        "clean": True,
+    }
+
+
+def emsdk_task(abi: Abi, layout: Layout) -> dict:
+    return _step_task(
+        "emsdk", abi.name, f"Emscripten {abi.emscripten} for ABI {abi.name}",
+        layout.stamp("emsdk", abi.name), layout.log("emsdk", abi.name), (abi, layout),
+        {"emscripten": abi.emscripten, "mode": layout.settings.mode},
+    )
+
+
+def rust_task(abi: Abi, layout: Layout) -> dict:
+    return _step_task(
+        "rust", abi.name, f"Rust {abi.rust_toolchain} + wasm32-unknown-emscripten for ABI {abi.name}",
+        layout.stamp("rust", abi.name), layout.log("rust", abi.name), (abi, layout),
+        {**abi.toolchain_config(), "mode": layout.settings.mode, "home": str(layout.rust_dir(abi))},
+    )
+
+
+def sysroot_task(abi: Abi, layout: Layout) -> dict:
+    assert abi.sysroot
+    return _step_task(
+        "sysroot", abi.name, f"Unpack {abi.sysroot.filename} into Rust {abi.rust_toolchain} (ABI {abi.name})",
+        layout.stamp("sysroot", abi.name), layout.log("sysroot", abi.name), (abi, layout),
+        {"url": abi.sysroot.url, "sha256": abi.sysroot.sha256},
+        file_dep=[layout.stamp("rust", abi.name)],
+    )
+
+
+def pin_sysroot_task(abi: Abi, layout: Layout) -> dict:
+    assert abi.sysroot
+    return {
+        "basename": "pin-sysroot",
+        "name": abi.name,
+        "doc": f"Download {abi.sysroot.filename} and write its sha256 into {abi.path.name}",
+        "actions": [(run_step, ["pin-sysroot", str(layout.stamp("pin-sysroot", abi.name)),
+                                str(layout.log("pin-sysroot", abi.name)), f"pin-sysroot:{abi.name}", abi, layout])],
+        "verbosity": 2,
+    }
+
+
+def runtime_task(abi: Abi, layout: Layout) -> dict:
+    lock = layout.runtime_lock_dir(abi) / "package-lock.json"
+    return _step_task(
+        "pyodide", abi.name, f"Pyodide {abi.pyodide_version} (npm) for smoke tests of ABI {abi.name}",
+        layout.stamp("pyodide", abi.name), layout.log("pyodide", abi.name), (abi, layout),
+        {"pyodide": abi.pyodide_version},
+        file_dep=[lock] if lock.exists() else [],
+    )
+
+
+def source_task(recipe: Recipe, layout: Layout) -> dict:
+    deps = list(recipe.source.patches)
+    if recipe.source.kind == "path":
+        assert recipe.source.path
+        deps += list(source.local_files(recipe.source.path))
+    root = layout.settings.root
+    return _step_task(
+        "source", recipe.name, f"Fetch {recipe.package_name} {recipe.version} ({recipe.source.kind} source)",
+        layout.source_stamp(recipe.name), layout.log("source", None, recipe.name), (recipe, layout),
+        recipe.source.config(root), file_dep=deps,
+    )
+
+
+@lru_cache(maxsize=1)
+def _maturin_version() -> str:
+    return build.maturin_version()
+
+
+def compile_task(recipe: Recipe, abi: Abi, layout: Layout) -> dict:
+    deps = [layout.source_stamp(recipe.name), layout.stamp("emsdk", abi.name), layout.stamp("rust", abi.name)]
+    order = [f"emsdk:{abi.name}", f"rust:{abi.name}"]  # file_dep alone leaves the order to chance
+    if abi.sysroot:
+        deps.append(layout.stamp("sysroot", abi.name))
+        order.append(f"sysroot:{abi.name}")
+    return _step_task(
+        "compile", f"{recipe.name}@{abi.name}", f"maturin build {recipe.name} for ABI {abi.name}",
+        layout.stamp("compile", abi.name, recipe.name), layout.log("compile", abi.name, recipe.name),
+        (recipe, abi, layout),
+        {"abi": abi.compile_config(), "build": recipe.build.config(), "maturin": _maturin_version()},
+        file_dep=deps, task_dep=order,
+    )
+
+
+def retag_task(recipe: Recipe, abi: Abi, layout: Layout) -> dict:
+    return _step_task(
+        "retag", f"{recipe.name}@{abi.name}", f"Retag {recipe.name}'s wheel to {abi.platform_tag}",
+        layout.stamp("retag", abi.name, recipe.name), layout.log("retag", abi.name, recipe.name),
+        (recipe, abi, layout), {"platform_tag": abi.platform_tag},
+        file_dep=[layout.stamp("compile", abi.name, recipe.name)],
+    )
+
+
+def smoke_task(recipe: Recipe, abi: Abi, layout: Layout) -> dict:
+    return _step_task(
+        "smoke", f"{recipe.name}@{abi.name}", f"Smoke-test {recipe.name} in Pyodide {abi.pyodide_version}",
+        layout.stamp("smoke", abi.name, recipe.name), layout.log("smoke", abi.name, recipe.name),
+        (recipe, abi, layout), {"test": recipe.test.config(), "pyodide": abi.pyodide_version},
+        file_dep=[layout.stamp("retag", abi.name, recipe.name), layout.stamp("pyodide", abi.name)],
+    )
+
+
+CRATE_STEPS: dict[str, tuple[Callable[[Recipe, Abi, Layout], dict], str]] = {
+    "compile": (compile_task, "maturin build of each crate for each ABI"),
+    "retag": (retag_task, "Retag each built wheel to its ABI's platform tag"),
+    "smoke": (smoke_task, "Smoke-test each wheel in its ABI's Pyodide under Node"),
+}
+
+
+def build_task(recipe: Recipe, abi_names: list[str], abi_errors: dict[str, ConfigError]) -> dict:
+    deps = [f"abi:{a}" if a in abi_errors else f"smoke:{recipe.name}@{a}" for a in abi_names]
+    skipped = ", ".join(f"{a} ({why})" for a, why in recipe.build.skip_abis.items())
+    doc = f"{recipe.package_name} {recipe.version} for {', '.join(abi_names) or 'no ABI'}"
+    if skipped:
+        doc += f"; skips {skipped}"
+    return {"basename": "build", "name": recipe.name, "doc": doc, "task_dep": deps, "actions": None}
+
+
+# -- process setup -----------------------------------------------------------------------
+
+
+def _sigterm(signum, frame):  # pragma: no cover - exercised by the interruption tests
+    raise KeyboardInterrupt
+
+
+def install_signal_handlers() -> None:
+    """SIGTERM behaves like Ctrl-C, so doit keeps the state of steps already finished
+    (by default a SIGTERM discards every success of the run)."""
+    signal.signal(signal.SIGTERM, _sigterm)

@@ -1,0 +1,316 @@
+"""Toolchain steps per ABI: the Emscripten SDK, the Rust toolchain, the sysroot.
+
+Managed mode (the default) provisions each into the cache: emsdk is cloned from
+``WASMWHEEL_EMSDK_URL`` and the ABI's exact Emscripten version installed and
+activated; rustup installs the ABI's toolchain with the wasm32-unknown-emscripten
+target into a RUSTUP_HOME/CARGO_HOME of its own, so ABIs never share or fight over
+one. System mode (``WASMWHEEL_SYSTEM=1``) uses the emcc and rustup already on
+PATH and only verifies them.
+
+Each step returns the facts later steps need (paths, environment); the task
+writes them into its stamp, and the compile step reads them from there.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import tomlkit
+
+from .abi import RUST_TARGET, Abi
+from .archive import extract
+from .download import Origin, fetch
+from .errors import CommandFailed, ConfigError, WasmwheelError
+from .fsutil import atomic_write_text, file_lock, read_json, replace_dir, sha256_file, write_json
+from .layout import Layout
+from .runner import StepLog, capture, run
+
+MARKER = ".wasmwheel-installed.json"
+
+
+class ToolchainError(WasmwheelError):
+    pass
+
+
+def _marker_matches(folder: Path, expected: dict[str, Any]) -> bool:
+    try:
+        return read_json(folder / MARKER) == expected
+    except (OSError, ValueError):
+        return False
+
+
+def _reason(exc: WasmwheelError) -> str:
+    return exc.reason() if isinstance(exc, CommandFailed) else str(exc)
+
+
+def _tool_env(extra: dict[str, str] | None = None, drop: tuple[str, ...] = ()) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in drop}
+    env.update(extra or {})
+    return env
+
+
+def _which(name: str, env: dict[str, str]) -> str | None:
+    return shutil.which(name, path=env.get("PATH", os.defpath))
+
+
+def _dumpversion(emcc: str, env: dict[str, str], log: StepLog) -> str:
+    out = capture([emcc, "-dumpversion"], log=log, env=env, what="emcc -dumpversion", timeout=120)
+    lines = [line for line in out.splitlines() if line.strip()]
+    version = lines[-1].strip() if lines else ""
+    return version.removesuffix("-git")
+
+
+# -- Emscripten SDK ---------------------------------------------------------------
+
+
+def emsdk_facts(emsdk: Path, version: str) -> dict[str, Any]:
+    emsdk = Path(emsdk)
+    return {
+        "mode": "managed",
+        "emsdk": str(emsdk),
+        "emcc_version": version,
+        "path": [str(emsdk / "upstream" / "emscripten"), str(emsdk)],
+        "env": {"EMSDK": str(emsdk), "EM_CONFIG": str(emsdk / ".emscripten")},
+    }
+
+
+def provision_emsdk(abi: Abi, layout: Layout, log: StepLog) -> dict[str, Any]:
+    settings = layout.settings
+    if settings.system:
+        return verify_system_emcc(abi, log)
+    folder = layout.emsdk_dir(abi)
+    want = {"emscripten": abi.emscripten}
+    with file_lock(folder, what=f"emsdk {abi.emscripten}", log=log):
+        emcc = folder / "upstream" / "emscripten" / "emcc"
+        if _marker_matches(folder, want) and emcc.exists():
+            log.note(f"emsdk {abi.emscripten} already installed in {folder}")
+            return emsdk_facts(folder, abi.emscripten)
+        if not (folder / "emsdk").exists():
+            _clone_emsdk(settings.emsdk_url, folder, log)
+        env = _tool_env()
+        run([folder / "emsdk", "install", abi.emscripten], log=log, cwd=folder, env=env,
+            what=f"emsdk install {abi.emscripten}")
+        run([folder / "emsdk", "activate", abi.emscripten], log=log, cwd=folder, env=env,
+            what=f"emsdk activate {abi.emscripten}")
+        if not emcc.exists():
+            raise ToolchainError(f"emsdk activate {abi.emscripten} did not create {emcc}")
+        facts = emsdk_facts(folder, abi.emscripten)
+        got = _dumpversion(str(emcc), _emsdk_env(facts), log)
+        if got != abi.emscripten:
+            raise ToolchainError(f"{emcc} reports version {got!r}, ABI {abi.name} needs {abi.emscripten}")
+        write_json(folder / MARKER, want)
+        log.note(f"emsdk {abi.emscripten} ready in {folder}")
+        return facts
+
+
+def _clone_emsdk(url: str, folder: Path, log: StepLog) -> None:
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", suffix=".tmp", dir=folder.parent))
+    try:
+        log.note(f"cloning emsdk from {url}")
+        try:
+            run(["git", "clone", "--depth", "1", "--", url, tmp / "emsdk"], log=log, what="git clone emsdk", timeout=1800)
+        except WasmwheelError as exc:
+            raise ToolchainError(
+                f"could not clone the Emscripten SDK from {url}: {_reason(exc)}. No network? "
+                "Set WASMWHEEL_EMSDK_URL to a reachable mirror (a git URL), or use WASMWHEEL_SYSTEM=1 "
+                "with an activated emsdk"
+            ) from None
+        replace_dir(tmp / "emsdk", folder)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _emsdk_env(facts: dict[str, Any]) -> dict[str, str]:
+    env = _tool_env(facts.get("env", {}))
+    prepend = os.pathsep.join(facts.get("path", []))
+    if prepend:
+        env["PATH"] = prepend + os.pathsep + env.get("PATH", "")
+    return env
+
+
+def verify_system_emcc(abi: Abi, log: StepLog) -> dict[str, Any]:
+    env = _tool_env()
+    emcc = _which("emcc", env)
+    fix = (f"activate it: `./emsdk install {abi.emscripten} && ./emsdk activate {abi.emscripten} && "
+           "source ./emsdk_env.sh`, or unset WASMWHEEL_SYSTEM to let wasmwheel provision it")
+    if not emcc:
+        raise ToolchainError(f"WASMWHEEL_SYSTEM=1 but emcc is not on PATH; ABI {abi.name} needs Emscripten {abi.emscripten}: {fix}")
+    got = _dumpversion(emcc, env, log)
+    if got != abi.emscripten:
+        raise ToolchainError(f"emcc on PATH ({emcc}) is Emscripten {got}, but ABI {abi.name} needs exactly {abi.emscripten}: {fix}")
+    log.note(f"using system emcc {got} at {emcc}")
+    return {"mode": "system", "emcc": emcc, "emcc_version": got, "path": [], "env": {}}
+
+
+# -- Rust toolchain ---------------------------------------------------------------
+
+
+def rust_env(abi: Abi, layout: Layout) -> dict[str, str]:
+    """RUSTUP_HOME/CARGO_HOME of the ABI's toolchain (managed mode)."""
+    home = layout.rust_dir(abi)
+    return {"RUSTUP_HOME": str(home / "rustup"), "CARGO_HOME": str(home / "cargo")}
+
+
+def _rustup(env: dict[str, str], system: bool) -> str:
+    found = _which("rustup", env)
+    if not found:
+        how = "install it from https://rustup.rs"
+        if not system:
+            how += " (wasmwheel uses it to install each ABI's toolchain into its own cache folder)"
+        raise ToolchainError(f"rustup not found on PATH: {how}")
+    return found
+
+
+def provision_rust(abi: Abi, layout: Layout, log: StepLog) -> dict[str, Any]:
+    system = layout.settings.system
+    install_hint = f"rustup toolchain install {abi.rust_toolchain} --target {RUST_TARGET}"
+    if system:
+        env = _tool_env(drop=("RUSTUP_TOOLCHAIN",))
+        # Keep the user's own homes (if set): the compile step scrubs inherited ones.
+        homes: dict[str, str] = {k: os.environ[k] for k in ("RUSTUP_HOME", "CARGO_HOME") if os.environ.get(k)}
+        folder = None
+    else:
+        homes = rust_env(abi, layout)
+        env = _tool_env(homes, drop=("RUSTUP_TOOLCHAIN",))
+        folder = layout.rust_dir(abi)
+    env["RUST_BACKTRACE"] = "0"  # rustup's errors are clear; its backtraces are noise
+    rustup = _rustup(env, system)
+    tc = abi.rust_toolchain
+
+    def inspect() -> dict[str, Any]:
+        try:
+            sysroot = capture([rustup, "run", tc, "rustc", "--print", "sysroot"], log=log, env=env,
+                              what=f"rustc --print sysroot ({tc})", timeout=300)
+            version = capture([rustup, "run", tc, "rustc", "-vV"], log=log, env=env, what=f"rustc -vV ({tc})", timeout=300)
+        except WasmwheelError:
+            raise ToolchainError(f"Rust toolchain {tc} is not installed" + (f": run `{install_hint}`" if system else "")) from None
+        sysroot = sysroot.splitlines()[-1].strip() if sysroot else ""
+        target_lib = Path(sysroot) / "lib" / "rustlib" / RUST_TARGET
+        if not target_lib.is_dir():
+            raise ToolchainError(
+                f"Rust toolchain {tc} has no {RUST_TARGET} target (no {target_lib}): "
+                f"run `rustup target add {RUST_TARGET} --toolchain {tc}`"
+            )
+        return {
+            "mode": layout.settings.mode,
+            "toolchain": tc,
+            "sysroot": sysroot,
+            "rustc": version.splitlines()[0] if version else "",
+            "env": {**homes, "RUSTUP_TOOLCHAIN": tc},
+            "path": [str(Path(sysroot) / "bin")],
+        }
+
+    if system:
+        facts = inspect()
+        log.note(f"using system toolchain {facts['rustc']}")
+        return facts
+
+    assert folder is not None
+    want = abi.toolchain_config()
+    with file_lock(folder, what=f"Rust {tc}", log=log):
+        if _marker_matches(folder, want):
+            try:
+                facts = inspect()
+                log.note(f"Rust {tc} already installed in {folder}")
+                return facts
+            except ToolchainError:
+                log.note("cached toolchain is incomplete; installing again")
+        folder.mkdir(parents=True, exist_ok=True)
+        log.note(f"installing Rust {tc} with target {RUST_TARGET} into {folder}")
+        try:
+            run([rustup, "toolchain", "install", tc, "--profile", "minimal", "--target", RUST_TARGET,
+                 "--no-self-update"], log=log, env=env, what=f"rustup toolchain install {tc}", timeout=3600)
+        except WasmwheelError as exc:
+            server = env.get("RUSTUP_DIST_SERVER", "https://static.rust-lang.org")
+            raise ToolchainError(
+                f"could not install Rust {tc} with the {RUST_TARGET} target from {server}: "
+                f"{_reason(exc)}. No network, or a mirror without this target? "
+                "Set RUSTUP_DIST_SERVER to a rustup mirror that has it, or use WASMWHEEL_SYSTEM=1 "
+                f"with `{install_hint}` done by hand"
+            ) from None
+        facts = inspect()
+        write_json(folder / MARKER, want)
+        return facts
+
+
+# -- sysroot -----------------------------------------------------------------------
+
+
+def _unpinned_error(abi: Abi) -> ConfigError:
+    assert abi.sysroot
+    return ConfigError(
+        abi.path, "rust.sysroot.sha256",
+        f"not pinned: no checksum is published for {abi.sysroot.url}, and wasmwheel does not unpack an unverified archive",
+        f"run `doit pin-sysroot:{abi.name}` to download it and record its sha256, then rerun",
+    )
+
+
+def _sysroot_origin(abi: Abi, layout: Layout) -> Origin:
+    assert abi.sysroot
+    return Origin(abi.sysroot.url, layout.settings.sysroot_mirror, "WASMWHEEL_SYSROOT_MIRROR")
+
+
+def install_sysroot(abi: Abi, layout: Layout, rust_facts: dict[str, Any], log: StepLog) -> dict[str, Any]:
+    """Download, verify and unpack the ABI's sysroot into its toolchain's rustlib."""
+    if abi.sysroot is None:
+        raise ToolchainError(f"ABI {abi.name} has no [rust.sysroot]")
+    if abi.sysroot.sha256 is None:
+        raise _unpinned_error(abi)
+    sha = abi.sysroot.sha256
+    archive = fetch(_sysroot_origin(abi, layout), layout.download(sha, abi.sysroot.filename), sha, log)
+    rustlib = Path(rust_facts["sysroot"]) / "lib" / "rustlib"
+    if not rustlib.is_dir():
+        raise ToolchainError(f"{rustlib} does not exist; is the Rust toolchain {abi.rust_toolchain} installed?")
+    want = {"sysroot_sha256": sha}
+    with file_lock(rustlib / "sysroot", what="the Rust sysroot", log=log):
+        if _marker_matches(rustlib, want):
+            log.note(f"sysroot {abi.sysroot.filename} already unpacked in {rustlib}")
+        else:
+            tmp = Path(tempfile.mkdtemp(prefix=".sysroot.", suffix=".tmp", dir=rustlib))
+            try:
+                log.note(f"unpacking {abi.sysroot.filename} into {rustlib}")
+                extract(archive, tmp)
+                for entry in sorted(tmp.iterdir()):
+                    if entry.is_dir():
+                        replace_dir(entry, rustlib / entry.name)
+                    else:
+                        os.replace(entry, rustlib / entry.name)
+            finally:
+                shutil.rmtree(tmp, ignore_errors=True)
+            write_json(rustlib / MARKER, want)
+    return {"sysroot_sha256": sha, "rustlib": str(rustlib), "archive": str(archive)}
+
+
+def pin_sysroot(abi: Abi, layout: Layout, log: StepLog) -> str:
+    """Download the sysroot, record its sha256 in the ABI file (comments kept)."""
+    if abi.sysroot is None:
+        raise ToolchainError(f"ABI {abi.name} has no [rust.sysroot] to pin")
+    origin = _sysroot_origin(abi, layout)
+    part = layout.unpinned_download(abi.sysroot.filename)
+    part.unlink(missing_ok=True)
+    fetch(origin, part, None, log)
+    sha = sha256_file(part)
+    final = layout.download(sha, abi.sysroot.filename)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    os.replace(part, final)
+    write_sysroot_sha(abi.path, sha)
+    if abi.sysroot.sha256 and abi.sysroot.sha256 != sha:
+        log.note(f"WARNING: {abi.path.name} had sha256 {abi.sysroot.sha256}; the file now served has {sha}")
+    log.note(f"recorded sha256 {sha} for {abi.sysroot.filename} in {abi.path}")
+    return sha
+
+
+def write_sysroot_sha(abi_path: Path, sha: str) -> None:
+    """Set [rust.sysroot] sha256 with tomlkit, keeping comments and layout."""
+    doc = tomlkit.parse(Path(abi_path).read_text(encoding="utf-8"))
+    try:
+        table = doc["rust"]["sysroot"]  # type: ignore[index]
+    except KeyError:
+        raise ConfigError(abi_path, "rust.sysroot", "missing") from None
+    table["sha256"] = sha  # type: ignore[index]
+    atomic_write_text(abi_path, tomlkit.dumps(doc))

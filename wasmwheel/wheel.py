@@ -1,0 +1,154 @@
+"""Wheel retagging: give a built wheel the ABI's platform tag.
+
+The file name, the ``Tag:`` lines of ``WHEEL`` and ``RECORD`` all change
+together. Tags are parsed with ``packaging``; RECORD is written by the ``wheel``
+project's WheelFile, which also verifies every member's hash while reading. Member
+contents, order and timestamps are kept, so retagging is reversible: legacy ->
+PEP 783 -> legacy gives the same members, and retagging a wheel that already has
+the tag copies it byte for byte.
+"""
+
+from __future__ import annotations
+
+import shutil
+import stat
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from packaging.tags import Tag
+from packaging.utils import InvalidWheelFilename, parse_wheel_filename
+from wheel.wheelfile import WheelError, WheelFile
+
+from .errors import WasmwheelError
+from .fsutil import temp_path_beside
+
+
+class RetagError(WasmwheelError):
+    pass
+
+
+@dataclass(frozen=True)
+class WheelName:
+    distribution: str  # as in the file name (normalized underscores)
+    version: str
+    build: str
+    tags: frozenset[Tag]
+
+    @classmethod
+    def parse(cls, filename: str) -> "WheelName":
+        try:
+            _, version, build, tags = parse_wheel_filename(filename)
+        except InvalidWheelFilename as exc:
+            raise RetagError(f"{filename}: not a valid wheel file name ({exc})") from None
+        dist = filename[:-4].split("-")[0]
+        return cls(dist, str(version), "".join(map(str, build)) if build else "", frozenset(tags))
+
+    def with_platform(self, platform: str) -> "WheelName":
+        return WheelName(self.distribution, self.version, self.build,
+                         frozenset(Tag(t.interpreter, t.abi, platform) for t in self.tags))
+
+    @property
+    def filename(self) -> str:
+        inter = ".".join(sorted({t.interpreter for t in self.tags}))
+        abi = ".".join(sorted({t.abi for t in self.tags}))
+        plat = ".".join(sorted({t.platform for t in self.tags}))
+        parts = [self.distribution, self.version] + ([self.build] if self.build else []) + [inter, abi, plat]
+        return "-".join(parts) + ".whl"
+
+
+def _tag_lines(tags: frozenset[Tag]) -> list[str]:
+    return [f"Tag: {t}" for t in sorted(tags, key=str)]
+
+
+def rewrite_wheel_metadata(text: str, tags: frozenset[Tag]) -> str:
+    """Replace the ``Tag:`` lines of a WHEEL file, keeping everything else in place."""
+    out: list[str] = []
+    placed = False
+    for line in text.splitlines():
+        if line.startswith("Tag:"):
+            if not placed:
+                out.extend(_tag_lines(tags))
+                placed = True
+            continue
+        out.append(line)
+    if not placed:
+        out.extend(_tag_lines(tags))
+    return "\n".join(out) + "\n"
+
+
+class _ReproducibleWheelFile(WheelFile):
+    """WheelFile whose RECORD entry keeps a given timestamp instead of 'now'."""
+
+    record_date_time: tuple[int, int, int, int, int, int] = (1980, 1, 1, 0, 0, 0)
+
+    def writestr(self, zinfo_or_arcname, data, compress_type=None):  # type: ignore[override]
+        if isinstance(zinfo_or_arcname, str) and zinfo_or_arcname == self.record_path:
+            zinfo = zipfile.ZipInfo(self.record_path, date_time=self.record_date_time)
+            zinfo.compress_type = self.compression
+            zinfo.external_attr = (0o664 | stat.S_IFREG) << 16
+            zinfo_or_arcname = zinfo
+        super().writestr(zinfo_or_arcname, data, compress_type)
+
+
+def retag(wheel: Path, platform_tag: str, dest_dir: Path) -> Path:
+    """Write ``wheel`` with ``platform_tag`` into ``dest_dir``; returns the new path.
+
+    The result is written to a temporary file and renamed into place.
+    """
+    wheel = Path(wheel)
+    name = WheelName.parse(wheel.name)
+    new_name = name.with_platform(platform_tag)
+    dest = Path(dest_dir) / new_name.filename
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    with temp_path_beside(dest, ".whl") as tmp:
+        tmp = tmp.with_name(new_name.filename)
+        if new_name.tags == name.tags and new_name.filename == wheel.name:
+            _verify(wheel)
+            shutil.copyfile(wheel, tmp)
+        else:
+            _rewrite(wheel, tmp, new_name.tags)
+        tmp.replace(dest)
+    return dest
+
+
+def _verify(wheel: Path) -> None:
+    try:
+        with WheelFile(wheel) as wf:
+            for info in wf.infolist():
+                if not info.is_dir():
+                    wf.read(info)
+    except (WheelError, zipfile.BadZipFile, KeyError, ValueError, OSError) as exc:
+        raise RetagError(f"{wheel.name}: not a valid wheel ({exc})") from None
+
+
+def _rewrite(src: Path, dest: Path, tags: frozenset[Tag]) -> None:
+    try:
+        with WheelFile(src) as wf_in:
+            wheel_meta = f"{wf_in.dist_info_path}/WHEEL"
+            infos = wf_in.infolist()
+            if wheel_meta not in wf_in.namelist():
+                raise RetagError(f"{src.name}: has no {wheel_meta}")
+            record_info = wf_in.getinfo(wf_in.record_path)
+            with _ReproducibleWheelFile(dest, "w") as wf_out:
+                wf_out.record_date_time = record_info.date_time
+                if wf_out.record_path != wf_in.record_path:
+                    raise RetagError(f"{src.name}: its .dist-info folder does not match its file name")
+                for info in infos:
+                    if info.filename == wf_in.record_path or info.is_dir():
+                        continue
+                    data = wf_in.read(info)  # verified against RECORD by WheelFile
+                    if info.filename == wheel_meta:
+                        data = rewrite_wheel_metadata(data.decode("utf-8"), tags).encode("utf-8")
+                    out_info = zipfile.ZipInfo(info.filename, date_time=info.date_time)
+                    out_info.external_attr = info.external_attr
+                    out_info.compress_type = zipfile.ZIP_DEFLATED
+                    wf_out.writestr(out_info, data)
+    except RetagError:
+        raise
+    except (WheelError, zipfile.BadZipFile, KeyError, ValueError, OSError) as exc:
+        raise RetagError(f"{src.name}: not a valid wheel ({exc})") from None
+
+
+def wheel_tags(wheel: Path) -> frozenset[Tag]:
+    return WheelName.parse(Path(wheel).name).tags
