@@ -1,0 +1,19 @@
+"""Developer sessions: `nox -s tests` (what CI runs), `nox -s build` (the example crate), `nox -s bench`."""
+
+import nox
+
+nox.options.default_venv_backend = "venv"
+nox.options.sessions = ["tests"]
+
+
+@nox.session
+def tests(session: nox.Session) -> None:
+    """Install wasmwheel with its test extras and run the test suite (pytest args after --)."""
+    session.install("-e", ".[test]")
+    session.run("python", "-m", "pytest", "-n", "2", *session.posargs)
+
+
+@nox.session(venv_backend="none")
+def build(session: nox.Session) -> None:
+    """Run the pipeline with doit in the current environment: `nox -s build -- build:hello-pyo3`."""
+    session.run("doit", *(session.posargs or ["build:hello-pyo3"]))
