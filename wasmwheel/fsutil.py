@@ -136,10 +136,12 @@ def file_lock(path: Path, what: str = "", log=None) -> Iterator[None]:
 
 # -- stamps -----------------------------------------------------------------------
 #
-# A stamp is the small JSON file a step writes last, as its doit target. It records
-# the step's outputs (path, size, mtime) so that a deleted or replaced output makes
-# the step stale again (see OutputsIntact), and facts later steps need (the wheel's
-# file name, the toolchain's environment) so they never have to rediscover them.
+# A stamp is the small JSON file a step writes last, as its doit target. It holds the
+# facts later steps need (the wheel's path and sha256, the toolchain's environment), so
+# they never rediscover them, and it is what later steps depend on: its content changes
+# only when the step's output does. Beside it, ``<stamp>.outputs`` records each output's
+# size and mtime so that a deleted or replaced output makes the step stale again
+# (OutputsIntact) without changing what downstream steps see.
 
 
 def output_record(path: Path) -> dict[str, Any]:
@@ -147,10 +149,13 @@ def output_record(path: Path) -> dict[str, Any]:
     return {"size": st.st_size, "mtime_ns": st.st_mtime_ns}
 
 
+def outputs_path(stamp: Path) -> Path:
+    return Path(str(stamp) + ".outputs")
+
+
 def write_stamp(stamp: Path, outputs: list[Path], **facts: Any) -> None:
-    data = dict(facts)
-    data["outputs"] = {str(p): output_record(p) for p in outputs}
-    write_json(stamp, data)
+    write_json(outputs_path(stamp), {str(p): output_record(p) for p in outputs})
+    write_json(stamp, facts)
 
 
 def read_stamp(stamp: Path) -> dict[str, Any]:
@@ -158,7 +163,7 @@ def read_stamp(stamp: Path) -> dict[str, Any]:
 
 
 class OutputsIntact:
-    """doit ``uptodate`` item: False when any output recorded in the stamp is gone or changed.
+    """doit ``uptodate`` item: False when any output recorded for the stamp is gone or changed.
 
     Only ``stat`` calls: a no-op run hashes nothing. Picklable, for ``doit -n``.
     """
@@ -168,7 +173,7 @@ class OutputsIntact:
 
     def __call__(self, task=None, values=None) -> bool:
         try:
-            outputs = read_json(Path(self.stamp)).get("outputs", {})
+            outputs = read_json(outputs_path(Path(self.stamp)))
             for path, rec in outputs.items():
                 st = os.stat(path)
                 if st.st_size != rec["size"] or st.st_mtime_ns != rec["mtime_ns"]:

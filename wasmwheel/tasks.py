@@ -28,7 +28,7 @@ from doit.tools import config_changed
 from . import build, runtime, smoke, source, toolchain
 from .abi import Abi, load_abi
 from .errors import CommandFailed, ConfigError, WasmwheelError
-from .fsutil import OutputsIntact, read_stamp, sha256_file, write_stamp
+from .fsutil import OutputsIntact, outputs_path, read_stamp, sha256_file, write_stamp
 from .layout import Layout
 from .recipe import Recipe, RecipeSet, load_recipes
 from .runner import StepLog
@@ -270,7 +270,7 @@ def _step_task(basename: str, name: str, doc: str, stamp: Path, log: Path, args:
         "actions": [(run_step, [basename, str(stamp), str(log), f"{basename}:{name}", *args])],
         "file_dep": [str(p) for p in file_dep],
         "task_dep": list(task_dep),
-        "targets": [str(stamp)],
+        "targets": [str(stamp), str(outputs_path(stamp))],
         "uptodate": [config_changed(config), OutputsIntact(stamp)],
         "clean": True,
     }
