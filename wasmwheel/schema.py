@@ -76,7 +76,9 @@ class Table:
         self._seen.add(name)
         if name not in self.data:
             if required:
-                raise self.error(name, f"missing; expected {expect}", f"add `{name} = ...`")
+                typo = difflib.get_close_matches(name, [k for k in self.data if k not in self._seen], n=1)
+                fix = f"found `{typo[0]}`: did you mean `{name}`?" if typo else f"add `{name} = ...`"
+                raise self.error(name, f"missing; expected {expect}", fix)
             return None
         return self.data[name]
 
