@@ -81,7 +81,7 @@ def fetch(origin: Origin, dest: Path, sha256: str | None, log: StepLog, timeout:
         for attempt in range(RETRIES):
             if attempt:
                 delay = _backoff(attempt - 1)
-                log.note(f"retrying in {delay:.1f}s ({last_error})")
+                log.note(f"retrying in {delay:.1f}s ({last_error})", console=True)
                 time.sleep(delay)
             try:
                 _download_once(url, part, log, timeout)

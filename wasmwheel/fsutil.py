@@ -126,7 +126,7 @@ def file_lock(path: Path, what: str = "", log=None) -> Iterator[None]:
             if exc.errno not in (errno.EAGAIN, errno.EACCES):
                 raise
             if log is not None:
-                log.note(f"waiting for another wasmwheel process using {what or path}")
+                log.note(f"waiting for another wasmwheel process using {what or path}", console=True)
             fcntl.flock(fd, fcntl.LOCK_EX)
         yield
     finally:

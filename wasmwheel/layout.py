@@ -16,6 +16,8 @@ Build folder (per repository, ``WASMWHEEL_BUILD_DIR``)::
     stamps/<abi>/<step>.json             toolchain step stamps
     stamps/<abi>/<crate>.<step>.json     crate step stamps
     logs/<abi>/<step>.log, logs/<abi>/<crate>/<step>.log
+    report.json, report.md              the batch report, rewritten after every run
+    index/<abi>/                        PEP 503/691 index and pyodide-lock.json of dist/<abi>
     src/<crate>/                         unpacked, patched source
     target/<crate>/<abi>/                cargo target folder, kept warm between runs
     wheels/<abi>/<crate>/                maturin's wheel, as built
@@ -97,3 +99,19 @@ class Layout:
 
     def dist_dir(self, abi: str) -> Path:
         return self.build / "dist" / abi
+
+    @property
+    def report_json(self) -> Path:
+        return self.build / "report.json"
+
+    @property
+    def report_md(self) -> Path:
+        return self.build / "report.md"
+
+    @property
+    def history(self) -> Path:
+        """Last outcome and duration of every step ever run (feeds the report)."""
+        return self.build / "stamps" / "history.json"
+
+    def index_dir(self, abi: str) -> Path:
+        return self.build / "index" / abi

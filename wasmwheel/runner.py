@@ -49,10 +49,11 @@ class StepLog:
         if self.echo:
             sys.stderr.write(text)
 
-    def note(self, message: str) -> None:
-        """A progress line: in the log, and on the console."""
+    def note(self, message: str, console: bool = False) -> None:
+        """A progress line in the log; with ``console``, also on the console (for what a user
+        must see now: waiting on a lock, a retry, a file to commit)."""
         self.write(f"# {message}\n")
-        if not self.echo:
+        if console and not self.echo:
             sys.stderr.write(f"   {message}\n")
             sys.stderr.flush()
 
@@ -157,15 +158,17 @@ def run(
     elapsed = time.monotonic() - start
     log.write(f"# exit {proc.returncode} after {elapsed:.1f}s\n")
     result = subprocess.CompletedProcess(args, proc.returncode, "".join(output), None)
+    # The command's own last lines (stdout and stderr), not the log's header.
+    tail = "\n".join(result.stdout.splitlines()[-TAIL_LINES:]) if not separate_stdout else log.tail()
     if timed_out:
         raise CommandFailed(f"{what or args[0]} timed out after {timeout:.0f}s", returncode=proc.returncode,
-                            log_path=log.path, output_tail=log.tail())
+                            log_path=log.path, output_tail=tail)
     if check and proc.returncode != 0:
         raise CommandFailed(
             f"{what or shlex.join(args[:3])} failed with exit code {proc.returncode}",
             returncode=proc.returncode,
             log_path=log.path,
-            output_tail=log.tail(),
+            output_tail=tail,
         )
     return result
 

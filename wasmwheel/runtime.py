@@ -92,7 +92,7 @@ def _install(abi: Abi, folder: Path, lock_dir: Path, npm: str, registry: str, lo
                     what=f"npm install (pyodide {abi.pyodide_version})", timeout=1800)
                 atomic_write_bytes(lock_dir / "package.json", (tmp / "package.json").read_bytes())
                 atomic_write_bytes(lock_file, (tmp / "package-lock.json").read_bytes())
-                log.note(f"wrote {lock_file}: commit it so every machine installs the same runtime")
+                log.note(f"wrote {lock_file}: commit it so every machine installs the same runtime", console=True)
         except WasmwheelError as exc:
             raise RuntimeError_(f"could not install the Pyodide {abi.pyodide_version} runtime: {exc} {hint}") from None
         got = read_json(tmp / "node_modules" / "pyodide" / "package.json").get("version")

@@ -300,8 +300,8 @@ def pin_sysroot(abi: Abi, layout: Layout, log: StepLog) -> str:
     os.replace(part, final)
     write_sysroot_sha(abi.path, sha)
     if abi.sysroot.sha256 and abi.sysroot.sha256 != sha:
-        log.note(f"WARNING: {abi.path.name} had sha256 {abi.sysroot.sha256}; the file now served has {sha}")
-    log.note(f"recorded sha256 {sha} for {abi.sysroot.filename} in {abi.path}")
+        log.note(f"WARNING: {abi.path.name} had sha256 {abi.sysroot.sha256}; the file now served has {sha}", console=True)
+    log.note(f"recorded sha256 {sha} for {abi.sysroot.filename} in {abi.path}", console=True)
     return sha
 
 

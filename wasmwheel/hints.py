@@ -1,0 +1,67 @@
+"""Known build and load errors, mapped to the fix.
+
+The patterns are the tools' own messages (rustc, wasm-ld, wasm-opt, PyO3's build
+script, maturin, rustup, Pyodide's loader). :func:`hint_for` is used for step failures
+on the console and in the batch report.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class KnownError:
+    code: str
+    pattern: re.Pattern[str]
+    fix: str
+
+
+def _k(code: str, pattern: str, fix: str) -> KnownError:
+    return KnownError(code, re.compile(pattern, re.IGNORECASE | re.MULTILINE), fix)
+
+
+KNOWN_ERRORS: tuple[KnownError, ...] = (
+    _k("bulk-memory-opt", r"Unknown option '--enable-bulk-memory-opt'",
+       "this Rust is newer than the ABI's Emscripten (its wasm-opt does not know bulk-memory-opt): "
+       "build with the ABI's pinned toolchain, not a newer one (PyO3/maturin#2549)"),
+    _k("side-module-1", r"lib\.rmeta.*(neither Wasm object file nor LLVM bitcode|unknown file type)|"
+                        r"unknown file type: lib\.rmeta",
+       "-sSIDE_MODULE=1 links whole archives and trips over Rust's lib.rmeta: use -C link-arg=-sSIDE_MODULE=2"),
+    _k("pyo3-too-old", r"is newer than PyO3's maximum supported version \((\d+\.\d+)\)",
+       "the crate's PyO3 is too old for this ABI's Python: bump pyo3 with a recipe patch, or list the ABI in "
+       "[build] skip_abis with that reason (PYO3_USE_ABI3_FORWARD_COMPATIBILITY=1 only helps abi3 builds)"),
+    _k("eh-mismatch", r"undefined symbol: (__cpp_exception|__cxa_find_matching_catch\w*|__resumeException|"
+                      r"_Unwind_\w+|__cxa_\w+|rust_eh_personality)|"
+                      r"(panic_unwind|unwind).*(undefined|mismatch)|"
+                      r"exception[- ]handling.*(mismatch|incompatible)",
+       "the crate and the Rust std it links disagree on exception handling: a 2025_0 nightly needs the wasm-EH "
+       "sysroot (`doit sysroot:2025_0`) with -Z emscripten-wasm-eh; stable Rust >= 1.93 needs neither; 2024_0 "
+       "uses JS exception handling and must not get -Z emscripten-wasm-eh"),
+    _k("pthread", r"-pthread|--shared-memory|shared memory|mismatch in shared state of memory|"
+                  r"atomics.*(require|not allowed)",
+       "Pyodide modules cannot use threads or shared memory: remove -pthread (and +atomics) from the flags"),
+    _k("missing-target", r"can't find crate for `(std|core)`|target may not be installed|"
+                         r"component 'rust-std' for target 'wasm32-unknown-emscripten' is unavailable",
+       "the toolchain lacks the wasm32-unknown-emscripten target: rerun `doit rust:<abi>` (system mode: "
+       "`rustup target add wasm32-unknown-emscripten --toolchain <toolchain>`)"),
+    _k("wasm-bigint", r"WASM_BIGINT|legalstub\$|legalimport\$",
+       "i64 values cross the JS boundary without BigInt: link with -sWASM_BIGINT (maturin adds it unless the "
+       "flags already mention it; check the recipe's rustflags)"),
+    _k("emcc-missing", r"linker `emcc` not found",
+       "emcc is not on PATH for the compile: rerun `doit emsdk:<abi>` (system mode: `source emsdk_env.sh`)"),
+    _k("dylink", r"need the dylink section to be first",
+       "the module is not an Emscripten side module: link with -sSIDE_MODULE=2 (maturin adds it for this target)"),
+    _k("pyinit", r"dynamic module does not define module export function",
+       "the extension does not export PyInit_<name> for its file name: check the module name in Cargo.toml "
+       "([lib] name) and pyproject.toml (tool.maturin.module-name)"),
+)
+
+
+def hint_for(text: str) -> KnownError | None:
+    """The first known error whose pattern appears in ``text``."""
+    for known in KNOWN_ERRORS:
+        if known.pattern.search(text):
+            return known
+    return None

@@ -1,0 +1,150 @@
+"""doit reporter: one line per finished step with its time and a live count, then the report.
+
+    ok   compile:jiter@2026_0                 41.2s  [7/24]
+    FAIL compile:orjson@2026_0                 3.1s  [8/24]
+         <the error, the tool's last lines, the hint, the log path>
+    skip smoke:orjson@2026_0  (compile:orjson@2026_0 failed)  [9/24]
+
+On a terminal, the running step shows on a status line. Up-to-date steps are counted,
+not printed. After the run it writes build/report.json
+and build/report.md and prints a one-line summary.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from doit.reporter import ConsoleReporter
+
+from .report import StepResult, utc_now, write_report
+
+WIDTH = 44
+
+
+class ProgressReporter(ConsoleReporter):
+    desc = "wasmwheel: one line per finished step, live count, build report"
+    project: Any = None  # set by Project.reporter_class()
+
+    def __init__(self, outstream, options):
+        super().__init__(outstream, options)
+        self.tty = bool(getattr(outstream, "isatty", lambda: False)())
+        self.started: dict[str, float] = {}
+        self.results: list[StepResult] = []
+        self.failed: set[str] = set()
+        self.total = 0
+        self.done = 0
+        self.run_start = time.monotonic()
+        self.tasks: dict[str, Any] = {}
+
+    # -- counting ---------------------------------------------------------------
+    def initialize(self, tasks, selected_tasks):
+        self.tasks = tasks
+        seen: set[str] = set()
+        stack = list(selected_tasks)
+        while stack:
+            name = stack.pop()
+            if name in seen or name not in tasks:
+                continue
+            seen.add(name)
+            stack.extend(tasks[name].task_dep)
+            stack.extend(getattr(tasks[name], "setup_tasks", []) or [])
+        self.total = sum(1 for n in seen if tasks[n].actions and not n.startswith("_"))
+
+    def _counted(self, task) -> bool:
+        return bool(task.actions) and not task.name.startswith("_")
+
+    def _count(self) -> str:
+        self.done += 1
+        return f"[{self.done}/{max(self.total, self.done)}]"
+
+    def _line(self, text: str) -> None:
+        if self.tty:
+            self.write("\r\033[K")
+        self.write(text + "\n")
+
+    # -- doit hooks -------------------------------------------------------------
+    def execute_task(self, task):
+        if not self._counted(task):
+            return
+        self.started[task.name] = time.monotonic()
+        if self.tty:  # a status line, replaced by the next line written
+            self.write(f"\r\033[K   [{self.done}/{self.total}] {task.name} ...")
+            self.outstream.flush()
+
+    def _elapsed(self, task) -> float | None:
+        start = self.started.pop(task.name, None)
+        return None if start is None else round(time.monotonic() - start, 2)
+
+    def add_success(self, task):
+        if not self._counted(task):
+            return
+        seconds = self._elapsed(task)
+        self.results.append(StepResult(task.name, "ok", seconds, finished=utc_now()))
+        self._line(f"ok   {task.name:<{WIDTH}} {seconds or 0:7.1f}s  {self._count()}")
+
+    def add_failure(self, task, fail):
+        if not self._counted(task):
+            # A group task (e.g. build:<crate>) whose dependencies failed: already reported.
+            return
+        if task.executed or task.name in self.started:
+            seconds = self._elapsed(task)
+            message = fail.get_msg().rstrip() if fail.report else ""
+            self.failed.add(task.name)
+            self.results.append(StepResult(task.name, "failed", seconds, error=message, finished=utc_now()))
+            self._line(f"FAIL {task.name:<{WIDTH}} {seconds or 0:7.1f}s  {self._count()}")
+            for line in message.splitlines():
+                self.write(f"     {line}\n")
+            self.failures.append({"task": task, "exception": fail})
+        else:
+            blockers = self._blockers(task)
+            self.results.append(StepResult(task.name, "skipped", None, blocked_by=blockers, finished=utc_now()))
+            why = ", ".join(f"{b} failed" for b in blockers) or "a dependency failed"
+            self._line(f"skip {task.name}  ({why})  {self._count()}")
+
+    def _blockers(self, task) -> list[str]:
+        """The failed steps upstream of ``task``."""
+        found: list[str] = []
+        seen: set[str] = set()
+        stack = list(task.task_dep)
+        while stack:
+            name = stack.pop()
+            if name in seen:
+                continue
+            seen.add(name)
+            if name in self.failed:
+                found.append(name)
+            elif name in self.tasks:
+                stack.extend(self.tasks[name].task_dep)
+        return sorted(found)
+
+    def skip_uptodate(self, task):
+        if not self._counted(task):
+            return
+        self.results.append(StepResult(task.name, "uptodate"))
+        self._count()
+
+    def skip_ignore(self, task):
+        self._line(f"!!   {task.name} (ignored)")
+
+    def complete_run(self):
+        seconds = round(time.monotonic() - self.run_start, 2)
+        counts = {s: sum(1 for r in self.results if r.status == s) for s in ("ok", "failed", "skipped", "uptodate")}
+        run = {"seconds": seconds, "executed": counts["ok"] + counts["failed"], "failed": counts["failed"],
+               "skipped": counts["skipped"], "uptodate": counts["uptodate"], "finished": utc_now()}
+        if self.tty:
+            self.write("\r\033[K")
+        report_note = ""
+        if self.project is not None and self.results:
+            try:
+                write_report(self.project, self.results, run)
+                report_note = f"; report: {self.project.layout.report_md}"
+            except OSError as exc:  # the build result matters more than the report
+                report_note = f"; could not write the report: {exc}"
+        if run["executed"] or run["skipped"]:
+            self.write(f"{run['executed']} steps ran ({counts['failed']} failed), {counts['skipped']} skipped, "
+                       f"{counts['uptodate']} up to date in {seconds:.1f}s{report_note}\n")
+        elif self.results:
+            self.write(f"nothing to do: {counts['uptodate']} steps up to date{report_note}\n")
+        if self.runtime_errors:
+            self.write("Execution aborted.\n" + "\n".join(self.runtime_errors) + "\n")

@@ -1,0 +1,217 @@
+"""The batch report: ``build/report.json`` and ``build/report.md``, rewritten after every run.
+
+It describes the whole collection, not only the last run: the last outcome and
+duration of every step are kept in ``build/stamps/history.json`` and merged with what
+this run did. One row per crate and ABI: status, wheel name and size, step times, the
+log to read, and a hint when the error is a known one (wasmwheel.hints).
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .fsutil import atomic_write_text, file_lock, read_json, write_json
+from .hints import hint_for
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .tasks import Project
+
+# Steps of one crate for one ABI, in pipeline order (source is per crate).
+CRATE_STEP_KINDS = ("compile", "retag", "audit", "smoke")
+TOOLCHAIN_KINDS = ("emsdk", "rust", "sysroot", "pyodide")
+
+
+@dataclass
+class StepResult:
+    task: str
+    status: str  # ok | failed | skipped | uptodate
+    seconds: float | None = None
+    error: str = ""
+    blocked_by: list[str] = field(default_factory=list)
+    finished: str = ""
+
+
+def utc_now() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat()
+
+
+def update_history(path: Path, results: list[StepResult]) -> dict[str, Any]:
+    """Merge this run's results into the history file (locked: parallel runs share it)."""
+    with file_lock(path, what="the build history"):
+        try:
+            history = read_json(path)
+        except (OSError, ValueError):
+            history = {}
+        for r in results:
+            if r.status == "uptodate":
+                entry = history.get(r.task) or {"status": "ok", "seconds": None}
+                if entry.get("status") != "ok":
+                    entry = {"status": "ok", "seconds": entry.get("seconds")}
+                history[r.task] = entry
+            else:
+                history[r.task] = {k: v for k, v in asdict(r).items() if k != "task"}
+        write_json(path, history)
+    return history
+
+
+def _seconds(entry: dict[str, Any] | None) -> float | None:
+    return entry.get("seconds") if entry else None
+
+
+def build_report(project: "Project", history: dict[str, Any], run: dict[str, Any]) -> dict[str, Any]:
+    layout = project.layout
+    rows = []
+    abi_names = project.abi_names
+    for recipe in project.recipes.recipes.values():
+        enabled = recipe.abis(abi_names)
+        source = history.get(f"source:{recipe.name}")
+        for abi in abi_names:
+            row: dict[str, Any] = {"crate": recipe.name, "version": recipe.version, "abi": abi}
+            if abi not in enabled:
+                row.update(status="skipped", reason=recipe.build.skip_abis.get(abi, ""))
+                rows.append(row)
+                continue
+            steps = {"source": source} | {k: history.get(f"{k}:{recipe.name}@{abi}") for k in CRATE_STEP_KINDS}
+            row["steps"] = {k: {"status": v.get("status"), "seconds": v.get("seconds")}
+                            for k, v in steps.items() if v}
+            row["seconds"] = round(sum(v.get("seconds") or 0 for v in steps.values() if v), 2)
+            failed = next(((k, v) for k, v in steps.items() if v and v.get("status") == "failed"), None)
+            blocked = next(((k, v) for k, v in steps.items() if v and v.get("status") == "skipped"), None)
+            if abi in project.abi_errors:
+                row.update(status="blocked", blocked_by=[f"abi:{abi}"], error=str(project.abi_errors[abi]))
+            elif failed:
+                kind, entry = failed
+                row.update(status="failed", failed_step=kind, error=entry.get("error", ""),
+                           log=str(layout.log(kind, None if kind == "source" else abi, recipe.name)))
+            elif blocked:
+                kind, entry = blocked
+                row.update(status="blocked", blocked_by=entry.get("blocked_by", []),
+                           error=_blocking_error(history, entry.get("blocked_by", [])))
+            elif steps.get("smoke") and steps["smoke"].get("status") == "ok" and layout.stamp("smoke", abi, recipe.name).exists():
+                row["status"] = "ok"
+            else:
+                row["status"] = "not built"
+            retag = layout.stamp("retag", abi, recipe.name)
+            if retag.exists():
+                try:
+                    wheel = Path(read_json(retag)["wheel"])
+                    row.update(wheel=wheel.name, size=wheel.stat().st_size)
+                except (OSError, ValueError, KeyError):
+                    pass
+            if row.get("error"):
+                known = hint_for(row["error"])
+                if known:
+                    row.update(hint=known.fix, hint_code=known.code)
+            rows.append(row)
+    toolchains = []
+    for abi in project.abis:
+        for kind in TOOLCHAIN_KINDS:
+            entry = history.get(f"{kind}:{abi}")
+            if entry:
+                toolchains.append({"task": f"{kind}:{abi}", "status": entry.get("status"),
+                                   "seconds": entry.get("seconds"), "error": entry.get("error", "")})
+    summary: dict[str, int] = {}
+    for row in rows:
+        summary[row["status"]] = summary.get(row["status"], 0) + 1
+    return {
+        "generated": utc_now(),
+        "abis": abi_names,
+        "summary": summary,
+        "run": run,
+        "rows": rows,
+        "toolchains": toolchains,
+        "invalid_recipes": [{"recipe": stem, "error": str(err)} for stem, err in project.recipes.errors.items()],
+        "invalid_abis": [{"abi": name, "error": str(err)} for name, err in project.abi_errors.items()],
+    }
+
+
+def _blocking_error(history: dict[str, Any], blockers: list[str]) -> str:
+    for task in blockers:
+        entry = history.get(task)
+        if entry and entry.get("error"):
+            return f"{task}: {entry['error']}"
+    return ""
+
+
+def _fmt_seconds(value: float | None) -> str:
+    return "" if value is None else f"{value:.1f}s"
+
+
+def _fmt_size(size: int | None) -> str:
+    if size is None:
+        return ""
+    for unit in ("B", "KiB", "MiB"):
+        if size < 1024 or unit == "MiB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024  # type: ignore[assignment]
+    return ""
+
+
+def _cell(row: dict[str, Any]) -> str:
+    status = row["status"]
+    if status == "failed":
+        return f"FAILED ({row.get('failed_step')})"
+    if status == "blocked":
+        return "blocked (" + ", ".join(row.get("blocked_by", [])) + ")"
+    if status == "skipped":
+        return "skipped"
+    return status
+
+
+def _md_escape(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ").strip()
+
+
+def render_markdown(report: dict[str, Any]) -> str:
+    abis = report["abis"]
+    out = ["# wasmwheel build report", ""]
+    counts = ", ".join(f"{n} {status}" for status, n in sorted(report["summary"].items()))
+    out.append(f"{counts or 'no crates'}. Generated {report['generated']}.")
+    run = report.get("run") or {}
+    if run:
+        out.append(f"Last run: {run.get('executed', 0)} steps ran ({run.get('failed', 0)} failed), "
+                   f"{run.get('skipped', 0)} skipped after a failure, {run.get('uptodate', 0)} up to date, "
+                   f"{run.get('seconds', 0):.1f}s.")
+    out += ["", "| crate | " + " | ".join(abis) + " |", "|---|" + "---|" * len(abis)]
+    by_crate: dict[str, dict[str, dict[str, Any]]] = {}
+    for row in report["rows"]:
+        by_crate.setdefault(row["crate"], {})[row["abi"]] = row
+    for crate, cells in by_crate.items():
+        out.append(f"| {crate} | " + " | ".join(_cell(cells[a]) if a in cells else "" for a in abis) + " |")
+    for bad in report["invalid_recipes"]:
+        out.append(f"| {bad['recipe']} | " + " | ".join("invalid recipe" for _ in abis) + " |")
+    out += ["", "## Details", "",
+            "| crate | ABI | status | wheel | size | compile | retag | audit | smoke | log | hint |",
+            "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for row in report["rows"]:
+        steps = row.get("steps", {})
+        status = _cell(row) if row["status"] != "skipped" else f"skipped: {row.get('reason', '')}"
+        out.append("| " + " | ".join([
+            row["crate"], row["abi"], _md_escape(status), row.get("wheel", ""), _fmt_size(row.get("size")),
+            *(_fmt_seconds((steps.get(k) or {}).get("seconds")) for k in ("compile", "retag", "audit", "smoke")),
+            f"`{row['log']}`" if row.get("log") else "", _md_escape(row.get("hint", "")),
+        ]) + " |")
+    problems = [r for r in report["rows"] if r.get("error")]
+    if problems or report["invalid_recipes"] or report["invalid_abis"]:
+        out += ["", "## Errors", ""]
+        for row in problems:
+            first = row["error"].strip().splitlines()[0] if row["error"].strip() else ""
+            out.append(f"- **{row['crate']} @ {row['abi']}**: {_md_escape(first)}")
+        for bad in report["invalid_recipes"]:
+            out.append(f"- **{bad['recipe']}** (invalid recipe): {_md_escape(bad['error'])}")
+        for bad in report["invalid_abis"]:
+            out.append(f"- **abi/{bad['abi']}.toml**: {_md_escape(bad['error'])}")
+    return "\n".join(out) + "\n"
+
+
+def write_report(project: "Project", results: list[StepResult], run: dict[str, Any]) -> dict[str, Any]:
+    layout = project.layout
+    history = update_history(layout.history, results)
+    report = build_report(project, history, run)
+    atomic_write_text(layout.report_json, json.dumps(report, indent=2, sort_keys=True) + "\n")
+    atomic_write_text(layout.report_md, render_markdown(report))
+    return report
