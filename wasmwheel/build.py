@@ -43,6 +43,7 @@ SCRUBBED_ENV = (
     "PYEMSCRIPTEN_PLATFORM_VERSION",
     "PYODIDE_ABI_VERSION",
     "MATURIN_EMSCRIPTEN_VERSION",
+    "WASMWHEEL_BUILD_WHEELS",
 )
 # Wheels built from the same inputs get the same bytes (zip timestamps).
 SOURCE_DATE_EPOCH = "315532800"
@@ -77,6 +78,7 @@ def compile_env(
     emsdk: Mapping[str, Any],
     rust: Mapping[str, Any],
     base: Mapping[str, str] | None = None,
+    build_wheels: list[Path] = (),
 ) -> dict[str, str]:
     """The complete environment of the maturin process."""
     env = {k: v for k, v in (os.environ if base is None else base).items() if k not in SCRUBBED_ENV}
@@ -92,6 +94,9 @@ def compile_env(
         "SOURCE_DATE_EPOCH": env.get("SOURCE_DATE_EPOCH", SOURCE_DATE_EPOCH),
         **abi.maturin_tag_env(),
     })
+    if build_wheels:
+        # Wheels of the recipes listed in [depends] build, for build scripts that need them.
+        env["WASMWHEEL_BUILD_WHEELS"] = os.pathsep.join(str(p) for p in build_wheels)
     env.update(recipe.build.env)
     return env
 
@@ -114,8 +119,9 @@ def compile_wheel(
     emsdk: Mapping[str, Any],
     rust: Mapping[str, Any],
     log: StepLog,
+    build_wheels: list[Path] = (),
 ) -> dict[str, Any]:
-    env = compile_env(abi, recipe, layout, emsdk, rust)
+    env = compile_env(abi, recipe, layout, emsdk, rust, build_wheels=build_wheels)
     maturin = shutil.which("maturin", path=env["PATH"])
     if not maturin:
         raise CompileError("maturin not found on PATH: `pip install maturin` (wasmwheel installs it as a dependency)")

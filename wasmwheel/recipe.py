@@ -46,6 +46,7 @@ RESERVED_ENV = {
     "PATH": "set by wasmwheel",
     "EMSDK": "set by wasmwheel",
     "EM_CONFIG": "set by wasmwheel",
+    "WASMWHEEL_BUILD_WHEELS": "set by wasmwheel from [depends] build",
 }
 RECIPE_FORMAT = 1
 
@@ -107,6 +108,14 @@ class Test:
 
 
 @dataclass(frozen=True)
+class Depends:
+    """Other recipes this one needs, by canonical name, for the same ABI."""
+
+    test: tuple[str, ...] = ()  # their wheels are installed before the smoke test (transitively)
+    build: tuple[str, ...] = ()  # built first; their wheels are listed in WASMWHEEL_BUILD_WHEELS
+
+
+@dataclass(frozen=True)
 class Recipe:
     name: str  # canonical (PEP 503) name: task names, file names
     path: Path
@@ -116,6 +125,7 @@ class Recipe:
     source: Source
     build: Build
     test: Test
+    depends: Depends = Depends()
 
     @property
     def wheel_name(self) -> str:
@@ -330,6 +340,18 @@ def load_recipe(path: Path, abi_names: list[str] | tuple[str, ...], root: Path, 
         raise tst.error("script", f"Python syntax error on line {exc.lineno}: {exc.msg}") from None
     requirements = tst.string_list("requirements", expect="a list of PEP 508 requirements", check=_check_requirement)
     tst.done()
+
+    dep = top.table("depends")
+    depends = Depends(
+        test=tuple(canonicalize_name(n) for n in dep.string_list("test", expect="a list of recipe names",
+                                                                  check=_check_name)),
+        build=tuple(canonicalize_name(n) for n in dep.string_list("build", expect="a list of recipe names",
+                                                                   check=_check_name)),
+    )
+    for kind, names in (("test", depends.test), ("build", depends.build)):
+        if name in names:
+            raise dep.error(kind, f"{package_name} cannot depend on itself")
+    dep.done()
     top.done()
 
     return Recipe(
@@ -341,6 +363,7 @@ def load_recipe(path: Path, abi_names: list[str] | tuple[str, ...], root: Path, 
         source=source,
         build=build,
         test=Test(script=script, requirements=requirements),
+        depends=depends,
     )
 
 
@@ -367,4 +390,77 @@ def load_recipes(recipe_dir: Path, abi_names: list[str] | tuple[str, ...], root:
             continue
         owners[recipe.name] = path
         recipes[recipe.name] = recipe
+    _check_dependencies(recipes, errors, abi_names)
     return RecipeSet(recipes=recipes, errors=errors)
+
+
+def _check_dependencies(recipes: dict[str, Recipe], errors: dict[str, ConfigError],
+                        abi_names: list[str] | tuple[str, ...]) -> None:
+    """Cyclic, unknown, broken or ABI-incompatible dependencies make the dependent invalid (in place)."""
+    for name in list(recipes):
+        cycle = _find_cycle(name, recipes)
+        if cycle:
+            recipe = recipes[name]
+            errors[recipe.path.stem] = ConfigError(recipe.path, "depends", "dependency cycle: " + " -> ".join(cycle),
+                                                   "remove one of the dependencies")
+    for stem in list(errors):
+        recipes.pop(canonicalize_name(stem), None)
+    changed = True
+    while changed:  # a recipe that becomes invalid can invalidate its own dependents
+        changed = False
+        for name, recipe in list(recipes.items()):
+            problem = _dependency_problem(recipe, recipes, abi_names)
+            if problem:
+                key, message, fix = problem
+                errors[recipe.path.stem] = ConfigError(recipe.path, key, message, fix)
+                del recipes[name]
+                changed = True
+
+
+def _dependency_problem(recipe: Recipe, recipes: dict[str, Recipe], abi_names) -> tuple[str, str, str] | None:
+    for kind, names in (("test", recipe.depends.test), ("build", recipe.depends.build)):
+        for dep in names:
+            other = recipes.get(dep)
+            if other is None:
+                return (f"depends.{kind}", f"{dep!r} is not a (valid) recipe in this collection",
+                        "add its recipe, fix its errors, or remove the dependency")
+            missing = [a for a in recipe.abis(abi_names) if a not in other.abis(abi_names)]
+            if missing:
+                return (f"depends.{kind}", f"{dep} skips {', '.join(missing)}, which {recipe.name} builds for",
+                        f"skip {', '.join(missing)} here too, with the reason")
+    return None
+
+
+def _find_cycle(start: str, recipes: dict[str, Recipe]) -> list[str] | None:
+    path: list[str] = []
+
+    def visit(name: str) -> list[str] | None:
+        if name in path:
+            return path[path.index(name):] + [name]
+        recipe = recipes.get(name)
+        if recipe is None:
+            return None
+        path.append(name)
+        for dep in (*recipe.depends.test, *recipe.depends.build):
+            found = visit(dep)
+            if found:
+                return found
+        path.pop()
+        return None
+
+    cycle = visit(start)
+    return cycle if cycle and cycle[0] == start else None
+
+
+def runtime_closure(recipe: Recipe, recipes: dict[str, Recipe]) -> list[str]:
+    """Every recipe whose wheel the smoke test of ``recipe`` installs, dependencies first."""
+    order: list[str] = []
+
+    def visit(name: str) -> None:
+        for dep in recipes[name].depends.test:
+            if dep not in order:
+                visit(dep)
+                order.append(dep)
+
+    visit(recipe.name)
+    return order
