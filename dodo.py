@@ -51,3 +51,11 @@ def task_smoke():
 
 def task_build():
     yield from project.build_tasks()
+
+
+def task_index():
+    yield from project.index_tasks()
+
+
+def task_serve():
+    return project.serve_task()

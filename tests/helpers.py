@@ -27,12 +27,17 @@ class DoitRun:
 
     @property
     def executed(self) -> list[str]:
-        """Tasks doit ran (lines '.  task')."""
-        return re.findall(r"^\.  (\S+)", self.output, flags=re.M)
+        """Steps that ran, passed or failed (the reporter's 'ok'/'FAIL' lines)."""
+        return re.findall(r"^(?:ok|FAIL) +(\S+) ", self.output, flags=re.M)
 
     @property
-    def uptodate(self) -> list[str]:
-        return re.findall(r"^-- (\S+)", self.output, flags=re.M)
+    def failed(self) -> list[str]:
+        return re.findall(r"^FAIL +(\S+) ", self.output, flags=re.M)
+
+    @property
+    def skipped(self) -> list[str]:
+        """Steps skipped because something they need failed."""
+        return re.findall(r"^skip (\S+) ", self.output, flags=re.M)
 
     def executed_kinds(self) -> set[str]:
         return {t.split(":", 1)[0] for t in self.executed}

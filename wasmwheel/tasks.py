@@ -16,6 +16,7 @@ reruns a step whose recorded outputs were deleted or replaced.
 from __future__ import annotations
 
 import signal
+import sys
 import traceback
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -25,12 +26,14 @@ from typing import Any, Callable, Iterator
 from doit.exceptions import TaskFailed
 from doit.tools import config_changed
 
-from . import build, runtime, smoke, source, toolchain
+from . import build, index, runtime, smoke, source, toolchain
 from .abi import Abi, load_abi
 from .errors import CommandFailed, ConfigError, WasmwheelError
 from .fsutil import OutputsIntact, outputs_path, read_stamp, sha256_file, write_stamp
 from .layout import Layout
-from .recipe import Recipe, RecipeSet, load_recipes
+from .hints import hint_for
+from .progress import ProgressReporter
+from .recipe import Recipe, RecipeSet, load_recipes, runtime_closure
 from .runner import StepLog
 from .settings import Settings
 from .wheel import retag
@@ -70,13 +73,19 @@ class Project:
     def abi_names(self) -> list[str]:
         return sorted([*self.abis, *self.abi_errors])
 
-    def doit_config(self) -> dict[str, Any]:
+    def doit_config(self, argv: list[str] | None = None) -> dict[str, Any]:
         return {
             "backend": "sqlite3",
             "dep_file": str(self.layout.doit_db),
-            "default_tasks": ["build"],
+            "default_tasks": ["build", "index"],
             "check_file_uptodate": "md5",
+            "reporter": self.reporter_class(),
+            # The collection keeps going past a failed crate; a single target stops at the first error.
+            "continue": keep_going(sys.argv[1:] if argv is None else argv),
         }
+
+    def reporter_class(self) -> type[ProgressReporter]:
+        return type("WasmwheelReporter", (ProgressReporter,), {"project": self})
 
     # -- task generators (one per doit basename) -----------------------------------
     def emsdk_tasks(self) -> Iterator[dict]:
@@ -119,11 +128,25 @@ class Project:
     def crate_tasks(self, kind: str) -> Iterator[dict]:
         maker, doc = CRATE_STEPS[kind]
         yield group(kind, doc)
-        for recipe in self.recipes.recipes.values():
+        recipes = self.recipes.recipes
+        for recipe in recipes.values():
+            extra: dict[str, Any] = {}
+            if kind == "compile":
+                extra["build_deps"] = list(recipe.depends.build)
+            elif kind == "smoke":
+                extra["test_deps"] = runtime_closure(recipe, recipes)
             for abi_name in recipe.abis(self.abi_names):
                 abi = self.abis.get(abi_name)
                 if abi is not None:
-                    yield maker(recipe, abi, self.layout)
+                    yield maker(recipe, abi, self.layout, **extra)
+
+    def index_tasks(self) -> Iterator[dict]:
+        yield group("index", "Write each ABI's PEP 503/691 index and pyodide-lock.json from build/dist")
+        for abi in self.abis.values():
+            yield index_task(abi, self.layout, self.recipes.recipes)
+
+    def serve_task(self) -> dict:
+        return serve_task(self.layout)
 
     def build_tasks(self) -> Iterator[dict]:
         yield group("build", "Build and smoke-test every crate for every ABI it enables")
@@ -157,9 +180,12 @@ def run_step(step: str, stamp: str, log_path: str, title: str, *args: Any) -> bo
 
 def failure_message(exc: WasmwheelError, log: StepLog) -> str:
     message = str(exc)
-    if isinstance(exc, CommandFailed) and exc.output_tail:
-        tail = "\n".join("  | " + line for line in exc.output_tail.splitlines()[-40:])
-        message += f"\n{tail}"
+    tail = exc.output_tail if isinstance(exc, CommandFailed) else ""
+    if tail:
+        message += "\n" + "\n".join("  | " + line for line in tail.splitlines()[-40:])
+    known = hint_for(f"{exc}\n{tail}")
+    if known and "hint:" not in message:
+        message += f"\n  hint: {known.fix}"
     if log.path and not isinstance(exc, ConfigError):
         message += f"\n  full log: {log.path}"
     return message
@@ -216,11 +242,16 @@ def step_source(recipe: Recipe, layout: Layout, log: StepLog):
     return facts, [str(marker)]
 
 
-def step_compile(recipe: Recipe, abi: Abi, layout: Layout, log: StepLog):
+def _dep_wheels(names: list[str], abi: Abi, layout: Layout) -> list[Path]:
+    return [Path(read_stamp(layout.stamp("retag", abi.name, name))["wheel"]) for name in names]
+
+
+def step_compile(recipe: Recipe, abi: Abi, layout: Layout, build_deps: list[str], log: StepLog):
     src = read_stamp(layout.source_stamp(recipe.name))
     emsdk = read_stamp(layout.stamp("emsdk", abi.name))
     rust = read_stamp(layout.stamp("rust", abi.name))
-    facts = build.compile_wheel(recipe, abi, layout, Path(src["crate_dir"]), emsdk, rust, log)
+    facts = build.compile_wheel(recipe, abi, layout, Path(src["crate_dir"]), emsdk, rust, log,
+                                build_wheels=_dep_wheels(build_deps, abi, layout))
     return facts, [facts["wheel"]]
 
 
@@ -237,12 +268,24 @@ def step_retag(recipe: Recipe, abi: Abi, layout: Layout, log: StepLog):
     return {"wheel": str(wheel), "sha256": sha256_file(wheel)}, [str(wheel)]
 
 
-def step_smoke(recipe: Recipe, abi: Abi, layout: Layout, log: StepLog):
+def step_smoke(recipe: Recipe, abi: Abi, layout: Layout, test_deps: list[str], log: StepLog):
     wheel = Path(read_stamp(layout.stamp("retag", abi.name, recipe.name))["wheel"])
     rt = read_stamp(layout.stamp("pyodide", abi.name))
-    log.note(f"smoke-testing {wheel.name} in Pyodide {rt['pyodide']}")
-    facts = smoke.smoke_wheel(Path(rt["runtime"]), wheel, recipe.test.script, log)
+    deps = _dep_wheels(test_deps, abi, layout)
+    log.note(f"smoke-testing {wheel.name} in Pyodide {rt['pyodide']}"
+             + (f" with {', '.join(p.name for p in deps)}" if deps else ""))
+    facts = smoke.smoke_wheel(Path(rt["runtime"]), wheel, recipe.test.script, log, requirements=deps)
     return facts, []
+
+
+def step_index(abi: Abi, layout: Layout, recipes: dict[str, Recipe], log: StepLog):
+    rt = read_stamp(layout.stamp("pyodide", abi.name))
+    dist = layout.dist_dir(abi.name)
+    digest = index.listing_digest(dist, _index_inputs(recipes, layout))
+    facts = index.build_index(abi, dist, layout.index_dir(abi.name), Path(rt["runtime"]) / "pyodide-lock.json",
+                              recipes, layout.settings.index_url)
+    log.note(f"indexed {len(facts['wheels'])} wheels of ABI {abi.name} in {facts['index']}")
+    return {**facts, "digest": digest}, [str(layout.index_dir(abi.name) / "pyodide-lock.json")]
 
 
 STEPS: dict[str, Callable[..., tuple[dict, list]]] = {
@@ -255,6 +298,7 @@ STEPS: dict[str, Callable[..., tuple[dict, list]]] = {
     "compile": step_compile,
     "retag": step_retag,
     "smoke": step_smoke,
+    "index": step_index,
 }
 
 
@@ -342,8 +386,9 @@ def _maturin_version() -> str:
     return build.maturin_version()
 
 
-def compile_task(recipe: Recipe, abi: Abi, layout: Layout) -> dict:
+def compile_task(recipe: Recipe, abi: Abi, layout: Layout, build_deps: list[str] = ()) -> dict:
     deps = [layout.source_stamp(recipe.name), layout.stamp("emsdk", abi.name), layout.stamp("rust", abi.name)]
+    deps += [layout.stamp("retag", abi.name, name) for name in build_deps]
     order = [f"emsdk:{abi.name}", f"rust:{abi.name}"]  # file_dep alone leaves the order to chance
     if abi.sysroot:
         deps.append(layout.stamp("sysroot", abi.name))
@@ -351,7 +396,7 @@ def compile_task(recipe: Recipe, abi: Abi, layout: Layout) -> dict:
     return _step_task(
         "compile", f"{recipe.name}@{abi.name}", f"maturin build {recipe.name} for ABI {abi.name}",
         layout.stamp("compile", abi.name, recipe.name), layout.log("compile", abi.name, recipe.name),
-        (recipe, abi, layout),
+        (recipe, abi, layout, list(build_deps)),
         {"abi": abi.compile_config(), "build": recipe.build.config(), "maturin": _maturin_version()},
         file_dep=deps, task_dep=order,
     )
@@ -366,20 +411,79 @@ def retag_task(recipe: Recipe, abi: Abi, layout: Layout) -> dict:
     )
 
 
-def smoke_task(recipe: Recipe, abi: Abi, layout: Layout) -> dict:
+def smoke_task(recipe: Recipe, abi: Abi, layout: Layout, test_deps: list[str] = ()) -> dict:
+    deps = [layout.stamp("retag", abi.name, name) for name in test_deps]
     return _step_task(
         "smoke", f"{recipe.name}@{abi.name}", f"Smoke-test {recipe.name} in Pyodide {abi.pyodide_version}",
         layout.stamp("smoke", abi.name, recipe.name), layout.log("smoke", abi.name, recipe.name),
-        (recipe, abi, layout), {"test": recipe.test.config(), "pyodide": abi.pyodide_version},
-        file_dep=[layout.stamp("retag", abi.name, recipe.name), layout.stamp("pyodide", abi.name)],
+        (recipe, abi, layout, list(test_deps)),
+        {"test": recipe.test.config(), "pyodide": abi.pyodide_version, "test_deps": list(test_deps)},
+        file_dep=[layout.stamp("retag", abi.name, recipe.name), layout.stamp("pyodide", abi.name), *deps],
     )
 
 
-CRATE_STEPS: dict[str, tuple[Callable[[Recipe, Abi, Layout], dict], str]] = {
+CRATE_STEPS: dict[str, tuple[Callable[..., dict], str]] = {
     "compile": (compile_task, "maturin build of each crate for each ABI"),
     "retag": (retag_task, "Retag each built wheel to its ABI's platform tag"),
     "smoke": (smoke_task, "Smoke-test each wheel in its ABI's Pyodide under Node"),
 }
+
+
+def _index_inputs(recipes: dict[str, Recipe], layout: Layout) -> dict[str, Any]:
+    """What, besides the wheels, shapes an index: lock metadata from the recipes, the public URL."""
+    return {"base_url": layout.settings.index_url,
+            "recipes": {n: [list(r.import_names), list(r.depends.test), list(r.test.requirements)]
+                        for n, r in sorted(recipes.items())}}
+
+
+class IndexCurrent:
+    """doit ``uptodate`` item: the index was made from the wheels now in build/dist/<abi>.
+
+    Checked when the task is reached (after the builds of the same run), with stat calls only.
+    """
+
+    def __init__(self, stamp: Path, dist_dir: Path, inputs: dict[str, Any]):
+        self.stamp, self.dist_dir, self.inputs = str(stamp), str(dist_dir), inputs
+
+    def __call__(self, task=None, values=None) -> bool:
+        try:
+            recorded = read_stamp(Path(self.stamp)).get("digest")
+        except (OSError, ValueError):
+            return False
+        return recorded == index.listing_digest(Path(self.dist_dir), self.inputs)
+
+    def __repr__(self) -> str:
+        return f"IndexCurrent({self.dist_dir})"
+
+
+def index_task(abi: Abi, layout: Layout, recipes: dict[str, Recipe]) -> dict:
+    stamp = layout.stamp("index", abi.name)
+    task = _step_task(
+        "index", abi.name, f"Index of build/dist/{abi.name} (PEP 503/691) and its pyodide-lock.json",
+        stamp, layout.log("index", abi.name), (abi, layout, recipes), {},
+        file_dep=[layout.stamp("pyodide", abi.name)],
+    )
+    task["uptodate"] = [IndexCurrent(stamp, layout.dist_dir(abi.name), _index_inputs(recipes, layout)),
+                        OutputsIntact(stamp)]
+    return task
+
+
+def run_server(root: str, host: str, port: int) -> None:
+    from .serve import serve
+
+    serve(Path(root), host, port)
+
+
+def serve_task(layout: Layout) -> dict:
+    return {
+        "basename": "serve",
+        "doc": "Serve build/index with CORS headers (--port, --host); Ctrl-C stops",
+        "actions": [(run_server, [str(layout.build / "index")])],
+        "params": [{"name": "port", "long": "port", "type": int, "default": 8000, "help": "TCP port (default 8000)"},
+                   {"name": "host", "long": "host", "default": "127.0.0.1", "help": "address to bind"}],
+        "uptodate": [False],
+        "verbosity": 2,
+    }
 
 
 def build_task(recipe: Recipe, abi_names: list[str], abi_errors: dict[str, ConfigError]) -> dict:
@@ -389,6 +493,40 @@ def build_task(recipe: Recipe, abi_names: list[str], abi_errors: dict[str, Confi
     if skipped:
         doc += f"; skips {skipped}"
     return {"basename": "build", "name": recipe.name, "doc": doc, "task_dep": deps, "actions": None}
+
+
+# Options of `doit run` that take a value (so their value is not mistaken for a task name).
+_VALUE_OPTIONS = {"-n", "--process", "-P", "--parallel-type", "--reporter", "-f", "--file", "-d", "--dir",
+                  "-o", "--output-file", "--db-file", "--dep-file", "--backend", "--check_file_uptodate",
+                  "-v", "--verbosity", "--seek-file", "--pdb"}
+_OTHER_COMMANDS = {"list", "info", "clean", "forget", "ignore", "dumpdb", "help", "auto", "strace", "reset-dep",
+                   "tabcompletion"}
+
+
+def keep_going(argv: list[str]) -> bool:
+    """True when the run targets the whole collection (`doit`, `doit build`, `doit run build`).
+
+    A batch keeps going past a failed crate (doit --continue); a single target such as
+    `doit build:<crate>` stops at its first failure unless run with -c.
+    """
+    args = list(argv)
+    if args and args[0] in _OTHER_COMMANDS:
+        return False
+    if args and args[0] == "run":
+        args = args[1:]
+    targets: list[str] = []
+    skip = False
+    for arg in args:
+        if skip:
+            skip = False
+            continue
+        if arg.startswith("-"):
+            skip = arg in _VALUE_OPTIONS
+            continue
+        if "=" in arg:  # doit task parameters (pos_arg / key=value)
+            continue
+        targets.append(arg)
+    return not targets or "build" in targets
 
 
 # -- process setup -----------------------------------------------------------------------

@@ -1,0 +1,169 @@
+"""Batch builds: keep going past a failed crate, say what was skipped and why, report, resume,
+parallel runs, and dependencies between recipes."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+import pytest
+
+from wasmwheel.tasks import keep_going
+
+BULK = "wasm-opt: Unknown option '--enable-bulk-memory-opt'"
+
+
+def _only(project, *keep):
+    for path in (project.root / "abi").glob("*.toml"):
+        if path.stem not in keep:
+            path.unlink()
+
+
+@pytest.mark.parametrize("argv,expected", [
+    ([], True), (["build"], True), (["run", "build"], True), (["-n", "2", "build"], True), (["-n", "2"], True),
+    (["build:jiter"], False), (["smoke:jiter@2026_0"], False), (["run", "-v", "2", "build:x"], False),
+    (["list"], False), (["info", "build"], False), (["build", "index"], True),
+])
+def test_only_the_collection_keeps_going_by_default(argv, expected):
+    assert keep_going(argv) is expected
+
+
+def test_the_collection_keeps_going_past_a_failed_crate_and_reports(project):
+    _only(project, "2025_0", "2026_0")
+    project.add_crate("hello-two", "hello_two")
+    env = {"STANDIN_MATURIN_FAIL": "hello-two", "STANDIN_MATURIN_FAIL_MESSAGE": BULK}
+    run = project.doit("build", check=False, env=env)
+    assert run.returncode != 0
+    # The good crate was built and smoke-tested for both ABIs.
+    for abi in ("2025_0", "2026_0"):
+        assert f"smoke:hello-pyo3@{abi}" in run.executed
+        assert f"smoke:hello-pyo3@{abi}" not in run.failed
+    # The failure is reported with the tool's output and the fix for this known error ...
+    assert sorted(run.failed) == ["compile:hello-two@2025_0", "compile:hello-two@2026_0"]
+    assert BULK in run.output
+    assert "hint: this Rust is newer than the ABI's Emscripten" in run.output
+    # ... and what depended on it is skipped, saying why.
+    assert sorted(run.skipped) == sorted(f"{k}:hello-two@{a}" for k in ("retag", "smoke") for a in ("2025_0", "2026_0"))
+    assert "skip smoke:hello-two@2026_0  (compile:hello-two@2026_0 failed)" in run.output
+    # Progress: one line per finished step with its time and a live count.
+    total = 21
+    assert f"[{total}/{total}]" in run.output
+    assert "17 steps ran (2 failed), 4 skipped, 0 up to date" in run.output
+
+    report = json.loads(project.layout.report_json.read_text())
+    rows = {(r["crate"], r["abi"]): r for r in report["rows"]}
+    ok = rows[("hello-pyo3", "2026_0")]
+    assert ok["status"] == "ok" and ok["wheel"] == "hello_pyo3-0.1.0-cp314-cp314-pyemscripten_2026_0_wasm32.whl"
+    assert ok["size"] == (project.layout.dist_dir("2026_0") / ok["wheel"]).stat().st_size
+    assert set(ok["steps"]) == {"source", "compile", "retag", "smoke"}
+    assert all(s["status"] == "ok" and s["seconds"] is not None for s in ok["steps"].values())
+    bad = rows[("hello-two", "2026_0")]
+    assert bad["status"] == "failed" and bad["failed_step"] == "compile"
+    assert bad["hint_code"] == "bulk-memory-opt"
+    assert bad["log"] == str(project.layout.log("compile", "2026_0", "hello-two"))
+    assert report["summary"] == {"ok": 2, "failed": 2}
+    md = project.layout.report_md.read_text()
+    assert "| hello-two | FAILED (compile) | FAILED (compile) |" in md
+    assert "| hello-pyo3 | ok | ok |" in md
+    assert "this Rust is newer than the ABI's Emscripten" in md
+
+    # Fixed: the next run resumes where it stopped and only the failed crate's steps run.
+    run = project.doit("build")
+    assert sorted(run.executed) == sorted(f"{k}:hello-two@{a}" for k in ("compile", "retag", "smoke")
+                                          for a in ("2025_0", "2026_0"))
+    report = json.loads(project.layout.report_json.read_text())
+    assert report["summary"] == {"ok": 4}
+    # A no-op run keeps the report of the whole collection (durations from earlier runs).
+    assert "nothing to do: 21 steps up to date" in project.doit("build").output
+    report = json.loads(project.layout.report_json.read_text())
+    assert report["summary"] == {"ok": 4}
+    assert all(r["steps"]["compile"]["seconds"] is not None for r in report["rows"])
+
+
+def test_a_single_target_stops_at_its_first_failure(project):
+    _only(project, "2025_0", "2026_0")
+    run = project.doit("build:hello-pyo3", check=False, env={"STANDIN_MATURIN_FAIL": "hello-pyo3"})
+    assert len(run.failed) == 1
+    assert not any(t.startswith(("retag:", "smoke:")) for t in run.executed)
+    # -c keeps going there too.
+    run = project.doit("-c", "build:hello-pyo3", check=False, env={"STANDIN_MATURIN_FAIL": "hello-pyo3"})
+    assert len(run.failed) == 2
+
+
+def test_a_failed_toolchain_blocks_only_its_abi(project):
+    _only(project, "2025_0", "2026_0")
+    run = project.doit("build", check=False, env={"STANDIN_EMSDK_UNKNOWN": "5.0.3"})
+    assert run.failed == ["emsdk:2026_0"]
+    assert "smoke:hello-pyo3@2025_0" in run.executed
+    assert "skip compile:hello-pyo3@2026_0  (emsdk:2026_0 failed)" in run.output
+    rows = {r["abi"]: r for r in json.loads(project.layout.report_json.read_text())["rows"]}
+    assert rows["2026_0"]["status"] == "blocked" and rows["2026_0"]["blocked_by"] == ["emsdk:2026_0"]
+    assert "tool or SDK not found" in rows["2026_0"]["error"]
+
+
+def _wheel_digests(project) -> dict[str, str]:
+    out = {}
+    for abi_dir in (project.layout.build / "dist").iterdir():
+        for wheel in abi_dir.glob("*.whl"):
+            out[f"{abi_dir.name}/{wheel.name}"] = hashlib.sha256(wheel.read_bytes()).hexdigest()
+    return out
+
+
+def test_parallel_build_gives_the_same_wheels_as_a_serial_one(project, tmp_path):
+    _only(project, "2025_0", "2026_0")
+    project.add_crate("hello-two", "hello_two")
+    parallel = project.doit("-n", "2", "build")
+    assert len(parallel.executed) == 21 and parallel.failed == []
+    digests = _wheel_digests(project)
+    assert len(digests) == 4
+    # The same tree built serially in another build folder gives byte-identical wheels.
+    serial_dir = tmp_path / "serial-build"
+    project.doit("build", env={"WASMWHEEL_BUILD_DIR": str(serial_dir)})
+    project.env["WASMWHEEL_BUILD_DIR"] = str(serial_dir)
+    assert _wheel_digests(project) == digests
+    # Toolchains were provisioned once for both runs (file locks around shared cache folders).
+    installs = [r for r in project.records("rustup") if r["argv"][:2] == ["toolchain", "install"]]
+    assert len(installs) == 2
+
+
+def _depends(project, crate, **kinds):
+    project.edit_toml(f"recipes/{crate}.toml", lambda d: d.update({"depends": kinds}))
+
+
+def test_a_test_dependency_is_installed_first_and_its_changes_rerun_dependents(project):
+    _only(project, "2026_0")
+    project.add_crate("hello-two", "hello_two")
+    _depends(project, "hello-two", test=["hello-pyo3"])
+    project.edit_toml("recipes/hello-two.toml", lambda d: d["test"].update(
+        {"script": "import hello_pyo3, hello_two\nassert hello_pyo3.sum_as_string(1, 1) == hello_two.sum_as_string(2, 0)\n"}))
+    run = project.doit("build")
+    assert run.executed.index("retag:hello-pyo3@2026_0") < run.executed.index("smoke:hello-two@2026_0")
+    log = project.layout.log("smoke", "2026_0", "hello-two").read_text()
+    assert "with hello_pyo3-0.1.0-cp314-cp314-pyemscripten_2026_0_wasm32.whl" in log
+    # A change that gives hello-pyo3 a new wheel reruns hello-two's smoke test, nothing else of it.
+    project.edit_toml("recipes/hello-pyo3.toml", lambda d: d["build"].update({"rustflags": ["-C", "opt-level=z"]}))
+    run = project.doit("build")
+    assert sorted(run.executed) == sorted(["compile:hello-pyo3@2026_0", "retag:hello-pyo3@2026_0",
+                                           "smoke:hello-pyo3@2026_0", "smoke:hello-two@2026_0"])
+
+
+def test_a_build_dependency_is_built_first_and_handed_to_the_build(project):
+    _only(project, "2026_0")
+    project.add_crate("hello-two", "hello_two")
+    _depends(project, "hello-two", build=["hello-pyo3"])
+    project.doit("build")
+    calls = {r["env"]["CARGO_TARGET_DIR"].split("/")[-2]: r for r in project.records("maturin")}
+    wheel = project.layout.dist_dir("2026_0") / "hello_pyo3-0.1.0-cp314-cp314-pyemscripten_2026_0_wasm32.whl"
+    assert calls["hello-two"]["env"]["WASMWHEEL_BUILD_WHEELS"] == str(wheel)
+    assert "WASMWHEEL_BUILD_WHEELS" not in calls["hello-pyo3"]["env"]
+
+
+def test_dependency_mistakes_are_recipe_errors(project):
+    project.add_crate("hello-two", "hello_two")
+    _depends(project, "hello-two", test=["hello-pyo3"])
+    project.edit_toml("recipes/hello-pyo3.toml", lambda d: d["build"].update({"skip_abis": {"2024_0": "old"}}))
+    out = project.doit("list", "--all").output
+    assert "build:hello-two" in out and "hello-pyo3 skips 2024_0, which hello-two builds for" in out
+    _depends(project, "hello-pyo3", test=["hello-two"])
+    out = project.doit("list", "--all").output
+    assert "dependency cycle: hello-pyo3 -> hello-two -> hello-pyo3" in out
