@@ -26,6 +26,7 @@ VARIABLES = {
     "WASMWHEEL_PYPI_URL": f"PyPI base URL for the JSON API used by `new`/`bump` (default: {DEFAULT_PYPI_URL})",
     "WASMWHEEL_NPM_REGISTRY": f"npm registry for Pyodide runtimes (default: {DEFAULT_NPM_REGISTRY})",
     "WASMWHEEL_SYSTEM": "1 = use emcc and rustup toolchains already installed; verify them instead of provisioning",
+    "WASMWHEEL_INDEX_URL": "public URL the index will be served from; makes pyodide-lock.json file names absolute",
 }
 
 
@@ -56,6 +57,7 @@ class Settings:
     pypi_url: str = DEFAULT_PYPI_URL
     npm_registry: str = DEFAULT_NPM_REGISTRY
     system: bool = False
+    index_url: str | None = None
 
     @classmethod
     def from_env(cls, root: Path, env: dict[str, str] | None = None) -> "Settings":
@@ -84,6 +86,7 @@ class Settings:
             pypi_url=url("WASMWHEEL_PYPI_URL", DEFAULT_PYPI_URL) or DEFAULT_PYPI_URL,
             npm_registry=url("WASMWHEEL_NPM_REGISTRY", DEFAULT_NPM_REGISTRY) or DEFAULT_NPM_REGISTRY,
             system=_truthy("WASMWHEEL_SYSTEM", env.get("WASMWHEEL_SYSTEM")),
+            index_url=url("WASMWHEEL_INDEX_URL", None),
         )
 
     @property

@@ -1,0 +1,195 @@
+"""The index of built wheels: PEP 503/691 pages, a pyodide-lock.json per ABI that the real runtimes
+load offline, and `doit serve` with CORS headers, fetched cross-origin by a real Chromium."""
+
+from __future__ import annotations
+
+import hashlib
+import html.parser
+import json
+import shutil
+import subprocess
+import sys
+import threading
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from helpers import TestProject
+from wasmwheel.serve import make_server
+
+TESTS = Path(__file__).resolve().parent
+ABIS = ("2024_0", "2025_0", "2026_0")
+
+
+def _only(project, *keep):
+    for path in (project.root / "abi").glob("*.toml"):
+        if path.stem not in keep:
+            path.unlink()
+
+
+class _Links(html.parser.HTMLParser):
+    def __init__(self):
+        super().__init__()
+        self.links: list[str] = []
+
+    def handle_starttag(self, tag, attrs):
+        if tag == "a":
+            self.links.append(dict(attrs)["href"])
+
+
+def _links(path: Path) -> list[str]:
+    parser = _Links()
+    parser.feed(path.read_text())
+    return parser.links
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory, stand_in_modules, runtimes, emsdk_mirror, sysroot_archive):
+    """One collection built for three ABIs, shared by this module's tests (a build takes a minute)."""
+    project = TestProject.create(tmp_path_factory.mktemp("index"), runtimes=runtimes, modules=stand_in_modules,
+                                 emsdk_url=emsdk_mirror, sysroot=sysroot_archive)
+    _only(project, *ABIS)
+    project.add_crate("hello-two", "hello_two")
+    run = project.doit()  # the default tasks: build, then index
+    assert {f"index:{a}" for a in ABIS} <= set(run.executed)
+    return project
+
+
+def test_pep503_and_pep691_pages_list_every_wheel_with_its_sha256(built):
+    root = built.layout.index_dir("2026_0")
+    assert _links(root / "simple" / "index.html") == ["hello-pyo3/", "hello-two/"]
+    for project, dist in (("hello-pyo3", "hello_pyo3"), ("hello-two", "hello_two")):
+        (link,) = _links(root / "simple" / project / "index.html")
+        target, sha = link.split("#sha256=")
+        wheel = (root / "simple" / project / target).resolve()
+        assert wheel.name == f"{dist}-0.1.0-cp314-cp314-pyemscripten_2026_0_wasm32.whl"
+        assert hashlib.sha256(wheel.read_bytes()).hexdigest() == sha
+        assert wheel.read_bytes() == (built.layout.dist_dir("2026_0") / wheel.name).read_bytes()
+        page = json.loads((root / "simple" / project / "index.json").read_text())
+        assert page["meta"]["api-version"] == "1.1" and page["name"] == project
+        assert page["files"] == [{"filename": wheel.name, "url": target, "hashes": {"sha256": sha},
+                                  "size": wheel.stat().st_size}]
+    assert json.loads((root / "simple" / "index.json").read_text())["projects"] == [
+        {"name": "hello-pyo3"}, {"name": "hello-two"}]
+
+
+def test_the_lock_adds_the_collection_to_the_runtimes_own_lock(built, runtimes):
+    lock = json.loads((built.layout.index_dir("2026_0") / "pyodide-lock.json").read_text())
+    runtime_lock = json.loads((runtimes["314.0.7"] / "node_modules/pyodide/pyodide-lock.json").read_text())
+    assert lock["info"] == runtime_lock["info"]
+    entry = lock["packages"]["hello-pyo3"]
+    assert entry["file_name"] == "hello_pyo3-0.1.0-cp314-cp314-pyemscripten_2026_0_wasm32.whl"
+    assert entry["imports"] == ["hello_pyo3"] and entry["install_dir"] == "site"
+    assert set(runtime_lock["packages"]) < set(lock["packages"])
+    assert lock["packages"]["micropip"]["file_name"].startswith("https://cdn.jsdelivr.net/pyodide/v314.0.7/full/")
+
+
+@pytest.mark.parametrize("abi,version", [("2024_0", "0.27.8"), ("2025_0", "0.29.5"), ("2026_0", "314.0.7")])
+def test_load_package_from_the_lock_installs_a_built_crate_offline(built, runtimes, abi, version):
+    index = built.layout.index_dir(abi)
+    args = ["node", str(TESTS / "pyodide_lock_load.mjs"), str(runtimes[version] / "node_modules/pyodide"),
+            str(index / "pyodide-lock.json"), "hello-pyo3",
+            "import hello_pyo3; c = hello_pyo3.Counter(); c.increment(); f'{hello_pyo3.sum_as_string(40, 2)}/{c.increment()}'"]
+    if abi == "2024_0":
+        # Pyodide 0.27 resolves lock file names against packageCacheDir in Node (see wasmwheel/index.py).
+        args.append(str(index))
+    proc = subprocess.run(args, capture_output=True, text=True, timeout=180)
+    assert "RESULT 42/2" in proc.stdout, proc.stdout + proc.stderr
+
+
+def test_the_index_is_rebuilt_only_when_the_wheels_change(built):
+    assert built.doit("index").executed == []
+    built.edit_toml("recipes/hello-two.toml", lambda d: d["build"].update({"rustflags": ["-C", "opt-level=z"]}))
+    run = built.doit()
+    assert sorted(t for t in run.executed if t.startswith("index:")) == [f"index:{a}" for a in ABIS]
+    lock = json.loads((built.layout.index_dir("2026_0") / "pyodide-lock.json").read_text())
+    wheel = built.layout.dist_dir("2026_0") / lock["packages"]["hello-two"]["file_name"]
+    assert lock["packages"]["hello-two"]["sha256"] == hashlib.sha256(wheel.read_bytes()).hexdigest()
+
+
+def test_an_absolute_index_url_makes_lock_file_names_absolute(built):
+    run = built.doit("index", env={"WASMWHEEL_INDEX_URL": "https://wheels.example.org/2026_0"})
+    assert "index:2026_0" in run.executed
+    lock = json.loads((built.layout.index_dir("2026_0") / "pyodide-lock.json").read_text())
+    assert lock["packages"]["hello-pyo3"]["file_name"] == (
+        "https://wheels.example.org/2026_0/hello_pyo3-0.1.0-cp314-cp314-pyemscripten_2026_0_wasm32.whl")
+    built.doit("index")  # back to relative names for the tests that serve the index
+
+
+@pytest.fixture
+def served(built):
+    server = make_server(built.layout.build / "index", port=0, quiet=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield built, f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+def test_the_server_sends_cors_headers_and_negotiates_pep691(served):
+    _, url = served
+    req = urllib.request.Request(f"{url}/2026_0/pyodide-lock.json", headers={"Origin": "http://elsewhere.example"})
+    with urllib.request.urlopen(req) as resp:
+        assert resp.headers["Access-Control-Allow-Origin"] == "*"
+        assert json.load(resp)["info"]["abi_version"] == "2026_0"
+    req = urllib.request.Request(f"{url}/2026_0/simple/hello-pyo3/", method="OPTIONS",
+                                 headers={"Origin": "http://elsewhere.example", "Access-Control-Request-Method": "GET"})
+    with urllib.request.urlopen(req) as resp:
+        assert resp.status == 204 and resp.headers["Access-Control-Allow-Origin"] == "*"
+    req = urllib.request.Request(f"{url}/2026_0/simple/hello-pyo3/",
+                                 headers={"Accept": "application/vnd.pypi.simple.v1+json"})
+    with urllib.request.urlopen(req) as resp:
+        assert resp.headers["Content-Type"] == "application/vnd.pypi.simple.v1+json"
+        assert json.load(resp)["name"] == "hello-pyo3"
+
+
+def test_pip_installs_from_the_served_index(served, tmp_path):
+    _, url = served
+    proc = subprocess.run(
+        [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "--platform",
+         "pyemscripten_2026_0_wasm32", "--implementation", "cp", "--python-version", "3.14",
+         "--index-url", f"{url}/2026_0/simple/", "-d", str(tmp_path / "dl"), "hello-two"],
+        capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert [p.name for p in (tmp_path / "dl").iterdir()] == ["hello_two-0.1.0-cp314-cp314-pyemscripten_2026_0_wasm32.whl"]
+
+
+def _chromium() -> str:
+    found = shutil.which("chromium") or shutil.which("chromium-browser")
+    if not found:
+        pytest.fail("Debian's chromium is needed for the cross-origin test: `apt-get install chromium` (see .ci/run)")
+    return found
+
+
+def test_a_browser_on_another_origin_can_fetch_the_index(served, tmp_path):
+    """A page served from one origin fetches the lock file and a wheel from the index server's origin."""
+    _, index_url = served
+    page_root = tmp_path / "page"
+    page_root.mkdir()
+    (page_root / "index.html").write_text(f"""<!DOCTYPE html><html><body><pre id="out">pending</pre><script>
+    (async () => {{
+      const out = document.getElementById("out");
+      try {{
+        const lock = await (await fetch("{index_url}/2026_0/pyodide-lock.json")).json();
+        const name = lock.packages["hello-pyo3"].file_name;
+        const wheel = await (await fetch("{index_url}/2026_0/" + name)).arrayBuffer();
+        out.textContent = "FETCHED " + name + " " + wheel.byteLength;
+      }} catch (e) {{ out.textContent = "BLOCKED " + e; }}
+    }})();
+    </script></body></html>""")
+    page_server = make_server(page_root, port=0, quiet=True)
+    threading.Thread(target=page_server.serve_forever, daemon=True).start()
+    try:
+        page = f"http://127.0.0.1:{page_server.server_address[1]}/index.html"
+        proc = subprocess.run(
+            [_chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+             "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic",
+             f"--user-data-dir={tmp_path / 'profile'}", "--virtual-time-budget=10000", "--dump-dom", page],
+            capture_output=True, text=True, timeout=120)
+    finally:
+        page_server.shutdown()
+        page_server.server_close()
+    wheel = "hello_pyo3-0.1.0-cp314-cp314-pyemscripten_2026_0_wasm32.whl"
+    size = (served[0].layout.dist_dir("2026_0") / wheel).stat().st_size
+    assert f"FETCHED {wheel} {size}" in proc.stdout, proc.stdout[-2000:] + proc.stderr[-2000:]

@@ -1,0 +1,86 @@
+"""`doit serve` / `python -m wasmwheel serve`: serve build/index over HTTP with CORS headers.
+
+Browsers refuse cross-origin wheel and lock-file fetches without CORS headers (see
+shared/LANDSCAPE.md, "Hosting"); this small stdlib server sends them on every
+response, answers preflight requests, and negotiates PEP 691 JSON for ``simple/`` pages.
+"""
+
+from __future__ import annotations
+
+import functools
+import http.server
+import io
+import sys
+from pathlib import Path
+
+from .index import PEP691_TYPE
+
+CORS_HEADERS = {
+    "Access-Control-Allow-Origin": "*",
+    "Access-Control-Allow-Methods": "GET, HEAD, OPTIONS",
+    "Access-Control-Allow-Headers": "*",
+    "Access-Control-Expose-Headers": "Content-Length, Content-Type",
+}
+
+
+class IndexHandler(http.server.SimpleHTTPRequestHandler):
+    extensions_map = {
+        **http.server.SimpleHTTPRequestHandler.extensions_map,
+        ".whl": "application/octet-stream",
+        ".json": "application/json",
+        ".html": "text/html; charset=utf-8",
+    }
+    quiet = False
+
+    def end_headers(self) -> None:
+        for key, value in CORS_HEADERS.items():
+            self.send_header(key, value)
+        self.send_header("Vary", "Accept")
+        super().end_headers()
+
+    def do_OPTIONS(self) -> None:  # noqa: N802 - http.server naming
+        self.send_response(204)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def send_head(self):
+        # PEP 691: a simple/ page asked for as JSON gets the index.json beside its index.html.
+        path = Path(self.translate_path(self.path))
+        if path.is_dir() and PEP691_TYPE in self.headers.get("Accept", "") and (path / "index.json").exists():
+            data = (path / "index.json").read_bytes()
+            self.send_response(200)
+            self.send_header("Content-Type", PEP691_TYPE)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            return io.BytesIO(data)
+        return super().send_head()
+
+    def log_message(self, format, *args):  # noqa: A002 - http.server signature
+        if not self.quiet:
+            sys.stderr.write("   %s %s\n" % (self.address_string(), format % args))
+
+
+def make_server(root: Path, host: str = "127.0.0.1", port: int = 8000, quiet: bool = False) -> http.server.ThreadingHTTPServer:
+    handler = functools.partial(type("Handler", (IndexHandler,), {"quiet": quiet}), directory=str(root))
+    return http.server.ThreadingHTTPServer((host, port), handler)
+
+
+def serve(root: Path, host: str = "127.0.0.1", port: int = 8000) -> None:
+    root = Path(root)
+    if not root.is_dir():
+        from .errors import WasmwheelError
+
+        raise WasmwheelError(f"{root} does not exist: run `doit index` first")
+    server = make_server(root, host, port)
+    abis = sorted(p.name for p in root.iterdir() if (p / "pyodide-lock.json").exists())
+    print(f"serving {root} at http://{host}:{server.server_address[1]}/ (CORS enabled; Ctrl-C to stop)")
+    for abi in abis:
+        print(f"  {abi}: http://{host}:{server.server_address[1]}/{abi}/simple/  "
+              f"lock: http://{host}:{server.server_address[1]}/{abi}/pyodide-lock.json")
+    sys.stdout.flush()
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
