@@ -74,6 +74,49 @@ def cmd_pin_sysroot(args: argparse.Namespace) -> int:
     return 0
 
 
+def _scaffold_env(args: argparse.Namespace):
+    from .layout import Layout
+    from .pypi import PyPI
+    from .settings import Settings
+
+    root = _project_root(args.root)
+    settings = Settings.from_env(root)
+    return root, PyPI(settings.pypi_url), Layout(settings)
+
+
+def cmd_new(args: argparse.Namespace) -> int:
+    from .pypi import split_spec
+    from .runner import StepLog
+    from .scaffold import new_recipe
+
+    name, version = split_spec(args.spec, args.version)
+    root, pypi, layout = _scaffold_env(args)
+    with StepLog(None) as log:
+        path, facts = new_recipe(name, version, root, pypi, layout, log, force=args.force)
+    print(f"wrote {path}")
+    for line in facts.summary():
+        print(f"  {line}")
+    print(f"next: write a real [test] script in {path.name}, then `doit build:{path.stem}`")
+    return 0
+
+
+def cmd_bump(args: argparse.Namespace) -> int:
+    from .runner import StepLog
+    from .scaffold import bump_recipe
+
+    root, pypi, layout = _scaffold_env(args)
+    version = args.version.removeprefix("==") if args.version else None
+    with StepLog(None) as log:
+        result = bump_recipe(args.recipe, version, root, pypi, layout, log)
+    if not result.changes and result.old_version == result.new_version:
+        print(f"{result.path.name} is at {result.new_version} already; nothing to do")
+        return 0
+    print(f"{result.path}: {result.old_version} -> {result.new_version}")
+    for change in result.changes:
+        print(f"  check: {change}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="wasmwheel", description=__doc__.splitlines()[0])
     parser.add_argument("--root", help="repository root (default: the nearest folder with dodo.py and abi/)")
@@ -92,6 +135,17 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("pin-sysroot", help="download an ABI's sysroot and record its sha256 in the ABI file")
     p.add_argument("abi", help="ABI name, e.g. 2025_0")
     p.set_defaults(func=cmd_pin_sysroot)
+
+    p = sub.add_parser("new", help="write recipes/<name>.toml from a PyPI sdist (maturin projects)")
+    p.add_argument("spec", metavar="NAME[==VERSION]", help="PyPI name, optionally pinned: jiter or jiter==0.19.0")
+    p.add_argument("version", nargs="?", metavar="==VERSION", help="the version, if not in NAME (default: latest)")
+    p.add_argument("--force", action="store_true", help="overwrite an existing recipe")
+    p.set_defaults(func=cmd_new)
+
+    p = sub.add_parser("bump", help="move a recipe to another PyPI release (version, url, sha256), keeping its comments")
+    p.add_argument("recipe", help="recipe name (recipes/<name>.toml) or path")
+    p.add_argument("version", nargs="?", help="the version (default: latest)")
+    p.set_defaults(func=cmd_bump)
     return parser
 
 
