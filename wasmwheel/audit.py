@@ -30,6 +30,8 @@ from .wheel import RetagError, WheelName
 
 ERROR = "error"
 WARNING = "warning"
+# Bump when a check's logic changes: every audit step reruns (it is in audit_config()).
+RULES_VERSION = 1
 
 
 @dataclass(frozen=True)
@@ -80,6 +82,18 @@ CHECKS: dict[str, Check] = {c.code: c for c in (
           "ship the library at the wheel's root (site-packages), or next to the module with a $ORIGIN runtime path",
           "load fails: 'Failed to find dynamic library'"),
 )}
+
+
+def audit_config(abi: Abi) -> dict[str, Any]:
+    """Everything that shapes an audit verdict besides the wheel itself (the pipeline step's config_changed)."""
+    return {
+        "rules": RULES_VERSION,
+        "checks": sorted((c.code, c.severity) for c in CHECKS.values()),
+        "python": abi.python_minor,
+        "platform_tags": list(abi.all_platform_tags),
+        "exception_handling": abi.exception_handling,
+        "pyodide": abi.pyodide_version,
+    }
 
 
 def check_table() -> list[tuple[str, str, str, str]]:
