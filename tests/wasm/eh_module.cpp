@@ -6,7 +6,9 @@
  *   risky(n)  calls thrower(n) inside try/catch: n != 0 throws an int, caught here.
  *
  * With -DINIT_TRY the module's init function runs inside try/catch too, as PyO3's
- * init trampoline does (catch_unwind), so a mismatch shows at import time. */
+ * init trampoline does (catch_unwind), so a mismatch shows at import time.
+ * With -DCLEANUP_ONLY risky(n) has no catch, only a destructor to run while unwinding:
+ * under wasm EH that needs exception-handling instructions but no tag import. */
 extern "C" {
 #include "pyabi.h"
 }
@@ -22,6 +24,20 @@ __attribute__((noinline)) static long thrower(long n) {
   return 0;
 }
 
+#ifdef CLEANUP_ONLY
+struct Guard { long *count; ~Guard() { *count += 1; } };
+static long unwound;
+
+static PyObject *risky(PyObject *self, PyObject *args) {
+  long n;
+  if (!PyArg_ParseTuple(args, "l", &n)) return 0;
+  {
+    Guard guard{&unwound};
+    thrower(n);
+  }
+  return PyUnicode_FromFormat("no exception");
+}
+#else
 static PyObject *risky(PyObject *self, PyObject *args) {
   long n;
   if (!PyArg_ParseTuple(args, "l", &n)) return 0;
@@ -32,6 +48,7 @@ static PyObject *risky(PyObject *self, PyObject *args) {
   }
   return PyUnicode_FromFormat("no exception");
 }
+#endif
 
 static PyMethodDef module_methods[] = {
   {"risky", risky, METH_VARARGS, "Call a function that throws when n != 0; catch it."},
