@@ -345,3 +345,49 @@ def test_check_table_and_config():
     assert all(sev in (ERROR, WARNING) and fix for _, sev, _, fix in table)
     a, b = audit_config(ABIS["2025_0"]), audit_config(ABIS["2026_0"])
     assert a != b and a["exception_handling"] == "wasm" and "pyodide_2025_0_wasm32" in a["platform_tags"]
+
+
+# -- the pipeline step ----------------------------------------------------------------------------
+
+
+def test_audit_task_sits_between_retag_and_smoke(tmp_path):
+    from wasmwheel.tasks import audit_task, smoke_task
+    from wasmwheel.layout import Layout
+    from wasmwheel.recipe import load_recipe
+    from wasmwheel.settings import Settings
+
+    layout = Layout(Settings.from_env(REPO, {"WASMWHEEL_BUILD_DIR": str(tmp_path / "build"),
+                                             "WASMWHEEL_CACHE": str(tmp_path / "cache")}))
+    recipe = load_recipe(REPO / "recipes" / "hello-pyo3.toml", list(ABIS), REPO)
+    abi = ABIS["2026_0"]
+    task = audit_task(recipe, abi, layout)
+    assert task["name"] == "hello-pyo3@2026_0"
+    assert task["file_dep"] == [str(layout.stamp("retag", "2026_0", "hello-pyo3"))]
+    assert task["targets"] == [str(layout.stamp("audit", "2026_0", "hello-pyo3"))]
+    assert str(layout.stamp("audit", "2026_0", "hello-pyo3")) in smoke_task(recipe, abi, layout)["file_dep"]
+    assert str(layout.stamp("retag", "2026_0", "hello-pyo3")) not in smoke_task(recipe, abi, layout)["file_dep"]
+
+
+def test_pipeline_audits_before_smoke(project):
+    run = project.doit("smoke:hello-pyo3@2026_0")
+    order = run.executed
+    assert order.index("retag:hello-pyo3@2026_0") < order.index("audit:hello-pyo3@2026_0") \
+        < order.index("smoke:hello-pyo3@2026_0")
+    log = project.layout.log("audit", "2026_0", "hello-pyo3").read_text()
+    assert "audit for ABI 2026_0 passed (1 extension module(s), 0 warning(s))" in log
+    again = project.doit("smoke:hello-pyo3@2026_0")
+    assert "audit:hello-pyo3@2026_0" in again.uptodate and not again.executed
+
+
+def test_pipeline_stops_at_the_audit_with_code_and_fix(project, tmp_path, wasm_tools):
+    modules = tmp_path / "broken-modules"
+    shutil.copytree(project.env["STANDIN_MODULES"], modules)
+    so = modules / "14" / wasmbuild.so_name("hello_pyo3", 14)
+    wasmbuild.build_module(so, 14, defines={"INIT_NAME": "wrong"})
+    run = project.doit("smoke:hello-pyo3@2026_0", check=False, env={"STANDIN_MODULES": str(modules)})
+    assert "audit:hello-pyo3@2026_0" in run.executed and "smoke:hello-pyo3@2026_0" not in run.executed
+    assert "WW104" in run.output and CHECKS["WW104"].fix in run.output
+    assert "PyInit_wrong" in run.output
+    log = project.layout.log("audit", "2026_0", "hello-pyo3").read_text()
+    assert "WW104 error" in log and "# FAILED" in log
+    assert not project.layout.stamp("audit", "2026_0", "hello-pyo3").exists()
