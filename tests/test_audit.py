@@ -21,6 +21,7 @@ import pytest
 from wheel.wheelfile import WheelFile
 
 import wasmbuild
+import wasmenc
 from wasmwheel.__main__ import main
 from wasmwheel.abi import load_abis
 from wasmwheel.audit import CHECKS, ERROR, WARNING, audit_config, audit_wheel, audit_wheels, check_table
@@ -30,7 +31,7 @@ from wasmwheel.wheel import retag
 
 REPO = Path(__file__).resolve().parent.parent
 ABIS = load_abis(REPO / "abi")
-MINOR = {"2024_0": 12, "2025_0": 13, "2026_0": 14}
+MINOR = {"2024_0": 12, "2025_0": 13, "2026_0": 14, "2026_5": 15}
 JS_EH = ("-fexceptions", "-mllvm", "-enable-emscripten-cxx-exceptions")
 WASM_EH = ("-fwasm-exceptions",)
 
@@ -64,11 +65,12 @@ def smoke(runtimes, abi: str, wheels: list[Path], script: str):
 HELLO_SCRIPT = "import hello_pyo3 as m\nassert m.sum_as_string(2, 3) == '5'\nassert m.Counter().increment() == 1\n"
 
 
-def hello(abi: str, name: str | None = None, **build) -> Callable[[Path], dict[str, bytes]]:
+def hello(abi: str, name: str | None = None, rewrite: Callable[[bytes], bytes] = bytes,
+          **build) -> Callable[[Path], dict[str, bytes]]:
     def files(tmp: Path) -> dict[str, bytes]:
         minor = MINOR[abi]
         so = wasmbuild.build_module(tmp / "hello.so", minor, **build)
-        return {name or wasmbuild.so_name("hello_pyo3", minor): so.read_bytes()}
+        return {name or wasmbuild.so_name("hello_pyo3", minor): rewrite(so.read_bytes())}
     return files
 
 
@@ -129,6 +131,12 @@ CASES = [
     Case("no-dylink", "2026_0", hello("2026_0", shared=False, ldflags=(
         "--no-entry", "--export-dynamic", "--import-memory", "--import-table", "--allow-undefined")),
          HELLO_SCRIPT, {"WW102"}, ("need the dylink section to be first",)),
+    Case("dylink-not-first", "2024_0", hello("2024_0", rewrite=wasmenc.swap_first_sections), HELLO_SCRIPT,
+         {"WW102"}, ("need the dylink section to be first",)),
+    # The old "dylink" section: 0.27.8 still reads it, 314.0.7 does not.
+    Case("legacy-dylink-2024_0", "2024_0", hello("2024_0", rewrite=wasmenc.to_legacy_dylink), HELLO_SCRIPT),
+    Case("legacy-dylink-2026_0", "2026_0", hello("2026_0", rewrite=wasmenc.to_legacy_dylink), HELLO_SCRIPT,
+         {"WW102"}, ("Could not load dynamic lib",)),
     Case("wrong-pyinit", "2026_0", hello("2026_0", defines={"INIT_NAME": "wrong"}), HELLO_SCRIPT, {"WW104"},
          ("does not define module export function (PyInit_hello_pyo3)",)),
     Case("suffix-of-python-3.13", "2026_0", hello("2026_0", "hello_pyo3.cpython-313-wasm32-emscripten.so"),
@@ -150,6 +158,8 @@ CASES = [
     Case("js-eh-init-in-2025_0", "2025_0", module("2025_0", "eh_module.cpp", "eh_module", cflags=JS_EH,
                                                   defines={"INIT_TRY": "1"}),
          "import eh_module\n", {"WW120"}, INVOKE, dist="eh_module"),
+    Case("js-eh-in-2026_5", "2026_5", module("2026_5", "eh_module.cpp", "eh_module", cflags=JS_EH),
+         "import eh_module as m\nm.risky(0)\n", {"WW120"}, INVOKE, dist="eh_module"),
     Case("js-sjlj-in-2026_0", "2026_0",
          module("2026_0", "sjlj.c", "sjlj", cflags=("-mllvm", "-enable-emscripten-sjlj")), SJLJ_SCRIPT,
          {"WW120"}, INVOKE, dist="sjlj"),

@@ -11,57 +11,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import wasmbuild
+from wasmenc import custom, dylink0, module, name, section, subsection, swap_first_sections, to_legacy_dylink, uleb, vec
 from wasmwheel.errors import WasmwheelError
 from wasmwheel.wasm import WasmError, parse_module, read_module
-
-# -- a tiny encoder for hand-made modules ------------------------------------------------------
-
-
-def uleb(n: int) -> bytes:
-    out = bytearray()
-    while True:
-        b = n & 0x7F
-        n >>= 7
-        if n:
-            out.append(b | 0x80)
-        else:
-            out.append(b)
-            return bytes(out)
-
-
-def name(s: str) -> bytes:
-    raw = s.encode()
-    return uleb(len(raw)) + raw
-
-
-def vec(items: list[bytes]) -> bytes:
-    return uleb(len(items)) + b"".join(items)
-
-
-def section(sid: int, payload: bytes) -> bytes:
-    return bytes([sid]) + uleb(len(payload)) + payload
-
-
-def custom(cname: str, payload: bytes) -> bytes:
-    return section(0, name(cname) + payload)
-
-
-def module(*sections: bytes) -> bytes:
-    return b"\x00asm\x01\x00\x00\x00" + b"".join(sections)
-
-
-def subsection(kind: int, payload: bytes) -> bytes:
-    return bytes([kind]) + uleb(len(payload)) + payload
-
-
-def dylink0(mem=(0, 0, 0, 0), needed=(), rpaths=()) -> bytes:
-    body = subsection(1, b"".join(uleb(x) for x in mem))
-    if needed:
-        body += subsection(2, vec([name(n) for n in needed]))
-    if rpaths:
-        body += subsection(5, vec([name(p) for p in rpaths]))
-    return custom("dylink.0", body)
-
 
 # -- real modules -------------------------------------------------------------------------------
 
@@ -154,6 +106,14 @@ def test_legacy_dylink_section():
 def test_dylink_not_first():
     m = parse_module(module(section(1, vec([])), dylink0()))
     assert m.dylink is not None and not m.dylink_first
+
+
+def test_rewritten_real_module(hello):
+    data = hello.read_bytes()
+    moved = parse_module(swap_first_sections(data))
+    assert moved.dylink == parse_module(data).dylink and not moved.dylink_first
+    legacy = parse_module(to_legacy_dylink(data))
+    assert legacy.dylink.legacy and legacy.dylink_first and legacy.dylink.mem_size == parse_module(data).dylink.mem_size
 
 
 def test_import_kinds_and_limits():
