@@ -18,6 +18,8 @@ from pathlib import Path
 from typing import Callable
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from wheel.wheelfile import WheelFile
 
 import wasmbuild
@@ -212,6 +214,24 @@ def test_every_error_code_has_a_case_or_a_reason():
     assert {c.code for c in CHECKS.values()} == covered | not_loader_checks
 
 
+@pytest.mark.parametrize("abi, tag, errors", [
+    ("2026_0", "cp314-cp314-pyemscripten_2026_0_wasm32", set()),
+    ("2026_0", "cp314-cp314-emscripten_5_0_3_wasm32", set()),  # the legacy tag
+    ("2026_0", "cp310-abi3-pyemscripten_2026_0_wasm32", set()),  # abi3 from 3.10: fine in 3.14
+    ("2026_0", "cp315-abi3-pyemscripten_2026_0_wasm32", {"WW110"}),  # abi3 minimum newer than 3.14
+    ("2026_0", "cp313-cp313-pyemscripten_2026_0_wasm32", {"WW110"}),
+    ("2026_0", "cp314-cp314-pyemscripten_2025_0_wasm32", {"WW111"}),
+    ("2026_0", "cp314-cp314-linux_x86_64", {"WW111"}),
+    ("2025_0", "cp313-cp313-pyodide_2025_0_wasm32", set()),  # what 0.28/0.29.0-0.29.3 know
+    ("2024_0", "cp312-cp312-pyemscripten_2024_0_wasm32", {"WW111"}),  # 0.27 does not accept it
+    ("2026_0", "py3-none-any", set()),
+    ("2026_0", "cp313-cp313-emscripten_4_0_9_wasm32", {"WW110", "WW111"}),
+])
+def test_wheel_tags(tmp_path, abi, tag, errors):
+    wheel = make_wheel(tmp_path, "tagged", {"tagged/__init__.py": b""}, tag)
+    assert {f.code for f in audit_wheel(wheel, ABIS[abi]).errors} == errors
+
+
 # -- garbage ------------------------------------------------------------------------------------
 
 
@@ -248,6 +268,27 @@ def test_broken_wheels_are_audit_errors(tmp_path, real_wheels, capsys):
     assert main(["--root", str(REPO), "audit", str(not_zip), str(tampered), "--abi", "2026_0"]) == 1
     out = capsys.readouterr().out
     assert "WW100" in out and "Traceback" not in out
+
+
+@pytest.fixture(scope="module")
+def small_wheel_bytes(tmp_path_factory, wasm_tools) -> bytes:
+    tmp = tmp_path_factory.mktemp("small")
+    return make_wheel(tmp / "d", "hello_pyo3", hello("2026_0")(tmp), wheel_tag("2026_0")).read_bytes()
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.data())
+def test_fuzz_corrupted_wheels_give_findings_not_tracebacks(small_wheel_bytes, tmp_path, data):
+    blob = bytearray(small_wheel_bytes)
+    if data.draw(st.booleans()):
+        blob = blob[:data.draw(st.integers(0, len(blob)))]
+    else:
+        for _ in range(data.draw(st.integers(1, 6))):
+            blob[data.draw(st.integers(0, len(blob) - 1))] = data.draw(st.integers(0, 255))
+    wheel = tmp_path / "hello_pyo3-1.0-cp314-cp314-pyemscripten_2026_0_wasm32.whl"
+    wheel.write_bytes(bytes(blob))
+    report = audit_wheel(wheel, ABIS["2026_0"])  # must not raise
+    assert all(f.code in CHECKS for f in report.findings)
 
 
 # -- real wheels from PyPI ---------------------------------------------------------------------

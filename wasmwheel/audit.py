@@ -15,6 +15,7 @@ import json
 import posixpath
 import re
 import zipfile
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any, Iterable, Sequence
@@ -389,7 +390,8 @@ def _read_wheel(wheel: Path) -> tuple[WheelName, dict[str, bytes]] | Finding:
                 data = wf.read(info)  # verified against RECORD
                 if SHAREDLIB_RE.search(info.filename):
                     files[info.filename] = data
-    except (WheelError, zipfile.BadZipFile, KeyError, ValueError, OSError, EOFError, NotImplementedError) as exc:
+    except (WheelError, zipfile.BadZipFile, zlib.error, KeyError, ValueError, OSError, EOFError, RuntimeError,
+            NotImplementedError) as exc:  # RuntimeError: an encrypted member
         return Finding("WW100", "", f"cannot read the wheel: {exc}")
     return name, files
 
@@ -398,7 +400,7 @@ def _wheel_root_libs(wheel: Path) -> frozenset[str]:
     try:
         with zipfile.ZipFile(wheel) as zf:
             return frozenset(n for n in map(_install_path, zf.namelist()) if "/" not in n and SHAREDLIB_RE.search(n))
-    except (zipfile.BadZipFile, OSError, ValueError):
+    except (zipfile.BadZipFile, OSError, ValueError, RuntimeError):
         return frozenset()
 
 
