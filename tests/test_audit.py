@@ -344,6 +344,21 @@ def test_retag_cli_legacy_and_back(real_wheels, tmp_path, capsys):
     assert back.name == src.name and _members(back) == _members(src)
 
 
+def test_retag_keeps_tag_order_and_line_endings():
+    from packaging.tags import Tag
+
+    from wasmwheel.wheel import rewrite_wheel_metadata
+
+    text = ("Wheel-Version: 1.0\r\nTag: cp313-cp313-emscripten_4_0_9_wasm32\r\n"
+            "Tag: cp313-abi3-emscripten_4_0_9_wasm32\r\nBuild: 1\r\n")
+    pep = rewrite_wheel_metadata(text, frozenset({Tag("cp313", "cp313", "pyemscripten_2025_0_wasm32"),
+                                                  Tag("cp313", "abi3", "pyemscripten_2025_0_wasm32")}))
+    assert pep == text.replace("emscripten_4_0_9_wasm32", "pyemscripten_2025_0_wasm32")
+    back = rewrite_wheel_metadata(pep, frozenset({Tag("cp313", "cp313", "emscripten_4_0_9_wasm32"),
+                                                  Tag("cp313", "abi3", "emscripten_4_0_9_wasm32")}))
+    assert back == text
+
+
 def test_round_tripped_real_wheels_import_in_pyodide_314(real_wheels, round_tripped, runtimes):
     wheels = [real_wheels["typing_extensions"], round_tripped["jiter"][2], round_tripped["pydantic_core"][2]]
     script = (
