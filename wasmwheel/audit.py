@@ -72,13 +72,14 @@ CHECKS: dict[str, Check] = {c.code: c for c in (
     Check("WW120", ERROR, "JavaScript exception handling (imports invoke_*) in a wasm-EH ABI",
           "rebuild with the ABI's toolchain: wasm exception handling (Rust >= 1.93, or -Z emscripten-wasm-eh with the wasm-EH sysroot)",
           "loads, then the first call through an invoke_* wrapper is a fatal error "
-          "('cannot resolve symbol invoke_...'), with or without an exception; PyO3's init runs through one"),
+          "('cannot resolve symbol invoke_...'), with or without an exception; an init inside try/catch "
+          "(as PyO3's catch_unwind trampoline is) dies at import"),
     Check("WW121", ERROR, "WebAssembly exception handling (imports a wasm EH tag) in a JS-EH ABI",
           "rebuild with the ABI's toolchain: JS exception handling (no -Z emscripten-wasm-eh / -fwasm-exceptions)",
           "load fails: 'tag import requires a WebAssembly.Tag' (or 'bad export type for __wasm_lpad_context')"),
     Check("WW122", WARNING, "WebAssembly exception-handling instructions in a JS-EH ABI",
           "rebuild with the ABI's toolchain (JS exception handling)",
-          "loads and runs; an exception unwinding through this module is not handled as the runtime expects"),
+          "loads and runs in 0.27.8; an exception unwinding through it meets a runtime built for JS exceptions"),
     Check("WW130", ERROR, "needed shared library not found where Pyodide looks",
           "ship the library at the wheel's root (site-packages), or next to the module with a $ORIGIN runtime path",
           "load fails: 'Failed to find dynamic library'"),
