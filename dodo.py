@@ -45,6 +45,10 @@ def task_retag():
     yield from project.crate_tasks("retag")
 
 
+def task_audit():
+    yield from project.crate_tasks("audit")
+
+
 def task_smoke():
     yield from project.crate_tasks("smoke")
 

@@ -67,6 +67,37 @@ def runtimes() -> dict[str, Path]:
     return found
 
 
+# Real maturin-built wasm wheels from PyPI (and what pydantic-core imports), pinned.
+PYPI_WHEELS = {
+    "jiter": ("jiter==0.19.0", "pyemscripten_2026_0_wasm32"),
+    "pydantic_core": ("pydantic-core==2.50.4", "pyemscripten_2026_0_wasm32"),
+    "typing_extensions": ("typing-extensions==4.15.0", None),
+}
+
+
+@pytest.fixture(scope="session")
+def real_wheels() -> dict[str, Path]:
+    """Real wheels from PyPI, downloaded once into the test cache (PyPI is reachable in CI)."""
+    folder = TEST_CACHE / "pypi"
+    found = {}
+    for key, (requirement, platform) in PYPI_WHEELS.items():
+        name, version = requirement.split("==")
+        prefix = f"{name.replace('-', '_')}-{version}-"
+        have = sorted(folder.glob(f"{prefix}*.whl"))
+        if not have:
+            cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "-d", str(folder),
+                   "--disable-pip-version-check", requirement]
+            if platform:
+                cmd += ["--platform", platform, "--implementation", "cp", "--python-version", "3.14"]
+            proc = subprocess.run(cmd, capture_output=True, text=True)
+            if proc.returncode != 0:
+                pytest.fail(f"could not download {requirement} from PyPI:\n{proc.stdout}{proc.stderr}")
+            have = sorted(folder.glob(f"{prefix}*.whl"))
+        assert have, f"pip downloaded no {prefix}*.whl into {folder}"
+        found[key] = have[0]
+    return found
+
+
 @pytest.fixture(scope="session")
 def emsdk_mirror(tmp_path_factory) -> str:
     """A local git repository standing in for github.com/emscripten-core/emsdk."""

@@ -43,19 +43,20 @@ def test_the_collection_keeps_going_past_a_failed_crate_and_reports(project):
     assert BULK in run.output
     assert "hint: this Rust is newer than the ABI's Emscripten" in run.output
     # ... and what depended on it is skipped, saying why.
-    assert sorted(run.skipped) == sorted(f"{k}:hello-two@{a}" for k in ("retag", "smoke") for a in ("2025_0", "2026_0"))
+    assert sorted(run.skipped) == sorted(f"{k}:hello-two@{a}" for k in ("retag", "audit", "smoke")
+                                         for a in ("2025_0", "2026_0"))
     assert "skip smoke:hello-two@2026_0  (compile:hello-two@2026_0 failed)" in run.output
     # Progress: one line per finished step with its time and a live count.
-    total = 21
+    total = 3 * 2 + 1 + 2 * (1 + 4 * 2)  # toolchains per ABI, sysroot, per crate: source + 4 steps per ABI
     assert f"[{total}/{total}]" in run.output
-    assert "17 steps ran (2 failed), 4 skipped, 0 up to date" in run.output
+    assert f"{total - 6} steps ran (2 failed), 6 skipped, 0 up to date" in run.output
 
     report = json.loads(project.layout.report_json.read_text())
     rows = {(r["crate"], r["abi"]): r for r in report["rows"]}
     ok = rows[("hello-pyo3", "2026_0")]
     assert ok["status"] == "ok" and ok["wheel"] == "hello_pyo3-0.1.0-cp314-cp314-pyemscripten_2026_0_wasm32.whl"
     assert ok["size"] == (project.layout.dist_dir("2026_0") / ok["wheel"]).stat().st_size
-    assert set(ok["steps"]) == {"source", "compile", "retag", "smoke"}
+    assert set(ok["steps"]) == {"source", "compile", "retag", "audit", "smoke"}
     assert all(s["status"] == "ok" and s["seconds"] is not None for s in ok["steps"].values())
     bad = rows[("hello-two", "2026_0")]
     assert bad["status"] == "failed" and bad["failed_step"] == "compile"
@@ -69,12 +70,12 @@ def test_the_collection_keeps_going_past_a_failed_crate_and_reports(project):
 
     # Fixed: the next run resumes where it stopped and only the failed crate's steps run.
     run = project.doit("build")
-    assert sorted(run.executed) == sorted(f"{k}:hello-two@{a}" for k in ("compile", "retag", "smoke")
+    assert sorted(run.executed) == sorted(f"{k}:hello-two@{a}" for k in ("compile", "retag", "audit", "smoke")
                                           for a in ("2025_0", "2026_0"))
     report = json.loads(project.layout.report_json.read_text())
     assert report["summary"] == {"ok": 4}
     # A no-op run keeps the report of the whole collection (durations from earlier runs).
-    assert "nothing to do: 21 steps up to date" in project.doit("build").output
+    assert f"nothing to do: {total} steps up to date" in project.doit("build").output
     report = json.loads(project.layout.report_json.read_text())
     assert report["summary"] == {"ok": 4}
     assert all(r["steps"]["compile"]["seconds"] is not None for r in report["rows"])
@@ -84,7 +85,7 @@ def test_a_single_target_stops_at_its_first_failure(project):
     _only(project, "2025_0", "2026_0")
     run = project.doit("build:hello-pyo3", check=False, env={"STANDIN_MATURIN_FAIL": "hello-pyo3"})
     assert len(run.failed) == 1
-    assert not any(t.startswith(("retag:", "smoke:")) for t in run.executed)
+    assert not any(t.startswith(("retag:", "audit:", "smoke:")) for t in run.executed)
     # -c keeps going there too.
     run = project.doit("-c", "build:hello-pyo3", check=False, env={"STANDIN_MATURIN_FAIL": "hello-pyo3"})
     assert len(run.failed) == 2
@@ -113,7 +114,7 @@ def test_parallel_build_gives_the_same_wheels_as_a_serial_one(project, tmp_path)
     _only(project, "2025_0", "2026_0")
     project.add_crate("hello-two", "hello_two")
     parallel = project.doit("-n", "2", "build")
-    assert len(parallel.executed) == 21 and parallel.failed == []
+    assert len(parallel.executed) == 3 * 2 + 1 + 2 * (1 + 4 * 2) and parallel.failed == []
     digests = _wheel_digests(project)
     assert len(digests) == 4
     # The same tree built serially in another build folder gives byte-identical wheels.
@@ -144,7 +145,8 @@ def test_a_test_dependency_is_installed_first_and_its_changes_rerun_dependents(p
     project.edit_toml("recipes/hello-pyo3.toml", lambda d: d["build"].update({"rustflags": ["-C", "opt-level=z"]}))
     run = project.doit("build")
     assert sorted(run.executed) == sorted(["compile:hello-pyo3@2026_0", "retag:hello-pyo3@2026_0",
-                                           "smoke:hello-pyo3@2026_0", "smoke:hello-two@2026_0"])
+                                           "audit:hello-pyo3@2026_0", "smoke:hello-pyo3@2026_0",
+                                           "smoke:hello-two@2026_0"])
 
 
 def test_a_build_dependency_is_built_first_and_handed_to_the_build(project):

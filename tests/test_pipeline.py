@@ -13,6 +13,7 @@ from wasmwheel.build import RUSTFLAGS_VAR
 from wasmwheel.smoke import parse_result
 
 ALL_ABIS = ("2024_0", "2025_0", "2026_0", "2026_5")
+CRATE_KINDS = ("compile", "retag", "audit", "smoke")
 
 
 def _keep_abis(project, keep):
@@ -26,7 +27,7 @@ def test_first_run_provisions_builds_and_smoke_tests_every_abi(project):
 
     expected = {f"{kind}:{abi}" for kind in ("emsdk", "rust", "pyodide") for abi in ALL_ABIS}
     expected |= {"sysroot:2025_0", "source:hello-pyo3"}
-    expected |= {f"{kind}:hello-pyo3@{abi}" for kind in ("compile", "retag", "smoke") for abi in ALL_ABIS}
+    expected |= {f"{kind}:hello-pyo3@{abi}" for kind in CRATE_KINDS for abi in ALL_ABIS}
     assert set(run.executed) == expected
     assert len(run.executed) == len(expected), "a step ran twice"
 
@@ -110,8 +111,8 @@ def test_staleness_per_step(project):
     _keep_abis(project, ("2025_0", "2026_0"))
     project.add_crate("hello-two", "hello_two")
     first = project.doit("build")
-    # emsdk, rust, pyodide per ABI + one sysroot + per crate: source + (compile, retag, smoke) per ABI
-    assert len(first.executed) == 3 * 2 + 1 + 2 * (1 + 3 * 2)
+    # emsdk, rust, pyodide per ABI + one sysroot + per crate: source + (compile, retag, audit, smoke) per ABI
+    assert len(first.executed) == 3 * 2 + 1 + 2 * (1 + 4 * 2)
 
     # A second run executes nothing.
     assert project.doit("build").executed == []
@@ -122,11 +123,10 @@ def test_staleness_per_step(project):
     run = project.doit("build")
     assert sorted(run.executed) == ["smoke:hello-pyo3@2025_0", "smoke:hello-pyo3@2026_0"]
 
-    # Editing its build flags reruns compile/retag/smoke for that crate only (its wheels change).
+    # Editing its build flags reruns compile/retag/audit/smoke for that crate only (its wheels change).
     project.edit_toml("recipes/hello-pyo3.toml", lambda d: d["build"].update({"rustflags": ["-C", "opt-level=z"]}))
     run = project.doit("build")
-    assert sorted(run.executed) == sorted(f"{k}:hello-pyo3@{a}" for k in ("compile", "retag", "smoke")
-                                          for a in ("2025_0", "2026_0"))
+    assert sorted(run.executed) == sorted(f"{k}:hello-pyo3@{a}" for k in CRATE_KINDS for a in ("2025_0", "2026_0"))
     # ... and the cargo target folder stayed warm: this was its second build.
     assert (project.layout.target_dir("hello-pyo3", "2026_0") / "standin-builds").read_text() == "2"
 
@@ -134,8 +134,7 @@ def test_staleness_per_step(project):
     # every crate; no toolchain step and nothing of the other ABI.
     project.edit_toml("abi/2026_0.toml", lambda d: d["rust"]["rustflags"].append("-Cdebuginfo=0"))
     run = project.doit("build")
-    assert sorted(run.executed) == sorted(f"{k}:{c}@2026_0" for k in ("compile", "retag", "smoke")
-                                          for c in ("hello-pyo3", "hello-two"))
+    assert sorted(run.executed) == sorted(f"{k}:{c}@2026_0" for k in CRATE_KINDS for c in ("hello-pyo3", "hello-two"))
 
     # Deleting one wheel reruns only what needs it: its retag rewrites the same bytes, so smoke stays.
     wheel = next(w for w in project.dist("2025_0") if w.name.startswith("hello_two"))
@@ -154,7 +153,7 @@ def test_staleness_per_step(project):
     # A changed toolchain version reruns that ABI's toolchain and everything built with it.
     project.edit_toml("abi/2026_0.toml", lambda d: d["rust"].update({"toolchain": "1.93.1"}))
     run = project.doit("build")
-    assert sorted(run.executed) == sorted(["rust:2026_0"] + [f"{k}:{c}@2026_0" for k in ("compile", "retag", "smoke")
+    assert sorted(run.executed) == sorted(["rust:2026_0"] + [f"{k}:{c}@2026_0" for k in CRATE_KINDS
                                                             for c in ("hello-pyo3", "hello-two")])
     assert project.doit("build").executed == []
 
@@ -181,7 +180,7 @@ def test_a_failed_compile_shows_the_command_and_output_and_keeps_finished_steps(
     assert not project.layout.stamp("compile", "2026_0", "hello-pyo3").exists()
     # The fix: only the failed step and what follows it run again.
     run = project.doit("build:hello-pyo3")
-    assert sorted(run.executed) == ["compile:hello-pyo3@2026_0", "retag:hello-pyo3@2026_0", "smoke:hello-pyo3@2026_0"]
+    assert sorted(run.executed) == sorted(f"{k}:hello-pyo3@2026_0" for k in CRATE_KINDS)
 
 
 def test_switching_2025_0_to_stable_rust_needs_no_code_change(project):

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from wasmwheel.tasks import Project
+from wasmwheel.tasks import CRATE_STEPS, Project
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -24,8 +24,8 @@ def repo(tmp_path):
 
 def _tasks(project: Project) -> dict[str, dict]:
     gens = [project.emsdk_tasks(), project.rust_tasks(), project.sysroot_tasks(), project.runtime_tasks(),
-            project.source_tasks(), project.crate_tasks("compile"), project.crate_tasks("retag"),
-            project.crate_tasks("smoke"), project.build_tasks(), project.pin_sysroot_tasks(), project.abi_error_tasks()]
+            project.source_tasks(), *(project.crate_tasks(kind) for kind in CRATE_STEPS), project.index_tasks(),
+            project.build_tasks(), project.pin_sysroot_tasks(), project.abi_error_tasks()]
     out = {}
     for gen in gens:
         for t in gen:

@@ -30,8 +30,12 @@ def build_module(
     cflags: tuple[str, ...] = (),
     ldflags: tuple[str, ...] = (),
     shared: bool = True,
+    link_with: tuple[Path, ...] = (),
 ) -> Path:
-    """Compile ``tests/wasm/<source>`` for Python 3.<minor> into ``out`` (a .so path)."""
+    """Compile ``tests/wasm/<source>`` for Python 3.<minor> into ``out`` (a .so path).
+
+    ``link_with``: shared libraries to link against (they become dylink.0 needed entries).
+    """
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     obj = out.with_suffix(".o")
@@ -41,7 +45,7 @@ def build_module(
          "-I", str(HERE), "-c", str(HERE / source), "-o", str(obj)],
         check=True, capture_output=True, text=True,
     )
-    link = [WASM_LD, str(obj), "-o", str(out), "--unresolved-symbols=import-dynamic", *ldflags]
+    link = [WASM_LD, str(obj), *map(str, link_with), "-o", str(out), "--unresolved-symbols=import-dynamic", *ldflags]
     if shared:
         link[1:1] = ["--shared", "--experimental-pic"]
     subprocess.run(link, check=True, capture_output=True, text=True)

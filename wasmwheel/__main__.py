@@ -60,6 +60,19 @@ def cmd_retag(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_audit(args: argparse.Namespace) -> int:
+    """Audit wheels for an ABI; exit 1 when any has an error."""
+    from .audit import audit_wheels, format_table, to_json
+
+    abi = _load_abi(_project_root(args.root), args.abi)
+    missing = [w for w in args.wheels if not Path(w).is_file()]
+    if missing:
+        raise WasmwheelError(f"no such wheel: {', '.join(missing)}")
+    reports = audit_wheels([Path(w) for w in args.wheels], abi)
+    print(to_json(reports) if args.json else format_table(reports))
+    return 0 if all(r.ok for r in reports) else 1
+
+
 def cmd_pin_sysroot(args: argparse.Namespace) -> int:
     from .layout import Layout
     from .runner import StepLog
@@ -131,6 +144,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--legacy", action="store_true", help="use the ABI's first legacy tag instead of its PEP 783 tag")
     p.add_argument("--out", help="output folder (default: next to each wheel)")
     p.set_defaults(func=cmd_retag)
+
+    p = sub.add_parser("audit", help="check wheels for what an ABI's Pyodide would refuse (exit 1 on errors)")
+    p.add_argument("wheels", nargs="+", metavar="WHEEL", help="wheels to audit (installed together: "
+                   "libraries at one's root serve the others)")
+    p.add_argument("--abi", required=True, help="ABI name, e.g. 2026_0")
+    p.add_argument("--json", action="store_true", help="print a JSON report instead of a table")
+    p.set_defaults(func=cmd_audit)
 
     p = sub.add_parser("pin-sysroot", help="download an ABI's sysroot and record its sha256 in the ABI file")
     p.add_argument("abi", help="ABI name, e.g. 2025_0")

@@ -3,7 +3,7 @@
 Per ABI:  emsdk:<abi> -> rust:<abi> -> sysroot:<abi> (where the ABI has one);
           pyodide:<abi> (the runtime for smoke tests); pin-sysroot:<abi> (on demand).
 Per crate: source:<crate>; per crate and ABI: compile:<crate>@<abi> ->
-          retag:<crate>@<abi> -> smoke:<crate>@<abi>.
+          retag:<crate>@<abi> -> audit:<crate>@<abi> -> smoke:<crate>@<abi>.
 Groups:   build:<crate> (everything a crate needs, for every ABI it enables);
           `doit build` builds the collection.
 
@@ -26,7 +26,7 @@ from typing import Any, Callable, Iterator
 from doit.exceptions import TaskFailed
 from doit.tools import config_changed
 
-from . import build, index, runtime, smoke, source, toolchain
+from . import audit, build, index, runtime, smoke, source, toolchain
 from .abi import Abi, load_abi
 from .errors import CommandFailed, ConfigError, WasmwheelError
 from .fsutil import OutputsIntact, outputs_path, read_stamp, sha256_file, write_stamp
@@ -268,6 +268,20 @@ def step_retag(recipe: Recipe, abi: Abi, layout: Layout, log: StepLog):
     return {"wheel": str(wheel), "sha256": sha256_file(wheel)}, [str(wheel)]
 
 
+def step_audit(recipe: Recipe, abi: Abi, layout: Layout, log: StepLog):
+    wheel = Path(read_stamp(layout.stamp("retag", abi.name, recipe.name))["wheel"])
+    report = audit.audit_wheel(wheel, abi)
+    for finding in report.findings:
+        log.write(finding.line() + "\n")
+    for finding in report.warnings:
+        log.note(f"warning {finding.code}: {finding.member or wheel.name}: {finding.message}")
+    if not report.ok:
+        raise audit.AuditFailed(report)
+    log.note(f"{wheel.name}: audit for ABI {abi.name} passed ({len(report.modules)} extension module(s), "
+             f"{len(report.warnings)} warning(s))")
+    return {"wheel": str(wheel), "sha256": sha256_file(wheel), "warnings": [f.code for f in report.warnings]}, []
+
+
 def step_smoke(recipe: Recipe, abi: Abi, layout: Layout, test_deps: list[str], log: StepLog):
     wheel = Path(read_stamp(layout.stamp("retag", abi.name, recipe.name))["wheel"])
     rt = read_stamp(layout.stamp("pyodide", abi.name))
@@ -297,6 +311,7 @@ STEPS: dict[str, Callable[..., tuple[dict, list]]] = {
     "source": step_source,
     "compile": step_compile,
     "retag": step_retag,
+    "audit": step_audit,
     "smoke": step_smoke,
     "index": step_index,
 }
@@ -411,20 +426,31 @@ def retag_task(recipe: Recipe, abi: Abi, layout: Layout) -> dict:
     )
 
 
+def audit_task(recipe: Recipe, abi: Abi, layout: Layout) -> dict:
+    return _step_task(
+        "audit", f"{recipe.name}@{abi.name}", f"Audit {recipe.name}'s wheel against ABI {abi.name}",
+        layout.stamp("audit", abi.name, recipe.name), layout.log("audit", abi.name, recipe.name),
+        (recipe, abi, layout), audit.audit_config(abi),
+        file_dep=[layout.stamp("retag", abi.name, recipe.name)],
+    )
+
+
 def smoke_task(recipe: Recipe, abi: Abi, layout: Layout, test_deps: list[str] = ()) -> dict:
+    # The audit stamp holds the wheel's sha256: a new wheel reruns the smoke test, a broken one never reaches it.
     deps = [layout.stamp("retag", abi.name, name) for name in test_deps]
     return _step_task(
         "smoke", f"{recipe.name}@{abi.name}", f"Smoke-test {recipe.name} in Pyodide {abi.pyodide_version}",
         layout.stamp("smoke", abi.name, recipe.name), layout.log("smoke", abi.name, recipe.name),
         (recipe, abi, layout, list(test_deps)),
         {"test": recipe.test.config(), "pyodide": abi.pyodide_version, "test_deps": list(test_deps)},
-        file_dep=[layout.stamp("retag", abi.name, recipe.name), layout.stamp("pyodide", abi.name), *deps],
+        file_dep=[layout.stamp("audit", abi.name, recipe.name), layout.stamp("pyodide", abi.name), *deps],
     )
 
 
 CRATE_STEPS: dict[str, tuple[Callable[..., dict], str]] = {
     "compile": (compile_task, "maturin build of each crate for each ABI"),
     "retag": (retag_task, "Retag each built wheel to its ABI's platform tag"),
+    "audit": (audit_task, "Audit each wheel for what its ABI's Pyodide would refuse"),
     "smoke": (smoke_task, "Smoke-test each wheel in its ABI's Pyodide under Node"),
 }
 

@@ -62,8 +62,38 @@ def _tag_lines(tags: frozenset[Tag]) -> list[str]:
 
 
 def rewrite_wheel_metadata(text: str, tags: frozenset[Tag]) -> str:
-    """Replace the ``Tag:`` lines of a WHEEL file, keeping everything else in place."""
-    out: list[str] = []
+    """Replace the ``Tag:`` lines of a WHEEL file, keeping everything else in place.
+
+    When every new tag has one platform (what retag does), each Tag line keeps its
+    position and line ending and only its platform changes, so retagging back gives
+    the original text byte for byte.
+    """
+    platforms = {t.platform for t in tags}
+    lines = text.splitlines(keepends=True)
+    tag_lines = [line for line in lines if line.startswith("Tag:")]
+    if len(platforms) == 1 and tag_lines:
+        platform = next(iter(platforms))
+        out: list[str] = []
+        seen: set[Tag] = set()
+        for line in lines:
+            if line.startswith("Tag:"):
+                body = line[len("Tag:"):].strip()
+                ending = line[len(line.rstrip("\r\n")):]
+                try:
+                    interpreter, abi, _ = body.split("-")
+                except ValueError:
+                    break  # not a tag we understand: rebuild the lines below
+                new = Tag(interpreter, abi, platform)
+                if new in seen:
+                    continue
+                seen.add(new)
+                out.append(f"Tag: {interpreter}-{abi}-{platform}{ending or chr(10)}")
+                continue
+            out.append(line)
+        else:
+            if seen == set(tags):
+                return "".join(out)
+    out = []
     placed = False
     for line in text.splitlines():
         if line.startswith("Tag:"):

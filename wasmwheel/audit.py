@@ -1,0 +1,470 @@
+"""Wheel audit: find what Pyodide would refuse before a user installs the wheel.
+
+Each check has a code, a severity and a one-line fix. An *error* predicts a real
+failure in the ABI's Pyodide runtime (the module does not load, the import fails,
+the runtime dies on first use) or an installer refusing the wheel's tags; a
+*warning* is something that loads and runs but may break later. What each check
+predicts was measured in the npm runtimes 0.27.8 (2024_0), 0.29.5 (2025_0) and
+314.0.7 (2026_0) under Node 20; the tests load a module for every error code and
+confirm the runtime refuses it.
+"""
+
+from __future__ import annotations
+
+import json
+import posixpath
+import re
+import zipfile
+import zlib
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import Any, Iterable, Sequence
+
+from packaging.tags import Tag, compatible_tags, cpython_tags
+from packaging.version import Version
+from wheel.wheelfile import WheelError, WheelFile
+
+from .abi import Abi
+from .errors import WasmwheelError
+from .wasm import DYLINK_SECTION, Module, WasmError, parse_module
+from .wheel import RetagError, WheelName
+
+ERROR = "error"
+WARNING = "warning"
+# Bump when a check's logic changes: every audit step reruns (it is in audit_config()).
+RULES_VERSION = 1
+
+
+@dataclass(frozen=True)
+class Check:
+    code: str
+    severity: str
+    title: str
+    fix: str
+    predicts: str  # what the runtime does, as measured
+
+
+CHECKS: dict[str, Check] = {c.code: c for c in (
+    Check("WW100", ERROR, "not a valid wheel",
+          "rebuild the wheel: its zip, file name or RECORD is broken",
+          "pip and micropip refuse it"),
+    Check("WW101", ERROR, "not a WebAssembly module",
+          "rebuild for wasm32-unknown-emscripten; this .so is truncated or was built for another platform",
+          "Pyodide fails to load the library"),
+    Check("WW102", ERROR, "not an Emscripten side module (no dylink.0 section first)",
+          "link as a side module: -C link-arg=-sSIDE_MODULE=2 (maturin adds it for wasm32-unknown-emscripten)",
+          "load fails: 'need the dylink section to be first'"),
+    Check("WW103", ERROR, "shared memory (built with -pthread or atomics + shared memory)",
+          "rebuild without -pthread / -C target-feature=+atomics: Pyodide has no threads and no shared memory",
+          "load fails: LinkError on the memory import (shared state or maximum size mismatch)"),
+    Check("WW104", ERROR, "no PyInit_<name> export matching the file name",
+          "make the module name match the file: #[pymodule] fn <name> and [tool.maturin] module-name",
+          "import fails: 'dynamic module does not define module export function (PyInit_<name>)'"),
+    Check("WW105", ERROR, "extension suffix for another Python or platform",
+          "build with the ABI's Python (maturin -i python3.X) so the file ends in .cpython-3X-wasm32-emscripten.so",
+          "Pyodide does not load the file: import fails with ModuleNotFoundError"),
+    Check("WW110", ERROR, "Python/ABI tag does not fit the ABI's Python",
+          "build for the ABI's Python (cp tag), or an abi3 wheel whose minimum is not newer",
+          "micropip/pip refuse to install it (Pyodide's loadPackage checks no tags)"),
+    Check("WW111", ERROR, "platform tag is not the ABI's",
+          "retag it: python -m wasmwheel retag WHEEL --abi <abi>",
+          "micropip/pip refuse to install it (Pyodide's loadPackage checks no tags)"),
+    Check("WW120", ERROR, "JavaScript exception handling (imports invoke_*) in a wasm-EH ABI",
+          "rebuild with the ABI's toolchain: wasm exception handling (Rust >= 1.93, or -Z emscripten-wasm-eh with the wasm-EH sysroot)",
+          "loads, then the first call through an invoke_* wrapper is a fatal error "
+          "('cannot resolve symbol invoke_...'), with or without an exception; an init inside try/catch "
+          "(as PyO3's catch_unwind trampoline is) dies at import"),
+    Check("WW121", ERROR, "WebAssembly exception handling (imports a wasm EH tag) in a JS-EH ABI",
+          "rebuild with the ABI's toolchain: JS exception handling (no -Z emscripten-wasm-eh / -fwasm-exceptions)",
+          "load fails: 'tag import requires a WebAssembly.Tag' (or 'bad export type for __wasm_lpad_context')"),
+    Check("WW122", WARNING, "WebAssembly exception-handling instructions in a JS-EH ABI",
+          "rebuild with the ABI's toolchain (JS exception handling)",
+          "loads and runs in 0.27.8; an exception unwinding through it meets a runtime built for JS exceptions"),
+    Check("WW130", ERROR, "needed shared library not found where Pyodide looks",
+          "ship the library at the wheel's root (site-packages), or next to the module with a $ORIGIN runtime path",
+          "load fails: 'Failed to find dynamic library'"),
+)}
+
+
+def audit_config(abi: Abi) -> dict[str, Any]:
+    """Everything that shapes an audit verdict besides the wheel itself (the pipeline step's config_changed)."""
+    return {
+        "rules": RULES_VERSION,
+        "checks": sorted((c.code, c.severity) for c in CHECKS.values()),
+        "python": abi.python_minor,
+        "platform_tags": list(abi.all_platform_tags),
+        "exception_handling": abi.exception_handling,
+        "pyodide": abi.pyodide_version,
+    }
+
+
+def check_table() -> list[tuple[str, str, str, str]]:
+    """(code, severity, what, fix) for the docs."""
+    return [(c.code, c.severity, c.title, c.fix) for c in CHECKS.values()]
+
+
+@dataclass(frozen=True)
+class Finding:
+    code: str
+    member: str  # path inside the wheel ("" for the wheel itself)
+    message: str
+
+    @property
+    def check(self) -> Check:
+        return CHECKS[self.code]
+
+    @property
+    def severity(self) -> str:
+        return self.check.severity
+
+    @property
+    def fix(self) -> str:
+        return self.check.fix
+
+    def to_dict(self) -> dict[str, str]:
+        return {"code": self.code, "severity": self.severity, "member": self.member, "message": self.message,
+                "fix": self.fix}
+
+    def line(self) -> str:
+        where = f"{self.member}: " if self.member else ""
+        return f"{self.code} {self.severity}: {where}{self.message}\n  fix: {self.fix}"
+
+
+@dataclass(frozen=True)
+class AuditReport:
+    wheel: Path
+    abi: str
+    findings: tuple[Finding, ...]
+    modules: tuple[str, ...] = ()  # extension modules checked
+
+    @property
+    def errors(self) -> tuple[Finding, ...]:
+        return tuple(f for f in self.findings if f.severity == ERROR)
+
+    @property
+    def warnings(self) -> tuple[Finding, ...]:
+        return tuple(f for f in self.findings if f.severity == WARNING)
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors
+
+    @property
+    def codes(self) -> set[str]:
+        return {f.code for f in self.findings}
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"wheel": str(self.wheel), "abi": self.abi, "ok": self.ok, "modules": list(self.modules),
+                "findings": [f.to_dict() for f in self.findings]}
+
+
+class AuditFailed(WasmwheelError):
+    def __init__(self, report: AuditReport):
+        self.report = report
+        lines = [f"{report.wheel.name}: audit for ABI {report.abi} found {len(report.errors)} error(s)"]
+        lines += ["  " + f.line().replace("\n", "\n  ") for f in report.errors]
+        super().__init__("\n".join(lines))
+
+
+# -- what the runtime's loader does (measured) -------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LoaderFacts:
+    """How the Pyodide line of an ABI loads shared libraries."""
+
+    legacy_loader: bool  # Pyodide < 0.28: loadDynamicLibrary with its own search; newer: dlopen()
+
+    @classmethod
+    def for_abi(cls, abi: Abi) -> "LoaderFacts":
+        try:
+            legacy = Version(abi.pyodide_version) < Version("0.28")
+        except ValueError:
+            legacy = False
+        return cls(legacy_loader=legacy)
+
+    @property
+    def accepts_legacy_dylink(self) -> bool:
+        return self.legacy_loader  # newer loaders read only "dylink.0"
+
+    def search_dirs(self, dependent_dir: str, dist: str, rpaths: Sequence[str]) -> list[str]:
+        """Wheel-relative folders searched for a needed library, in order.
+
+        Measured: 0.29.5 and 314.0.7 search LD_LIBRARY_PATH (/usr/lib, site-packages) and the
+        module's runtime paths; 0.27.8 also the module's own folder and ``<dist>.libs/``. The
+        runtimes ship no shared libraries of their own (/usr/lib is empty at boot).
+        """
+        dirs = [_resolve_origin(p, dependent_dir) for p in rpaths]
+        dirs.append("")
+        if self.legacy_loader:
+            dirs += [dependent_dir, f"{dist}.libs"]
+        return [d for d in dirs if d is not None]
+
+
+def _resolve_origin(rpath: str, origin: str) -> str | None:
+    if not rpath.startswith("$ORIGIN"):
+        return None  # an absolute path: nothing a wheel installs
+    rest = rpath[len("$ORIGIN"):].lstrip("/")
+    joined = posixpath.normpath(posixpath.join(origin or ".", rest)) if rest else (origin or ".")
+    return "" if joined == "." else joined
+
+
+# -- file names -----------------------------------------------------------------------------
+
+EXT_TAG_RE = re.compile(r"^(?P<stem>[^.]+)\.(?P<tag>cpython-(?P<ver>\d+)[a-z]*(?:-(?P<plat>[a-z0-9_-]+))?|abi3)\.so$")
+SHAREDLIB_RE = re.compile(r"\.so(\.\d+)*$")
+PLAIN_SO_RE = re.compile(r"^[^.]+\.so$")
+DATA_ROOT_RE = re.compile(r"^[^/]+\.data/(purelib|platlib)/")
+
+
+def _install_path(member: str) -> str:
+    """Where a member lands relative to site-packages."""
+    return DATA_ROOT_RE.sub("", member)
+
+
+def pyinit_name(module: str) -> str:
+    """The init function CPython looks up for ``module`` (PEP 489: punycode for non-ASCII names)."""
+    try:
+        module.encode("ascii")
+        return f"PyInit_{module}"
+    except UnicodeEncodeError:
+        return "PyInitU_" + module.encode("punycode").decode("ascii").replace("-", "_")
+
+
+def _py_version(abi: Abi) -> tuple[int, int]:
+    v = Version(abi.python)
+    return v.major, v.minor
+
+
+def supported_tags(abi: Abi) -> list[Tag]:
+    """The tags an installer for this ABI accepts, most specific first (as pip/micropip compute them)."""
+    version = _py_version(abi)
+    platforms = list(abi.all_platform_tags)
+    return [*cpython_tags(version, platforms=platforms), *compatible_tags(version, f"cp{version[0]}{version[1]}",
+                                                                          platforms)]
+
+
+# -- the checks -------------------------------------------------------------------------------
+
+
+@dataclass
+class _Member:
+    path: str  # in the wheel
+    install: str  # relative to site-packages
+    module: Module | None = None
+    kind: str = "library"  # "extension" or "library"
+    ext_name: str = ""  # module name for extensions
+    findings: list[Finding] = field(default_factory=list)
+
+
+def _check_tags(name: WheelName, abi: Abi) -> list[Finding]:
+    tags = name.tags
+    if tags & set(supported_tags(abi)):
+        return []
+    out = []
+    plats = set(abi.all_platform_tags)
+    if not any(t.platform in plats for t in tags):
+        have = ", ".join(sorted({t.platform for t in tags}))
+        out.append(Finding("WW111", "", f"platform tag {have} is not {abi.platform_tag} "
+                                        f"or a legacy tag of ABI {abi.name} ({', '.join(abi.legacy_tags) or 'none'})"))
+    retagged = {Tag(t.interpreter, t.abi, abi.platform_tag) for t in tags}
+    if not retagged & set(supported_tags(abi)):
+        have = ", ".join(sorted(f"{t.interpreter}-{t.abi}" for t in tags))
+        out.append(Finding("WW110", "", f"{have} does not fit Python {abi.python_minor} of ABI {abi.name} "
+                                        f"(wants {abi.cp_tag}-{abi.cp_tag}, or abi3 from cp32 to {abi.cp_tag})"))
+    return out
+
+
+def _classify(m: _Member, abi: Abi) -> list[Finding]:
+    """Decide whether a .so is an extension module and check its suffix."""
+    base = PurePosixPath(m.install).name
+    match = EXT_TAG_RE.match(base)
+    major, minor = _py_version(abi)
+    want = f"cpython-{major}{minor}-wasm32-emscripten"
+    if match:
+        m.kind, m.ext_name = "extension", match.group("stem")
+        if match.group("tag") in (want, "abi3"):
+            return []
+        return [Finding("WW105", m.path, f"suffix .{match.group('tag')}.so is not loaded by Python {abi.python_minor} "
+                                         f"in Pyodide (wants .{want}.so or .abi3.so)")]
+    plain = PLAIN_SO_RE.match(base) and not base.startswith("lib") \
+        and not PurePosixPath(m.install).parent.name.endswith(".libs")
+    # A plain <name>.so is importable as <name>: an extension if it exports any PyInit.
+    if plain and m.module is not None and any(e.startswith(("PyInit_", "PyInitU_"))
+                                              for e in m.module.export_names("func")):
+        m.kind, m.ext_name = "extension", base[:-3]
+    return []
+
+
+def _check_module(m: _Member, abi: Abi, facts: LoaderFacts) -> list[Finding]:
+    mod = m.module
+    assert mod is not None
+    out: list[Finding] = []
+    first = mod.first_section
+    if not mod.dylink_first:
+        got = "it has no sections" if first is None else f"its first section is '{first.label}'"
+        where = "has a dylink.0 section, but not first" if mod.dylink else "has no dylink.0 section"
+        out.append(Finding("WW102", m.path, f"{where} ({got}): a main module or plain wasm, not a side module"))
+    elif first is not None and first.name != DYLINK_SECTION and not facts.accepts_legacy_dylink:
+        out.append(Finding("WW102", m.path, f"old 'dylink' section: Pyodide {abi.pyodide_version} reads only dylink.0"))
+    shared = [i for i in mod.imports if i.kind == "memory" and i.limits and i.limits.shared]
+    if shared or any(lim.shared for lim in mod.memories):
+        what = f"imports {shared[0].qualname} as shared memory" if shared else "defines a shared memory"
+        out.append(Finding("WW103", m.path, what))
+    if m.kind == "extension":
+        want = pyinit_name(m.ext_name)
+        funcs = mod.export_names("func")
+        if want not in funcs:
+            others = sorted(e for e in funcs if e.startswith(("PyInit_", "PyInitU_")))
+            has = f"it exports {', '.join(others)}" if others else "it exports no PyInit function"
+            out.append(Finding("WW104", m.path, f"Python imports it as {m.ext_name!r} and calls {want}, but {has}"))
+    out += _check_exceptions(m, abi)
+    return out
+
+
+JS_EH_PREFIXES = ("invoke_",)
+WASM_EH_TAGS = ("__cpp_exception", "__c_longjmp")
+WASM_EH_DATA = ("__wasm_lpad_context",)
+
+
+def _check_exceptions(m: _Member, abi: Abi) -> list[Finding]:
+    mod = m.module
+    assert mod is not None
+    if abi.exception_handling == "wasm":
+        invokes = sorted({i.name for i in mod.imports_of("func") if i.module == "env" and i.name.startswith(JS_EH_PREFIXES)})
+        if invokes:
+            shown = ", ".join(invokes[:3]) + (f" (+{len(invokes) - 3} more)" if len(invokes) > 3 else "")
+            return [Finding("WW120", m.path, f"imports {shown}: built for JavaScript exception handling; "
+                                             f"ABI {abi.name} uses wasm exception handling")]
+        return []
+    tags = sorted({i.name for i in mod.imports_of("tag") if i.name in WASM_EH_TAGS} |
+                  {i.name for i in mod.imports_of("global") if i.name in WASM_EH_DATA})
+    other_tags = sorted({i.qualname for i in mod.imports_of("tag") if i.name not in WASM_EH_TAGS})
+    if tags or other_tags:
+        return [Finding("WW121", m.path, f"imports {', '.join(tags + other_tags)}: built for wasm exception handling; "
+                                         f"ABI {abi.name} uses JavaScript exception handling")]
+    if mod.has_feature("exception-handling") or mod.tag_count:
+        return [Finding("WW122", m.path, f"uses wasm exception-handling instructions; ABI {abi.name} uses "
+                                         "JavaScript exception handling")]
+    return []
+
+
+def _check_needed(members: dict[str, _Member], dist: str, abi: Abi, facts: LoaderFacts,
+                  companion_roots: frozenset[str]) -> list[Finding]:
+    out = []
+    by_path = {m.install: m for m in members.values()}
+    for m in members.values():
+        if m.module is None or m.module.dylink is None:
+            continue
+        origin = posixpath.dirname(m.install)
+        for lib in m.module.dylink.needed:
+            if lib.startswith("/"):
+                out.append(Finding("WW130", m.path, f"needs {lib} by absolute path: the runtime ships no shared libraries"))
+                continue
+            dirs = facts.search_dirs(origin, dist, m.module.dylink.runtime_paths)
+            if any((posixpath.join(d, lib) if d else lib) in by_path for d in dirs):
+                continue
+            if lib in companion_roots:
+                continue
+            elsewhere = sorted(p for p in by_path if posixpath.basename(p) == lib)
+            looked = ", ".join("site-packages/" + d if d else "site-packages" for d in dict.fromkeys(dirs))
+            if elsewhere:
+                msg = (f"needs {lib}; the wheel has {elsewhere[0]}, but Pyodide {abi.pyodide_version} "
+                       f"only looks in {looked} (and /usr/lib)")
+            else:
+                msg = f"needs {lib}, which is neither in the wheel nor provided by Pyodide {abi.pyodide_version}"
+            out.append(Finding("WW130", m.path, msg))
+    return out
+
+
+def _read_wheel(wheel: Path) -> tuple[WheelName, dict[str, bytes]] | Finding:
+    try:
+        name = WheelName.parse(wheel.name)
+    except RetagError as exc:
+        return Finding("WW100", "", str(exc))
+    files: dict[str, bytes] = {}
+    try:
+        with WheelFile(wheel) as wf:
+            for info in wf.infolist():
+                if info.is_dir():
+                    continue
+                data = wf.read(info)  # verified against RECORD
+                if SHAREDLIB_RE.search(info.filename):
+                    files[info.filename] = data
+    except (WheelError, zipfile.BadZipFile, zlib.error, KeyError, ValueError, OSError, EOFError, RuntimeError,
+            NotImplementedError) as exc:  # RuntimeError: an encrypted member
+        return Finding("WW100", "", f"cannot read the wheel: {exc}")
+    return name, files
+
+
+def _wheel_root_libs(wheel: Path) -> frozenset[str]:
+    try:
+        with zipfile.ZipFile(wheel) as zf:
+            return frozenset(n for n in map(_install_path, zf.namelist()) if "/" not in n and SHAREDLIB_RE.search(n))
+    except (zipfile.BadZipFile, OSError, ValueError, RuntimeError):
+        return frozenset()
+
+
+def audit_wheel(wheel: Path, abi: Abi, companions: Sequence[Path] = ()) -> AuditReport:
+    """Audit one wheel for ``abi``. ``companions``: wheels installed alongside (their root libraries count)."""
+    wheel = Path(wheel)
+    facts = LoaderFacts.for_abi(abi)
+    read = _read_wheel(wheel)
+    if isinstance(read, Finding):
+        return AuditReport(wheel, abi.name, (read,))
+    name, files = read
+    findings: list[Finding] = _check_tags(name, abi)
+    members: dict[str, _Member] = {}
+    for path, data in sorted(files.items()):
+        m = _Member(path, _install_path(path))
+        try:
+            m.module = parse_module(data)
+        except WasmError as exc:
+            m.findings.append(Finding("WW101", path, str(exc)))
+        m.findings += _classify(m, abi)
+        if m.module is not None:
+            m.findings += _check_module(m, abi, facts)
+        members[path] = m
+    for m in members.values():
+        findings += m.findings
+    companion_roots = frozenset().union(*(_wheel_root_libs(c) for c in companions if Path(c) != wheel))
+    findings += _check_needed(members, name.distribution, abi, facts, companion_roots)
+    modules = tuple(sorted(m.install for m in members.values() if m.kind == "extension"))
+    return AuditReport(wheel, abi.name, tuple(findings), modules)
+
+
+def audit_wheels(wheels: Iterable[Path], abi: Abi) -> list[AuditReport]:
+    """Audit wheels meant to be installed together (libraries at one's root serve the others)."""
+    wheels = [Path(w) for w in wheels]
+    return [audit_wheel(w, abi, companions=wheels) for w in wheels]
+
+
+# -- output -----------------------------------------------------------------------------------
+
+
+def format_table(reports: Sequence[AuditReport]) -> str:
+    rows: list[tuple[str, str, str, str, str]] = []
+    for r in reports:
+        if not r.findings:
+            rows.append((r.wheel.name, "ok", "", "", f"{len(r.modules)} extension module(s)"))
+        for f in r.findings:
+            rows.append((r.wheel.name, f.severity, f.code, f.member, f.message))
+    header = ("WHEEL", "RESULT", "CODE", "MEMBER", "FINDING")
+    widths = [max(len(header[i]), *(len(row[i]) for row in rows)) if rows else len(header[i]) for i in range(4)]
+    lines = ["  ".join(h.ljust(w) for h, w in zip(header[:4], widths)) + "  " + header[4]]
+    for row in rows:
+        lines.append("  ".join(c.ljust(w) for c, w in zip(row[:4], widths)) + "  " + row[4])
+    fixes = sorted({(f.code, f.fix) for r in reports for f in r.findings})
+    if fixes:
+        lines.append("")
+        lines += [f"{code}: {fix}" for code, fix in fixes]
+    n_err = sum(len(r.errors) for r in reports)
+    n_warn = sum(len(r.warnings) for r in reports)
+    failed = sum(1 for r in reports if not r.ok)
+    lines.append("")
+    lines.append(f"{len(reports)} wheel(s) audited: {failed} failed, {n_err} error(s), {n_warn} warning(s)")
+    return "\n".join(lines)
+
+
+def to_json(reports: Sequence[AuditReport]) -> str:
+    return json.dumps({"ok": all(r.ok for r in reports), "reports": [r.to_dict() for r in reports]}, indent=2)

@@ -1,0 +1,472 @@
+"""A small reader for the parts of a WebAssembly binary that decide whether Pyodide can load it.
+
+It reads the module header, the section list, the ``dylink.0`` custom section that
+makes a module an Emscripten side module (memory and table sizes, needed libraries,
+runtime paths), ``target_features``, the imports (functions, tables, memories with
+their shared flag, globals, tags), the defined memories and tags, and the exports.
+Code and data are skipped, so even a large module reads in milliseconds.
+
+Nothing here trusts the input: every length, count and LEB128 number is checked
+against the bytes that are left, and any malformed or truncated input raises
+:class:`WasmError` (with the byte offset), never another exception.
+
+Formats: the WebAssembly core binary format (with the threads, exception-handling,
+memory64, custom-page-sizes and GC type encodings where they appear in imports), and
+the tool conventions' ``dylink.0`` and ``target_features`` custom sections
+(https://github.com/WebAssembly/tool-conventions, DynamicLinking.md and Linking.md).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import WasmwheelError
+
+MAGIC = b"\x00asm"
+VERSION = 1
+
+# Section ids of the core format.
+SECTION_NAMES = {
+    0: "custom", 1: "type", 2: "import", 3: "function", 4: "table", 5: "memory", 6: "global",
+    7: "export", 8: "start", 9: "element", 10: "code", 11: "data", 12: "datacount", 13: "tag",
+}
+KINDS = {0: "func", 1: "table", 2: "memory", 3: "global", 4: "tag"}
+VALTYPES = {0x7F: "i32", 0x7E: "i64", 0x7D: "f32", 0x7C: "f64", 0x7B: "v128"}
+# Reference types: the short forms, and the GC proposal's (ref null? ht) forms.
+SHORT_REFTYPES = {0x70: "funcref", 0x6F: "externref", 0x69: "exnref", 0x6E: "anyref", 0x6D: "eqref",
+                  0x6C: "i31ref", 0x6B: "structref", 0x6A: "arrayref", 0x71: "nullref", 0x72: "nullexternref",
+                  0x73: "nullfuncref", 0x74: "nullexnref"}
+HEAP_TYPES = {0x70: "func", 0x6F: "extern", 0x69: "exn", 0x6E: "any", 0x6D: "eq", 0x6C: "i31", 0x6B: "struct",
+              0x6A: "array", 0x71: "none", 0x72: "noextern", 0x73: "nofunc", 0x74: "noexn"}
+
+DYLINK_SECTION = "dylink.0"
+LEGACY_DYLINK_SECTION = "dylink"
+# dylink.0 subsection types.
+WASM_DYLINK_MEM_INFO = 1
+WASM_DYLINK_NEEDED = 2
+WASM_DYLINK_EXPORT_INFO = 3
+WASM_DYLINK_IMPORT_INFO = 4
+WASM_DYLINK_RUNTIME_PATH = 5
+
+
+class WasmError(WasmwheelError):
+    """The bytes are not a WebAssembly module this reader understands."""
+
+    def __init__(self, message: str, offset: int | None = None):
+        self.problem = message
+        self.offset = offset
+        super().__init__(message if offset is None else f"{message} (at byte {offset})")
+
+
+# -- parsed data -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Limits:
+    minimum: int
+    maximum: int | None
+    shared: bool = False
+    memory64: bool = False
+    page_size_log2: int | None = None  # custom-page-sizes proposal; None = 64 KiB pages
+
+
+@dataclass(frozen=True)
+class Section:
+    id: int
+    offset: int  # of the section's id byte
+    size: int  # of its contents (after the id and the size)
+    name: str = ""  # custom sections only
+
+    @property
+    def kind(self) -> str:
+        return SECTION_NAMES.get(self.id, f"unknown({self.id})")
+
+    @property
+    def label(self) -> str:
+        return f"custom:{self.name}" if self.id == 0 else self.kind
+
+
+@dataclass(frozen=True)
+class Import:
+    module: str
+    name: str
+    kind: str  # func | table | memory | global | tag
+    type_index: int | None = None  # func and tag
+    limits: Limits | None = None  # table and memory
+    value_type: str | None = None  # global's value type, table's element type
+    mutable: bool = False  # global
+
+    @property
+    def qualname(self) -> str:
+        return f"{self.module}.{self.name}"
+
+
+@dataclass(frozen=True)
+class Export:
+    name: str
+    kind: str
+    index: int
+
+
+@dataclass(frozen=True)
+class Dylink:
+    """The ``dylink.0`` (or the older ``dylink``) section of a side module."""
+
+    mem_size: int
+    mem_align: int  # log2
+    table_size: int
+    table_align: int  # log2
+    needed: tuple[str, ...] = ()
+    runtime_paths: tuple[str, ...] = ()
+    export_flags: tuple[tuple[str, int], ...] = ()
+    import_flags: tuple[tuple[str, str, int], ...] = ()
+    legacy: bool = False  # the pre-2021 "dylink" format
+
+
+@dataclass(frozen=True)
+class Module:
+    version: int
+    sections: tuple[Section, ...]
+    imports: tuple[Import, ...]
+    exports: tuple[Export, ...]
+    memories: tuple[Limits, ...]  # defined (not imported) memories
+    tag_count: int  # defined (not imported) tags
+    dylink: Dylink | None
+    target_features: tuple[tuple[str, str], ...]  # (prefix "+", "-" or "=", feature)
+
+    @property
+    def first_section(self) -> Section | None:
+        return self.sections[0] if self.sections else None
+
+    @property
+    def dylink_first(self) -> bool:
+        """Emscripten's loader needs the dylink section to be the very first section."""
+        first = self.first_section
+        return bool(first and first.id == 0 and first.name in (DYLINK_SECTION, LEGACY_DYLINK_SECTION))
+
+    @property
+    def custom_sections(self) -> tuple[str, ...]:
+        return tuple(s.name for s in self.sections if s.id == 0)
+
+    def imports_of(self, kind: str) -> tuple[Import, ...]:
+        return tuple(i for i in self.imports if i.kind == kind)
+
+    def export_names(self, kind: str | None = None) -> frozenset[str]:
+        return frozenset(e.name for e in self.exports if kind is None or e.kind == kind)
+
+    @property
+    def all_memories(self) -> tuple[Limits, ...]:
+        return tuple(i.limits for i in self.imports if i.kind == "memory" and i.limits) + self.memories
+
+    @property
+    def uses_shared_memory(self) -> bool:
+        return any(m.shared for m in self.all_memories)
+
+    def has_feature(self, feature: str) -> bool:
+        return any(prefix in "+=" and name == feature for prefix, name in self.target_features)
+
+
+# -- the byte reader ------------------------------------------------------------------------
+
+
+class _Reader:
+    __slots__ = ("data", "pos", "end")
+
+    def __init__(self, data: bytes, pos: int = 0, end: int | None = None):
+        self.data = data
+        self.pos = pos
+        self.end = len(data) if end is None else end
+
+    @property
+    def remaining(self) -> int:
+        return self.end - self.pos
+
+    def need(self, n: int, what: str) -> None:
+        if n < 0 or self.pos + n > self.end:
+            raise WasmError(f"truncated: {what} needs {n} bytes, {self.remaining} left", self.pos)
+
+    def byte(self, what: str = "a byte") -> int:
+        self.need(1, what)
+        b = self.data[self.pos]
+        self.pos += 1
+        return b
+
+    def bytes(self, n: int, what: str) -> bytes:
+        self.need(n, what)
+        out = self.data[self.pos:self.pos + n]
+        self.pos += n
+        return bytes(out)
+
+    def skip(self, n: int, what: str) -> None:
+        self.need(n, what)
+        self.pos += n
+
+    def uleb(self, bits: int = 32, what: str = "a number") -> int:
+        start = self.pos
+        result = 0
+        shift = 0
+        max_bytes = (bits + 6) // 7
+        for i in range(max_bytes):
+            b = self.byte(what)
+            result |= (b & 0x7F) << shift
+            if not b & 0x80:
+                if i == max_bytes - 1 and b >> (bits - 7 * i):
+                    raise WasmError(f"{what}: LEB128 number does not fit in {bits} bits", start)
+                return result
+            shift += 7
+        raise WasmError(f"{what}: LEB128 number longer than {max_bytes} bytes", start)
+
+    def sleb33(self, what: str) -> int:
+        start = self.pos
+        result = 0
+        shift = 0
+        for _ in range(5):
+            b = self.byte(what)
+            result |= (b & 0x7F) << shift
+            shift += 7
+            if not b & 0x80:
+                if b & 0x40:
+                    result -= 1 << shift
+                return result
+        raise WasmError(f"{what}: LEB128 number longer than 5 bytes", start)
+
+    def count(self, what: str, min_item_size: int = 1) -> int:
+        """A vector length, checked against the bytes left (so garbage cannot ask for 4 billion items)."""
+        start = self.pos
+        n = self.uleb(32, f"the number of {what}")
+        if n * min_item_size > self.remaining:
+            raise WasmError(f"{n} {what} cannot fit in the {self.remaining} bytes left", start)
+        return n
+
+    def name(self, what: str) -> str:
+        start = self.pos
+        n = self.uleb(32, f"the length of {what}")
+        raw = self.bytes(n, what)
+        try:
+            return raw.decode("utf-8")
+        except UnicodeDecodeError:
+            raise WasmError(f"{what} is not valid UTF-8", start) from None
+
+
+# -- decoding -------------------------------------------------------------------------------------
+
+
+def _limits(r: _Reader, what: str, allow_64: bool) -> Limits:
+    start = r.pos
+    flags = r.byte(f"the limits flags of {what}")
+    if flags & ~0x0F:
+        raise WasmError(f"{what}: unknown limits flags {flags:#x}", start)
+    memory64 = bool(flags & 0x04)
+    if memory64 and not allow_64:
+        raise WasmError(f"{what}: 64-bit limits are not allowed here", start)
+    bits = 64 if memory64 else 32
+    minimum = r.uleb(bits, f"the minimum of {what}")
+    maximum = r.uleb(bits, f"the maximum of {what}") if flags & 0x01 else None
+    page_size_log2 = r.uleb(32, f"the page size of {what}") if flags & 0x08 else None
+    return Limits(minimum, maximum, shared=bool(flags & 0x02), memory64=memory64, page_size_log2=page_size_log2)
+
+
+def _heap_type(r: _Reader, what: str) -> str:
+    start = r.pos
+    b = r.data[r.pos] if r.pos < r.end else None
+    if b is not None and b in HEAP_TYPES:
+        r.pos += 1
+        return HEAP_TYPES[b]
+    index = r.sleb33(what)
+    if index < 0:
+        raise WasmError(f"{what}: unknown heap type {index}", start)
+    return f"type {index}"
+
+
+def _ref_type(r: _Reader, what: str) -> str:
+    start = r.pos
+    b = r.byte(what)
+    if b in SHORT_REFTYPES:
+        return SHORT_REFTYPES[b]
+    if b in (0x63, 0x64):  # (ref null ht), (ref ht)
+        ht = _heap_type(r, what)
+        return f"(ref {'null ' if b == 0x63 else ''}{ht})"
+    raise WasmError(f"{what}: unknown reference type {b:#x}", start)
+
+
+def _value_type(r: _Reader, what: str) -> str:
+    b = r.data[r.pos] if r.pos < r.end else None
+    if b is not None and b in VALTYPES:
+        r.pos += 1
+        return VALTYPES[b]
+    return _ref_type(r, what)
+
+
+def _import(r: _Reader, index: int) -> Import:
+    module = r.name(f"the module name of import {index}")
+    name = r.name(f"the field name of import {index}")
+    what = f"import {module}.{name}"
+    start = r.pos
+    kind = r.byte(f"the kind of {what}")
+    if kind == 0:
+        return Import(module, name, "func", type_index=r.uleb(32, f"the type of {what}"))
+    if kind == 1:
+        elem = _ref_type(r, f"the element type of {what}")
+        return Import(module, name, "table", limits=_limits(r, what, allow_64=True), value_type=elem)
+    if kind == 2:
+        return Import(module, name, "memory", limits=_limits(r, what, allow_64=True))
+    if kind == 3:
+        vt = _value_type(r, f"the type of {what}")
+        mut_at = r.pos
+        mut = r.byte(f"the mutability of {what}")
+        if mut not in (0, 1):
+            raise WasmError(f"{what}: bad mutability flag {mut:#x}", mut_at)
+        return Import(module, name, "global", value_type=vt, mutable=bool(mut))
+    if kind == 4:
+        attr_at = r.pos
+        attribute = r.byte(f"the attribute of {what}")
+        if attribute != 0:
+            raise WasmError(f"{what}: unknown tag attribute {attribute:#x}", attr_at)
+        return Import(module, name, "tag", type_index=r.uleb(32, f"the type of {what}"))
+    raise WasmError(f"{what}: unknown import kind {kind:#x}", start)
+
+
+def _export(r: _Reader, index: int) -> Export:
+    name = r.name(f"the name of export {index}")
+    start = r.pos
+    kind = r.byte(f"the kind of export {name}")
+    if kind not in KINDS:
+        raise WasmError(f"export {name}: unknown kind {kind:#x}", start)
+    return Export(name, KINDS[kind], r.uleb(32, f"the index of export {name}"))
+
+
+def _dylink0(r: _Reader) -> Dylink:
+    mem = (0, 0, 0, 0)
+    needed: list[str] = []
+    runtime_paths: list[str] = []
+    export_flags: list[tuple[str, int]] = []
+    import_flags: list[tuple[str, str, int]] = []
+    while r.remaining:
+        sub_type = r.byte("a dylink.0 subsection type")
+        size = r.uleb(32, "a dylink.0 subsection size")
+        r.need(size, f"dylink.0 subsection {sub_type}")
+        sub = _Reader(r.data, r.pos, r.pos + size)
+        r.pos += size
+        if sub_type == WASM_DYLINK_MEM_INFO:
+            mem = tuple(sub.uleb(32, f"dylink.0 {what}")  # type: ignore[assignment]
+                        for what in ("memory size", "memory alignment", "table size", "table alignment"))
+        elif sub_type == WASM_DYLINK_NEEDED:
+            needed = [sub.name("a needed library name") for _ in range(sub.count("needed libraries"))]
+        elif sub_type == WASM_DYLINK_EXPORT_INFO:
+            for _ in range(sub.count("export infos", 2)):
+                name = sub.name("an export info name")
+                export_flags.append((name, sub.uleb(32, "export info flags")))
+        elif sub_type == WASM_DYLINK_IMPORT_INFO:
+            for _ in range(sub.count("import infos", 3)):
+                module = sub.name("an import info module")
+                field = sub.name("an import info field")
+                import_flags.append((module, field, sub.uleb(32, "import info flags")))
+        elif sub_type == WASM_DYLINK_RUNTIME_PATH:
+            runtime_paths = [sub.name("a runtime path") for _ in range(sub.count("runtime paths"))]
+        else:
+            continue  # unknown subsections are skipped, as Emscripten's loader does
+        if sub.remaining:
+            raise WasmError(f"dylink.0 subsection {sub_type} has {sub.remaining} bytes left over", sub.pos)
+    return Dylink(*mem, needed=tuple(needed), runtime_paths=tuple(runtime_paths),  # type: ignore[misc]
+                  export_flags=tuple(export_flags), import_flags=tuple(import_flags))
+
+
+def _legacy_dylink(r: _Reader) -> Dylink:
+    mem = [r.uleb(32, f"dylink {what}") for what in ("memory size", "memory alignment", "table size", "table alignment")]
+    needed = tuple(r.name("a needed library name") for _ in range(r.count("needed libraries")))
+    return Dylink(*mem, needed=needed, legacy=True)
+
+
+def _target_features(r: _Reader) -> tuple[tuple[str, str], ...]:
+    out = []
+    for _ in range(r.count("target features", 2)):
+        start = r.pos
+        prefix = chr(r.byte("a target feature prefix"))
+        if prefix not in "+-=":
+            raise WasmError(f"unknown target feature prefix {prefix!r}", start)
+        out.append((prefix, r.name("a target feature name")))
+    return tuple(out)
+
+
+def parse_module(data: bytes) -> Module:
+    """Read a WebAssembly binary. Raises :class:`WasmError` on anything malformed."""
+    data = bytes(data)
+    r = _Reader(data)
+    if len(data) < 8:
+        raise WasmError(f"not a WebAssembly module: only {len(data)} bytes", 0)
+    if data[:4] != MAGIC:
+        raise WasmError(f"not a WebAssembly module: starts with {data[:4]!r}, not {MAGIC!r}", 0)
+    version = int.from_bytes(data[4:8], "little")
+    if version != VERSION:
+        layer = version >> 16
+        what = "a WebAssembly component, not a core module" if layer == 1 else f"WebAssembly version {version:#x}"
+        raise WasmError(f"unsupported: {what}", 4)
+    r.pos = 8
+    sections: list[Section] = []
+    imports: list[Import] = []
+    exports: list[Export] = []
+    memories: list[Limits] = []
+    tag_count = 0
+    dylink: Dylink | None = None
+    features: tuple[tuple[str, str], ...] = ()
+    seen: set[int] = set()
+    last_order = 0
+    while r.remaining:
+        header_at = r.pos
+        sid = r.byte("a section id")
+        size = r.uleb(32, "a section size")
+        if sid not in SECTION_NAMES:
+            raise WasmError(f"unknown section id {sid}", header_at)
+        r.need(size, f"the {SECTION_NAMES[sid]} section")
+        body = _Reader(data, r.pos, r.pos + size)
+        r.pos += size
+        if sid != 0:
+            if sid in seen:
+                raise WasmError(f"a second {SECTION_NAMES[sid]} section", header_at)
+            seen.add(sid)
+            # The tag (13) and datacount (12) sections sit between others; check only the classic order.
+            order = {12: 9.5, 13: 5.5}.get(sid, sid)
+            if order < last_order:
+                raise WasmError(f"the {SECTION_NAMES[sid]} section is out of order", header_at)
+            last_order = order  # type: ignore[assignment]
+        name = ""
+        if sid == 0:
+            name = body.name("a custom section name")
+            if name == DYLINK_SECTION and dylink is None:
+                dylink = _dylink0(body)
+            elif name == LEGACY_DYLINK_SECTION and dylink is None:
+                dylink = _legacy_dylink(body)
+            elif name == "target_features":
+                features = _target_features(body)
+                if body.remaining:
+                    raise WasmError(f"target_features has {body.remaining} bytes left over", body.pos)
+        elif sid == 2:
+            imports = [_import(body, i) for i in range(body.count("imports", 4))]
+        elif sid == 5:
+            memories = [_limits(body, f"memory {i}", allow_64=True) for i in range(body.count("memories", 2))]
+        elif sid == 7:
+            exports = [_export(body, i) for i in range(body.count("exports", 3))]
+        elif sid == 13:
+            tag_count = body.count("tags", 2)
+            for i in range(tag_count):
+                body.byte(f"the attribute of tag {i}")
+                body.uleb(32, f"the type of tag {i}")
+        if sid in (2, 5, 7, 13) and body.remaining:
+            raise WasmError(f"the {SECTION_NAMES[sid]} section has {body.remaining} bytes left over", body.pos)
+        sections.append(Section(sid, header_at, size, name))
+    return Module(version, tuple(sections), tuple(imports), tuple(exports), tuple(memories), tag_count, dylink,
+                  features)
+
+
+def read_module(path: Path) -> Module:
+    """Read the WebAssembly file at ``path``; errors name the file."""
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise WasmError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    try:
+        return parse_module(data)
+    except WasmError as exc:
+        raise WasmError(f"{path.name}: {exc.problem}", exc.offset) from None
