@@ -9,6 +9,7 @@ record how they were called so the tests can check the exact commands.
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -94,6 +95,16 @@ def sysroot_archive(http_root) -> tuple[Path, str]:
     """A sysroot tarball laid out like Pyodide's (wasm32-unknown-emscripten/lib/...), served over HTTP."""
     root, url = http_root
     return make_sysroot_archive(root / "sysroot"), f"{url}/sysroot"
+
+
+@pytest.fixture
+def repo(tmp_path) -> Path:
+    """A copy of this repository's ABI files, recipes and examples (for loading, not building)."""
+    root = tmp_path / "repo"
+    shutil.copytree(REPO / "abi", root / "abi")
+    shutil.copytree(REPO / "recipes", root / "recipes")
+    shutil.copytree(REPO / "examples", root / "examples", ignore=shutil.ignore_patterns("target"))
+    return root
 
 
 @pytest.fixture

@@ -3,23 +3,8 @@
 from __future__ import annotations
 
 import pickle
-import shutil
-from pathlib import Path
-
-import pytest
 
 from wasmwheel.tasks import CRATE_STEPS, Project
-
-REPO = Path(__file__).resolve().parents[1]
-
-
-@pytest.fixture
-def repo(tmp_path):
-    root = tmp_path / "repo"
-    shutil.copytree(REPO / "abi", root / "abi")
-    shutil.copytree(REPO / "recipes", root / "recipes")
-    shutil.copytree(REPO / "examples", root / "examples", ignore=shutil.ignore_patterns("target"))
-    return root
 
 
 def _tasks(project: Project) -> dict[str, dict]:
