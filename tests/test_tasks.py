@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pickle
 
+from doit.tools import config_changed
+
 from wasmwheel.tasks import CRATE_STEPS, Project
 
 
@@ -20,7 +22,7 @@ def _tasks(project: Project) -> dict[str, dict]:
 
 
 def _config(task) -> dict:
-    (cc,) = [u for u in task["uptodate"] if type(u).__name__ == "config_changed"]
+    (cc,) = [u for u in task["uptodate"] if isinstance(u, config_changed)]
     return cc.config
 
 

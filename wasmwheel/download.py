@@ -14,8 +14,6 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import requests
-
 from .errors import WasmwheelError
 from .fsutil import CHUNK, file_lock, sha256_file
 from .runner import StepLog
@@ -113,6 +111,8 @@ class _Permanent(Exception):
 
 
 def _download_once(url: str, part: Path, log: StepLog, timeout: float) -> None:
+    import requests  # here, not at the top: every doit start imports this module, few download
+
     headers = {}
     have = part.stat().st_size if part.exists() else 0
     if have:

@@ -9,6 +9,7 @@ log to read, and a hint when the error is a known one (wasmwheel.hints).
 from __future__ import annotations
 
 import datetime as _dt
+import hashlib
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -39,23 +40,28 @@ def utc_now() -> str:
     return _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat()
 
 
-def update_history(path: Path, results: list[StepResult]) -> dict[str, Any]:
-    """Merge this run's results into the history file (locked: parallel runs share it)."""
+def update_history(path: Path, results: list[StepResult]) -> tuple[dict[str, Any], bool]:
+    """Merge this run's results into the history file (locked: parallel runs share it).
+    Returns the history and whether it changed (a no-op run changes nothing)."""
     with file_lock(path, what="the build history"):
         try:
             history = read_json(path)
         except (OSError, ValueError):
             history = {}
+        changed = not path.exists()
         for r in results:
             if r.status == "uptodate":
                 entry = history.get(r.task) or {"status": "ok", "seconds": None}
                 if entry.get("status") != "ok":
                     entry = {"status": "ok", "seconds": entry.get("seconds")}
+                changed = changed or history.get(r.task) != entry
                 history[r.task] = entry
             else:
                 history[r.task] = {k: v for k, v in asdict(r).items() if k != "task"}
-        write_json(path, history)
-    return history
+                changed = True
+        if changed:
+            write_json(path, history)
+    return history, changed
 
 
 def _seconds(entry: dict[str, Any] | None) -> float | None:
@@ -208,10 +214,29 @@ def render_markdown(report: dict[str, Any]) -> str:
     return "\n".join(out) + "\n"
 
 
-def write_report(project: "Project", results: list[StepResult], run: dict[str, Any]) -> dict[str, Any]:
+def report_inputs(project: "Project") -> str:
+    """Digest of what the report shows besides the history: ABIs, recipes, skips, load errors."""
+    recipes = [[n, r.version, sorted(r.build.skip_abis.items())] for n, r in sorted(project.recipes.recipes.items())]
+    errors = sorted(f"{k}: {v}" for k, v in [*project.recipes.errors.items(), *project.abi_errors.items()])
+    data = json.dumps([project.abi_names, recipes, errors], sort_keys=True)
+    return hashlib.sha256(data.encode()).hexdigest()
+
+
+def write_report(project: "Project", results: list[StepResult], run: dict[str, Any]) -> dict[str, Any] | None:
+    """Rewrite the report, unless the run changed nothing it shows (a no-op: every step up to
+    date and already recorded as such); then the report of the last run that did something
+    stays, and None is returned."""
     layout = project.layout
-    history = update_history(layout.history, results)
+    history, changed = update_history(layout.history, results)
+    inputs = report_inputs(project)
+    if not changed and layout.report_md.exists():
+        try:
+            if read_json(layout.report_json).get("inputs") == inputs:
+                return None
+        except (OSError, ValueError, AttributeError):
+            pass
     report = build_report(project, history, run)
+    report["inputs"] = inputs
     atomic_write_text(layout.report_json, json.dumps(report, indent=2, sort_keys=True) + "\n")
     atomic_write_text(layout.report_md, render_markdown(report))
     return report

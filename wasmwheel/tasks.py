@@ -10,7 +10,8 @@ Groups:   build:<crate> (everything a crate needs, for every ABI it enables);
 Staleness: every step's target is a small stamp file written last and atomically;
 later steps depend on stamps (never on big archives or folders); each step's
 ``config_changed`` holds exactly what shapes its output, and ``OutputsIntact``
-reruns a step whose recorded outputs were deleted or replaced.
+reruns a step whose recorded outputs were deleted or replaced (both in one
+``StepCurrent`` item per task: a no-op checks 7000 tasks of a 500-crate collection).
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from doit.tools import config_changed
 from . import audit, build, index, runtime, smoke, source, toolchain
 from .abi import Abi, load_abi
 from .errors import CommandFailed, ConfigError, WasmwheelError
-from .fsutil import OutputsIntact, outputs_path, read_stamp, sha256_file, write_stamp
+from .fsutil import UPTODATE_SIGNATURE, OutputsIntact, read_stamp, sha256_file, write_stamp
 from .layout import Layout
 from .hints import hint_for
 from .progress import ProgressReporter
@@ -65,7 +66,7 @@ class Project:
             except ConfigError as exc:
                 abi_errors[path.stem] = exc
         names = sorted([*abis, *abi_errors])
-        recipes = load_recipes(root / "recipes", names, root)
+        recipes = load_recipes(root / "recipes", names, root, cache=Layout(settings).recipe_cache)
         settings.build_dir.mkdir(parents=True, exist_ok=True)
         return cls(settings=settings, abis=abis, abi_errors=abi_errors, recipes=recipes)
 
@@ -320,8 +321,36 @@ STEPS: dict[str, Callable[..., tuple[dict, list]]] = {
 # -- task dicts ----------------------------------------------------------------------------
 
 
+class StepCurrent(config_changed):
+    """doit ``uptodate`` item of a step: its config is unchanged and, for a step with outputs,
+    the outputs recorded beside its stamp are intact (:class:`~wasmwheel.fsutil.OutputsIntact`).
+
+    One item, not two: doit inspects the signature of every uptodate callable of every
+    task on each run. The saved value is doit's own ``config_changed`` digest, so build
+    states written before stay up to date.
+    """
+
+    def __init__(self, config: dict, stamp: Path | None = None):
+        super().__init__(config)
+        self.outputs = OutputsIntact(stamp) if stamp is not None else None
+
+    __signature__ = UPTODATE_SIGNATURE
+
+    def configure_task(self, task) -> None:
+        super().configure_task(task)
+        if self.outputs is not None:
+            self.outputs.configure_task(task)
+
+    def __call__(self, task, values):
+        return super().__call__(task, values) and (self.outputs is None or self.outputs(task, values))
+
+    def __repr__(self) -> str:  # shown by `doit info`
+        return f"StepCurrent({self.config!r}, {self.outputs!r})"
+
+
 def _step_task(basename: str, name: str, doc: str, stamp: Path, log: Path, args: tuple, config: dict,
-               file_dep: list[Path] = (), task_dep: list[str] = ()) -> dict:
+               file_dep: list[Path] = (), task_dep: list[str] = (), outputs: bool = True) -> dict:
+    """``outputs``: the step leaves files besides its stamp (audit and smoke only check)."""
     return {
         "basename": basename,
         "name": name,
@@ -329,8 +358,8 @@ def _step_task(basename: str, name: str, doc: str, stamp: Path, log: Path, args:
         "actions": [(run_step, [basename, str(stamp), str(log), f"{basename}:{name}", *args])],
         "file_dep": [str(p) for p in file_dep],
         "task_dep": list(task_dep),
-        "targets": [str(stamp), str(outputs_path(stamp))],
-        "uptodate": [config_changed(config), OutputsIntact(stamp)],
+        "targets": [str(stamp), f"{stamp}.outputs"],  # fsutil.outputs_path, without a Path per task
+        "uptodate": [StepCurrent(config, stamp if outputs else None)],
         "clean": True,
     }
 
@@ -431,7 +460,7 @@ def audit_task(recipe: Recipe, abi: Abi, layout: Layout) -> dict:
         "audit", f"{recipe.name}@{abi.name}", f"Audit {recipe.name}'s wheel against ABI {abi.name}",
         layout.stamp("audit", abi.name, recipe.name), layout.log("audit", abi.name, recipe.name),
         (recipe, abi, layout), audit.audit_config(abi),
-        file_dep=[layout.stamp("retag", abi.name, recipe.name)],
+        file_dep=[layout.stamp("retag", abi.name, recipe.name)], outputs=False,
     )
 
 
@@ -444,6 +473,7 @@ def smoke_task(recipe: Recipe, abi: Abi, layout: Layout, test_deps: list[str] = 
         (recipe, abi, layout, list(test_deps)),
         {"test": recipe.test.config(), "pyodide": abi.pyodide_version, "test_deps": list(test_deps)},
         file_dep=[layout.stamp("audit", abi.name, recipe.name), layout.stamp("pyodide", abi.name), *deps],
+        outputs=False,
     )
 
 
