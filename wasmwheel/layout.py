@@ -16,7 +16,8 @@ Build folder (per repository, ``WASMWHEEL_BUILD_DIR``)::
     stamps/<abi>/<step>.json             toolchain step stamps
     stamps/<abi>/<crate>.<step>.json     crate step stamps
     logs/<abi>/<step>.log, logs/<abi>/<crate>/<step>.log
-    report.json, report.md              the batch report, rewritten after every run
+    report.json, report.md              the batch report, rewritten after every run that changed it
+    recipes.cache                        parsed recipes, reused while their files are unchanged
     index/<abi>/                        PEP 503/691 index and pyodide-lock.json of dist/<abi>
     src/<crate>/                         unpacked, patched source
     target/<crate>/<abi>/                cargo target folder, kept warm between runs
@@ -27,6 +28,7 @@ Build folder (per repository, ``WASMWHEEL_BUILD_DIR``)::
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 from .abi import Abi
@@ -77,16 +79,22 @@ class Layout:
     def doit_db(self) -> Path:
         return self.build / ".doit.db"
 
+    @cached_property
+    def _stamps(self) -> str:
+        return str(self.build / "stamps")
+
+    # Called for every task on every doit start: one Path from one string (ABI and crate
+    # names never hold a slash), not three joins.
     def stamp(self, step: str, abi: str, crate: str | None = None) -> Path:
         name = f"{crate}.{step}.json" if crate else f"{step}.json"
-        return self.build / "stamps" / abi / name
+        return Path(f"{self._stamps}/{abi}/{name}")
 
     def source_stamp(self, crate: str) -> Path:
-        return self.build / "stamps" / "src" / f"{crate}.source.json"
+        return Path(f"{self._stamps}/src/{crate}.source.json")
 
     def log(self, step: str, abi: str | None = None, crate: str | None = None) -> Path:
         parts = [p for p in (abi, crate) if p]
-        return self.build.joinpath("logs", *parts, f"{step}.log")
+        return Path("/".join([str(self.build), "logs", *parts, f"{step}.log"]))
 
     def src_dir(self, crate: str) -> Path:
         return self.build / "src" / crate
@@ -99,6 +107,11 @@ class Layout:
 
     def dist_dir(self, abi: str) -> Path:
         return self.build / "dist" / abi
+
+    @property
+    def recipe_cache(self) -> Path:
+        """Parsed recipes kept between doit starts (wasmwheel.recipe_cache)."""
+        return self.build / "recipes.cache"
 
     @property
     def report_json(self) -> Path:

@@ -373,23 +373,34 @@ class RecipeSet:
     errors: dict[str, ConfigError]  # key: file stem
 
 
-def load_recipes(recipe_dir: Path, abi_names: list[str] | tuple[str, ...], root: Path) -> RecipeSet:
-    """Load every recipe; a bad file is reported, never hides the others."""
+def load_recipes(recipe_dir: Path, abi_names: list[str] | tuple[str, ...], root: Path,
+                 cache: Path | None = None) -> RecipeSet:
+    """Load every recipe; a bad file is reported, never hides the others.
+
+    ``cache``: a file keeping parsed recipes between loads (wasmwheel.recipe_cache).
+    """
+    from .recipe_cache import RecipeCache
+
+    parsed = RecipeCache(cache, recipe_dir, abi_names, root)
     recipes: dict[str, Recipe] = {}
     errors: dict[str, ConfigError] = {}
     owners: dict[str, Path] = {}
     for path in sorted(Path(recipe_dir).glob("*.toml")):
-        try:
-            recipe = load_recipe(path, abi_names, root)
-        except ConfigError as exc:
-            errors[path.stem] = exc
-            continue
+        key, recipe = parsed.get(path)
+        if recipe is None:
+            try:
+                recipe = load_recipe(path, abi_names, root)
+            except ConfigError as exc:
+                errors[path.stem] = exc
+                continue
+            parsed.put(path, key, recipe)
         if recipe.name in owners:
             errors[path.stem] = ConfigError(path, "package.name", f"duplicate recipe for {recipe.name!r} (also {owners[recipe.name].name})",
                                             "keep one recipe per package")
             continue
         owners[recipe.name] = path
         recipes[recipe.name] = recipe
+    parsed.save()
     _check_dependencies(recipes, errors, abi_names)
     return RecipeSet(recipes=recipes, errors=errors)
 
