@@ -152,9 +152,10 @@ def cmd_merge(args: argparse.Namespace) -> int:
     from .shard import merge_shards
 
     build_dir = Path(args.build_dir) if args.build_dir else Settings.from_env(_project_root(args.root)).build_dir
-    result = merge_shards([Path(d) for d in args.shards], build_dir)
+    result = merge_shards([Path(d) for d in args.shards], build_dir, Path(args.report) if args.report else None)
     summary = ", ".join(f"{n} {s}" for s, n in sorted(result["report"]["summary"].items()))
-    print(f"merged {len(args.shards)} shards into {build_dir}: {result['wheels']} wheels copied; {summary}")
+    print(f"merged {len(args.shards)} shards into {build_dir}: {result['wheels']} wheels copied; {summary}; "
+          f"report: {result['report_path']}")
     for problem in result["report"]["missing_reports"]:
         print(f"warning: no report from {problem}", file=sys.stderr)
     return 0
@@ -208,6 +209,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("merge", help="join shard artifacts (dist/ + report.json each) into one build folder")
     p.add_argument("shards", nargs="+", metavar="SHARD_DIR")
     p.add_argument("--build-dir", help="where to merge (default: the build folder, $WASMWHEEL_BUILD_DIR or build/)")
+    p.add_argument("--report", help="where to write the merged report.json (+ .md beside it; default: "
+                   "<build dir>/report.json, which a later doit run rewrites from its own steps)")
     p.set_defaults(func=cmd_merge)
     return parser
 

@@ -21,7 +21,8 @@ Inside those rules, units go to the least loaded shard, heaviest first (LPT).
 ``merge_shards`` joins the shard artifacts (``dist/<abi>/*.whl`` and ``report.json`` of
 each) into one build folder: wheels copied in (a name that two shards built with
 different bytes is an error), and one report whose row for each crate and ABI comes from
-the shard that built it. ``doit index`` then writes the index of the whole collection.
+the shard that built it. ``doit index`` then writes the index of the whole collection (doit
+rewrites build/report.json from its own steps: write the merged report elsewhere first).
 """
 
 from __future__ import annotations
@@ -213,13 +214,28 @@ def dependency_links(project: "Project") -> dict[str, set[str]]:
     return links
 
 
-def abi_files_key(project: "Project", abis: Iterable[str]) -> str:
-    """sha256 over the ABI files (name and bytes) of ``abis``: the key of their toolchain caches."""
+def _files_key(files: Iterable[Path], root: Path) -> str:
     h = hashlib.sha256()
-    for name in sorted(abis):
-        path = project.abis[name].path
-        h.update(f"{name}\0".encode() + Path(path).read_bytes() + b"\0")
+    for path in files:
+        data = path.read_bytes() if path.exists() else b"(missing)"
+        h.update(path.relative_to(root).as_posix().encode() + b"\0" + data + b"\0")
     return h.hexdigest()
+
+
+def abi_files_key(project: "Project", abis: Iterable[str]) -> str:
+    """sha256 over the ABI files of ``abis`` and their Pyodide locks: the key of their toolchain caches."""
+    root = project.settings.root
+    files = []
+    for name in sorted(abis):
+        abi = project.abis[name]
+        files += [Path(abi.path), project.layout.runtime_lock_dir(abi) / "package-lock.json"]
+    return _files_key(files, root)
+
+
+def recipes_key(project: "Project", crates: Iterable[str]) -> str:
+    """sha256 over the recipe files of ``crates`` (with the ABI files' key: their cargo target caches)."""
+    recipes = project.recipes.recipes
+    return _files_key([Path(recipes[c].path).resolve() for c in sorted(crates)], project.settings.root)
 
 
 def github_matrix(project: "Project", shards: list[Shard]) -> dict[str, Any]:
@@ -229,12 +245,13 @@ def github_matrix(project: "Project", shards: list[Shard]) -> dict[str, Any]:
         abis = shard.abis
         include.append({
             "shard": n,
-            "name": f"{n}/{len(shards)} {' '.join(abis)} ({len(shard.crates)} crates)",
+            "name": f"{n}/{len(shards)} {' '.join(abis)} ({len(shard.crates)} crate{'s' * (len(shard.crates) != 1)})",
             "abis": " ".join(abis),
             "tasks": " ".join(i.task for i in shard.items),
             "items": len(shard.items),
             "weight": round(shard.weight, 2),
             "toolchain_key": abi_files_key(project, abis),
+            "recipes_key": recipes_key(project, shard.crates),
         })
     return {"include": include}
 
@@ -309,11 +326,13 @@ def _copy_wheel(wheel: Path, dest: Path, owners: dict[Path, Path]) -> bool:
     return True
 
 
-def merge_shards(shard_dirs: list[Path], build_dir: Path) -> dict[str, Any]:
-    """Join shard artifacts into ``build_dir``: wheels into dist/<abi>/, one report.json + report.md."""
+def merge_shards(shard_dirs: list[Path], build_dir: Path, report: Path | None = None) -> dict[str, Any]:
+    """Join shard artifacts into ``build_dir``: wheels into dist/<abi>/, and one report
+    (``report``, default ``build_dir/report.json``, with its .md beside it)."""
     from .report import render_markdown
 
     build_dir = Path(build_dir)
+    report_json = Path(report) if report else build_dir / "report.json"
     reports = []
     copied = 0
     owners: dict[Path, Path] = {}
@@ -333,7 +352,6 @@ def merge_shards(shard_dirs: list[Path], build_dir: Path) -> dict[str, Any]:
         raise ShardError("no shard has a readable report.json: " + "; ".join(missing))
     merged = merge_reports(reports)
     merged["missing_reports"] = missing
-    build_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(build_dir / "report.json", json.dumps(merged, indent=2, sort_keys=True) + "\n")
-    atomic_write_text(build_dir / "report.md", render_markdown(merged))
-    return {"wheels": copied, "report": merged}
+    atomic_write_text(report_json, json.dumps(merged, indent=2, sort_keys=True) + "\n")
+    atomic_write_text(report_json.with_suffix(".md"), render_markdown(merged))
+    return {"wheels": copied, "report": merged, "report_path": report_json}
