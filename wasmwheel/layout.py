@@ -83,18 +83,26 @@ class Layout:
     def _stamps(self) -> str:
         return str(self.build / "stamps")
 
-    # Called for every task on every doit start: one Path from one string (ABI and crate
-    # names never hold a slash), not three joins.
-    def stamp(self, step: str, abi: str, crate: str | None = None) -> Path:
+    # The *_str forms are what task dicts hold: every doit start builds them for every task,
+    # and a Path each (three joins) was a sixth of a no-op. ABI and crate names hold no slash.
+    def stamp_str(self, step: str, abi: str, crate: str | None = None) -> str:
         name = f"{crate}.{step}.json" if crate else f"{step}.json"
-        return Path(f"{self._stamps}/{abi}/{name}")
+        return f"{self._stamps}/{abi}/{name}"
+
+    def stamp(self, step: str, abi: str, crate: str | None = None) -> Path:
+        return Path(self.stamp_str(step, abi, crate))
+
+    def source_stamp_str(self, crate: str) -> str:
+        return f"{self._stamps}/src/{crate}.source.json"
 
     def source_stamp(self, crate: str) -> Path:
-        return Path(f"{self._stamps}/src/{crate}.source.json")
+        return Path(self.source_stamp_str(crate))
+
+    def log_str(self, step: str, abi: str | None = None, crate: str | None = None) -> str:
+        return "/".join([str(self.build), "logs", *(p for p in (abi, crate) if p), f"{step}.log"])
 
     def log(self, step: str, abi: str | None = None, crate: str | None = None) -> Path:
-        parts = [p for p in (abi, crate) if p]
-        return Path("/".join([str(self.build), "logs", *parts, f"{step}.log"]))
+        return Path(self.log_str(step, abi, crate))
 
     def src_dir(self, crate: str) -> Path:
         return self.build / "src" / crate

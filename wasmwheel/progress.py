@@ -122,7 +122,7 @@ class ProgressReporter(ConsoleReporter):
         if not self._counted(task):
             return
         self.results.append(StepResult(task.name, "uptodate"))
-        self._count()
+        self.done += 1  # counted, not printed
 
     def skip_ignore(self, task):
         self._line(f"!!   {task.name} (ignored)")

@@ -40,9 +40,10 @@ def utc_now() -> str:
     return _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat()
 
 
-def update_history(path: Path, results: list[StepResult]) -> tuple[dict[str, Any], bool]:
+def update_history(path: Path, results: list[StepResult]) -> tuple[dict[str, Any], bool, int | None]:
     """Merge this run's results into the history file (locked: parallel runs share it).
-    Returns the history and whether it changed (a no-op run changes nothing)."""
+    Returns the history, whether it changed (a no-op run changes nothing) and the file's
+    mtime as this history was read or written."""
     with file_lock(path, what="the build history"):
         try:
             history = read_json(path)
@@ -61,7 +62,11 @@ def update_history(path: Path, results: list[StepResult]) -> tuple[dict[str, Any
                 changed = True
         if changed:
             write_json(path, history)
-    return history, changed
+        try:
+            mtime_ns = path.stat().st_mtime_ns
+        except OSError:
+            mtime_ns = None
+    return history, changed, mtime_ns
 
 
 def _seconds(entry: dict[str, Any] | None) -> float | None:
@@ -222,16 +227,50 @@ def report_inputs(project: "Project") -> str:
     return hashlib.sha256(data.encode()).hexdigest()
 
 
+def _state_path(layout) -> Path:
+    return layout.history.with_name("report-state.json")
+
+
+def _write_state(layout, history: dict[str, Any], mtime_ns: int | None, inputs: str) -> None:
+    """What a no-op must match to leave the report alone: the report's inputs, the history
+    file as this history was read or written (its mtime then: another process writing it
+    since makes the state stale), and the steps recorded as ok there."""
+    try:
+        state = {"inputs": inputs, "history_mtime_ns": mtime_ns,
+                 "ok": sorted(k for k, v in history.items() if v.get("status") == "ok")}
+        write_json(_state_path(layout), state)
+    except OSError:
+        pass
+
+
+def _noop_matches_state(layout, results: list[StepResult], inputs: str) -> bool:
+    """A run where every step was up to date changes neither history nor report when every one
+    of them is recorded as ok already (read from the small state file, not the history)."""
+    if not results or any(r.status != "uptodate" for r in results) or not layout.report_md.exists():
+        return False
+    try:
+        state = read_json(_state_path(layout))
+        if state["inputs"] != inputs or state["history_mtime_ns"] != layout.history.stat().st_mtime_ns:
+            return False
+        ok = set(state["ok"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
+    return all(r.task in ok for r in results)
+
+
 def write_report(project: "Project", results: list[StepResult], run: dict[str, Any]) -> dict[str, Any] | None:
     """Rewrite the report, unless the run changed nothing it shows (a no-op: every step up to
     date and already recorded as such); then the report of the last run that did something
     stays, and None is returned."""
     layout = project.layout
-    history, changed = update_history(layout.history, results)
     inputs = report_inputs(project)
+    if _noop_matches_state(layout, results, inputs):
+        return None
+    history, changed, mtime_ns = update_history(layout.history, results)
     if not changed and layout.report_md.exists():
         try:
             if read_json(layout.report_json).get("inputs") == inputs:
+                _write_state(layout, history, mtime_ns, inputs)
                 return None
         except (OSError, ValueError, AttributeError):
             pass
@@ -239,4 +278,5 @@ def write_report(project: "Project", results: list[StepResult], run: dict[str, A
     report["inputs"] = inputs
     atomic_write_text(layout.report_json, json.dumps(report, indent=2, sort_keys=True) + "\n")
     atomic_write_text(layout.report_md, render_markdown(report))
+    _write_state(layout, history, mtime_ns, inputs)
     return report

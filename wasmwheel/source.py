@@ -30,9 +30,9 @@ class SourceError(WasmwheelError):
     pass
 
 
-def local_files(folder: Path, ignore: tuple[str, ...] = LOCAL_IGNORE) -> Iterator[Path]:
-    """Files of a source folder, minus ``ignore`` (names, or ``*suffix``), in a stable order."""
-    folder = Path(folder)
+def local_file_names(folder: Path | str, ignore: tuple[str, ...] = LOCAL_IGNORE) -> Iterator[str]:
+    """Files of a source folder, minus ``ignore`` (names, or ``*suffix``), in a stable order, as
+    strings (the source step's file_deps, listed on every doit start)."""
     ignore_names = {p for p in ignore if not p.startswith("*")}
     ignore_suffixes = tuple(p[1:] for p in ignore if p.startswith("*"))
     for dirpath, dirnames, filenames in os.walk(folder):
@@ -40,7 +40,12 @@ def local_files(folder: Path, ignore: tuple[str, ...] = LOCAL_IGNORE) -> Iterato
         for name in sorted(filenames):
             if name in ignore_names or (ignore_suffixes and name.endswith(ignore_suffixes)):
                 continue
-            yield Path(dirpath) / name
+            yield os.path.join(dirpath, name)
+
+
+def local_files(folder: Path, ignore: tuple[str, ...] = LOCAL_IGNORE) -> Iterator[Path]:
+    """:func:`local_file_names` as Paths."""
+    return (Path(name) for name in local_file_names(Path(folder), ignore))
 
 
 def tree_digest(folder: Path) -> str:

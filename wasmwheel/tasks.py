@@ -27,17 +27,17 @@ from typing import Any, Callable, Iterator
 from doit.exceptions import TaskFailed
 from doit.tools import config_changed
 
-from . import audit, build, index, runtime, smoke, source, toolchain
+# Modules the task dicts need on every doit start; the steps' own modules (toolchain, runtime,
+# smoke, index, wheel, hints) are imported by the step functions when a step runs.
+from . import audit, build, source
 from .abi import Abi, load_abi
 from .errors import CommandFailed, ConfigError, WasmwheelError
 from .fsutil import UPTODATE_SIGNATURE, OutputsIntact, read_stamp, sha256_file, write_stamp
 from .layout import Layout
-from .hints import hint_for
 from .progress import ProgressReporter
 from .recipe import Recipe, RecipeSet, load_recipes, runtime_closure
 from .runner import StepLog
 from .settings import Settings
-from .wheel import retag
 
 # -- the project ----------------------------------------------------------------------
 
@@ -184,6 +184,8 @@ def failure_message(exc: WasmwheelError, log: StepLog) -> str:
     tail = exc.output_tail if isinstance(exc, CommandFailed) else ""
     if tail:
         message += "\n" + "\n".join("  | " + line for line in tail.splitlines()[-40:])
+    from .hints import hint_for
+
     known = hint_for(f"{exc}\n{tail}")
     if known and "hint:" not in message:
         message += f"\n  hint: {known.fix}"
@@ -210,28 +212,38 @@ def error_task(basename: str, name: str, error: ConfigError) -> dict:
 
 
 def step_emsdk(abi: Abi, layout: Layout, log: StepLog):
+    from . import toolchain
+
     facts = toolchain.provision_emsdk(abi, layout, log)
     emcc = facts.get("emcc") or str(Path(facts["emsdk"]) / "upstream" / "emscripten" / "emcc")
     return facts, [emcc]
 
 
 def step_rust(abi: Abi, layout: Layout, log: StepLog):
+    from . import toolchain
+
     facts = toolchain.provision_rust(abi, layout, log)
     return facts, [str(Path(facts["sysroot"]) / "bin" / "rustc")]
 
 
 def step_sysroot(abi: Abi, layout: Layout, log: StepLog):
+    from . import toolchain
+
     rust_facts = read_stamp(layout.stamp("rust", abi.name))
     facts = toolchain.install_sysroot(abi, layout, rust_facts, log)
     return facts, [str(Path(facts["rustlib"]) / toolchain.MARKER)]
 
 
 def step_pin_sysroot(abi: Abi, layout: Layout, log: StepLog):
+    from . import toolchain
+
     sha = toolchain.pin_sysroot(abi, layout, log)
     return {"sha256": sha}, []
 
 
 def step_runtime(abi: Abi, layout: Layout, log: StepLog):
+    from . import runtime
+
     facts = runtime.provision_runtime(abi, layout, log)
     return facts, [str(Path(facts["runtime"]) / "package.json")]
 
@@ -257,6 +269,8 @@ def step_compile(recipe: Recipe, abi: Abi, layout: Layout, build_deps: list[str]
 
 
 def step_retag(recipe: Recipe, abi: Abi, layout: Layout, log: StepLog):
+    from .wheel import retag
+
     built = Path(read_stamp(layout.stamp("compile", abi.name, recipe.name))["wheel"])
     stamp = layout.stamp("retag", abi.name, recipe.name)
     previous = None
@@ -284,6 +298,8 @@ def step_audit(recipe: Recipe, abi: Abi, layout: Layout, log: StepLog):
 
 
 def step_smoke(recipe: Recipe, abi: Abi, layout: Layout, test_deps: list[str], log: StepLog):
+    from . import smoke
+
     wheel = Path(read_stamp(layout.stamp("retag", abi.name, recipe.name))["wheel"])
     rt = read_stamp(layout.stamp("pyodide", abi.name))
     deps = _dep_wheels(test_deps, abi, layout)
@@ -294,6 +310,8 @@ def step_smoke(recipe: Recipe, abi: Abi, layout: Layout, test_deps: list[str], l
 
 
 def step_index(abi: Abi, layout: Layout, recipes: dict[str, Recipe], log: StepLog):
+    from . import index
+
     rt = read_stamp(layout.stamp("pyodide", abi.name))
     dist = layout.dist_dir(abi.name)
     digest = index.listing_digest(dist, _index_inputs(recipes, layout))
@@ -348,8 +366,8 @@ class StepCurrent(config_changed):
         return f"StepCurrent({self.config!r}, {self.outputs!r})"
 
 
-def _step_task(basename: str, name: str, doc: str, stamp: Path, log: Path, args: tuple, config: dict,
-               file_dep: list[Path] = (), task_dep: list[str] = (), outputs: bool = True) -> dict:
+def _step_task(basename: str, name: str, doc: str, stamp: str, log: str, args: tuple, config: dict,
+               file_dep: list[str | Path] = (), task_dep: list[str] = (), outputs: bool = True) -> dict:
     """``outputs``: the step leaves files besides its stamp (audit and smoke only check)."""
     return {
         "basename": basename,
@@ -367,7 +385,7 @@ def _step_task(basename: str, name: str, doc: str, stamp: Path, log: Path, args:
 def emsdk_task(abi: Abi, layout: Layout) -> dict:
     return _step_task(
         "emsdk", abi.name, f"Emscripten {abi.emscripten} for ABI {abi.name}",
-        layout.stamp("emsdk", abi.name), layout.log("emsdk", abi.name), (abi, layout),
+        layout.stamp_str("emsdk", abi.name), layout.log_str("emsdk", abi.name), (abi, layout),
         {"emscripten": abi.emscripten, "mode": layout.settings.mode},
     )
 
@@ -375,7 +393,7 @@ def emsdk_task(abi: Abi, layout: Layout) -> dict:
 def rust_task(abi: Abi, layout: Layout) -> dict:
     return _step_task(
         "rust", abi.name, f"Rust {abi.rust_toolchain} + wasm32-unknown-emscripten for ABI {abi.name}",
-        layout.stamp("rust", abi.name), layout.log("rust", abi.name), (abi, layout),
+        layout.stamp_str("rust", abi.name), layout.log_str("rust", abi.name), (abi, layout),
         {**abi.toolchain_config(), "mode": layout.settings.mode, "home": str(layout.rust_dir(abi))},
     )
 
@@ -384,9 +402,9 @@ def sysroot_task(abi: Abi, layout: Layout) -> dict:
     assert abi.sysroot
     return _step_task(
         "sysroot", abi.name, f"Unpack {abi.sysroot.filename} into Rust {abi.rust_toolchain} (ABI {abi.name})",
-        layout.stamp("sysroot", abi.name), layout.log("sysroot", abi.name), (abi, layout),
+        layout.stamp_str("sysroot", abi.name), layout.log_str("sysroot", abi.name), (abi, layout),
         {"url": abi.sysroot.url, "sha256": abi.sysroot.sha256},
-        file_dep=[layout.stamp("rust", abi.name)],
+        file_dep=[layout.stamp_str("rust", abi.name)],
     )
 
 
@@ -396,8 +414,8 @@ def pin_sysroot_task(abi: Abi, layout: Layout) -> dict:
         "basename": "pin-sysroot",
         "name": abi.name,
         "doc": f"Download {abi.sysroot.filename} and write its sha256 into {abi.path.name}",
-        "actions": [(run_step, ["pin-sysroot", str(layout.stamp("pin-sysroot", abi.name)),
-                                str(layout.log("pin-sysroot", abi.name)), f"pin-sysroot:{abi.name}", abi, layout])],
+        "actions": [(run_step, ["pin-sysroot", layout.stamp_str("pin-sysroot", abi.name),
+                                layout.log_str("pin-sysroot", abi.name), f"pin-sysroot:{abi.name}", abi, layout])],
         "verbosity": 2,
     }
 
@@ -406,7 +424,7 @@ def runtime_task(abi: Abi, layout: Layout) -> dict:
     lock = layout.runtime_lock_dir(abi) / "package-lock.json"
     return _step_task(
         "pyodide", abi.name, f"Pyodide {abi.pyodide_version} (npm) for smoke tests of ABI {abi.name}",
-        layout.stamp("pyodide", abi.name), layout.log("pyodide", abi.name), (abi, layout),
+        layout.stamp_str("pyodide", abi.name), layout.log_str("pyodide", abi.name), (abi, layout),
         {"pyodide": abi.pyodide_version},
         file_dep=[lock] if lock.exists() else [],
     )
@@ -416,11 +434,11 @@ def source_task(recipe: Recipe, layout: Layout) -> dict:
     deps = list(recipe.source.patches)
     if recipe.source.kind == "path":
         assert recipe.source.path
-        deps += list(source.local_files(recipe.source.path))
+        deps += list(source.local_file_names(recipe.source.path))
     root = layout.settings.root
     return _step_task(
         "source", recipe.name, f"Fetch {recipe.package_name} {recipe.version} ({recipe.source.kind} source)",
-        layout.source_stamp(recipe.name), layout.log("source", None, recipe.name), (recipe, layout),
+        layout.source_stamp_str(recipe.name), layout.log_str("source", None, recipe.name), (recipe, layout),
         recipe.source.config(root), file_dep=deps,
     )
 
@@ -430,18 +448,29 @@ def _maturin_version() -> str:
     return build.maturin_version()
 
 
+# One config dict per ABI, shared by its tasks (built once, not once per crate).
+@lru_cache(maxsize=None)
+def _compile_config(abi: Abi) -> dict:
+    return abi.compile_config()
+
+
+@lru_cache(maxsize=None)
+def _audit_config(abi: Abi) -> dict:
+    return audit.audit_config(abi)
+
+
 def compile_task(recipe: Recipe, abi: Abi, layout: Layout, build_deps: list[str] = ()) -> dict:
-    deps = [layout.source_stamp(recipe.name), layout.stamp("emsdk", abi.name), layout.stamp("rust", abi.name)]
-    deps += [layout.stamp("retag", abi.name, name) for name in build_deps]
+    deps = [layout.source_stamp_str(recipe.name), layout.stamp_str("emsdk", abi.name), layout.stamp_str("rust", abi.name)]
+    deps += [layout.stamp_str("retag", abi.name, name) for name in build_deps]
     order = [f"emsdk:{abi.name}", f"rust:{abi.name}"]  # file_dep alone leaves the order to chance
     if abi.sysroot:
-        deps.append(layout.stamp("sysroot", abi.name))
+        deps.append(layout.stamp_str("sysroot", abi.name))
         order.append(f"sysroot:{abi.name}")
     return _step_task(
         "compile", f"{recipe.name}@{abi.name}", f"maturin build {recipe.name} for ABI {abi.name}",
-        layout.stamp("compile", abi.name, recipe.name), layout.log("compile", abi.name, recipe.name),
+        layout.stamp_str("compile", abi.name, recipe.name), layout.log_str("compile", abi.name, recipe.name),
         (recipe, abi, layout, list(build_deps)),
-        {"abi": abi.compile_config(), "build": recipe.build.config(), "maturin": _maturin_version()},
+        {"abi": _compile_config(abi), "build": recipe.build.config(), "maturin": _maturin_version()},
         file_dep=deps, task_dep=order,
     )
 
@@ -449,30 +478,30 @@ def compile_task(recipe: Recipe, abi: Abi, layout: Layout, build_deps: list[str]
 def retag_task(recipe: Recipe, abi: Abi, layout: Layout) -> dict:
     return _step_task(
         "retag", f"{recipe.name}@{abi.name}", f"Retag {recipe.name}'s wheel to {abi.platform_tag}",
-        layout.stamp("retag", abi.name, recipe.name), layout.log("retag", abi.name, recipe.name),
+        layout.stamp_str("retag", abi.name, recipe.name), layout.log_str("retag", abi.name, recipe.name),
         (recipe, abi, layout), {"platform_tag": abi.platform_tag},
-        file_dep=[layout.stamp("compile", abi.name, recipe.name)],
+        file_dep=[layout.stamp_str("compile", abi.name, recipe.name)],
     )
 
 
 def audit_task(recipe: Recipe, abi: Abi, layout: Layout) -> dict:
     return _step_task(
         "audit", f"{recipe.name}@{abi.name}", f"Audit {recipe.name}'s wheel against ABI {abi.name}",
-        layout.stamp("audit", abi.name, recipe.name), layout.log("audit", abi.name, recipe.name),
-        (recipe, abi, layout), audit.audit_config(abi),
-        file_dep=[layout.stamp("retag", abi.name, recipe.name)], outputs=False,
+        layout.stamp_str("audit", abi.name, recipe.name), layout.log_str("audit", abi.name, recipe.name),
+        (recipe, abi, layout), _audit_config(abi),
+        file_dep=[layout.stamp_str("retag", abi.name, recipe.name)], outputs=False,
     )
 
 
 def smoke_task(recipe: Recipe, abi: Abi, layout: Layout, test_deps: list[str] = ()) -> dict:
     # The audit stamp holds the wheel's sha256: a new wheel reruns the smoke test, a broken one never reaches it.
-    deps = [layout.stamp("retag", abi.name, name) for name in test_deps]
+    deps = [layout.stamp_str("retag", abi.name, name) for name in test_deps]
     return _step_task(
         "smoke", f"{recipe.name}@{abi.name}", f"Smoke-test {recipe.name} in Pyodide {abi.pyodide_version}",
-        layout.stamp("smoke", abi.name, recipe.name), layout.log("smoke", abi.name, recipe.name),
+        layout.stamp_str("smoke", abi.name, recipe.name), layout.log_str("smoke", abi.name, recipe.name),
         (recipe, abi, layout, list(test_deps)),
         {"test": recipe.test.config(), "pyodide": abi.pyodide_version, "test_deps": list(test_deps)},
-        file_dep=[layout.stamp("audit", abi.name, recipe.name), layout.stamp("pyodide", abi.name), *deps],
+        file_dep=[layout.stamp_str("audit", abi.name, recipe.name), layout.stamp_str("pyodide", abi.name), *deps],
         outputs=False,
     )
 
@@ -502,6 +531,8 @@ class IndexCurrent:
         self.stamp, self.dist_dir, self.inputs = str(stamp), str(dist_dir), inputs
 
     def __call__(self, task=None, values=None) -> bool:
+        from . import index
+
         try:
             recorded = read_stamp(Path(self.stamp)).get("digest")
         except (OSError, ValueError):
@@ -513,11 +544,11 @@ class IndexCurrent:
 
 
 def index_task(abi: Abi, layout: Layout, recipes: dict[str, Recipe]) -> dict:
-    stamp = layout.stamp("index", abi.name)
+    stamp = layout.stamp_str("index", abi.name)
     task = _step_task(
         "index", abi.name, f"Index of build/dist/{abi.name} (PEP 503/691) and its pyodide-lock.json",
-        stamp, layout.log("index", abi.name), (abi, layout, recipes), {},
-        file_dep=[layout.stamp("pyodide", abi.name)],
+        stamp, layout.log_str("index", abi.name), (abi, layout, recipes), {},
+        file_dep=[layout.stamp_str("pyodide", abi.name)],
     )
     task["uptodate"] = [IndexCurrent(stamp, layout.dist_dir(abi.name), _index_inputs(recipes, layout)),
                         OutputsIntact(stamp)]
