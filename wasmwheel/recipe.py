@@ -385,7 +385,7 @@ def load_recipes(recipe_dir: Path, abi_names: list[str] | tuple[str, ...], root:
     recipes: dict[str, Recipe] = {}
     errors: dict[str, ConfigError] = {}
     owners: dict[str, Path] = {}
-    for path in sorted(Path(recipe_dir).glob("*.toml")):
+    for path in sorted(Path(recipe_dir).glob("*.toml"), key=lambda p: p.name):
         key, recipe = parsed.get(path)
         if recipe is None:
             try:

@@ -348,9 +348,21 @@ class StepCurrent(config_changed):
     states written before stay up to date.
     """
 
-    def __init__(self, config: dict, stamp: Path | None = None):
+    def __init__(self, config: dict, stamp: Path | str | None = None):
         super().__init__(config)
         self.outputs = OutputsIntact(stamp) if stamp is not None else None
+
+    # Steps of one ABI share their config dict (e.g. every audit of an ABI): its digest is
+    # computed once per run. The memo keeps the dict alive, so its id() is never reused.
+    _digests: dict[int, tuple[dict, str]] = {}
+
+    def _calc_digest(self) -> str:
+        hit = self._digests.get(id(self.config))
+        if hit is not None and hit[0] is self.config:
+            return hit[1]
+        digest = super()._calc_digest()
+        self._digests[id(self.config)] = (self.config, digest)
+        return digest
 
     __signature__ = UPTODATE_SIGNATURE
 
@@ -459,6 +471,11 @@ def _audit_config(abi: Abi) -> dict:
     return audit.audit_config(abi)
 
 
+@lru_cache(maxsize=None)
+def _retag_config(abi: Abi) -> dict:
+    return {"platform_tag": abi.platform_tag}
+
+
 def compile_task(recipe: Recipe, abi: Abi, layout: Layout, build_deps: list[str] = ()) -> dict:
     deps = [layout.source_stamp_str(recipe.name), layout.stamp_str("emsdk", abi.name), layout.stamp_str("rust", abi.name)]
     deps += [layout.stamp_str("retag", abi.name, name) for name in build_deps]
@@ -479,7 +496,7 @@ def retag_task(recipe: Recipe, abi: Abi, layout: Layout) -> dict:
     return _step_task(
         "retag", f"{recipe.name}@{abi.name}", f"Retag {recipe.name}'s wheel to {abi.platform_tag}",
         layout.stamp_str("retag", abi.name, recipe.name), layout.log_str("retag", abi.name, recipe.name),
-        (recipe, abi, layout), {"platform_tag": abi.platform_tag},
+        (recipe, abi, layout), _retag_config(abi),
         file_dep=[layout.stamp_str("compile", abi.name, recipe.name)],
     )
 
