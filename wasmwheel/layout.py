@@ -18,6 +18,7 @@ Build folder (per repository, ``WASMWHEEL_BUILD_DIR``)::
     logs/<abi>/<step>.log, logs/<abi>/<crate>/<step>.log
     report.json, report.md              the batch report, rewritten after every run that changed it
     recipes.cache                        parsed recipes, reused while their files are unchanged
+    sources.cache                        file lists of local source folders, reused while unchanged
     index/<abi>/                        PEP 503/691 index and pyodide-lock.json of dist/<abi>
     src/<crate>/                         unpacked, patched source
     target/<crate>/<abi>/                cargo target folder, kept warm between runs
@@ -98,8 +99,12 @@ class Layout:
     def source_stamp(self, crate: str) -> Path:
         return Path(self.source_stamp_str(crate))
 
+    @cached_property
+    def _logs(self) -> str:
+        return str(self.build / "logs")
+
     def log_str(self, step: str, abi: str | None = None, crate: str | None = None) -> str:
-        return "/".join([str(self.build), "logs", *(p for p in (abi, crate) if p), f"{step}.log"])
+        return "/".join([self._logs, *(p for p in (abi, crate) if p), f"{step}.log"])
 
     def log(self, step: str, abi: str | None = None, crate: str | None = None) -> Path:
         return Path(self.log_str(step, abi, crate))
@@ -120,6 +125,11 @@ class Layout:
     def recipe_cache(self) -> Path:
         """Parsed recipes kept between doit starts (wasmwheel.recipe_cache)."""
         return self.build / "recipes.cache"
+
+    @property
+    def source_listings(self) -> Path:
+        """File lists of local source folders kept between doit starts (wasmwheel.source)."""
+        return self.build / "sources.cache"
 
     @property
     def report_json(self) -> Path:

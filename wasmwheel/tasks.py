@@ -123,8 +123,10 @@ class Project:
 
     def source_tasks(self) -> Iterator[dict]:
         yield group("source", "Fetch each crate's source and apply its patches")
+        listings = source.SourceListings(self.layout.source_listings)
         for recipe in self.recipes.recipes.values():
-            yield source_task(recipe, self.layout)
+            yield source_task(recipe, self.layout, listings)
+        listings.save()
 
     def crate_tasks(self, kind: str) -> Iterator[dict]:
         maker, doc = CRATE_STEPS[kind]
@@ -442,11 +444,11 @@ def runtime_task(abi: Abi, layout: Layout) -> dict:
     )
 
 
-def source_task(recipe: Recipe, layout: Layout) -> dict:
+def source_task(recipe: Recipe, layout: Layout, listings: source.SourceListings | None = None) -> dict:
     deps = list(recipe.source.patches)
     if recipe.source.kind == "path":
         assert recipe.source.path
-        deps += list(source.local_file_names(recipe.source.path))
+        deps += listings.files(recipe.source.path) if listings else list(source.local_file_names(recipe.source.path))
     root = layout.settings.root
     return _step_task(
         "source", recipe.name, f"Fetch {recipe.package_name} {recipe.version} ({recipe.source.kind} source)",
