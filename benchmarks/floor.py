@@ -7,7 +7,9 @@ folder holding a dodo.py that declares the same tasks with trivial actions, no
 ``uptodate`` items beyond what doit needs to call a task without file_deps up to date
 (``uptodate: [True]``), the same backend and checker, and its own state file. After one
 run of it, its no-op costs what doit itself costs for a graph of this shape: loading,
-the dependency check of every file_dep and target, and the state database.
+the dependency check of every file_dep and target, and the state database. With
+$FLOOR_GC_GEN0 it runs with that garbage-collector threshold (wasmwheel raises its own,
+see wasmwheel.tasks.fewer_gc_passes; the benchmark shows the floor does not gain from it).
 """
 
 from __future__ import annotations
@@ -17,8 +19,13 @@ import sys
 from pathlib import Path
 
 FLOOR_DODO = '''"""Floor benchmark: the real task graph with nothing but doit's own work (generated)."""
+import gc
 import json
+import os
 from pathlib import Path
+
+if os.environ.get("FLOOR_GC_GEN0"):  # the floor with wasmwheel's collector threshold (a fairness check)
+    gc.set_threshold(int(os.environ["FLOOR_GC_GEN0"]), *gc.get_threshold()[1:])
 
 _GRAPH = json.loads((Path(__file__).parent / "graph.json").read_text())
 DOIT_CONFIG = {"backend": "sqlite3", "dep_file": str(Path(__file__).parent / ".floor.db"),

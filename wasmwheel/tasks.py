@@ -16,6 +16,7 @@ reruns a step whose recorded outputs were deleted or replaced (both in one
 
 from __future__ import annotations
 
+import gc
 import signal
 import sys
 import traceback
@@ -55,6 +56,7 @@ class Project:
 
     @classmethod
     def load(cls, root: Path, env: dict[str, str] | None = None) -> "Project":
+        fewer_gc_passes()
         root = Path(root).resolve()
         settings = Settings.from_env(root, env)
         abis: dict[str, Abi] = {}
@@ -157,6 +159,22 @@ class Project:
             yield build_task(recipe, recipe.abis(self.abi_names), self.abi_errors)
         for stem, error in self.recipes.errors.items():
             yield error_task("build", stem, error)
+
+
+GC_GEN0_THRESHOLD = 50_000
+
+
+def fewer_gc_passes() -> None:
+    """Run Python's cyclic garbage collector every 50 000 allocations instead of every 700.
+
+    doit keeps every task, action and graph node of the collection alive for the whole run,
+    and with the default threshold the collector walks them again and again while they are
+    built and checked: half a second of a 500-crate no-op (a bare dodo of the same graph
+    is not slowed, it holds far fewer objects). Cycles are still collected.
+    """
+    gen0, gen1, gen2 = gc.get_threshold()
+    if 0 < gen0 < GC_GEN0_THRESHOLD:
+        gc.set_threshold(GC_GEN0_THRESHOLD, gen1, gen2)
 
 
 def group(basename: str, doc: str) -> dict:
