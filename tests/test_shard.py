@@ -16,7 +16,6 @@ from wasmwheel.shard import (Item, ShardError, abi_files_key, matrix_for, merge_
 from wasmwheel.tasks import Project
 
 
-
 def _load(root, tmp_path) -> Project:
     return Project.load(root, {"WASMWHEEL_CACHE": str(tmp_path / "cache")})
 
