@@ -26,7 +26,7 @@ from doit.exceptions import TaskFailed
 from doit.tools import config_changed
 
 from . import build, runtime, smoke, source, toolchain
-from .abi import Abi, load_abi
+from .abi import Abi, abi_files, load_abi
 from .errors import CommandFailed, ConfigError, WasmwheelError
 from .fsutil import OutputsIntact, outputs_path, read_stamp, sha256_file, write_stamp
 from .layout import Layout
@@ -55,7 +55,7 @@ class Project:
         settings = Settings.from_env(root, env)
         abis: dict[str, Abi] = {}
         abi_errors: dict[str, ConfigError] = {}
-        for path in sorted((root / "abi").glob("*.toml")):
+        for path in abi_files(root / "abi"):
             try:
                 abi = load_abi(path)
                 abis[abi.name] = abi
