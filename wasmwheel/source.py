@@ -14,7 +14,7 @@ import tempfile
 from pathlib import Path
 from typing import Any, Iterator
 
-from .archive import extract, single_top_folder
+from .archive import check_tree_links, extract, single_top_folder
 from .download import Origin, fetch
 from .errors import WasmwheelError
 from .fsutil import replace_dir
@@ -83,6 +83,7 @@ def fetch_source(recipe: Recipe, layout: Layout, log: StepLog) -> dict[str, Any]
             tree = tmp / "local"
             log.note(f"copying {src.path}")
             shutil.copytree(src.path, tree, symlinks=True, ignore=shutil.ignore_patterns(*LOCAL_IGNORE))
+        check_tree_links(tree, f"{recipe.path.name}: the {src.kind} source")
         crate_dir = tree / src.subdir if src.subdir else tree
         if not crate_dir.is_dir():
             raise SourceError(f"{recipe.path}: [source] subdir: {src.subdir!r} does not exist in the source "
