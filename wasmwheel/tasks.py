@@ -19,6 +19,7 @@ import contextlib
 import hashlib
 import json
 import signal
+import sys
 import time
 import traceback
 from dataclasses import dataclass, field
@@ -459,7 +460,16 @@ def _sigterm(signum, frame):  # pragma: no cover - exercised by the interruption
     raise KeyboardInterrupt
 
 
+def _interrupted_hook(kind, value, tb, previous=sys.excepthook):
+    if issubclass(kind, KeyboardInterrupt):
+        sys.stderr.write("interrupted: the steps that finished are kept; run doit again to continue\n")
+        return
+    previous(kind, value, tb)
+
+
 def install_signal_handlers() -> None:
     """SIGTERM behaves like Ctrl-C, so doit keeps the state of steps already finished
-    (by default a SIGTERM discards every success of the run)."""
+    (by default a SIGTERM discards every success of the run). doit saves its state and then
+    lets the KeyboardInterrupt out: it ends with one line instead of a traceback."""
     signal.signal(signal.SIGTERM, _sigterm)
+    sys.excepthook = _interrupted_hook
