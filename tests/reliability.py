@@ -54,6 +54,19 @@ def reference_wheels(project: TestProject, tmp: Path) -> dict[str, str]:
     return wheels(build)
 
 
+def git_source_recipe(project: TestProject, name: str, work: Path, url: str | None = None) -> None:
+    """Commit everything in the folder ``work`` and write ``recipes/<name>.toml`` with a git source at
+    that commit (``url``: how the recipe spells the repository, default ``file://<work>``)."""
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@example.invalid", "-C", str(work)]
+    subprocess.run(["git", "init", "-q", str(work)], check=True)
+    subprocess.run([*git, "add", "-A"], check=True)
+    subprocess.run([*git, "commit", "-q", "-m", "x"], check=True)
+    commit = subprocess.run([*git, "rev-parse", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
+    (project.root / "recipes" / f"{name}.toml").write_text(
+        f'[package]\nname = "{name}"\nversion = "1.0"\n\n[source]\ngit = "{url or f"file://{work}"}"\n'
+        f'commit = "{commit}"\n')
+
+
 def snapshot(*roots: Path) -> dict[str, tuple]:
     """path -> (kind, size, mtime_ns) for everything below ``roots`` (links not followed)."""
     found = {}

@@ -8,13 +8,13 @@ from __future__ import annotations
 import io
 import os
 import stat
-import subprocess
 import tarfile
 import zipfile
 from pathlib import Path
 
 import pytest
 
+from reliability import git_source_recipe
 from wasmwheel.archive import UnsafeArchive, check_tree_links, extract
 from wasmwheel.errors import WasmwheelError
 from wasmwheel.fsutil import sha256_file
@@ -221,13 +221,7 @@ def test_a_git_source_with_an_escaping_link_is_refused(project, tmp_path):
     work.mkdir()
     (work / "pyproject.toml").write_text("[project]\nname = 'linky'\n")
     (work / "secret").symlink_to("/etc/hostname")
-    git = ["git", "-c", "user.name=t", "-c", "user.email=t@example.invalid", "-C", str(work)]
-    subprocess.run(["git", "init", "-q", str(work)], check=True)
-    subprocess.run([*git, "add", "-A"], check=True)
-    subprocess.run([*git, "commit", "-q", "-m", "x"], check=True)
-    commit = subprocess.run([*git, "rev-parse", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
-    (project.root / "recipes" / "linky.toml").write_text(
-        f'[package]\nname = "linky"\nversion = "1.0"\n\n[source]\ngit = "{work.as_uri()}"\ncommit = "{commit}"\n')
+    git_source_recipe(project, "linky", work)
     run = project.doit("source:linky", check=False)
     assert "linky.toml: the git source: 'secret' is a symbolic link to '/etc/hostname', outside the source" in run.output
     assert not project.layout.src_dir("linky").exists()

@@ -6,11 +6,10 @@ from __future__ import annotations
 
 import json
 import shlex
-import subprocess
 import zipfile
 from pathlib import Path
 
-from reliability import keep_abis
+from reliability import git_source_recipe, keep_abis
 from wasmwheel.build import RUSTFLAGS_VAR
 
 # Each would create a file named PWNED (or expand to something else) if a shell ever saw it.
@@ -67,13 +66,7 @@ def test_a_git_source_url_full_of_shell_characters_reaches_git_literally(project
     work = tmp_path / "repo;touch${IFS}PWNED$(touch${IFS}PWNED)`touch${IFS}PWNED`"
     work.mkdir()
     (work / "pyproject.toml").write_text("[project]\nname = 'shelly'\n")
-    git = ["git", "-c", "user.name=t", "-c", "user.email=t@example.invalid", "-C", str(work)]
-    subprocess.run(["git", "init", "-q", str(work)], check=True)
-    subprocess.run([*git, "add", "-A"], check=True)
-    subprocess.run([*git, "commit", "-q", "-m", "x"], check=True)
-    commit = subprocess.run([*git, "rev-parse", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
-    (project.root / "recipes" / "shelly.toml").write_text(
-        f'[package]\nname = "shelly"\nversion = "1.0"\n\n[source]\ngit = "file://{work}"\ncommit = "{commit}"\n')
+    git_source_recipe(project, "shelly", work)
     project.doit("source:shelly")
     assert (project.layout.src_dir("shelly") / "pyproject.toml").exists()
     assert [p for p in tmp_path.rglob("PWNED*")] == []
