@@ -1,11 +1,16 @@
 """doit entry point: load the ABIs and recipes, yield the tasks. All logic lives in wasmwheel.tasks."""
 
+import sys
 from pathlib import Path
 
+from wasmwheel.errors import WasmwheelError
 from wasmwheel.tasks import Project, install_signal_handlers
 
 install_signal_handlers()
-project = Project.load(Path(__file__).parent)
+try:
+    project = Project.load(Path(__file__).parent)
+except WasmwheelError as exc:  # a bad setting: nothing can be built, say why in one line
+    sys.exit(f"error: {exc}")
 DOIT_CONFIG = project.doit_config()
 
 

@@ -16,7 +16,7 @@ from typing import Any
 from packaging.version import InvalidVersion, Version
 
 from .errors import ConfigError
-from .schema import Table, check_no_whitespace, check_sha256, parse_toml
+from .schema import Table, check_rustflag, check_sha256, parse_toml
 
 ABI_NAME_RE = re.compile(r"^[0-9]{4}_[0-9]+$")
 PEP783_TAG_RE = re.compile(r"^(pyemscripten|pyodide)_([0-9]{4}_[0-9]+)_wasm32$")
@@ -135,6 +135,15 @@ def _check_https(value: str) -> str | None:
     return None if re.match(r"^https?://[^\s]+$", value) else "not an http(s) URL"
 
 
+def _check_sysroot_url(value: str) -> str | None:
+    problem = _check_https(value)
+    if problem:
+        return problem
+    if not value.split("?", 1)[0].endswith((".tar.bz2", ".tar.gz", ".tar.xz", ".tgz")):
+        return "does not name a tar archive"
+    return None
+
+
 def load_abi(path: Path) -> Abi:
     """Parse and validate one ABI file. Raises ConfigError naming file and key."""
     path = Path(path)
@@ -152,6 +161,11 @@ def load_abi(path: Path) -> Abi:
         raise top.error("platform_tag", f"{platform_tag!r} is for ABI {m.group(2)}, but this file is ABI {name}",
                         f"use pyemscripten_{name}_wasm32 or rename the file")
     legacy = top.string_list("legacy_tags", expect="a list of platform tags", check=_check_platform_tag)
+    emscripten_tag = "emscripten_" + (emscripten or "").replace(".", "_") + "_wasm32"
+    for key, tag in [("platform_tag", platform_tag or ""), *((f"legacy_tags[{i}]", t) for i, t in enumerate(legacy))]:
+        if LEGACY_TAG_RE.match(tag) and tag != emscripten_tag:
+            raise top.error(key, f"{tag!r} names another Emscripten than emscripten = {emscripten!r}",
+                            f"use {emscripten_tag}")
     eh = top.string("exception_handling", required=True, expect='"js" or "wasm"',
                     check=lambda v: None if v in ("js", "wasm") else "unknown exception-handling ABI")
     status = top.string("status", default="stable", expect='"stable" or "development"',
@@ -159,7 +173,7 @@ def load_abi(path: Path) -> Abi:
 
     rust = top.table("rust", required=True)
     toolchain = rust.string("toolchain", required=True, expect='"1.93.0" or "nightly-YYYY-MM-DD"', check=_check_toolchain)
-    rustflags = rust.string_list("rustflags", check=check_no_whitespace,
+    rustflags = rust.string_list("rustflags", check=check_rustflag,
                                  fix='one flag per item, e.g. ["-C", "link-arg=-sSIDE_MODULE=2"]')
     if SEMVER3_RE.match(toolchain or "") and any(f == "-Z" or f.startswith("-Z") for f in rustflags):
         raise rust.error("rustflags", f"-Z flags need a nightly toolchain; stable {toolchain} rejects them",
@@ -167,7 +181,8 @@ def load_abi(path: Path) -> Abi:
     sysroot = None
     if rust.has("sysroot"):
         st = rust.table("sysroot")
-        url = st.string("url", required=True, expect="the sysroot archive URL", check=_check_https)
+        url = st.string("url", required=True, expect="the URL of a .tar.bz2/.tar.gz/.tar.xz sysroot archive",
+                        check=_check_sysroot_url)
         sha = st.string("sha256", default="", expect="64 hex characters or empty (not pinned yet)",
                         check=lambda v: None if v == "" else check_sha256(v),
                         fix=f"run `doit pin-sysroot:{name}` to record it")
@@ -196,11 +211,16 @@ def load_abi(path: Path) -> Abi:
     )
 
 
+def abi_files(abi_dir: Path) -> list[Path]:
+    """The ABI files of a folder: ``*.toml`` without hidden files (editor locks and backups)."""
+    return sorted(p for p in Path(abi_dir).glob("*.toml") if not p.name.startswith("."))
+
+
 def load_abis(abi_dir: Path) -> dict[str, Abi]:
-    """Load every ``*.toml`` in ``abi_dir`` (sorted by name). Raises on the first bad file:
+    """Load every ABI file in ``abi_dir`` (sorted by name). Raises on the first bad file:
     every recipe depends on the ABIs, so a broken one must be fixed first."""
     abis: dict[str, Abi] = {}
-    files = sorted(Path(abi_dir).glob("*.toml"))
+    files = abi_files(abi_dir)
     if not files:
         raise ConfigError(abi_dir, "", "no ABI files (*.toml) found")
     for path in files:

@@ -16,7 +16,7 @@ from typing import Any, Mapping
 
 from .abi import RUST_TARGET, Abi
 from .errors import WasmwheelError
-from .fsutil import sha256_file
+from .fsutil import clean_stale_temps, sha256_file
 from .layout import Layout
 from .recipe import Recipe
 from .runner import StepLog, run
@@ -127,6 +127,7 @@ def compile_wheel(
         raise CompileError("maturin not found on PATH: `pip install maturin` (wasmwheel installs it as a dependency)")
     wheels_dir = layout.wheels_dir(recipe.name, abi.name)
     wheels_dir.mkdir(parents=True, exist_ok=True)
+    clean_stale_temps(wheels_dir, prefix=".out.")  # of an interrupted run (the step lock is held)
     layout.target_dir(recipe.name, abi.name).mkdir(parents=True, exist_ok=True)
     out = Path(tempfile.mkdtemp(prefix=".out.", suffix=".tmp", dir=wheels_dir))
     try:

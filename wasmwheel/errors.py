@@ -2,6 +2,16 @@
 
 from __future__ import annotations
 
+import re
+
+# Control characters (newlines above all) would break the one-line promise.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def one_line(text: str) -> str:
+    """``text`` with control characters escaped (``\\n``, ``\\x1b``), so it prints as one line."""
+    return _CONTROL.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), text)
+
 
 class WasmwheelError(Exception):
     """An error the user can act on. ``str(err)`` is the whole message."""
@@ -19,7 +29,7 @@ class ConfigError(WasmwheelError):
         self.problem = problem
         self.fix = fix
         where = f"{self.file}: {key}: " if key else f"{self.file}: "
-        super().__init__(where + problem + (f" ({fix})" if fix else ""))
+        super().__init__(one_line(where + problem + (f" ({fix})" if fix else "")))
 
 
 class CommandFailed(WasmwheelError):

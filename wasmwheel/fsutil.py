@@ -98,14 +98,20 @@ def replace_dir(new: Path, dest: Path) -> None:
         shutil.rmtree(old, ignore_errors=True)
 
 
-def clean_stale_temps(folder: Path, max_age_s: float = 0) -> None:
-    """Remove ``.*.tmp`` / ``.*.old-*`` leftovers of interrupted runs in ``folder``."""
+def clean_stale_temps(folder: Path, prefix: str = ".", max_age_s: float = 0) -> None:
+    """Remove leftovers of interrupted runs in ``folder``: ``<prefix>*.tmp`` and ``<prefix>*.old-*``
+    (the temporary files and folders above start with ``.<name of what they become>.``).
+
+    Call it while holding the lock that guards whoever writes such temporaries, and give the
+    prefix of one output, so that another process's temporaries in the same folder are left alone.
+    """
     folder = Path(folder)
     if not folder.is_dir():
         return
     now = time.time()
     for entry in folder.iterdir():
-        if entry.name.startswith(".") and (entry.name.endswith(".tmp") or ".old-" in entry.name):
+        name = entry.name
+        if name.startswith(prefix) and name.startswith(".") and (name.endswith(".tmp") or ".old-" in name):
             with contextlib.suppress(OSError):
                 if now - entry.lstat().st_mtime >= max_age_s:
                     if entry.is_dir() and not entry.is_symlink():
@@ -115,20 +121,24 @@ def clean_stale_temps(folder: Path, max_age_s: float = 0) -> None:
 
 
 @contextlib.contextmanager
-def file_lock(path: Path, what: str = "", log=None) -> Iterator[None]:
-    """Hold an exclusive lock on ``<path>.lock`` (blocking; released on process death)."""
+def file_lock(path: Path, what: str = "", log=None, shared: bool = False) -> Iterator[None]:
+    """Hold a lock on ``<path>.lock`` (blocking; released on process death, also on kill -9).
+
+    Exclusive by default; ``shared=True`` for readers, which exclude writers but not each other.
+    """
     lock_path = Path(str(path) + ".lock")
     lock_path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+    mode = fcntl.LOCK_SH if shared else fcntl.LOCK_EX
     try:
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(fd, mode | fcntl.LOCK_NB)
         except OSError as exc:
             if exc.errno not in (errno.EAGAIN, errno.EACCES):
                 raise
             if log is not None:
                 log.note(f"waiting for another wasmwheel process using {what or path}", console=True)
-            fcntl.flock(fd, fcntl.LOCK_EX)
+            fcntl.flock(fd, mode)
         yield
     finally:
         fcntl.flock(fd, fcntl.LOCK_UN)
@@ -142,7 +152,9 @@ def file_lock(path: Path, what: str = "", log=None) -> Iterator[None]:
 # they never rediscover them, and it is what later steps depend on: its content changes
 # only when the step's output does. Beside it, ``<stamp>.outputs`` records each output's
 # size and mtime so that a deleted or replaced output makes the step stale again
-# (OutputsIntact) without changing what downstream steps see.
+# (OutputsIntact) without changing what downstream steps see, and the digest of the
+# step's inputs, so that a process that waited for another one running the same step
+# can tell it is done.
 
 
 def output_record(path: Path) -> dict[str, Any]:
@@ -154,13 +166,28 @@ def outputs_path(stamp: Path) -> Path:
     return Path(str(stamp) + ".outputs")
 
 
-def write_stamp(stamp: Path, outputs: list[Path], **facts: Any) -> None:
-    write_json(outputs_path(stamp), {str(p): output_record(p) for p in outputs})
+def write_stamp(stamp: Path, outputs: list[Path], *, inputs: str = "", **facts: Any) -> None:
+    """Write the stamp (``facts``) and beside it the outputs' records and the digest of the
+    step's ``inputs`` (see tasks.inputs_key), the stamp last."""
+    write_json(outputs_path(stamp), {"outputs": {str(p): output_record(p) for p in outputs}, "inputs": inputs})
     write_json(stamp, facts)
 
 
 def read_stamp(stamp: Path) -> dict[str, Any]:
     return read_json(stamp)
+
+
+def _sidecar(stamp: Path) -> dict[str, Any]:
+    data = read_json(outputs_path(stamp))
+    return data if "outputs" in data else {"outputs": data, "inputs": ""}  # written before "inputs" existed
+
+
+def stamp_inputs(stamp: Path) -> str | None:
+    """The inputs digest recorded with the stamp, or None."""
+    try:
+        return _sidecar(Path(stamp)).get("inputs") or None
+    except (OSError, ValueError, AttributeError):
+        return None
 
 
 # Key of the outputs record in the doit values saved with a step (OutputsIntact.configure_task).
@@ -195,7 +222,6 @@ class OutputsIntact:
 
     def __init__(self, stamp: Path | str):
         self.stamp = str(stamp)
-        self.record_path = self.stamp + ".outputs"
 
     def configure_task(self, task) -> None:
         task.value_savers.append(self.saved_record)
@@ -203,16 +229,16 @@ class OutputsIntact:
     def saved_record(self) -> dict[str, Any]:
         """doit value saver (runs in the main process after the step succeeded)."""
         try:
-            return {OUTPUTS_VALUE: read_json(self.record_path)}
-        except (OSError, ValueError):
+            return {OUTPUTS_VALUE: _sidecar(Path(self.stamp))["outputs"]}
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
             return {}
 
     def __call__(self, task=None, values=None) -> bool:
         record = values.get(OUTPUTS_VALUE) if isinstance(values, dict) else None
         if record is None:
             try:
-                record = read_json(self.record_path)
-            except (OSError, ValueError):
+                record = _sidecar(Path(self.stamp))["outputs"]
+            except (OSError, ValueError, KeyError, TypeError, AttributeError):
                 return False
         return outputs_intact(record)
 

@@ -17,6 +17,8 @@ Build folder (per repository, ``WASMWHEEL_BUILD_DIR``)::
     stamps/<abi>/<crate>.<step>.json     crate step stamps
     logs/<abi>/<step>.log, logs/<abi>/<crate>/<step>.log
     report.json, report.md              the batch report, rewritten after every run that changed it
+    history.json                        last outcome and duration of every step (feeds the report)
+    report-state.json                   what a no-op compares to leave the report alone
     recipes.cache                        parsed recipes, reused while their files are unchanged
     sources.cache                        file lists of local source folders, reused while unchanged
     index/<abi>/                        PEP 503/691 index and pyodide-lock.json of dist/<abi>
@@ -141,8 +143,8 @@ class Layout:
 
     @property
     def history(self) -> Path:
-        """Last outcome and duration of every step ever run (feeds the report)."""
-        return self.build / "stamps" / "history.json"
+        """Last outcome and duration of every step ever run (feeds the report; not a stamp)."""
+        return self.build / "history.json"
 
     def index_dir(self, abi: str) -> Path:
         return self.build / "index" / abi

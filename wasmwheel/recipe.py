@@ -24,15 +24,34 @@ from .schema import (
     Table,
     check_env_name,
     check_no_nul,
-    check_no_whitespace,
+    check_rustflag,
     check_sha256,
     parse_toml,
 )
 
 GIT_COMMIT_RE = re.compile(r"^[0-9a-f]{40}$")
 ARCHIVE_SUFFIXES = (".tar.gz", ".tgz", ".tar.bz2", ".tar.xz", ".zip")
-# Arguments wasmwheel sets itself; a recipe giving them would fight the ABI.
-RESERVED_MATURIN_ARGS = ("--target", "-i", "--interpreter", "-o", "--out", "--release", "--profile")
+# `maturin build` options a recipe may not give, and why: wasmwheel sets them from the ABI, or
+# they would make maturin read or write outside the step's own folders.
+_FROM_ABI = "is set by wasmwheel from the ABI"
+RESERVED_MATURIN_ARGS = {
+    "--target": _FROM_ABI,
+    "-i": _FROM_ABI,
+    "--interpreter": _FROM_ABI,
+    "-f": "conflicts with the ABI's interpreter (set by wasmwheel)",
+    "--find-interpreter": "conflicts with the ABI's interpreter (set by wasmwheel)",
+    "-o": "is set by wasmwheel, which collects the wheel itself",
+    "--out": "is set by wasmwheel, which collects the wheel itself",
+    "-r": "is set by wasmwheel (every build is --release)",
+    "--release": "is set by wasmwheel (every build is --release)",
+    "--profile": "is set by wasmwheel (every build is --release)",
+    "--target-dir": "is set by wasmwheel (one cargo target folder per crate and ABI, under build/)",
+    "-m": "would build another project than the source; use [source] subdir",
+    "--manifest-path": "would build another project than the source; use [source] subdir",
+    "--sdist": "would write a second file; wasmwheel builds one wheel",
+}
+# Short options that take a value: in a cluster like `-vj4`, what follows them is their value.
+_SHORT_WITH_VALUE = set("ibojFmZ")
 # Environment wasmwheel sets for every compile; recipes use the [build] keys instead.
 RESERVED_ENV = {
     "RUSTFLAGS": "use [build] rustflags",
@@ -175,8 +194,12 @@ def _check_url(value: str) -> str | None:
 def _check_git_url(value: str) -> str | None:
     if value.startswith("-"):
         return "starts with '-'"
-    if not re.match(r"^(https?|git|ssh|file)://[^\s]+$", value) and not re.match(r"^[\w.-]+@[\w.-]+:[^\s]+$", value):
+    m = re.match(r"^(?:https?|git|ssh|file)://(?:[^/@\s]*@)?([^\s]*)$", value) or re.match(
+        r"^[\w.-]+@([\w.-]+:[^\s]+)$", value)
+    if not m:
         return "not a git URL (https://, ssh://, git://, file:// or user@host:path)"
+    if m.group(1).startswith("-"):
+        return "its host starts with '-' (git would read it as an option)"
     return None
 
 
@@ -215,7 +238,13 @@ def _check_maturin_arg(value: str) -> str | None:
         return problem
     flag = value.split("=", 1)[0]
     if flag in RESERVED_MATURIN_ARGS:
-        return f"{flag} is set by wasmwheel from the ABI"
+        return f"{flag} {RESERVED_MATURIN_ARGS[flag]}"
+    if value.startswith("-") and not value.startswith("--"):
+        for c in value[1:]:  # a cluster of short options, e.g. -vo/tmp
+            if f"-{c}" in RESERVED_MATURIN_ARGS:
+                return f"-{c} (in {value[:20]!r}) {RESERVED_MATURIN_ARGS['-' + c]}"
+            if c in _SHORT_WITH_VALUE:
+                break
     return None
 
 
@@ -228,16 +257,26 @@ def _inside(root: Path, path: Path) -> bool:
 
 
 def _resolve_in_repo(table: Table, key: str, value: str, base: Path, root: Path, want_dir: bool | None) -> Path:
-    resolved = (base / value).resolve()
-    if not _inside(root, resolved):
-        raise table.error(key, f"{value!r} points outside the repository ({root})",
+    shown = value if len(value) <= 80 else value[:77] + "..."
+    try:
+        resolved = (base / value).resolve()
+        inside = _inside(root, resolved)
+        exists = inside and resolved.exists()
+        is_dir = exists and resolved.is_dir()
+        is_file = exists and resolved.is_file()
+    except (OSError, RuntimeError) as exc:  # too long, a symlink loop, ...
+        reason = getattr(exc, "strerror", None) or str(exc)
+        raise table.error(key, f"{shown!r} cannot be used as a path ({reason})",
+                          "fix the path; it is relative to the recipe file") from None
+    if not inside:
+        raise table.error(key, f"{shown!r} points outside the repository ({root})",
                           "keep sources and patches inside the repository")
-    if not resolved.exists():
-        raise table.error(key, f"{value!r} does not exist (looked at {resolved})", "fix the path; it is relative to the recipe file")
-    if want_dir is True and not resolved.is_dir():
-        raise table.error(key, f"{value!r} is not a folder")
-    if want_dir is False and not resolved.is_file():
-        raise table.error(key, f"{value!r} is not a file")
+    if not exists:
+        raise table.error(key, f"{shown!r} does not exist (looked at {resolved})", "fix the path; it is relative to the recipe file")
+    if want_dir is True and not is_dir:
+        raise table.error(key, f"{shown!r} is not a folder")
+    if want_dir is False and not is_file:
+        raise table.error(key, f"{shown!r} is not a file")
     return resolved
 
 
@@ -305,7 +344,7 @@ def load_recipe(path: Path, abi_names: list[str] | tuple[str, ...], root: Path, 
     bld = top.table("build")
     maturin_args = bld.string_list("maturin_args", check=_check_maturin_arg)
     features = bld.string_list("features", expect="a list of cargo feature names", check=_check_feature)
-    rustflags = bld.string_list("rustflags", check=check_no_whitespace,
+    rustflags = bld.string_list("rustflags", check=check_rustflag,
                                 fix='one flag per item, e.g. ["-C", "opt-level=s"]')
 
     def env_key(k: str) -> str | None:
@@ -338,6 +377,9 @@ def load_recipe(path: Path, abi_names: list[str] | tuple[str, ...], root: Path, 
         compile(script, f"{path}:[test].script", "exec", dont_inherit=True)
     except SyntaxError as exc:
         raise tst.error("script", f"Python syntax error on line {exc.lineno}: {exc.msg}") from None
+    except (RecursionError, MemoryError, ValueError, OverflowError):
+        # CPython's compiler gives up on absurdly nested expressions with these.
+        raise tst.error("script", "Python cannot compile it (nested too deeply)") from None
     requirements = tst.string_list("requirements", expect="a list of PEP 508 requirements", check=_check_requirement)
     tst.done()
 
@@ -370,12 +412,22 @@ def load_recipe(path: Path, abi_names: list[str] | tuple[str, ...], root: Path, 
 @dataclass(frozen=True)
 class RecipeSet:
     recipes: dict[str, Recipe]
-    errors: dict[str, ConfigError]  # key: file stem
+    errors: dict[str, ConfigError]  # key: the canonical name of the file, as in `build:<name>`
+
+
+def recipe_files(recipe_dir: Path) -> list[Path]:
+    """The recipes of a folder: ``*.toml`` without hidden files (editor locks and backups)."""
+    return sorted((p for p in Path(recipe_dir).glob("*.toml") if not p.name.startswith(".")), key=lambda p: p.name)
 
 
 def load_recipes(recipe_dir: Path, abi_names: list[str] | tuple[str, ...], root: Path,
                  cache: Path | None = None) -> RecipeSet:
     """Load every recipe; a bad file is reported, never hides the others.
+
+    Both maps are keyed by the canonical name of the file (the recipe's package name, which
+    must match it), so a recipe and an error can never claim the same `build:<name>` task.
+    Two files for one package (``foo-bar.toml`` and ``foo_bar.toml``) are one error, and
+    neither is built: wasmwheel cannot know which one is meant.
 
     ``cache``: a file keeping parsed recipes between loads (wasmwheel.recipe_cache).
     """
@@ -384,22 +436,24 @@ def load_recipes(recipe_dir: Path, abi_names: list[str] | tuple[str, ...], root:
     parsed = RecipeCache(cache, recipe_dir, abi_names, root)
     recipes: dict[str, Recipe] = {}
     errors: dict[str, ConfigError] = {}
-    owners: dict[str, Path] = {}
-    for path in sorted(Path(recipe_dir).glob("*.toml"), key=lambda p: p.name):
-        key, recipe = parsed.get(path)
+    files: dict[str, list[Path]] = {}
+    for path in recipe_files(recipe_dir):
+        files.setdefault(canonicalize_name(path.stem), []).append(path)
+    for name, paths in files.items():
+        if len(paths) > 1:
+            others = ", ".join(p.name for p in paths[:-1])
+            errors[name] = ConfigError(paths[-1], "package.name", f"package {name!r} also has the recipe {others}",
+                                       "keep one recipe per package; neither is built until then")
+            continue
+        key, recipe = parsed.get(paths[0])
         if recipe is None:
             try:
-                recipe = load_recipe(path, abi_names, root)
+                recipe = load_recipe(paths[0], abi_names, root)
             except ConfigError as exc:
-                errors[path.stem] = exc
+                errors[name] = exc
                 continue
-            parsed.put(path, key, recipe)
-        if recipe.name in owners:
-            errors[path.stem] = ConfigError(path, "package.name", f"duplicate recipe for {recipe.name!r} (also {owners[recipe.name].name})",
-                                            "keep one recipe per package")
-            continue
-        owners[recipe.name] = path
-        recipes[recipe.name] = recipe
+            parsed.put(paths[0], key, recipe)
+        recipes[name] = recipe
     parsed.save()
     _check_dependencies(recipes, errors, abi_names)
     return RecipeSet(recipes=recipes, errors=errors)
@@ -412,10 +466,10 @@ def _check_dependencies(recipes: dict[str, Recipe], errors: dict[str, ConfigErro
         cycle = _find_cycle(name, recipes)
         if cycle:
             recipe = recipes[name]
-            errors[recipe.path.stem] = ConfigError(recipe.path, "depends", "dependency cycle: " + " -> ".join(cycle),
-                                                   "remove one of the dependencies")
-    for stem in list(errors):
-        recipes.pop(canonicalize_name(stem), None)
+            errors[name] = ConfigError(recipe.path, "depends", "dependency cycle: " + " -> ".join(cycle),
+                                       "remove one of the dependencies")
+    for name in list(errors):
+        recipes.pop(name, None)
     changed = True
     while changed:  # a recipe that becomes invalid can invalidate its own dependents
         changed = False
@@ -423,7 +477,7 @@ def _check_dependencies(recipes: dict[str, Recipe], errors: dict[str, ConfigErro
             problem = _dependency_problem(recipe, recipes, abi_names)
             if problem:
                 key, message, fix = problem
-                errors[recipe.path.stem] = ConfigError(recipe.path, key, message, fix)
+                errors[name] = ConfigError(recipe.path, key, message, fix)
                 del recipes[name]
                 changed = True
 

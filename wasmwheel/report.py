@@ -1,7 +1,7 @@
 """The batch report: ``build/report.json`` and ``build/report.md``, rewritten after every run.
 
 It describes the whole collection, not only the last run: the last outcome and
-duration of every step are kept in ``build/stamps/history.json`` and merged with what
+duration of every step are kept in ``build/history.json`` and merged with what
 this run did. One row per crate and ABI: status, wheel name and size, step times, the
 log to read, and a hint when the error is a known one (wasmwheel.hints).
 """

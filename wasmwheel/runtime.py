@@ -16,7 +16,15 @@ from typing import Any
 
 from .abi import Abi
 from .errors import WasmwheelError
-from .fsutil import atomic_write_bytes, file_lock, read_json, replace_dir, sha256_file, write_json
+from .fsutil import (
+    atomic_write_bytes,
+    clean_stale_temps,
+    file_lock,
+    read_json,
+    replace_dir,
+    sha256_file,
+    write_json,
+)
 from .layout import Layout
 from .runner import StepLog, capture, run
 
@@ -74,6 +82,7 @@ def _marker(folder: Path) -> Any:
 
 def _install(abi: Abi, folder: Path, lock_dir: Path, npm: str, registry: str, log: StepLog) -> None:
     folder.parent.mkdir(parents=True, exist_ok=True)
+    clean_stale_temps(folder.parent, prefix=f".{folder.name}.")  # of an interrupted install (under the lock)
     tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", suffix=".tmp", dir=folder.parent))
     args_common = ["--no-audit", "--no-fund", "--registry", registry]
     hint = f"(registry {registry}; set WASMWHEEL_NPM_REGISTRY to a reachable npm registry or mirror)"

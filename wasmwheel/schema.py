@@ -10,6 +10,7 @@ and the fix, so the loaders report one line and never a traceback.
 from __future__ import annotations
 
 import difflib
+import json
 import re
 import tomllib
 from pathlib import Path
@@ -21,6 +22,12 @@ SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
 # Characters a shell would treat specially. Values never pass through a shell, but
 # names that become file or task names must stay plain.
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+BARE_KEY_RE = re.compile(r"^[A-Za-z0-9_-]+$")
+
+
+def show_key(name: str) -> str:
+    """A key as TOML writes it: bare when it can be, else quoted (so odd keys stay one readable line)."""
+    return name if BARE_KEY_RE.match(name) else json.dumps(name)
 
 
 def _type_name(value: object) -> str:
@@ -43,12 +50,15 @@ def parse_toml(path: Path, text: str | None = None) -> dict[str, Any]:
     """Parse a TOML file; a syntax error becomes one ConfigError line."""
     try:
         if text is None:
-            text = path.read_text(encoding="utf-8")
+            text = path.read_bytes().decode("utf-8")
         return tomllib.loads(text)
     except UnicodeDecodeError as exc:
-        raise ConfigError(path, "", f"not UTF-8 text ({exc.reason} at byte {exc.start})", "save the file as UTF-8") from None
+        line = exc.object[: exc.start].count(b"\n") + 1
+        raise ConfigError(path, "", f"not UTF-8 text ({exc.reason} on line {line})", "save the file as UTF-8") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(path, "", f"TOML syntax error: {exc}", "fix the TOML syntax") from None
+    except RecursionError:
+        raise ConfigError(path, "", "arrays or tables are nested too deeply to read", "fix the TOML syntax") from None
     except OSError as exc:
         raise ConfigError(path, "", f"cannot read: {exc.strerror}") from None
 
@@ -64,10 +74,21 @@ class Table:
 
     # -- helpers -----------------------------------------------------------------
     def key(self, name: str) -> str:
-        return f"{self.prefix}.{name}" if self.prefix else name
+        """The dotted key of the schema key ``name``, which may end with an index (``features[2]``)."""
+        base, index = name, ""
+        if name.endswith("]") and "[" in name:
+            base, index = name[: name.index("[")], name[name.index("["):]
+        return self._join(show_key(base) + index)
+
+    def _join(self, shown: str) -> str:
+        return f"{self.prefix}.{shown}" if self.prefix else shown
 
     def error(self, name: str, problem: str, fix: str = "") -> ConfigError:
         return ConfigError(self.file, self.key(name) if name else self.prefix, problem, fix)
+
+    def data_error(self, name: str, problem: str, fix: str = "") -> ConfigError:
+        """An error about a key the file wrote (shown quoted if it is not a bare key)."""
+        return ConfigError(self.file, self._join(show_key(name)), problem, fix)
 
     def has(self, name: str) -> bool:
         return name in self.data
@@ -172,17 +193,18 @@ class Table:
         if not isinstance(value, dict):
             raise self.error(name, f"expected {expect}, got {_type_name(value)} {_show(value)}", fix)
         out: dict[str, str] = {}
+        sub = Table(self.file, value, self.key(name))
         for key, item in value.items():
             if key_check is not None:
                 problem = key_check(key)
                 if problem:
-                    raise self.error(f"{name}.{key}", problem, fix)
+                    raise sub.data_error(key, problem, fix)
             if not isinstance(item, str):
-                raise self.error(f"{name}.{key}", f"expected a string, got {_type_name(item)} {_show(item)}", fix)
+                raise sub.data_error(key, f"expected a string, got {_type_name(item)} {_show(item)}", fix)
             if value_check is not None:
                 problem = value_check(item)
                 if problem:
-                    raise self.error(f"{name}.{key}", f"{problem}; got {_show(item)}", fix)
+                    raise sub.data_error(key, f"{problem}; got {_show(item)}", fix)
             out[key] = item
         return out
 
@@ -192,7 +214,7 @@ class Table:
             if name not in self._seen:
                 close = difflib.get_close_matches(name, sorted(self._seen), n=1)
                 hint = f"did you mean `{close[0]}`?" if close else "known keys: " + ", ".join(sorted(self._seen))
-                raise self.error(name, "unknown key", hint)
+                raise self.data_error(name, "unknown key", hint)
 
 
 # -- reusable checks -------------------------------------------------------------
@@ -202,11 +224,14 @@ def check_sha256(value: str) -> str | None:
     return None if SHA256_RE.match(value) else "not a sha256 (64 lowercase hex characters)"
 
 
-def check_no_whitespace(value: str) -> str | None:
+def check_rustflag(value: str) -> str | None:
+    """One rustflag. Flags reach cargo in CARGO_TARGET_<TRIPLE>_RUSTFLAGS, which cargo splits at
+    whitespace: a flag holding a space would silently become two flags, so it is refused."""
     if not value:
         return "empty"
     if any(c.isspace() for c in value):
-        return "contains whitespace (each list item is one flag)"
+        return ("contains whitespace, and cargo splits CARGO_TARGET_WASM32_UNKNOWN_EMSCRIPTEN_RUSTFLAGS at "
+                "whitespace, so this one item would reach rustc as several flags")
     return None
 
 

@@ -27,6 +27,8 @@ VARIABLES = {
     "WASMWHEEL_NPM_REGISTRY": f"npm registry for Pyodide runtimes (default: {DEFAULT_NPM_REGISTRY})",
     "WASMWHEEL_SYSTEM": "1 = use emcc and rustup toolchains already installed; verify them instead of provisioning",
     "WASMWHEEL_INDEX_URL": "public URL the index will be served from; makes pyodide-lock.json file names absolute",
+    "WASMWHEEL_RETRY_BACKOFF": "seconds before the first retry of a failed download, doubling after each (default: 1)",
+    "WASMWHEEL_VERBOSE": "1 = echo every step's log to the console as it is written",
 }
 
 

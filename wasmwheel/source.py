@@ -16,10 +16,9 @@ import time
 from pathlib import Path
 from typing import Any, Iterator
 
-from .archive import extract, single_top_folder
-from .download import Origin, fetch
+from .archive import check_tree_links, extract, single_top_folder
 from .errors import WasmwheelError
-from .fsutil import atomic_write_text, replace_dir
+from .fsutil import atomic_write_text, clean_stale_temps, replace_dir
 from .layout import Layout
 from .recipe import Recipe
 from .runner import StepLog, capture, run
@@ -132,11 +131,14 @@ def tree_digest(folder: Path) -> str:
 def fetch_source(recipe: Recipe, layout: Layout, log: StepLog) -> dict[str, Any]:
     dest = layout.src_dir(recipe.name)
     dest.parent.mkdir(parents=True, exist_ok=True)
+    clean_stale_temps(dest.parent, prefix=f".{recipe.name}.")  # of an interrupted run (the step lock is held)
     src = recipe.source
     tmp = Path(tempfile.mkdtemp(prefix=f".{recipe.name}.", suffix=".tmp", dir=dest.parent))
     try:
         if src.kind == "url":
             assert src.url and src.sha256
+            from .download import Origin, fetch  # here: it imports requests, which a doit start never needs
+
             origin = Origin(src.url, layout.settings.sdist_mirror, "WASMWHEEL_SDIST_MIRROR")
             archive = fetch(origin, layout.download(src.sha256, src.filename), src.sha256, log)
             unpacked = tmp / "unpacked"
@@ -151,6 +153,7 @@ def fetch_source(recipe: Recipe, layout: Layout, log: StepLog) -> dict[str, Any]
             tree = tmp / "local"
             log.note(f"copying {src.path}")
             shutil.copytree(src.path, tree, symlinks=True, ignore=shutil.ignore_patterns(*LOCAL_IGNORE))
+        check_tree_links(tree, f"{recipe.path.name}: the {src.kind} source")
         crate_dir = tree / src.subdir if src.subdir else tree
         if not crate_dir.is_dir():
             raise SourceError(f"{recipe.path}: [source] subdir: {src.subdir!r} does not exist in the source "

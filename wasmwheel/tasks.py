@@ -16,9 +16,13 @@ reruns a step whose recorded outputs were deleted or replaced (both in one
 
 from __future__ import annotations
 
+import contextlib
 import gc
+import hashlib
+import json
 import signal
 import sys
+import time
 import traceback
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -31,9 +35,18 @@ from doit.tools import config_changed
 # Modules the task dicts need on every doit start; the steps' own modules (toolchain, runtime,
 # smoke, index, wheel, hints) are imported by the step functions when a step runs.
 from . import audit, build, source
-from .abi import Abi, load_abi
+from .abi import Abi, abi_files, load_abi
 from .errors import CommandFailed, ConfigError, WasmwheelError
-from .fsutil import UPTODATE_SIGNATURE, OutputsIntact, read_stamp, sha256_file, write_stamp
+from .fsutil import (
+    UPTODATE_SIGNATURE,
+    OutputsIntact,
+    clean_stale_temps,
+    file_lock,
+    read_stamp,
+    sha256_file,
+    stamp_inputs,
+    write_stamp,
+)
 from .layout import Layout
 from .progress import ProgressReporter
 from .recipe import Recipe, RecipeSet, load_recipes, runtime_closure
@@ -61,7 +74,7 @@ class Project:
         settings = Settings.from_env(root, env)
         abis: dict[str, Abi] = {}
         abi_errors: dict[str, ConfigError] = {}
-        for path in sorted((root / "abi").glob("*.toml")):
+        for path in abi_files(root / "abi"):
             try:
                 abi = load_abi(path)
                 abis[abi.name] = abi
@@ -184,19 +197,62 @@ def group(basename: str, doc: str) -> dict:
 # -- running a step -----------------------------------------------------------------------
 
 
-def run_step(step: str, stamp: str, log_path: str, title: str, *args: Any) -> bool | TaskFailed:
-    """doit action wrapper: run ``STEPS[step]``, write its stamp, turn errors into one clear failure."""
-    with StepLog(Path(log_path), title) as log:
+# When this process started: a stamp newer than this, with our inputs, was made by another process.
+_STARTED = time.time()
+
+
+def inputs_key(config: Any, deps: list[str] | tuple[str, ...]) -> str:
+    """Digest of what shapes a step's output: its config and the contents of its file_dep."""
+    h = hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode())
+    for dep in sorted(deps):
+        h.update(b"\0" + dep.encode() + b"\0" + sha256_file(Path(dep)).encode())
+    return h.hexdigest()
+
+
+def _done_meanwhile(stamp: Path, key: str) -> bool:
+    try:
+        return (stamp.stat().st_mtime >= _STARTED and stamp_inputs(stamp) == key
+                and OutputsIntact(stamp)())
+    except OSError:
+        return False
+
+
+def run_step(step: str, stamp: str, log_path: str, title: str, *args: Any, config: Any = None,
+             deps: tuple[str, ...] = (), reads: tuple[str, ...] = ()) -> bool | TaskFailed:
+    """doit action wrapper: run ``STEPS[step]``, write its stamp, turn errors into one clear failure.
+
+    Several doit processes may work on one tree (and on one cache): the step holds an exclusive
+    lock on its stamp, and shared locks on the upstream stamps it ``reads``, so no two processes
+    run one step at once and none replaces a step's input (a source tree, say) while it is used.
+    A process that waited while another one ran this very step with the same inputs (``config``
+    and the contents of ``deps``) takes its result instead of running it again.
+    """
+    stamp_path = Path(stamp)
+    console = StepLog(None)
+    with contextlib.ExitStack() as locks:
+        for path in sorted(set(reads)):
+            locks.enter_context(file_lock(Path(path), what=f"the input {Path(path).name} of {title}", log=console,
+                                          shared=True))
+        locks.enter_context(file_lock(stamp_path, what=title, log=console))
         try:
-            facts, outputs = STEPS[step](*args, log=log)
-            write_stamp(Path(stamp), [Path(p) for p in outputs], **facts)
+            key = inputs_key(config, deps)
+        except OSError as exc:  # a dependency vanished: let doit's next run decide
+            return TaskFailed(f"{title}: cannot read an input: {exc}")
+        if _done_meanwhile(stamp_path, key):
+            console.note(f"{title}: done meanwhile by another wasmwheel process", console=True)
             return True
-        except WasmwheelError as exc:
-            log.write(f"# FAILED: {exc}\n")
-            return TaskFailed(failure_message(exc, log))
-        except Exception:
-            log.write(traceback.format_exc())
-            return TaskFailed(f"internal error in {title} (a wasmwheel bug; traceback in {log.path})")
+        clean_stale_temps(stamp_path.parent, prefix=f".{stamp_path.name}.")
+        with StepLog(Path(log_path), title) as log:
+            try:
+                facts, outputs = STEPS[step](*args, log=log)
+                write_stamp(stamp_path, [Path(p) for p in outputs], inputs=key, **facts)
+                return True
+            except WasmwheelError as exc:
+                log.write(f"# FAILED: {exc}\n")
+                return TaskFailed(failure_message(exc, log))
+            except Exception:
+                log.write(traceback.format_exc())
+                return TaskFailed(f"internal error in {title} (a wasmwheel bug; traceback in {log.path})")
 
 
 def failure_message(exc: WasmwheelError, log: StepLog) -> str:
@@ -296,6 +352,7 @@ def step_retag(recipe: Recipe, abi: Abi, layout: Layout, log: StepLog):
     previous = None
     if stamp.exists():
         previous = read_stamp(stamp).get("wheel")
+    clean_stale_temps(layout.dist_dir(abi.name), prefix=f".{recipe.wheel_name}-")  # of an interrupted retag
     wheel = retag(built, abi.platform_tag, layout.dist_dir(abi.name))
     if previous and Path(previous) != wheel:
         Path(previous).unlink(missing_ok=True)
@@ -399,14 +456,19 @@ class StepCurrent(config_changed):
 
 
 def _step_task(basename: str, name: str, doc: str, stamp: str, log: str, args: tuple, config: dict,
-               file_dep: list[str | Path] = (), task_dep: list[str] = (), outputs: bool = True) -> dict:
-    """``outputs``: the step leaves files besides its stamp (audit and smoke only check)."""
+               file_dep: list[str | Path] = (), task_dep: list[str] = (), inputs: list[str | Path] = (),
+               outputs: bool = True) -> dict:
+    """A step's task. ``inputs`` are the upstream stamps it reads (file_dep, and locked while it runs);
+    ``file_dep`` are other files that shape it. ``outputs``: the step leaves files besides its stamp
+    (audit and smoke only check)."""
+    deps = [str(p) for p in [*inputs, *file_dep]]
     return {
         "basename": basename,
         "name": name,
         "doc": doc,
-        "actions": [(run_step, [basename, str(stamp), str(log), f"{basename}:{name}", *args])],
-        "file_dep": [str(p) for p in file_dep],
+        "actions": [(run_step, [basename, str(stamp), str(log), f"{basename}:{name}", *args],
+                     {"config": config, "deps": deps, "reads": deps[:len(inputs)]})],
+        "file_dep": deps,
         "task_dep": list(task_dep),
         "targets": [str(stamp), f"{stamp}.outputs"],  # fsutil.outputs_path, without a Path per task
         "uptodate": [StepCurrent(config, stamp if outputs else None)],
@@ -436,7 +498,7 @@ def sysroot_task(abi: Abi, layout: Layout) -> dict:
         "sysroot", abi.name, f"Unpack {abi.sysroot.filename} into Rust {abi.rust_toolchain} (ABI {abi.name})",
         layout.stamp_str("sysroot", abi.name), layout.log_str("sysroot", abi.name), (abi, layout),
         {"url": abi.sysroot.url, "sha256": abi.sysroot.sha256},
-        file_dep=[layout.stamp_str("rust", abi.name)],
+        inputs=[layout.stamp_str("rust", abi.name)],
     )
 
 
@@ -508,7 +570,7 @@ def compile_task(recipe: Recipe, abi: Abi, layout: Layout, build_deps: list[str]
         layout.stamp_str("compile", abi.name, recipe.name), layout.log_str("compile", abi.name, recipe.name),
         (recipe, abi, layout, list(build_deps)),
         {"abi": _compile_config(abi), "build": recipe.build.config(), "maturin": _maturin_version()},
-        file_dep=deps, task_dep=order,
+        inputs=deps, task_dep=order,
     )
 
 
@@ -517,7 +579,7 @@ def retag_task(recipe: Recipe, abi: Abi, layout: Layout) -> dict:
         "retag", f"{recipe.name}@{abi.name}", f"Retag {recipe.name}'s wheel to {abi.platform_tag}",
         layout.stamp_str("retag", abi.name, recipe.name), layout.log_str("retag", abi.name, recipe.name),
         (recipe, abi, layout), _retag_config(abi),
-        file_dep=[layout.stamp_str("compile", abi.name, recipe.name)],
+        inputs=[layout.stamp_str("compile", abi.name, recipe.name)],
     )
 
 
@@ -526,7 +588,7 @@ def audit_task(recipe: Recipe, abi: Abi, layout: Layout) -> dict:
         "audit", f"{recipe.name}@{abi.name}", f"Audit {recipe.name}'s wheel against ABI {abi.name}",
         layout.stamp_str("audit", abi.name, recipe.name), layout.log_str("audit", abi.name, recipe.name),
         (recipe, abi, layout), _audit_config(abi),
-        file_dep=[layout.stamp_str("retag", abi.name, recipe.name)], outputs=False,
+        inputs=[layout.stamp_str("retag", abi.name, recipe.name)], outputs=False,
     )
 
 
@@ -538,7 +600,7 @@ def smoke_task(recipe: Recipe, abi: Abi, layout: Layout, test_deps: list[str] = 
         layout.stamp_str("smoke", abi.name, recipe.name), layout.log_str("smoke", abi.name, recipe.name),
         (recipe, abi, layout, list(test_deps)),
         {"test": recipe.test.config(), "pyodide": abi.pyodide_version, "test_deps": list(test_deps)},
-        file_dep=[layout.stamp_str("audit", abi.name, recipe.name), layout.stamp_str("pyodide", abi.name), *deps],
+        inputs=[layout.stamp_str("audit", abi.name, recipe.name), layout.stamp_str("pyodide", abi.name), *deps],
         outputs=False,
     )
 
@@ -585,7 +647,7 @@ def index_task(abi: Abi, layout: Layout, recipes: dict[str, Recipe]) -> dict:
     task = _step_task(
         "index", abi.name, f"Index of build/dist/{abi.name} (PEP 503/691) and its pyodide-lock.json",
         stamp, layout.log_str("index", abi.name), (abi, layout, recipes), {},
-        file_dep=[layout.stamp_str("pyodide", abi.name)],
+        inputs=[layout.stamp_str("pyodide", abi.name)],
     )
     task["uptodate"] = [IndexCurrent(stamp, layout.dist_dir(abi.name), _index_inputs(recipes, layout)),
                         OutputsIntact(stamp)]
@@ -660,7 +722,16 @@ def _sigterm(signum, frame):  # pragma: no cover - exercised by the interruption
     raise KeyboardInterrupt
 
 
+def _interrupted_hook(kind, value, tb, previous=sys.excepthook):
+    if issubclass(kind, KeyboardInterrupt):
+        sys.stderr.write("interrupted: the steps that finished are kept; run doit again to continue\n")
+        return
+    previous(kind, value, tb)
+
+
 def install_signal_handlers() -> None:
     """SIGTERM behaves like Ctrl-C, so doit keeps the state of steps already finished
-    (by default a SIGTERM discards every success of the run)."""
+    (by default a SIGTERM discards every success of the run). doit saves its state and then
+    lets the KeyboardInterrupt out: it ends with one line instead of a traceback."""
     signal.signal(signal.SIGTERM, _sigterm)
+    sys.excepthook = _interrupted_hook

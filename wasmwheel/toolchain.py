@@ -25,7 +25,15 @@ from .abi import RUST_TARGET, Abi
 from .archive import extract
 from .download import Origin, fetch
 from .errors import CommandFailed, ConfigError, WasmwheelError
-from .fsutil import atomic_write_text, file_lock, read_json, replace_dir, sha256_file, write_json
+from .fsutil import (
+    atomic_write_text,
+    clean_stale_temps,
+    file_lock,
+    read_json,
+    replace_dir,
+    sha256_file,
+    write_json,
+)
 from .layout import Layout
 from .runner import StepLog, capture, run
 
@@ -109,6 +117,7 @@ def provision_emsdk(abi: Abi, layout: Layout, log: StepLog) -> dict[str, Any]:
 
 def _clone_emsdk(url: str, folder: Path, log: StepLog) -> None:
     folder.parent.mkdir(parents=True, exist_ok=True)
+    clean_stale_temps(folder.parent, prefix=f".{folder.name}.")  # of an interrupted clone (under the folder's lock)
     tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", suffix=".tmp", dir=folder.parent))
     try:
         log.note(f"cloning emsdk from {url}")
@@ -271,6 +280,7 @@ def install_sysroot(abi: Abi, layout: Layout, rust_facts: dict[str, Any], log: S
         if _marker_matches(rustlib, want):
             log.note(f"sysroot {abi.sysroot.filename} already unpacked in {rustlib}")
         else:
+            clean_stale_temps(rustlib)  # of an interrupted unpack (temporaries, replaced folders)
             tmp = Path(tempfile.mkdtemp(prefix=".sysroot.", suffix=".tmp", dir=rustlib))
             try:
                 log.note(f"unpacking {abi.sysroot.filename} into {rustlib}")

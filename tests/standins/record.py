@@ -1,8 +1,10 @@
-"""Shared by the stand-in executables: append one JSON line per call to $STANDIN_RECORD."""
+"""Shared by the stand-in executables: append one JSON line per call to $STANDIN_RECORD, and stop at a
+chosen point for the interruption tests ($STANDIN_PAUSE=<tool>:<point>)."""
 
 import json
 import os
 import sys
+import time
 
 
 def record(tool: str, **extra) -> None:
@@ -12,3 +14,16 @@ def record(tool: str, **extra) -> None:
     entry = {"tool": tool, "argv": sys.argv[1:], "cwd": os.getcwd(), "env": dict(os.environ), **extra}
     with open(path, "a", encoding="utf-8") as f:
         f.write(json.dumps(entry) + "\n")
+
+
+def pause(tool: str, point: str) -> None:
+    """With STANDIN_PAUSE=<tool>:<point>, write this process's id to $STANDIN_PAUSE_FILE and wait
+    there to be killed (the test kills the doit process and this one, as a crash would)."""
+    if os.environ.get("STANDIN_PAUSE") != f"{tool}:{point}":
+        return
+    marker = os.environ["STANDIN_PAUSE_FILE"]
+    with open(marker + ".tmp", "w") as f:
+        f.write(str(os.getpid()))
+    os.replace(marker + ".tmp", marker)
+    time.sleep(300)
+    sys.exit(f"{tool} stand-in: nobody came to kill it at {point}")

@@ -1,0 +1,271 @@
+"""Interrupted runs: kill -9 at many points of a stand-in pipeline run, in every step kind; after each
+kill nothing that looks finished is partial, the next run redoes exactly the interrupted work, and the
+run that finally completes makes the wheels of an uninterrupted run, byte for byte. SIGTERM keeps the
+state of the steps already finished (dodo.py turns it into KeyboardInterrupt; without that, doit
+throws all of them away).
+
+The kill points are chained through one project: each run is killed further along than the one
+before, so the whole sweep costs about one build. A kill -9 also loses doit's state of that run (it
+is saved at exit), so every run repeats the earlier steps; those find their work done in the cache.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+from pathlib import Path
+
+import pytest
+from wheel.wheelfile import WheelFile
+
+from faultserver import FaultServer
+from reliability import finish, keep_abis, reference_wheels, running_step, start_doit, wheels
+from wasmwheel.fsutil import OutputsIntact, sha256_file
+
+TESTS = Path(__file__).resolve().parent
+KILLPOINT = [str(TESTS / "killpoint.py")]
+ABI = "2025_0"  # every step kind: emsdk, rust, a sysroot download and unpack, source, compile, retag, smoke
+CRATE = "hello-pyo3"
+LEGACY = {"MATURIN_PYEMSCRIPTEN_PLATFORM_VERSION": "", "MATURIN_PYODIDE_ABI_VERSION": ""}
+
+
+def _wait_for(condition, what: str, proc, timeout: float = 300):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        if proc.poll() is not None:
+            raise AssertionError(f"doit ended ({proc.returncode}) before {what}:\n"
+                                 + Path(proc.output_path).read_text())
+        time.sleep(0.02)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def _kill(*pids: int) -> None:
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+def _children(pid: int, needle: str) -> list[int]:
+    """Processes whose parent is ``pid`` and whose command line holds ``needle``."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            ppid = int(stat.rsplit(")", 1)[1].split()[1])
+            if ppid == pid and needle in (entry / "cmdline").read_bytes().decode(errors="replace"):
+                found.append(int(entry.name))
+        except (OSError, ValueError, IndexError):
+            continue
+    return found
+
+
+def check_nothing_partial_looks_done(project) -> None:
+    """What a later step or run would take as finished is complete."""
+    layout = project.layout
+    for stamp in (layout.build / "stamps").rglob("*.json"):
+        json.loads(stamp.read_text())
+        assert OutputsIntact(stamp)(), f"{stamp} names outputs that are gone or changed"
+    for kind in ("dist", "wheels"):
+        for wheel in (layout.build / kind).rglob("*.whl"):
+            if any(part.startswith(".") for part in wheel.relative_to(layout.build).parts):
+                continue  # a temporary, never looked at
+            with WheelFile(wheel) as wf:  # verifies every member against RECORD
+                for info in wf.infolist():
+                    wf.read(info)
+    for path in (layout.cache / "downloads" / "sha256").rglob("*"):
+        if path.is_file() and not path.name.endswith((".lock", ".part")):
+            assert sha256_file(path) == path.parent.name, f"{path} is not what its name promises"
+    abi = project.abi(ABI)
+    if (layout.emsdk_dir(abi) / ".wasmwheel-installed.json").exists():
+        assert os.access(layout.emsdk_dir(abi) / "upstream" / "emscripten" / "emcc", os.X_OK)
+    rust_home = layout.rust_dir(abi)
+    if (rust_home / ".wasmwheel-installed.json").exists():
+        toolchains = list((rust_home / "rustup" / "toolchains").iterdir())
+        assert all((t / "bin" / "cargo").exists() for t in toolchains)
+    for marker in rust_home.rglob("rustlib/.wasmwheel-installed.json"):
+        assert (marker.parent / "wasm32-unknown-emscripten" / "lib" / "libstd-wasm-eh.rlib").exists()
+
+
+# (what is interrupted, the task it is in, how: ("kill", killpoint spec) | ("pause", stand-in point) |
+#  ("download",) | ("node",), what the next run must show)
+CHAIN = [
+    ("emsdk cloned into a temporary folder, not moved into place", "emsdk", ("kill", "wasmwheel.toolchain:replace_dir")),
+    ("emsdk install half done", "emsdk", ("pause", "emsdk:install")),
+    ("rustup toolchain install half done", "rust", ("pause", "rustup:install")),
+    ("sysroot download in the middle of the body", "sysroot", ("download",)),
+    ("sysroot downloaded, not yet verified or renamed", "sysroot", ("kill", "wasmwheel.download:sha256_file")),
+    ("sysroot unpacking, one member written", "sysroot", ("kill", "tarfile:TarFile._extract_one:2")),
+    ("sysroot moved into the toolchain, no marker yet", "sysroot", ("kill", "after:wasmwheel.toolchain:replace_dir")),
+    # pyodide, emsdk and rust write record + stamp first: the 7th write is the sysroot's record
+    ("a step's output record written, its stamp not", "sysroot", ("kill", "after:wasmwheel.fsutil:write_json:7")),
+    ("source tree assembled, not moved into place", "source", ("kill", "wasmwheel.source:replace_dir")),
+    ("maturin running, no wheel yet", "compile", ("pause", "maturin:before-wheel")),
+    ("maturin writing the wheel", "compile", ("pause", "maturin:half-wheel")),
+    ("wheel in place, compile stamp not written", "compile", ("kill", "wasmwheel.build:sha256_file")),
+    ("retag writing the new wheel", "retag", ("kill", "zipfile:ZipFile.writestr:2")),
+    ("retag done, stamp not written", "retag", ("kill", "after:wasmwheel.tasks:retag")),
+    ("smoke test running in node", "smoke", ("node",)),
+    ("smoke test passed, stamp not written", "smoke", ("kill", "after:wasmwheel.smoke:run_smoke")),
+    ("every step done, doit's state not saved", None, ("kill", "doit.dependency:SqliteDB.dump")),
+]
+
+
+def _big_sysroot(path: Path) -> Path:
+    """A sysroot laid out like Pyodide's, big enough (3 MiB) for a download to be cut in the middle."""
+    import io
+    import tarfile
+
+    with tarfile.open(path, "w:bz2") as tf:
+        for name, data in {"wasm32-unknown-emscripten/lib/libstd-wasm-eh.rlib": b"std (wasm EH)\n",
+                           "wasm32-unknown-emscripten/lib/libcore-wasm-eh.rlib": os.urandom(3 << 20)}.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tf.addfile(info, io.BytesIO(data))
+    return path
+
+
+@pytest.fixture
+def chain_project(project, sysroot_archive, tmp_path):
+    keep_abis(project, (ABI,))
+    project.edit_toml(f"recipes/{CRATE}.toml", lambda d: d["build"].update({"env": LEGACY}))  # retag rewrites
+    from wasmwheel.toolchain import write_sysroot_sha
+
+    archive = _big_sysroot(tmp_path / sysroot_archive[0].name)
+    write_sysroot_sha(project.root / "abi" / f"{ABI}.toml", sha256_file(archive))
+    with FaultServer() as server:
+        name = archive.name
+        server.add(f"/mirror/{name}", archive.read_bytes())
+        project.env.update({"WASMWHEEL_SYSROOT_MIRROR": server.url + "/mirror", "PYTHONUNBUFFERED": "1"})
+        project.sysroot_path = f"/mirror/{name}"  # type: ignore[attr-defined]
+        yield project, server
+
+
+def test_kill_9_at_every_step_kind_then_finish_with_the_wheels_of_an_uninterrupted_run(chain_project, tmp_path):
+    project, server = chain_project
+    pause_file = tmp_path / "paused"
+    previous: tuple[str, str] | None = None
+    seen: list[str] = []
+    for what, step, how in CHAIN:
+        pause_file.unlink(missing_ok=True)
+        env = {"STANDIN_PAUSE_FILE": str(pause_file)}
+        started = time.time()
+        if how[0] == "kill":
+            proc = start_doit(project, "build", wrapper=[*KILLPOINT, how[1]])
+        elif how[0] == "pause":
+            proc = start_doit(project, "build", env={**env, "STANDIN_PAUSE": how[1]})
+            _wait_for(pause_file.exists, f"the stand-in to reach {how[1]}", proc)
+            _kill(proc.pid, int(pause_file.read_text()))
+        elif how[0] == "download":
+            server.plan(project.sysroot_path, f"pause:{2 << 20}")
+            server.paused.clear()
+            proc = start_doit(project, "build")
+            abi = project.abi(ABI)
+            part = project.layout.download(abi.sysroot.sha256, abi.sysroot.filename).with_suffix(".bz2.part")
+            _wait_for(lambda: server.paused.is_set() and part.exists() and part.stat().st_size > 0,
+                      "the download to stall in the middle, with bytes on disk", proc)
+            _kill(proc.pid)
+        else:
+            proc = start_doit(project, "build")
+            _wait_for(lambda: _children(proc.pid, "smoke.mjs"), "node to run the smoke test", proc)
+            _kill(proc.pid, *_children(proc.pid, "smoke.mjs"))
+        run = finish(proc)
+        assert run.returncode == -signal.SIGKILL, f"{what}: not killed:\n{run.output}"
+        killed_in = running_step(project, started)
+        if previous:  # the run redid the work the previous kill interrupted (or was killed redoing it)
+            assert previous[1] in run.executed or previous[1] == killed_in, \
+                f"after '{previous[0]}' the next run did not rerun {previous[1]}"
+        if step:
+            assert killed_in and killed_in.startswith(f"{step}:"), f"{what}: killed in {killed_in}"
+            assert killed_in not in run.executed, f"{what}: {killed_in} was reported finished"
+            previous = (what, killed_in)
+        check_nothing_partial_looks_done(project)
+        seen.append(what)
+
+    final = project.doit("build")
+    assert previous is None or previous[1] in final.executed
+    check_nothing_partial_looks_done(project)
+    assert project.doit("build").executed == []
+    assert wheels(project.layout.build) == reference_wheels(project, tmp_path)
+    # No leftovers: every temporary of the killed runs was cleared by the step that owns it.
+    leftovers = [str(p) for root in (project.layout.build, project.layout.cache) for p in root.rglob("*")
+                 if p.name.endswith(".tmp") or ".old-" in p.name or p.name.endswith(".part")]
+    assert leftovers == []
+    assert len(seen) == len(CHAIN)
+    # The half-done installs were redone once, and the finished ones never again.
+    abi = project.abi(ABI)
+    assert sum(r["argv"] == ["install", abi.emscripten] for r in project.records("emsdk")) == 2
+    assert sum(r["argv"][:2] == ["toolchain", "install"] for r in project.records("rustup")) == 2
+    # The download was resumed where the kill cut it (at most the 2 MiB sent before the pause), then
+    # found complete (the kill after it came before the rename), then never fetched again.
+    size = len(server.files[project.sysroot_path])
+    ranges = [r["range"] for r in server.requests_for(project.sysroot_path)]
+    assert ranges[0] is None and ranges[2] == f"bytes={size}-" and len(ranges) == 3, ranges
+    assert 0 < int(ranges[1].removeprefix("bytes=").rstrip("-")) <= 2 << 20, ranges
+
+
+def test_sigterm_keeps_the_steps_already_finished(project, tmp_path):
+    keep_abis(project, ("2026_0",))
+    pause_file = tmp_path / "paused"
+    env = {"STANDIN_PAUSE": "maturin:before-wheel", "STANDIN_PAUSE_FILE": str(pause_file), "PYTHONUNBUFFERED": "1"}
+    proc = start_doit(project, "build", env=env)
+    _wait_for(pause_file.exists, "maturin to start", proc)
+    maturin = int(pause_file.read_text())
+    proc.send_signal(signal.SIGTERM)
+    run = finish(proc, timeout=60)
+    assert run.returncode != 0 and "Traceback" not in run.output
+    assert run.output.rstrip().endswith("interrupted: the steps that finished are kept; run doit again to continue")
+    assert not Path(f"/proc/{maturin}").exists(), "the interrupted maturin was left running"
+    finished = [t for t in run.executed if not t.startswith("compile:")]
+    assert set(finished) == {"emsdk:2026_0", "rust:2026_0", "pyodide:2026_0", "source:hello-pyo3"}
+    assert not project.layout.stamp("compile", "2026_0", "hello-pyo3").exists()
+    again = project.doit("build")
+    assert sorted(again.executed) == ["audit:hello-pyo3@2026_0", "compile:hello-pyo3@2026_0",
+                                      "retag:hello-pyo3@2026_0", "smoke:hello-pyo3@2026_0"]
+
+
+def test_without_the_sigterm_handler_doit_would_forget_them(project, tmp_path):
+    """The control experiment for the test above: the same run under a dodo.py that does not turn
+    SIGTERM into KeyboardInterrupt loses every finished step (doit's default)."""
+    keep_abis(project, ("2026_0",))
+    dodo = (project.root / "dodo.py").read_text()
+    assert "install_signal_handlers()\n" in dodo
+    (project.root / "dodo_plain.py").write_text(dodo.replace("install_signal_handlers()\n", "", 1))
+    pause_file = tmp_path / "paused"
+    env = {"STANDIN_PAUSE": "maturin:before-wheel", "STANDIN_PAUSE_FILE": str(pause_file), "PYTHONUNBUFFERED": "1"}
+    proc = start_doit(project, "-f", "dodo_plain.py", "build", env=env)
+    _wait_for(pause_file.exists, "maturin to start", proc)
+    proc.send_signal(signal.SIGTERM)
+    finish(proc, timeout=60)
+    _kill(int(pause_file.read_text()))  # nothing stopped it
+    again = project.doit("build")
+    assert {"emsdk:2026_0", "rust:2026_0", "pyodide:2026_0", "source:hello-pyo3"} <= set(again.executed)
+
+
+def test_kill_9_of_a_parallel_run_with_two_abis(project, tmp_path):
+    """`doit -n 2` over two ABIs, killed once both workers are busy compiling: the next run finishes
+    with the wheels of an uninterrupted run."""
+    keep_abis(project, ("2025_0", "2026_0"))
+    pause_file = tmp_path / "paused"
+    env = {"STANDIN_PAUSE": "maturin:half-wheel", "STANDIN_PAUSE_FILE": str(pause_file)}
+    proc = start_doit(project, "-n", "2", "build", env=env)
+    _wait_for(pause_file.exists, "a compile to be half written", proc)
+    time.sleep(0.5)  # let the other worker get going
+    # The whole tree dies at once, as on a crash: doit, its worker processes and the stand-in.
+    workers = _children(proc.pid, "doit")
+    assert workers, "doit -n 2 should run its tasks in worker processes"
+    _kill(proc.pid, int(pause_file.read_text()), *workers)
+    finish(proc)
+    check_nothing_partial_looks_done(project)
+    run = project.doit("-n", "2", "build")
+    assert any(t.startswith("compile:") for t in run.executed)
+    check_nothing_partial_looks_done(project)
+    assert project.doit("build").executed == []
+    assert wheels(project.layout.build) == reference_wheels(project, tmp_path)
