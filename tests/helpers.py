@@ -82,6 +82,7 @@ class TestProject:
             "WASMWHEEL_EMSDK_URL": emsdk_url,
             "WASMWHEEL_SYSROOT_MIRROR": mirror,
             "WASMWHEEL_RETRY_BACKOFF": "0.01",
+            "WASMWHEEL_SMOKE_IDLE": "5",  # smoke servers of throw-away caches exit soon
         })
         env.pop("RUSTUP_HOME", None)
         env.pop("CARGO_HOME", None)
