@@ -26,6 +26,7 @@ import socket
 import stat
 import tempfile
 import time
+import zipfile
 from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
@@ -79,9 +80,24 @@ def _scripts_digest() -> str:
 # -- the boot snapshot ----------------------------------------------------------------------
 
 
+SNAPSHOT_FORMAT = 1  # bump when what make-snapshot.mjs writes changes
+
+
 def snapshot_path(runtime: Path, node_ver: str) -> Path:
     """``runtime`` is the npm package folder (``.../pyodide/<version>/node_modules/pyodide``)."""
-    return Path(runtime).parent.parent / "snapshots" / f"boot-node-{node_ver}.snapshot"
+    return Path(runtime).parent.parent / "snapshots" / f"boot-v{SNAPSHOT_FORMAT}-node-{node_ver}.snapshot"
+
+
+def _probe_wheel(folder: Path) -> Path:
+    """The smallest pure-Python wheel, to see what installing one imports (js/make-snapshot.mjs)."""
+    wheel = folder / "wasmwheel_probe-1.0-py3-none-any.whl"
+    info = "wasmwheel_probe-1.0.dist-info"
+    with zipfile.ZipFile(wheel, "w") as zf:
+        zf.writestr("wasmwheel_probe.py", "")
+        zf.writestr(f"{info}/METADATA", "Metadata-Version: 2.1\nName: wasmwheel-probe\nVersion: 1.0\n")
+        zf.writestr(f"{info}/WHEEL", "Wheel-Version: 1.0\nGenerator: wasmwheel\nRoot-Is-Purelib: true\nTag: py3-none-any\n")
+        zf.writestr(f"{info}/RECORD", "")
+    return wheel
 
 
 def ensure_snapshot(runtime: Path, log: StepLog) -> Path | None:
@@ -96,8 +112,8 @@ def ensure_snapshot(runtime: Path, log: StepLog) -> Path | None:
         log.note(f"making a boot snapshot of {runtime} (once per runtime and Node version)")
         with temp_path_beside(path, ".snapshot") as tmp:
             try:
-                run([node, script("make-snapshot.mjs"), runtime, tmp], log=log, what="make a Pyodide boot snapshot",
-                    timeout=300)
+                run([node, script("make-snapshot.mjs"), runtime, tmp, _probe_wheel(tmp.parent)], log=log,
+                    what="make a Pyodide boot snapshot", timeout=300)
             except CommandFailed as exc:
                 log.note(f"no boot snapshot ({exc}); smoke tests boot Pyodide in full (slower)")
                 return None

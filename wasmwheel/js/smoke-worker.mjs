@@ -11,6 +11,26 @@ let sink = (text) => bootOutput.push(text);
 const bootOutput = [];
 const out = (text) => sink(text);
 
+// The server compiles pyodide.asm.wasm once and hands the compiled module to every
+// worker: V8 compiles functions lazily and optimises hot ones later, and a module
+// shared between threads shares that code, so only the first interpreters pay for
+// compiling what every smoke test runs. Pyodide instantiates its module from the
+// file's bytes; those exact bytes are swapped for the shared module. Each worker
+// still gets its own instance (its own memory): nothing else is shared.
+if (workerData.wasm) {
+  const { module, bytes } = workerData.wasm;
+  const same = (source) => {
+    if (!source || source.byteLength !== bytes.byteLength) return false;
+    const view = ArrayBuffer.isView(source) ? source : new Uint8Array(source);
+    return Buffer.compare(Buffer.from(view.buffer, view.byteOffset, view.byteLength), Buffer.from(bytes)) === 0;
+  };
+  const instantiate = WebAssembly.instantiate;
+  WebAssembly.instantiate = function (source, imports) {
+    if (same(source)) return instantiate.call(WebAssembly, module, imports).then((instance) => ({ instance, module }));
+    return instantiate.call(WebAssembly, source, imports);
+  };
+}
+
 async function boot() {
   const start = performance.now();
   const { loadPyodide } = await import(pathToFileURL(path.join(workerData.runtime, "pyodide.mjs")).href);
