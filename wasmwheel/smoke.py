@@ -16,6 +16,7 @@ A recipe may expect a failure in one environment (``[test.expected_failures]``).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 import shutil
@@ -272,6 +273,7 @@ def conclude(result: SmokeResult, job: SmokeJob, *, environment: str, where: str
 
     Returns facts for the step's stamp.
     """
+    log.write(f"{RESULT_PREFIX}{json.dumps(dataclasses.asdict(result))}\n")
     label = f"{job.wheel.name} in {where} ({ENVIRONMENTS[environment]})"
     took = sum(result.timings.get(k, 0.0) for k in ("load", "test"))
     if result.ok:
