@@ -242,36 +242,49 @@ def _lines(sock: socket.socket) -> Iterator[dict[str, Any]]:
 def run_job(server: Server, payload: dict[str, Any], timeout: int, log: StepLog) -> dict[str, Any]:
     """Run one smoke job on the server; its output goes to ``log`` as it comes.
 
-    Returns the job's result (see js/smoke-core.mjs). A server that dies or stops
+    Returns the job's result (see js/smoke-core.mjs). A server that goes away before
+    taking the job (it was idling out) is replaced once; one that dies or stops
     answering mid-job gives ``stage: "server"``.
     """
+    for attempt in (1, 2):
+        started, data = _exchange(server, payload, timeout, log)
+        if started or attempt == 2 or data.get("stage") != "server":
+            return data
+        log.write(f"# {data['error']}, before taking the job; asking a new server\n")
+    raise AssertionError("unreachable")
+
+
+def _exchange(server: Server, payload: dict[str, Any], timeout: int, log: StepLog) -> tuple[bool, dict[str, Any]]:
+    started = False
     sock = connect(server, log)
     with sock:
         sock.settimeout(QUEUE_TIMEOUT)
-        sock.sendall((json.dumps({"cmd": "run", "job": payload, "timeout": timeout}) + "\n").encode())
         try:
+            sock.sendall((json.dumps({"cmd": "run", "job": payload, "timeout": timeout}) + "\n").encode())
             for message in _lines(sock):
                 kind = message.get("type")
                 if kind == "output":
                     log.write(message.get("text", ""))
                 elif kind == "started":
+                    started = True
                     sock.settimeout(timeout + GRACE)
                     how = "from the boot snapshot" if message.get("snapshot") else "in full"
                     log.write(f"# smoke server pid {message.get('pid')} ({server.log_path}): a fresh interpreter "
                               f"booted {how} in {message.get('boot')} s; waited {message.get('waited')} s for it\n")
                 elif kind == "result":
-                    return message["result"]
+                    return started, message["result"]
                 elif kind == "error":
                     raise SmokeServerError(f"the smoke server refused the job: {message.get('error')}")
         except (socket.timeout, TimeoutError):
-            return {"ok": False, "stage": "server", "load_errors": [],
-                    "error": f"the {server.describe()} stopped answering"}
+            return started, _lost(f"the {server.describe()} stopped answering")
         except (OSError, ValueError) as exc:
-            return {"ok": False, "stage": "server", "load_errors": [],
-                    "error": f"lost the {server.describe()}: {exc}"}
-    return {"ok": False, "stage": "server", "load_errors": [],
-            "error": f"the {server.describe()} closed the connection before the test finished: "
-                     f"{_tail(server.log_path)}"}
+            return started, _lost(f"lost the {server.describe()}: {exc}")
+    return started, _lost(f"the {server.describe()} closed the connection before the test finished: "
+                          f"{_tail(server.log_path)}")
+
+
+def _lost(error: str) -> dict[str, Any]:
+    return {"ok": False, "stage": "server", "load_errors": [], "error": error}
 
 
 def request(server: Server, cmd: str) -> dict[str, Any] | None:
