@@ -151,6 +151,13 @@ def run_in_browser(runtime: Path, wheels: Sequence[Path], payload: dict[str, Any
 
 
 def _wait(events: "queue.Queue[tuple[str, bytes]]", browser, timeout: int, log: StepLog) -> dict[str, Any]:
+    output: list[str] = []
+    result = _events(events, browser, timeout, log, output)
+    return {**result, "output": "".join(output)}
+
+
+def _events(events: "queue.Queue[tuple[str, bytes]]", browser, timeout: int, log: StepLog,
+            output: list[str]) -> dict[str, Any]:
     deadline = time.monotonic() + BOOT_LIMIT
     started = False
     while True:
@@ -170,7 +177,8 @@ def _wait(events: "queue.Queue[tuple[str, bytes]]", browser, timeout: int, log: 
                         "error": f"Chromium exited with code {code} before the test finished"}
             continue
         if kind == "output":
-            log.write(body.decode("utf-8", errors="replace"))
+            output.append(body.decode("utf-8", errors="replace"))
+            log.write(output[-1])
         elif kind == "started":
             started = True
             boot = json.loads(body or b"{}").get("boot")

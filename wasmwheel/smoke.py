@@ -26,11 +26,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
-from . import browser, smokeserver, wheelhouse
+from . import browser, hints, smokeserver, wheelhouse
 from .abi import Abi
 from .errors import CommandFailed, WasmwheelError
 from .layout import Layout
-from .recipe import Recipe
+from .recipe import DEFAULT_TEST_TIMEOUT, Recipe
 from .runner import StepLog, run
 from .settings import Settings
 
@@ -38,28 +38,6 @@ RESULT_PREFIX = "WASMWHEEL-RESULT "
 BOOT_ALLOWANCE = 120  # seconds a one-process-per-job run may spend booting, on top of the job's timeout
 ENVIRONMENTS = {"node": "Node", "browser": "headless Chromium"}
 
-# Loader and import messages (ABI-FACTS.md section 4) and what they mean for the wheel.
-KNOWN_ERRORS: tuple[tuple[str, str], ...] = (
-    ("mismatch in shared state of memory",
-     "the module was built with -pthread or atomics (shared memory); Pyodide has no threads: rebuild without -pthread"),
-    ("need the dylink section to be first",
-     "the module is not an Emscripten side module (no dylink.0 section); link it with -sSIDE_MODULE=2 "
-     "(maturin adds it for wasm32-unknown-emscripten)"),
-    ("does not define module export function",
-     "the module does not export PyInit_<name> for its file name; check the module name in Cargo.toml/pyproject.toml "
-     "(#[pymodule] name, [lib] name, tool.maturin.module-name)"),
-    ("Failed to find dynamic library",
-     "the module needs a shared library that no installed wheel provides: vendor it into the wheel "
-     "(`pyodide auditwheel repair`) or install the wheel that provides it first"),
-    ("bad export type for",
-     "the module imports something the runtime provides with another type; usually an Emscripten/ABI mismatch"),
-    ("has a larger maximum size",
-     "the module's memory limits do not match the runtime's; "
-     "usually an Emscripten version or -sMAXIMUM_MEMORY mismatch"),
-    ("exception handling",
-     "the module's exception-handling ABI does not match the runtime (JS vs wasm EH); check the ABI's flags"),
-    ("invalid opcode", "the module uses WebAssembly features this engine lacks (e.g. -mcpu=bleeding-edge)"),
-)
 STAGES = {
     "boot": "Pyodide did not boot",
     "load": "installing the wheel failed",
@@ -85,7 +63,7 @@ class SmokeJob:
     script: str
     filename: str  # names the script in tracebacks
     timeout: int  # seconds for installing and testing
-    python: str  # the runtime's Python, "3.14"
+    python: str = ""  # the runtime's Python, "3.14" (for diagnosis)
     preload: tuple[Path, ...] = ()  # test requirements, then wheels of recipes this one depends on
 
     @property
@@ -109,12 +87,14 @@ class SmokeResult:
     error_type: str = ""
     wheel: str = ""  # the wheel whose installation failed
     timings: dict[str, float] = field(default_factory=dict)
+    output: str = ""  # everything the runtime and the test printed (also in the step log)
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> "SmokeResult":
         return cls(ok=bool(data.get("ok")), stage=str(data.get("stage") or ""), error=str(data.get("error") or ""),
                    error_type=str(data.get("error_type") or ""), wheel=str(data.get("wheel") or ""),
-                   timings={k: float(v) for k, v in (data.get("timings") or {}).items() if isinstance(v, (int, float))})
+                   timings={k: float(v) for k, v in (data.get("timings") or {}).items() if isinstance(v, (int, float))},
+                   output=str(data.get("output") or ""))
 
     @property
     def is_test_failure(self) -> bool:
@@ -126,10 +106,9 @@ class SmokeResult:
 
 
 def known_hint(message: str) -> str:
-    for needle, hint in KNOWN_ERRORS:
-        if needle in message:
-            return hint
-    return ""
+    """The fix for a known loader or import error (hints.py, shared with the other steps)."""
+    known = hints.hint_for(message)
+    return known.fix if known else ""
 
 
 def clean_traceback(text: str, filename: str) -> str:
@@ -192,8 +171,8 @@ def diagnose(result: SmokeResult, job: SmokeJob, recipe_file: str = "the recipe"
 def _missing_module_hint(name: str, job: SmokeJob, recipe_file: str) -> str:
     top = name.split(".", 1)[0]
     built_for = _extension_modules(job.wheel)
-    minor = int(job.python.split(".")[1])
-    if top in built_for and built_for[top] != minor:
+    minor = int(job.python.split(".")[1]) if job.python.count(".") else None
+    if top in built_for and minor is not None and built_for[top] != minor:
         return (f"the wheel's extension module is for Python 3.{built_for[top]} "
                 f"({top}.cpython-3{built_for[top]}-wasm32-emscripten.so) but this Pyodide runs Python {job.python}: "
                 f"build it with the ABI's interpreter (-i python{job.python})")
@@ -243,8 +222,8 @@ def run_in_node_process(runtime: Path, job: SmokeJob, log: StepLog, snapshot: Pa
         why = f"node exited with code {proc.returncode} without a result"
         if proc.returncode == 13:
             why += " (the test awaits something that never completes)"
-        return SmokeResult(False, "crash", why)
-    return SmokeResult.from_json(data)
+        return SmokeResult(False, "crash", why, output=proc.stdout)
+    return SmokeResult.from_json({**data, "output": proc.stdout})
 
 
 def run_in_node(runtime: Path, job: SmokeJob, log: StepLog, settings: Settings) -> SmokeResult:
@@ -264,6 +243,16 @@ def run_in_node(runtime: Path, job: SmokeJob, log: StepLog, settings: Settings) 
     return result
 
 
+def run_smoke(runtime: Path, wheels: Sequence[Path], script: str, log: StepLog,
+              timeout: int = DEFAULT_TEST_TIMEOUT, settings: Settings | None = None) -> SmokeResult:
+    """Install ``wheels`` in order in a fresh interpreter of ``runtime`` and run ``script``: the
+    smoke test without a recipe (for tools and tests). Settings come from the environment."""
+    *preload, wheel = [Path(w) for w in wheels]
+    job = SmokeJob(wheel=wheel, script=script, filename="<smoke test>", timeout=int(timeout),
+                   preload=tuple(preload))
+    return run_in_node(Path(runtime), job, log, settings or Settings.from_env(Path.cwd()))
+
+
 # -- the outcome --------------------------------------------------------------------------------
 
 
@@ -273,7 +262,7 @@ def conclude(result: SmokeResult, job: SmokeJob, *, environment: str, where: str
 
     Returns facts for the step's stamp.
     """
-    log.write(f"{RESULT_PREFIX}{json.dumps(dataclasses.asdict(result))}\n")
+    log.write(f"{RESULT_PREFIX}{json.dumps({**dataclasses.asdict(result), 'output': None})}\n")
     label = f"{job.wheel.name} in {where} ({ENVIRONMENTS[environment]})"
     took = sum(result.timings.get(k, 0.0) for k in ("load", "test"))
     if result.ok:
@@ -319,8 +308,8 @@ def smoke_wheel(recipe: Recipe, abi: Abi, wheel: Path, runtime: Path, layout: La
                    timeout=recipe.test.timeout, python=abi.python_minor,
                    preload=(*requirements, *map(Path, dependencies)))
     where = f"Pyodide {abi.pyodide_version}"
-    log.write(f"# smoke-testing {job.wheel.name} in {where} ({ENVIRONMENTS[environment]}); installing "
-              f"{', '.join(w.name for w in job.wheels)}\n")
+    log.write(f"# smoke-testing {job.wheel.name} in {where} ({ENVIRONMENTS[environment]})"
+              + (f" with {', '.join(w.name for w in job.preload)}" if job.preload else "") + "\n")
     if environment == "browser":
         chromium = browser.find_chromium(layout.settings.chromium)
         result = SmokeResult.from_json(browser.run_in_browser(runtime, job.wheels, job.payload([""] * len(job.wheels)),

@@ -256,6 +256,7 @@ def run_job(server: Server, payload: dict[str, Any], timeout: int, log: StepLog)
 
 def _exchange(server: Server, payload: dict[str, Any], timeout: int, log: StepLog) -> tuple[bool, dict[str, Any]]:
     started = False
+    output: list[str] = []
     sock = connect(server, log)
     with sock:
         sock.settimeout(QUEUE_TIMEOUT)
@@ -264,7 +265,8 @@ def _exchange(server: Server, payload: dict[str, Any], timeout: int, log: StepLo
             for message in _lines(sock):
                 kind = message.get("type")
                 if kind == "output":
-                    log.write(message.get("text", ""))
+                    output.append(message.get("text", ""))
+                    log.write(output[-1])
                 elif kind == "started":
                     started = True
                     sock.settimeout(timeout + GRACE)
@@ -272,7 +274,7 @@ def _exchange(server: Server, payload: dict[str, Any], timeout: int, log: StepLo
                     log.write(f"# smoke server pid {message.get('pid')} ({server.log_path}): a fresh interpreter "
                               f"booted {how} in {message.get('boot')} s; waited {message.get('waited')} s for it\n")
                 elif kind == "result":
-                    return started, message["result"]
+                    return started, {**message["result"], "output": "".join(output)}
                 elif kind == "error":
                     raise SmokeServerError(f"the smoke server refused the job: {message.get('error')}")
         except (socket.timeout, TimeoutError):
