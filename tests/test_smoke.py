@@ -9,6 +9,7 @@ broken on purpose in the ways Pyodide users meet (ABI-FACTS.md section 4).
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -94,8 +95,10 @@ def wheels(tmp_path_factory, wasm_tools) -> dict[str, Path]:
     wheel("no-dylink", nodylink, 14)
     wheel("missing-pyinit", wasmbuild.build_module(so / "noinit.so", 14, defines={"INIT_NAME": "other"}), 14)
     wheel("suffix-mismatch", wasmbuild.build_module(so / "py312.so", 12), 14, so_minor=12)
-    extra = wasmbuild.build_module(so / "libextra.so", 14, source="extra_lib.c")
-    needs = wasmbuild.build_module(so / "needs.so", 14, source="needs_lib.c", ldflags=(str(extra),))
+    # use_dep needs libdep.so (dylink.0), which its wheel does not ship
+    libdep = wasmbuild.build_module(so / "libdep.so", 14, source="dep.c")
+    needs = wasmbuild.build_module(so / "needs.so", 14, source="use_dep.c", defines={"MODULE_NAME": "hello_pyo3"},
+                                   link_with=(libdep,))
     wheel("missing-library", needs, 14)
     return made
 
@@ -139,7 +142,7 @@ def smoke_test(runtimes, the_job: smoke.SmokeJob, tmp_path: Path, version: str =
 
 REAL_ERRORS = {
     # case: (stage shown, the real cause, a piece of the hint)
-    "shared-memory": ("installing the wheel failed", "mismatch in shared state of memory", "-pthread"),
+    "shared-memory": ("installing the wheel failed", "mismatch in shared state of memory", "remove -pthread"),
     "no-dylink": ("installing the wheel failed", "need the dylink section to be first", "-sSIDE_MODULE=2"),
     "missing-pyinit": ("the test script failed",
                        "dynamic module does not define module export function (PyInit_hello_pyo3)",
@@ -147,7 +150,7 @@ REAL_ERRORS = {
     "suffix-mismatch": ("the test script failed", "ModuleNotFoundError: No module named 'hello_pyo3'",
                         "for Python 3.12 (hello_pyo3.cpython-312-wasm32-emscripten.so) but this Pyodide runs "
                         "Python 3.14"),
-    "missing-library": ("installing the wheel failed", 'Failed to find dynamic library "libextra.so"',
+    "missing-library": ("installing the wheel failed", 'Failed to find dynamic library "libdep.so"',
                         "needs a shared library that no installed wheel provides"),
 }
 
@@ -208,7 +211,7 @@ def test_every_runtime_passes_good_wheels_and_names_real_errors(version, wheels,
         _, message, _ = smoke_test(runtimes, job(wheels[f"shared-memory-{minor}"], version=version), tmp_path,
                                    version, name="broken")
         assert "mismatch in shared state of memory" in message.splitlines()[0]
-        assert "hint: the module was built with -pthread" in message
+        assert "hint: Pyodide modules cannot use threads or shared memory: remove -pthread" in message
 
 
 def test_a_hung_test_is_killed_after_its_timeout_and_the_server_goes_on(wheels, runtimes, tmp_path):
@@ -323,15 +326,25 @@ def test_a_lost_server_falls_back_to_one_process(wheels, runtimes, tmp_path):
     config = settings(WASMWHEEL_SMOKE_WORKERS="1", WASMWHEEL_SMOKE_IDLE="4")
     runtime = runtime_package(runtimes, NEWEST.pyodide_version)
     server = smokeserver.Server.for_runtime(runtime, config)
-    # Stop the server while the job runs (the test sleeps): the step must still get an answer.
-    script = "import time, hello_pyo3\ntime.sleep(3)\n"
-    with StepLog(tmp_path / "lost.log") as log:
-        stopper = threading.Timer(2.0, smokeserver.stop, args=(server,))
-        stopper.start()
-        result = smoke.run_in_node(runtime, job(wheels["good-3.14"], script), log, config)
-        stopper.join()
+    log_path = tmp_path / "lost.log"
+
+    def stop_once_the_test_runs() -> None:  # the server goes away in the middle of the test
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            if log_path.exists() and "# running the test script" in log_path.read_text():
+                smokeserver.stop(server)
+                return
+            time.sleep(0.05)
+
+    stopper = threading.Thread(target=stop_once_the_test_runs)
+    stopper.start()
+    with StepLog(log_path) as log:
+        result = smoke.run_in_node(runtime, job(wheels["good-3.14"], "import time, hello_pyo3\ntime.sleep(5)\n"),
+                                   log, config)
+    stopper.join()
     assert result.ok
-    text = (tmp_path / "lost.log").read_text()
+    text = log_path.read_text()
+    assert "closed the connection before the test finished" in text
     assert "running this test in its own Node process instead" in text
 
 
@@ -504,46 +517,39 @@ def test_the_same_smoke_test_runs_in_headless_chromium(chromium, wheels, runtime
 # -- through doit -----------------------------------------------------------------------------------
 
 
-def broken_modules(folder: Path, wheels: dict[str, Path]) -> Path:
-    """A STANDIN_MODULES folder whose hello_pyo3 for Python 3.14 uses shared memory."""
-    target = folder / "14" / wasmbuild.so_name("hello_pyo3", 14)
-    target.parent.mkdir(parents=True)
-    with zipfile.ZipFile(wheels["shared-memory"]) as zf:
-        target.write_bytes(zf.read(wasmbuild.so_name("hello_pyo3", 14)))
-    return folder
-
-
-def test_doit_smoke_prints_a_line_per_wheel_and_keeps_the_output_in_its_log(project):
+def test_doit_smoke_shows_a_line_per_wheel_and_keeps_the_output_in_its_log(project):
     run = project.doit("smoke:hello-pyo3@2026_0")
     assert "smoke:hello-pyo3@2026_0" in run.executed
-    line = [x for x in run.output.splitlines() if "hello_pyo3-0.1.0-cp314" in x and "(Node)" in x]
-    assert len(line) == 1 and line[0].strip().startswith("hello_pyo3-0.1.0-cp314-cp314-pyemscripten_2026_0_wasm32"
-                                                          ".whl in Pyodide 314.0.7 (Node): ok (")
+    assert re.search(r"^ok +smoke:hello-pyo3@2026_0 ", run.output, flags=re.M)
     log = project.layout.log("smoke", "2026_0", "hello-pyo3").read_text()
     assert "Loaded hello_pyo3" in log and "a fresh interpreter booted" in log
-    again = project.doit("smoke:hello-pyo3@2026_0")
-    assert "smoke:hello-pyo3@2026_0" in again.uptodate
+    assert "hello_pyo3-0.1.0-cp314-cp314-pyemscripten_2026_0_wasm32.whl in Pyodide 314.0.7 (Node): ok (" in log
+    assert project.doit("smoke:hello-pyo3@2026_0").executed == []
     project.edit_toml("recipes/hello-pyo3.toml", lambda doc: doc["test"].__setitem__("timeout", 30))
-    assert "smoke:hello-pyo3@2026_0" in project.doit("smoke:hello-pyo3@2026_0").executed
+    assert project.doit("smoke:hello-pyo3@2026_0").executed == ["smoke:hello-pyo3@2026_0"]
 
 
-def test_doit_smoke_failure_shows_the_cause_hint_and_log_path(project, wheels, tmp_path):
-    modules = broken_modules(tmp_path / "broken", wheels)
-    run = project.doit("smoke:hello-pyo3@2026_0", check=False, env={"STANDIN_MODULES": str(modules)})
+FAILING = 'import hello_pyo3\nassert hello_pyo3.sum_as_string(2, 2) == "5", "wrong sum"\n'
+
+
+def test_doit_smoke_failure_shows_the_cause_and_log_path(project):
+    project.edit_toml("recipes/hello-pyo3.toml", lambda doc: doc["test"].__setitem__("script", FAILING))
+    run = project.doit("smoke:hello-pyo3@2026_0", check=False)
     log_path = project.layout.log("smoke", "2026_0", "hello-pyo3")
-    assert "FAILED: installing the wheel failed: LinkError: WebAssembly.instantiate(): " in run.output
-    assert f"(log: {log_path})" in run.output
-    assert "hint: the module was built with -pthread or atomics" in run.output
+    assert run.failed == ["smoke:hello-pyo3@2026_0"]
+    assert "(Node): the test script failed: AssertionError: wrong sum" in run.output
+    assert 'File "recipes/hello-pyo3.toml [test] script", line 2, in <module>' in run.output
     assert f"full log: {log_path}" in run.output
-    assert "mismatch in shared state of memory" in log_path.read_text()
+    assert "_pyodide/_base.py" in log_path.read_text()
 
 
-def test_doit_expected_node_failure_passes_with_its_reason(project, wheels, tmp_path):
-    modules = broken_modules(tmp_path / "broken", wheels)
-    project.edit_toml("recipes/hello-pyo3.toml", lambda doc: doc["test"].__setitem__(
-        "expected_failures", {"node": "this build uses threads"}))
-    run = project.doit("smoke:hello-pyo3@2026_0", env={"STANDIN_MODULES": str(modules)})
-    assert "failed as expected (this build uses threads): installing the wheel failed: LinkError" in run.output
+def test_doit_expected_node_failure_passes_with_its_reason(project):
+    project.edit_toml("recipes/hello-pyo3.toml", lambda doc: doc["test"].update(
+        {"script": FAILING, "expected_failures": {"node": "sum is off by one in Node"}}))
+    run = project.doit("smoke:hello-pyo3@2026_0")
+    assert run.executed[-1] == "smoke:hello-pyo3@2026_0" and run.failed == []
+    log = project.layout.log("smoke", "2026_0", "hello-pyo3").read_text()
+    assert "failed as expected (sum is off by one in Node): the test script failed: AssertionError: wrong sum" in log
 
 
 def test_doit_two_crates_in_parallel_share_one_server_and_stay_isolated(project):
@@ -561,9 +567,9 @@ def test_doit_two_crates_in_parallel_share_one_server_and_stay_isolated(project)
 
 def test_doit_smoke_browser_task(project, chromium):
     run = project.doit("smoke-browser:hello-pyo3@2026_0")
-    assert "smoke-browser:hello-pyo3@2026_0" in run.executed
-    assert "in Pyodide 314.0.7 (headless Chromium): ok (" in run.output
+    assert "smoke-browser:hello-pyo3@2026_0" in run.executed and run.failed == []
     log = project.layout.log("smoke-browser", "2026_0", "hello-pyo3").read_text()
     assert "HeadlessChrome" in log and "Loaded hello_pyo3" in log
+    assert "in Pyodide 314.0.7 (headless Chromium): ok (" in log
     build = project.doit("list", "--all")
     assert "smoke-browser:hello-pyo3@2026_0" in build.output
