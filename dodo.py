@@ -58,6 +58,10 @@ def task_smoke():
     yield from project.crate_tasks("smoke")
 
 
+def task_smoke_browser():
+    yield from project.crate_tasks("smoke-browser")
+
+
 def task_build():
     yield from project.build_tasks()
 

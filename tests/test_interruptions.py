@@ -112,8 +112,8 @@ CHAIN = [
     ("wheel in place, compile stamp not written", "compile", ("kill", "wasmwheel.build:sha256_file")),
     ("retag writing the new wheel", "retag", ("kill", "zipfile:ZipFile.writestr:2")),
     ("retag done, stamp not written", "retag", ("kill", "after:wasmwheel.tasks:retag")),
-    ("smoke test running in node", "smoke", ("node",)),
-    ("smoke test passed, stamp not written", "smoke", ("kill", "after:wasmwheel.smoke:run_smoke")),
+    ("smoke test running (its job on the smoke server)", "smoke", ("smoke-job",)),
+    ("smoke test passed, stamp not written", "smoke", ("kill", "after:wasmwheel.smoke:conclude")),
     ("every step done, doit's state not saved", None, ("kill", "doit.dependency:SqliteDB.dump")),
 ]
 
@@ -172,10 +172,12 @@ def test_kill_9_at_every_step_kind_then_finish_with_the_wheels_of_an_uninterrupt
             _wait_for(lambda: server.paused.is_set() and part.exists() and part.stat().st_size > 0,
                       "the download to stall in the middle, with bytes on disk", proc)
             _kill(proc.pid)
-        else:
+        else:  # kill the client while its job runs on the (shared, long-lived) smoke server
             proc = start_doit(project, "build")
-            _wait_for(lambda: _children(proc.pid, "smoke.mjs"), "node to run the smoke test", proc)
-            _kill(proc.pid, *_children(proc.pid, "smoke.mjs"))
+            smoke_log = project.layout.log("smoke", ABI, "hello-pyo3")
+            _wait_for(lambda: smoke_log.exists() and "# smoke-testing " in smoke_log.read_text(),
+                      "the smoke test to start", proc)
+            _kill(proc.pid)
         run = finish(proc)
         assert run.returncode == -signal.SIGKILL, f"{what}: not killed:\n{run.output}"
         killed_in = running_step(project, started)

@@ -53,6 +53,12 @@ KNOWN_ERRORS: tuple[KnownError, ...] = (
        "emcc is not on PATH for the compile: rerun `doit emsdk:<abi>` (system mode: `source emsdk_env.sh`)"),
     _k("dylink", r"need the dylink section to be first",
        "the module is not an Emscripten side module: link with -sSIDE_MODULE=2 (maturin adds it for this target)"),
+    _k("missing-library", r'Failed to find dynamic library "?([^"\s]+)',
+       "the extension needs a shared library that no installed wheel provides: vendor it into the wheel "
+       "(`pyodide auditwheel repair`), or install the wheel of the recipe that provides it first ([depends] test)"),
+    _k("memory-maximum", r"memory import \d+ has a larger maximum size",
+       "the module's memory import allows less memory than the runtime has: link the side module without a "
+       "maximum memory setting (-sMAXIMUM_MEMORY, --max-memory)"),
     _k("pyinit", r"dynamic module does not define module export function",
        "the extension does not export PyInit_<name> for its file name: check the module name in Cargo.toml "
        "([lib] name) and pyproject.toml (tool.maturin.module-name)"),

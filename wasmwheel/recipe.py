@@ -117,13 +117,22 @@ class Build:
         }
 
 
+DEFAULT_TEST_TIMEOUT = 300  # seconds
+MAX_TEST_TIMEOUT = 3600
+TEST_ENVIRONMENTS = ("node", "browser")
+
+
 @dataclass(frozen=True)
 class Test:
     script: str
     requirements: tuple[str, ...] = ()
+    timeout: int = DEFAULT_TEST_TIMEOUT  # seconds to install and test, after Pyodide has booted
+    expected_failures: Mapping[str, str] = field(default_factory=dict)  # "node"/"browser" -> reason
 
-    def config(self) -> dict[str, Any]:
-        return {"script": self.script, "requirements": list(self.requirements)}
+    def config(self, environment: str = "node") -> dict[str, Any]:
+        """What shapes the smoke result in ``environment``."""
+        return {"script": self.script, "requirements": list(self.requirements), "timeout": self.timeout,
+                "expected_failure": self.expected_failures.get(environment)}
 
 
 @dataclass(frozen=True)
@@ -381,6 +390,18 @@ def load_recipe(path: Path, abi_names: list[str] | tuple[str, ...], root: Path, 
         # CPython's compiler gives up on absurdly nested expressions with these.
         raise tst.error("script", "Python cannot compile it (nested too deeply)") from None
     requirements = tst.string_list("requirements", expect="a list of PEP 508 requirements", check=_check_requirement)
+    timeout = tst.integer("timeout", default=DEFAULT_TEST_TIMEOUT, minimum=1)
+    if timeout > MAX_TEST_TIMEOUT:
+        raise tst.error("timeout", f"{timeout} s is more than {MAX_TEST_TIMEOUT} s", "a smoke test should take seconds")
+    expected = tst.string_map(
+        "expected_failures",
+        key_check=lambda k: None if k in TEST_ENVIRONMENTS else f"unknown environment {k!r} (known: node, browser)",
+        value_check=lambda v: None if v.strip() else "empty reason",
+        expect='a table like { browser = "reason" }', fix="say why the test fails there",
+    )
+    if len(expected) == len(TEST_ENVIRONMENTS):
+        raise tst.error("expected_failures", "expects the test to fail in every environment",
+                        "a wheel failing everywhere is broken: fix the test or leave the ABI out ([build] skip_abis)")
     tst.done()
 
     dep = top.table("depends")
@@ -404,7 +425,8 @@ def load_recipe(path: Path, abi_names: list[str] | tuple[str, ...], root: Path, 
         import_names=import_names,
         source=source,
         build=build,
-        test=Test(script=script, requirements=requirements),
+        test=Test(script=script, requirements=requirements, timeout=timeout or DEFAULT_TEST_TIMEOUT,
+                  expected_failures=expected),
         depends=depends,
     )
 

@@ -185,6 +185,81 @@ def _kill_group(proc: subprocess.Popen) -> None:
         pass
 
 
+class Background:
+    """A command started by :func:`start`, running alongside the step."""
+
+    def __init__(self, proc: subprocess.Popen, what: str, log: StepLog | None, readers: list[threading.Thread]):
+        self.proc = proc
+        self.what = what
+        self._log = log
+        self._readers = readers
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def poll(self) -> int | None:
+        return self.proc.poll()
+
+    def stop(self) -> int:
+        """Stop it (SIGTERM, then SIGKILL after 5 s) with everything it started; return its exit code."""
+        if self.proc.poll() is None:
+            _kill_group(self.proc)
+        for reader in self._readers:
+            reader.join(timeout=10)
+        if self._log is not None:
+            self._log.write(f"# {self.what or self.proc.args[0]}: exit {self.proc.returncode}\n")
+        return self.proc.returncode
+
+
+def start(
+    argv: Sequence[str | os.PathLike],
+    *,
+    log: StepLog,
+    output: Path | None = None,
+    cwd: Path | None = None,
+    env: Mapping[str, str] | None = None,
+    what: str = "",
+) -> Background:
+    """Start ``argv`` (a list) in the background, in its own session, and log the command.
+
+    Its output goes to the step log, or to the file ``output`` for a helper that
+    outlives the step (the smoke server); such a helper keeps running after this
+    process exits. ``Background.stop()`` ends it and everything it started.
+    """
+    if isinstance(argv, (str, bytes)):
+        raise TypeError("start() takes an argv list, never a shell string")
+    args = [os.fspath(a) for a in argv]
+    full_env = dict(os.environ if env is None else env)
+    log.write(format_command(args, cwd, env_diff(full_env)))
+    if output is not None:
+        log.write(f"# output: {output}\n")
+        Path(output).parent.mkdir(parents=True, exist_ok=True)
+        sink = open(output, "ab")
+    try:
+        proc = subprocess.Popen(
+            args, cwd=cwd, env=full_env, stdin=subprocess.DEVNULL,
+            stdout=sink if output is not None else subprocess.PIPE, stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    except FileNotFoundError:
+        raise CommandFailed(f"{what or args[0]}: command not found: {args[0]}", log_path=log.path) from None
+    except PermissionError:
+        raise CommandFailed(f"{what or args[0]}: not executable: {args[0]}", log_path=log.path) from None
+    finally:
+        if output is not None:
+            sink.close()
+    readers: list[threading.Thread] = []
+    if output is None:
+        def pump() -> None:
+            for raw in iter(proc.stdout.readline, b""):
+                log.write(raw.decode("utf-8", errors="replace"))
+
+        readers.append(threading.Thread(target=pump, daemon=True))
+        readers[0].start()
+    return Background(proc, what, log if output is None else None, readers)
+
+
 def capture(argv: Sequence[str | os.PathLike], *, log: StepLog, what: str = "", **kw) -> str:
     """Run and return its stdout, stripped (for version and path queries)."""
     return run(argv, log=log, what=what, separate_stdout=True, **kw).stdout.strip()

@@ -1,7 +1,8 @@
 """The Pyodide runtime per ABI: the npm ``pyodide`` package at the ABI's exact version.
 
 Installed with ``npm ci`` from the lock committed under ``abi/runtimes/<version>/``
-into the cache, once per version, and reused by every smoke step of the ABI. A
+into the cache, once per version, and reused by every smoke step of the ABI, with
+a boot snapshot of a fresh interpreter beside it (see smokeserver.py). A
 version without a committed lock is resolved once with ``npm install`` and its
 lock written back into the repository to be committed.
 """
@@ -14,6 +15,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from . import smokeserver
 from .abi import Abi
 from .errors import WasmwheelError
 from .fsutil import (
@@ -69,8 +71,10 @@ def provision_runtime(abi: Abi, layout: Layout, log: StepLog) -> dict[str, Any]:
             _install(abi, folder, lock_dir, npm, settings.npm_registry, log)
             write_json(folder / MARKER, {"pyodide": abi.pyodide_version,
                                          "lock_sha256": sha256_file(lock_file)})
-    return {"runtime": str(folder / "node_modules" / "pyodide"), "pyodide": abi.pyodide_version,
-            "node": node_version}
+    package = folder / "node_modules" / "pyodide"
+    snapshot = smokeserver.ensure_snapshot(package, log)  # smoke tests boot from it (smokeserver.py)
+    return {"runtime": str(package), "pyodide": abi.pyodide_version, "node": node_version,
+            "snapshot": str(snapshot) if snapshot else None}
 
 
 def _marker(folder: Path) -> Any:

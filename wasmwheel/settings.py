@@ -29,6 +29,10 @@ VARIABLES = {
     "WASMWHEEL_INDEX_URL": "public URL the index will be served from; makes pyodide-lock.json file names absolute",
     "WASMWHEEL_RETRY_BACKOFF": "seconds before the first retry of a failed download, doubling after each (default: 1)",
     "WASMWHEEL_VERBOSE": "1 = echo every step's log to the console as it is written",
+    "WASMWHEEL_SMOKE_SERVER": "0 = boot one Node process per smoke test instead of the per-runtime smoke server (slow; for debugging)",
+    "WASMWHEEL_SMOKE_WORKERS": "pre-booted interpreters per smoke server (default: the number of CPUs, at most 4)",
+    "WASMWHEEL_SMOKE_IDLE": "seconds a smoke server stays up without work (default: 60)",
+    "WASMWHEEL_CHROMIUM": "Chromium/Chrome executable for browser smoke tests (default: chromium on PATH)",
 }
 
 
@@ -48,6 +52,18 @@ def _truthy(name: str, value: str | None) -> bool:
     raise ConfigError("environment", name, f"expected 1/0, true/false, yes/no; got {value!r}")
 
 
+def _count(name: str, value: str | None, default: int, minimum: int) -> int:
+    if value is None or value.strip() == "":
+        return default
+    try:
+        number = int(value)
+    except ValueError:
+        number = minimum - 1
+    if number < minimum:
+        raise ConfigError("environment", name, f"expected a whole number >= {minimum}; got {value!r}")
+    return number
+
+
 @dataclass(frozen=True)
 class Settings:
     root: Path
@@ -60,6 +76,10 @@ class Settings:
     npm_registry: str = DEFAULT_NPM_REGISTRY
     system: bool = False
     index_url: str | None = None
+    smoke_server: bool = True
+    smoke_workers: int = 0  # 0: the number of CPUs, at most 4
+    smoke_idle: int = 60
+    chromium: str | None = None
 
     @classmethod
     def from_env(cls, root: Path, env: dict[str, str] | None = None) -> "Settings":
@@ -89,6 +109,10 @@ class Settings:
             npm_registry=url("WASMWHEEL_NPM_REGISTRY", DEFAULT_NPM_REGISTRY) or DEFAULT_NPM_REGISTRY,
             system=_truthy("WASMWHEEL_SYSTEM", env.get("WASMWHEEL_SYSTEM")),
             index_url=url("WASMWHEEL_INDEX_URL", None),
+            smoke_server=_truthy("WASMWHEEL_SMOKE_SERVER", env.get("WASMWHEEL_SMOKE_SERVER") or "1"),
+            smoke_workers=_count("WASMWHEEL_SMOKE_WORKERS", env.get("WASMWHEEL_SMOKE_WORKERS"), 0, 1),
+            smoke_idle=_count("WASMWHEEL_SMOKE_IDLE", env.get("WASMWHEEL_SMOKE_IDLE"), 60, 1),
+            chromium=(env.get("WASMWHEEL_CHROMIUM") or "").strip() or None,
         )
 
     @property

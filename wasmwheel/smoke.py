@@ -1,37 +1,54 @@
-"""The smoke step: install a wheel in the ABI's real Pyodide under Node and run the recipe's test.
+"""The smoke step: install a wheel in its ABI's real Pyodide and run the recipe's test.
 
-Failures report the loader's real error (shared memory, missing dylink section,
-missing PyInit, ...) with a hint, not the misleading import error that follows it.
+A job installs the wheel's test requirements (and, later, the wheels of the recipes
+it depends on) from local files, then the wheel, then runs the recipe's
+``[test] script``, each time in a fresh interpreter. Where it runs:
+
+- ``node``: the runtime's smoke server (smokeserver.py: pre-booted, single-use
+  interpreters shared by all smoke steps of a runtime), or one Node process per job
+  (``WASMWHEEL_SMOKE_SERVER=0``, and the fallback when the server is lost);
+- ``browser``: headless Chromium (browser.py).
+
+Failures report the real cause (the loader's own error, not the misleading import
+error that follows it; the test's traceback without Pyodide's frames) with a hint.
+A recipe may expect a failure in one environment (``[test.expected_failures]``).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import re
 import shutil
 import tempfile
-from dataclasses import dataclass
-from importlib import resources
+import zipfile
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
+from . import browser, hints, smokeserver, wheelhouse
+from .abi import Abi
 from .errors import CommandFailed, WasmwheelError
+from .layout import Layout
+from .recipe import DEFAULT_TEST_TIMEOUT, Recipe
 from .runner import StepLog, run
+from .settings import Settings
 
 RESULT_PREFIX = "WASMWHEEL-RESULT "
-DEFAULT_TIMEOUT = 300
+BOOT_ALLOWANCE = 120  # seconds a one-process-per-job run may spend booting, on top of the job's timeout
+ENVIRONMENTS = {"node": "Node", "browser": "headless Chromium"}
 
-# Loader messages (ABI-FACTS.md section 4) and what they mean for the wheel.
-KNOWN_LOAD_ERRORS: tuple[tuple[str, str], ...] = (
-    ("mismatch in shared state of memory",
-     "the module was built with -pthread or atomics (shared memory); Pyodide has no threads: rebuild without -pthread"),
-    ("need the dylink section to be first",
-     "the module is not an Emscripten side module; link with -sSIDE_MODULE=2 (maturin adds it for wasm32-unknown-emscripten)"),
-    ("does not define module export function",
-     "the module does not export PyInit_<name> for its file name; check the module name in Cargo.toml/pyproject.toml"),
-    ("bad export type for",
-     "the module imports something the runtime provides with another type; usually an Emscripten/ABI mismatch"),
-    ("exception handling", "the module's exception-handling ABI does not match the runtime (JS vs wasm EH); check the ABI's flags"),
-)
+STAGES = {
+    "boot": "Pyodide did not boot",
+    "load": "installing the wheel failed",
+    "test": "the test script failed",
+    "timeout": "timed out",
+    "crash": "the interpreter crashed",
+    "server": "the smoke server failed",
+    "cancelled": "cancelled",
+}
+_SO_RE = re.compile(r"^(?:.*/)?(?P<module>[^/.]+)\.cpython-3(?P<minor>\d+)-wasm32-emscripten\.so$")
+_MISSING_MODULE_RE = re.compile(r"ModuleNotFoundError: No module named '(?P<name>[^']+)'")
 
 
 class SmokeFailed(WasmwheelError):
@@ -39,25 +56,138 @@ class SmokeFailed(WasmwheelError):
 
 
 @dataclass(frozen=True)
+class SmokeJob:
+    """One smoke test: install ``preload`` then ``wheel`` (in order), run ``script``."""
+
+    wheel: Path
+    script: str
+    filename: str  # names the script in tracebacks
+    timeout: int  # seconds for installing and testing
+    python: str = ""  # the runtime's Python, "3.14" (for diagnosis)
+    preload: tuple[Path, ...] = ()  # test requirements, then wheels of recipes this one depends on
+
+    @property
+    def wheels(self) -> tuple[Path, ...]:
+        return (*self.preload, self.wheel)
+
+    def payload(self, urls: Sequence[str]) -> dict[str, Any]:
+        """The JSON job js/smoke-core.mjs runs, given each wheel's URL."""
+        return {"wheels": [{"name": w.name, "url": u} for w, u in zip(self.wheels, urls, strict=True)],
+                "script": self.script, "filename": self.filename}
+
+    def file_payload(self) -> dict[str, Any]:
+        return self.payload([Path(w).resolve().as_uri() for w in self.wheels])
+
+
+@dataclass(frozen=True)
 class SmokeResult:
     ok: bool
     stage: str
-    error: str
-    output: str
+    error: str = ""
+    error_type: str = ""
+    wheel: str = ""  # the wheel whose installation failed
+    timings: dict[str, float] = field(default_factory=dict)
+    output: str = ""  # everything the runtime and the test printed (also in the step log)
 
-    def hint(self) -> str:
-        return loader_hint(self.error)
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> "SmokeResult":
+        return cls(ok=bool(data.get("ok")), stage=str(data.get("stage") or ""), error=str(data.get("error") or ""),
+                   error_type=str(data.get("error_type") or ""), wheel=str(data.get("wheel") or ""),
+                   timings={k: float(v) for k, v in (data.get("timings") or {}).items() if isinstance(v, (int, float))},
+                   output=str(data.get("output") or ""))
+
+    @property
+    def is_test_failure(self) -> bool:
+        """A failure of the wheel or its test (as opposed to the machinery around it)."""
+        return not self.ok and self.stage in ("load", "test", "timeout", "crash")
 
 
-def loader_hint(message: str) -> str:
-    for needle, hint in KNOWN_LOAD_ERRORS:
-        if needle in message:
-            return hint
-    return ""
+# -- diagnosis ---------------------------------------------------------------------------------
+
+
+def known_hint(message: str) -> str:
+    """The fix for a known loader or import error (hints.py, shared with the other steps)."""
+    known = hints.hint_for(message)
+    return known.fix if known else ""
+
+
+def clean_traceback(text: str, filename: str) -> str:
+    """Drop Pyodide's own frames above the test script's first frame."""
+    lines = text.rstrip().splitlines()
+    marker = f'File "{filename}"'
+    for i, line in enumerate(lines):
+        if line.strip().startswith(marker):
+            head = [lines[0]] if lines and lines[0].startswith("Traceback") else []
+            return "\n".join(head + lines[i:])
+    return "\n".join(lines)
+
+
+def _wheel_files(wheel: Path) -> list[str]:
+    try:
+        with zipfile.ZipFile(wheel) as zf:
+            return zf.namelist()
+    except (OSError, zipfile.BadZipFile):
+        return []
+
+
+def _extension_modules(wheel: Path) -> dict[str, int]:
+    """Extension modules in a wheel: module name -> the Python minor its file name is for."""
+    return {m.group("module"): int(m.group("minor")) for m in map(_SO_RE.match, _wheel_files(wheel)) if m}
+
+
+def _top_level_names(wheel: Path) -> set[str]:
+    tops = {name.split("/", 1)[0] for name in _wheel_files(wheel)}
+    return {top.split(".", 1)[0] for top in tops if not top.endswith((".dist-info", ".data"))}
+
+
+def diagnose(result: SmokeResult, job: SmokeJob, recipe_file: str = "the recipe") -> tuple[str, str, str]:
+    """(summary line, hint, details) for a failed result."""
+    error = result.error.strip()
+    details = ""
+    if result.stage == "load":
+        lines = [line for line in error.splitlines() if line.strip()]
+        summary = lines[-1].strip(" '") if lines else "unknown error"
+        hint = known_hint(error)
+        details = error
+    elif result.stage == "test":
+        cleaned = clean_traceback(error, job.filename)
+        lines = cleaned.splitlines()
+        summary = lines[-1] if lines else (result.error_type or "an exception")
+        hint = known_hint(error)
+        missing = _MISSING_MODULE_RE.search(error)
+        if missing and not hint:
+            hint = _missing_module_hint(missing.group("name"), job, recipe_file)
+        details = cleaned
+    elif result.stage == "timeout":
+        summary = error
+        hint = f"a test that is just slow needs a larger [test] timeout in {recipe_file} (now {job.timeout} s)"
+    else:
+        summary = error.splitlines()[0] if error else "no details"
+        hint = known_hint(error)
+        details = error if len(error.splitlines()) > 1 else ""
+    return summary, hint, details
+
+
+def _missing_module_hint(name: str, job: SmokeJob, recipe_file: str) -> str:
+    top = name.split(".", 1)[0]
+    built_for = _extension_modules(job.wheel)
+    minor = int(job.python.split(".")[1]) if job.python.count(".") else None
+    if top in built_for and minor is not None and built_for[top] != minor:
+        return (f"the wheel's extension module is for Python 3.{built_for[top]} "
+                f"({top}.cpython-3{built_for[top]}-wasm32-emscripten.so) but this Pyodide runs Python {job.python}: "
+                f"build it with the ABI's interpreter (-i python{job.python})")
+    provided = set().union(*(_top_level_names(w) for w in job.wheels))
+    if top in provided:
+        return ""
+    return (f"{top} is not installed: add the distribution that provides it to [test] requirements in {recipe_file} "
+            f"(pure-Python wheels), or install the wheel of the recipe that builds it first")
+
+
+# -- running -----------------------------------------------------------------------------------
 
 
 def script_path() -> Path:
-    return Path(str(resources.files("wasmwheel") / "js" / "smoke.mjs"))
+    return smokeserver.script("smoke.mjs")
 
 
 def parse_result(output: str) -> dict[str, Any] | None:
@@ -70,42 +200,121 @@ def parse_result(output: str) -> dict[str, Any] | None:
     return None
 
 
-def run_smoke(runtime: Path, wheels: Sequence[Path], script: str, log: StepLog,
-              timeout: float = DEFAULT_TIMEOUT) -> SmokeResult:
-    """Boot Pyodide from ``runtime`` (the npm package folder), load ``wheels`` in order, run ``script``."""
+def run_in_node_process(runtime: Path, job: SmokeJob, log: StepLog, snapshot: Path | None = None) -> SmokeResult:
+    """One Node process for one job: boot Pyodide from ``runtime`` (the npm package folder), run, exit."""
     node = shutil.which("node")
     if not node:
         raise SmokeFailed("node not found on PATH: smoke tests need Node.js >= 18")
+    limit = job.timeout + BOOT_ALLOWANCE
     with tempfile.TemporaryDirectory(prefix="wasmwheel-smoke-") as tmp:
-        job = Path(tmp) / "job.json"
-        job.write_text(json.dumps({"runtime": str(runtime), "wheels": [str(Path(w).resolve()) for w in wheels],
-                                   "script": script}))
+        job_file = Path(tmp) / "job.json"
+        job_file.write_text(json.dumps({**job.file_payload(), "runtime": str(runtime),
+                                        "snapshot": str(snapshot) if snapshot else None}))
         try:
-            proc = run([node, script_path(), job], log=log, check=False, timeout=timeout, what="smoke test")
+            proc = run([node, script_path(), job_file], log=log, check=False, timeout=limit, what="smoke test")
         except CommandFailed as exc:
             if "timed out" in str(exc):
-                return SmokeResult(False, "timeout", f"the smoke test did not finish within {timeout:.0f}s (killed)", "")
+                return SmokeResult(False, "timeout", f"the smoke test did not finish within {job.timeout} s "
+                                                     f"(+ {BOOT_ALLOWANCE} s to boot) and was killed")
             raise
     data = parse_result(proc.stdout)
     if data is None:
-        return SmokeResult(False, "crash", f"node exited with code {proc.returncode} without a result", proc.stdout)
-    return SmokeResult(bool(data.get("ok")), str(data.get("stage", "")), str(data.get("error", "") or ""), proc.stdout)
+        why = f"node exited with code {proc.returncode} without a result"
+        if proc.returncode == 13:
+            why += " (the test awaits something that never completes)"
+        return SmokeResult(False, "crash", why, output=proc.stdout)
+    return SmokeResult.from_json({**data, "output": proc.stdout})
 
 
-def smoke_wheel(runtime: Path, wheel: Path, script: str, log: StepLog, timeout: float = DEFAULT_TIMEOUT,
-                requirements: Sequence[Path] = ()) -> dict[str, Any]:
-    result = run_smoke(runtime, [*requirements, wheel], script, log, timeout)
-    if not result.ok:
-        first = result.error.strip().splitlines()
-        summary = first[-1] if result.stage == "test" and first else (first[0] if first else "")
-        hint = result.hint()
-        where = {"load": "loading the wheel failed", "test": "the test script failed", "boot": "Pyodide did not boot",
-                 "timeout": "timed out", "crash": "node crashed"}.get(result.stage, result.stage)
-        message = f"{Path(wheel).name}: {where}: {summary}"
-        if hint:
-            message += f"\n  hint: {hint}"
-        if result.stage == "test" and len(first) > 1:
-            message += "\n" + "\n".join("  " + line for line in first[-15:])
-        raise SmokeFailed(message)
-    log.note(f"{Path(wheel).name}: smoke test passed")
-    return {"wheel": str(wheel)}
+def run_in_node(runtime: Path, job: SmokeJob, log: StepLog, settings: Settings) -> SmokeResult:
+    """Run on the runtime's smoke server (or one process per job when it is turned off or lost)."""
+    if not settings.smoke_server:
+        log.note("WASMWHEEL_SMOKE_SERVER=0: booting one Node process for this test")
+        return run_in_node_process(runtime, job, log)
+    server = smokeserver.Server.for_runtime(runtime, settings)
+    try:
+        data = smokeserver.run_job(server, job.file_payload(), job.timeout, log)
+    except smokeserver.SmokeServerError as exc:
+        data = {"ok": False, "stage": "server", "error": str(exc)}
+    result = SmokeResult.from_json(data)
+    if result.stage == "server":
+        log.note(f"{result.error}; running this test in its own Node process instead")
+        return run_in_node_process(runtime, job, log, smokeserver.ensure_snapshot(runtime, log))
+    return result
+
+
+def run_smoke(runtime: Path, wheels: Sequence[Path], script: str, log: StepLog,
+              timeout: int = DEFAULT_TEST_TIMEOUT, settings: Settings | None = None) -> SmokeResult:
+    """Install ``wheels`` in order in a fresh interpreter of ``runtime`` and run ``script``: the
+    smoke test without a recipe (for tools and tests). Settings come from the environment."""
+    *preload, wheel = [Path(w) for w in wheels]
+    job = SmokeJob(wheel=wheel, script=script, filename="<smoke test>", timeout=int(timeout),
+                   preload=tuple(preload))
+    return run_in_node(Path(runtime), job, log, settings or Settings.from_env(Path.cwd()))
+
+
+# -- the outcome --------------------------------------------------------------------------------
+
+
+def conclude(result: SmokeResult, job: SmokeJob, *, environment: str, where: str, log: StepLog,
+             expected_failure: str | None = None, recipe_file: str = "the recipe") -> dict[str, Any]:
+    """Log one console line for the wheel; raise SmokeFailed unless it passed or failed as expected.
+
+    Returns facts for the step's stamp.
+    """
+    log.write(f"{RESULT_PREFIX}{json.dumps({**dataclasses.asdict(result), 'output': None})}\n")
+    label = f"{job.wheel.name} in {where} ({ENVIRONMENTS[environment]})"
+    took = sum(result.timings.get(k, 0.0) for k in ("load", "test"))
+    if result.ok:
+        if expected_failure:
+            log.note(f"{label}: passed, although [test.expected_failures] {environment} says it fails "
+                     f"({expected_failure}): remove that mark from {recipe_file}")
+            return {"outcome": "unexpected pass", "environment": environment}
+        log.note(f"{label}: ok ({took:.2f} s)")
+        return {"outcome": "passed", "environment": environment, "timings": result.timings}
+    log.write(f"# the {result.stage} stage failed:\n{result.error.rstrip()}\n")
+    summary, hint, details = diagnose(result, job, recipe_file)
+    where_failed = STAGES.get(result.stage, result.stage)
+    if result.wheel and result.wheel != job.wheel.name:
+        where_failed = f"installing {result.wheel} failed"
+    if expected_failure and result.is_test_failure:
+        log.write(f"# expected failure in {environment}: {expected_failure}\n")
+        log.note(f"{label}: failed as expected ({expected_failure}): {where_failed}: {summary}")
+        return {"outcome": "expected failure", "environment": environment, "reason": expected_failure}
+    log.note(f"{label}: FAILED: {where_failed}: {summary}" + (f" (log: {log.path})" if log.path else ""))
+    message = f"{label}: {where_failed}: {summary}"
+    if hint:
+        message += f"\n  hint: {hint}"
+    if details and details.strip() != summary.strip():
+        message += "\n" + "\n".join("  " + line for line in details.splitlines()[-20:])
+    raise SmokeFailed(message)
+
+
+# -- the step ---------------------------------------------------------------------------------
+
+
+def smoke_wheel(recipe: Recipe, abi: Abi, wheel: Path, runtime: Path, layout: Layout, log: StepLog, *,
+                environment: str = "node", dependencies: Sequence[Path] = ()) -> dict[str, Any]:
+    """Smoke-test ``wheel`` in the ABI's Pyodide (``runtime``: the npm package folder) in ``environment``.
+
+    ``dependencies``: wheels of other recipes, installed before the wheel (after the test requirements).
+    """
+    try:
+        recipe_file = recipe.path.resolve().relative_to(layout.settings.root).as_posix()
+    except ValueError:
+        recipe_file = str(recipe.path)
+    requirements = wheelhouse.fetch_test_requirements(recipe.test.requirements, abi.python, layout, log, recipe_file)
+    job = SmokeJob(wheel=Path(wheel), script=recipe.test.script, filename=f"{recipe_file} [test] script",
+                   timeout=recipe.test.timeout, python=abi.python_minor,
+                   preload=(*requirements, *map(Path, dependencies)))
+    where = f"Pyodide {abi.pyodide_version}"
+    log.write(f"# smoke-testing {job.wheel.name} in {where} ({ENVIRONMENTS[environment]})"
+              + (f" with {', '.join(w.name for w in job.preload)}" if job.preload else "") + "\n")
+    if environment == "browser":
+        chromium = browser.find_chromium(layout.settings.chromium)
+        result = SmokeResult.from_json(browser.run_in_browser(runtime, job.wheels, job.payload([""] * len(job.wheels)),
+                                                              job.timeout, log, chromium))
+    else:
+        result = run_in_node(runtime, job, log, layout.settings)
+    return conclude(result, job, environment=environment, where=where, log=log, recipe_file=recipe_file,
+                    expected_failure=recipe.test.expected_failures.get(environment))

@@ -3,7 +3,8 @@
 Per ABI:  emsdk:<abi> -> rust:<abi> -> sysroot:<abi> (where the ABI has one);
           pyodide:<abi> (the runtime for smoke tests); pin-sysroot:<abi> (on demand).
 Per crate: source:<crate>; per crate and ABI: compile:<crate>@<abi> ->
-          retag:<crate>@<abi> -> audit:<crate>@<abi> -> smoke:<crate>@<abi>.
+          retag:<crate>@<abi> -> audit:<crate>@<abi> -> smoke:<crate>@<abi> (Node);
+          smoke-browser:<crate>@<abi> (headless Chromium, on demand).
 Groups:   build:<crate> (everything a crate needs, for every ABI it enables);
           `doit build` builds the collection.
 
@@ -152,7 +153,7 @@ class Project:
             extra: dict[str, Any] = {}
             if kind == "compile":
                 extra["build_deps"] = list(recipe.depends.build)
-            elif kind == "smoke":
+            elif kind in ("smoke", "smoke-browser"):
                 extra["test_deps"] = runtime_closure(recipe, recipes)
             for abi_name in recipe.abis(self.abi_names):
                 abi = self.abis.get(abi_name)
@@ -373,16 +374,19 @@ def step_audit(recipe: Recipe, abi: Abi, layout: Layout, log: StepLog):
     return {"wheel": str(wheel), "sha256": sha256_file(wheel), "warnings": [f.code for f in report.warnings]}, []
 
 
-def step_smoke(recipe: Recipe, abi: Abi, layout: Layout, test_deps: list[str], log: StepLog):
+def step_smoke(recipe: Recipe, abi: Abi, layout: Layout, test_deps: list[str], log: StepLog,
+               environment: str = "node"):
     from . import smoke
 
     wheel = Path(read_stamp(layout.stamp("retag", abi.name, recipe.name))["wheel"])
-    rt = read_stamp(layout.stamp("pyodide", abi.name))
-    deps = _dep_wheels(test_deps, abi, layout)
-    log.note(f"smoke-testing {wheel.name} in Pyodide {rt['pyodide']}"
-             + (f" with {', '.join(p.name for p in deps)}" if deps else ""))
-    facts = smoke.smoke_wheel(Path(rt["runtime"]), wheel, recipe.test.script, log, requirements=deps)
-    return facts, []
+    runtime = Path(read_stamp(layout.stamp("pyodide", abi.name))["runtime"])
+    facts = smoke.smoke_wheel(recipe, abi, wheel, runtime, layout, log, environment=environment,
+                              dependencies=_dep_wheels(test_deps, abi, layout))
+    return {"wheel": str(wheel), **facts}, []
+
+
+def step_smoke_browser(recipe: Recipe, abi: Abi, layout: Layout, test_deps: list[str], log: StepLog):
+    return step_smoke(recipe, abi, layout, test_deps, log, environment="browser")
 
 
 def step_index(abi: Abi, layout: Layout, recipes: dict[str, Recipe], log: StepLog):
@@ -409,6 +413,7 @@ STEPS: dict[str, Callable[..., tuple[dict, list]]] = {
     "audit": step_audit,
     "smoke": step_smoke,
     "index": step_index,
+    "smoke-browser": step_smoke_browser,
 }
 
 
@@ -598,7 +603,20 @@ def smoke_task(recipe: Recipe, abi: Abi, layout: Layout, test_deps: list[str] = 
         "smoke", f"{recipe.name}@{abi.name}", f"Smoke-test {recipe.name} in Pyodide {abi.pyodide_version}",
         layout.stamp_str("smoke", abi.name, recipe.name), layout.log_str("smoke", abi.name, recipe.name),
         (recipe, abi, layout, list(test_deps)),
-        {"test": recipe.test.config(), "pyodide": abi.pyodide_version, "test_deps": list(test_deps)},
+        {"test": recipe.test.config("node"), "pyodide": abi.pyodide_version, "test_deps": list(test_deps)},
+        inputs=[layout.stamp_str("audit", abi.name, recipe.name), layout.stamp_str("pyodide", abi.name), *deps],
+        outputs=False,
+    )
+
+
+def smoke_browser_task(recipe: Recipe, abi: Abi, layout: Layout, test_deps: list[str] = ()) -> dict:
+    deps = [layout.stamp_str("retag", abi.name, name) for name in test_deps]
+    return _step_task(
+        "smoke-browser", f"{recipe.name}@{abi.name}",
+        f"Smoke-test {recipe.name} in Pyodide {abi.pyodide_version} in headless Chromium",
+        layout.stamp_str("smoke-browser", abi.name, recipe.name), layout.log_str("smoke-browser", abi.name, recipe.name),
+        (recipe, abi, layout, list(test_deps)),
+        {"test": recipe.test.config("browser"), "pyodide": abi.pyodide_version, "test_deps": list(test_deps)},
         inputs=[layout.stamp_str("audit", abi.name, recipe.name), layout.stamp_str("pyodide", abi.name), *deps],
         outputs=False,
     )
@@ -609,6 +627,8 @@ CRATE_STEPS: dict[str, tuple[Callable[..., dict], str]] = {
     "retag": (retag_task, "Retag each built wheel to its ABI's platform tag"),
     "audit": (audit_task, "Audit each wheel for what its ABI's Pyodide would refuse"),
     "smoke": (smoke_task, "Smoke-test each wheel in its ABI's Pyodide under Node"),
+    "smoke-browser": (smoke_browser_task, "Smoke-test each wheel in its ABI's Pyodide in headless Chromium "
+                                          "(on demand; not part of build)"),
 }
 
 

@@ -1,52 +1,43 @@
-// Smoke-test wheels in a real Pyodide runtime under Node.
+// Smoke-test wheels in a real Pyodide runtime: one Node process for one job.
 //
 //   node smoke.mjs JOB.json
 //
-// JOB: {"runtime": "<.../node_modules/pyodide>", "wheels": ["/abs/a.whl", ...],
-//       "script": "<python code>"}
-// Installs the wheels in order from file URLs, then runs the script. The last
-// line of stdout is "WASMWHEEL-RESULT <json>": {ok, stage, error, load_errors}.
-// loadPackage does not throw when a shared library fails to load: it hands the
-// real error to errorCallback, which is what we report (not the later, misleading
-// "dynamic module does not define module export function").
+// JOB: {"runtime": "<.../node_modules/pyodide>", "snapshot": "<boot snapshot file>"|null,
+//       "wheels": [{"name", "url"}], "script": "<python code>", "filename": "<shown in tracebacks>"}
+// Everything the runtime and the test print goes to stdout; the last line is
+// "WASMWHEEL-RESULT <json>" (see smoke-core.mjs). This is the slow, simple path
+// (a boot per wheel); the per-runtime server (smoke-server.mjs) is the fast one.
 import { readFileSync } from "node:fs";
 import { pathToFileURL } from "node:url";
 import path from "node:path";
+import { RESULT_PREFIX, bootOptions, runJob } from "./smoke-core.mjs";
 
 const job = JSON.parse(readFileSync(process.argv[2], "utf8"));
-const result = (obj) => {
-  process.stdout.write("\nWASMWHEEL-RESULT " + JSON.stringify(obj) + "\n");
+const out = (text) => process.stdout.write(text);
+const finish = (result) => {
+  process.stdout.write("\n" + RESULT_PREFIX + JSON.stringify(result) + "\n", () => process.exit(result.ok ? 0 : 1));
 };
 
-let stage = "boot";
+let pyodide;
+const start = performance.now();
 try {
   const { loadPyodide } = await import(pathToFileURL(path.join(job.runtime, "pyodide.mjs")).href);
-  const pyodide = await loadPyodide({
-    stdout: (s) => console.log(s),
-    stderr: (s) => console.log(s),
-  });
-  stage = "load";
-  const loadErrors = [];
-  for (const wheel of job.wheels) {
-    await pyodide.loadPackage(pathToFileURL(wheel).href, {
-      messageCallback: (m) => console.log(m),
-      errorCallback: (m) => {
-        console.log(m);
-        loadErrors.push(String(m));
-      },
-    });
+  if (job.snapshot) {
+    try {
+      pyodide = await loadPyodide(bootOptions(out, readFileSync(job.snapshot)));
+    } catch (err) {
+      out(`# booting from the snapshot ${job.snapshot} failed (${err && err.message}); booting normally\n`);
+    }
   }
-  if (loadErrors.length) {
-    result({ ok: false, stage, error: loadErrors.join("\n"), load_errors: loadErrors });
-    process.exit(1);
-  }
-  stage = "test";
-  await pyodide.runPythonAsync(job.script);
-  result({ ok: true, stage });
-  process.exit(0);
+  if (!pyodide) pyodide = await loadPyodide(bootOptions(out, null));
 } catch (err) {
-  const message = err && err.message ? err.message : String(err);
-  console.log(message);
-  result({ ok: false, stage, error: message, load_errors: [] });
-  process.exit(1);
+  const message = err && err.stack ? err.stack : String(err);
+  out(message + "\n");
+  finish({ ok: false, stage: "boot", error: message, load_errors: [] });
+}
+if (pyodide) {
+  const boot = Math.round(performance.now() - start) / 1000;
+  const result = await runJob(pyodide, job, out);
+  result.timings.boot = boot;
+  finish(result);
 }
