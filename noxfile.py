@@ -17,3 +17,9 @@ def tests(session: nox.Session) -> None:
 def build(session: nox.Session) -> None:
     """Run the pipeline with doit in the current environment: `nox -s build -- build:hello-pyo3`."""
     session.run("doit", *(session.posargs or ["build:hello-pyo3"]))
+
+
+@nox.session(venv_backend="none")
+def bench(session: nox.Session) -> None:
+    """Benchmarks, ratios measured in one run: `nox -s bench` (all), `nox -s bench -- noop --quick`."""
+    session.run("python", "benchmarks/run.py", *session.posargs)

@@ -9,15 +9,9 @@ record how they were called so the tests can check the exact commands.
 
 from __future__ import annotations
 
-import functools
-import http.server
-import io
-import os
 import shutil
 import subprocess
 import sys
-import tarfile
-import threading
 from pathlib import Path
 
 import pytest
@@ -27,10 +21,8 @@ REPO = TESTS.parent
 sys.path.insert(0, str(TESTS))
 
 import wasmbuild  # noqa: E402
-from helpers import TestProject  # noqa: E402
-
-# Persisted between local runs (gitignored); CI starts empty.
-TEST_CACHE = Path(os.environ.get("WASMWHEEL_TEST_CACHE", REPO / ".cache" / "test"))
+from helpers import (  # noqa: E402
+    TEST_CACHE, TestProject, make_emsdk_mirror, make_sysroot_archive, provision_runtimes, serve_folder)
 
 
 @pytest.fixture(scope="session")
@@ -50,21 +42,7 @@ def stand_in_modules(tmp_path_factory, wasm_tools) -> Path:
 @pytest.fixture(scope="session")
 def runtimes() -> dict[str, Path]:
     """Every ABI's Pyodide runtime, installed by wasmwheel's own runtime step from the committed locks."""
-    from wasmwheel.abi import load_abis
-    from wasmwheel.layout import Layout
-    from wasmwheel.runner import StepLog
-    from wasmwheel.runtime import provision_runtime
-    from wasmwheel.settings import Settings
-
-    settings = Settings.from_env(REPO, {**os.environ, "WASMWHEEL_CACHE": str(TEST_CACHE / "wasmwheel"),
-                                        "WASMWHEEL_BUILD_DIR": str(TEST_CACHE / "build")})
-    layout = Layout(settings)
-    found = {}
-    for abi in load_abis(REPO / "abi").values():
-        with StepLog(TEST_CACHE / "logs" / f"pyodide-{abi.pyodide_version}.log") as log:
-            facts = provision_runtime(abi, layout, log)
-        found[abi.pyodide_version] = Path(facts["runtime"]).parent.parent  # cache/pyodide/<version>
-    return found
+    return provision_runtimes(TEST_CACHE)
 
 
 # Real maturin-built wasm wheels from PyPI (and what pydantic-core imports), pinned.
@@ -101,53 +79,32 @@ def real_wheels() -> dict[str, Path]:
 @pytest.fixture(scope="session")
 def emsdk_mirror(tmp_path_factory) -> str:
     """A local git repository standing in for github.com/emscripten-core/emsdk."""
-    repo = tmp_path_factory.mktemp("emsdk-mirror") / "emsdk.git"
-    work = tmp_path_factory.mktemp("emsdk-work")
-    shutil.copy2(TESTS / "standins" / "emsdk" / "emsdk", work / "emsdk")
-    git = ["git", "-c", "user.name=test", "-c", "user.email=test@example.invalid", "-c", "init.defaultBranch=main"]
-    subprocess.run([*git, "init", "-q", str(work)], check=True)
-    subprocess.run([*git, "-C", str(work), "add", "emsdk"], check=True)
-    subprocess.run([*git, "-C", str(work), "commit", "-q", "-m", "emsdk stand-in"], check=True)
-    subprocess.run([*git, "clone", "-q", "--bare", str(work), str(repo)], check=True)
-    return repo.as_uri()
-
-
-class _QuietHandler(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, *args):  # keep test output clean
-        pass
+    return make_emsdk_mirror(tmp_path_factory.mktemp("emsdk-mirror"))
 
 
 @pytest.fixture(scope="session")
 def http_root(tmp_path_factory):
     """A local HTTP server (a mirror); returns (folder it serves, base URL)."""
     root = tmp_path_factory.mktemp("http")
-    handler = functools.partial(_QuietHandler, directory=str(root))
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield root, f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-
-
-SYSROOT_NAME = "emcc-4.0.9_nightly-2025-02-01.tar.bz2"
+    with serve_folder(root) as url:
+        yield root, url
 
 
 @pytest.fixture(scope="session")
 def sysroot_archive(http_root) -> tuple[Path, str]:
     """A sysroot tarball laid out like Pyodide's (wasm32-unknown-emscripten/lib/...), served over HTTP."""
     root, url = http_root
-    path = root / "sysroot" / SYSROOT_NAME
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with tarfile.open(path, "w:bz2") as tf:
-        for name, data in {
-            "wasm32-unknown-emscripten/lib/libstd-wasm-eh.rlib": b"std built with -Z emscripten-wasm-eh\n",
-            "wasm32-unknown-emscripten/lib/libpanic_unwind-wasm-eh.rlib": b"panic_unwind (wasm EH)\n",
-        }.items():
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            info.mode = 0o644
-            tf.addfile(info, io.BytesIO(data))
-    return path, f"{url}/sysroot"
+    return make_sysroot_archive(root / "sysroot"), f"{url}/sysroot"
+
+
+@pytest.fixture
+def repo(tmp_path) -> Path:
+    """A copy of this repository's ABI files, recipes and examples (for loading, not building)."""
+    root = tmp_path / "repo"
+    shutil.copytree(REPO / "abi", root / "abi")
+    shutil.copytree(REPO / "recipes", root / "recipes")
+    shutil.copytree(REPO / "examples", root / "examples", ignore=shutil.ignore_patterns("target"))
+    return root
 
 
 @pytest.fixture

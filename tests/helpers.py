@@ -2,21 +2,101 @@
 
 from __future__ import annotations
 
+import contextlib
+import functools
+import http.server
+import io
 import json
 import os
 import re
 import shutil
 import subprocess
 import sys
+import tarfile
+import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 import tomlkit
 
 TESTS = Path(__file__).resolve().parent
 REPO = TESTS.parent
 STANDIN_BIN = TESTS / "standins" / "bin"
+# Persisted between local runs (gitignored); CI starts empty.
+TEST_CACHE = Path(os.environ.get("WASMWHEEL_TEST_CACHE", REPO / ".cache" / "test"))
+SYSROOT_NAME = "emcc-4.0.9_nightly-2025-02-01.tar.bz2"
+
+
+# -- the local world the pipeline runs against (used by tests/conftest.py and benchmarks/) ------
+
+
+def provision_runtimes(cache: Path) -> dict[str, Path]:
+    """Every ABI's Pyodide runtime, installed by wasmwheel's own runtime step from the committed locks.
+    Returns {pyodide version: cache/pyodide/<version>}."""
+    from wasmwheel.abi import load_abis
+    from wasmwheel.layout import Layout
+    from wasmwheel.runner import StepLog
+    from wasmwheel.runtime import provision_runtime
+    from wasmwheel.settings import Settings
+
+    settings = Settings.from_env(REPO, {**os.environ, "WASMWHEEL_CACHE": str(cache / "wasmwheel"),
+                                        "WASMWHEEL_BUILD_DIR": str(cache / "build")})
+    layout = Layout(settings)
+    found = {}
+    for abi in load_abis(REPO / "abi").values():
+        with StepLog(cache / "logs" / f"pyodide-{abi.pyodide_version}.log") as log:
+            facts = provision_runtime(abi, layout, log)
+        found[abi.pyodide_version] = Path(facts["runtime"]).parent.parent  # cache/pyodide/<version>
+    return found
+
+
+def make_emsdk_mirror(folder: Path) -> str:
+    """A local git repository standing in for github.com/emscripten-core/emsdk; returns its URL."""
+    repo = folder / "emsdk.git"
+    work = folder / "work"
+    work.mkdir(parents=True)
+    shutil.copy2(TESTS / "standins" / "emsdk" / "emsdk", work / "emsdk")
+    git = ["git", "-c", "user.name=test", "-c", "user.email=test@example.invalid", "-c", "init.defaultBranch=main"]
+    subprocess.run([*git, "init", "-q", str(work)], check=True)
+    subprocess.run([*git, "-C", str(work), "add", "emsdk"], check=True)
+    subprocess.run([*git, "-C", str(work), "commit", "-q", "-m", "emsdk stand-in"], check=True)
+    subprocess.run([*git, "clone", "-q", "--bare", str(work), str(repo)], check=True)
+    return repo.as_uri()
+
+
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args):  # keep test output clean
+        pass
+
+
+@contextlib.contextmanager
+def serve_folder(root: Path) -> Iterator[str]:
+    """Serve ``root`` over HTTP on 127.0.0.1 (a mirror) while the block runs; yields the base URL."""
+    handler = functools.partial(_QuietHandler, directory=str(root))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+
+
+def make_sysroot_archive(folder: Path) -> Path:
+    """A sysroot tarball laid out like Pyodide's (wasm32-unknown-emscripten/lib/...)."""
+    path = folder / SYSROOT_NAME
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tarfile.open(path, "w:bz2") as tf:
+        for name, data in {
+            "wasm32-unknown-emscripten/lib/libstd-wasm-eh.rlib": b"std built with -Z emscripten-wasm-eh\n",
+            "wasm32-unknown-emscripten/lib/libpanic_unwind-wasm-eh.rlib": b"panic_unwind (wasm EH)\n",
+        }.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            info.mode = 0o644
+            tf.addfile(info, io.BytesIO(data))
+    return path
 
 
 @dataclass
@@ -78,7 +158,9 @@ class TestProject:
         record = tmp / "standin-calls.jsonl"
         env = {k: v for k, v in os.environ.items() if not k.startswith("WASMWHEEL_")}
         env.update({
-            "PATH": f"{STANDIN_BIN}{os.pathsep}{env.get('PATH', '')}",
+            # The stand-ins (#!/usr/bin/env python3) run on this interpreter, not through a version
+            # manager's shim (pyenv's costs a bash process and ~0.1 s per call).
+            "PATH": os.pathsep.join([str(STANDIN_BIN), str(Path(sys.executable).parent), env.get("PATH", "")]),
             "STANDIN_RECORD": str(record),
             "STANDIN_MODULES": str(modules),
             "WASMWHEEL_CACHE": str(cache),

@@ -119,10 +119,12 @@ def test_each_step_writes_only_its_own_outputs(project, tmp_path):
             crate, abi_name = name, None
         stamp = layout.source_stamp(crate) if kind == "source" else layout.stamp(kind, abi_name, crate)
         log = layout.log(kind, abi_name, crate)
-        # Besides the step's own outputs, the run itself keeps doit's state and rewrites the report.
+        # Besides the step's own outputs, the run itself keeps doit's state, rewrites the report
+        # and keeps what speeds up the next start (parsed recipes, source listings).
         allowed = [*own, stamp, Path(str(stamp) + ".outputs"), Path(str(stamp) + ".lock"), log, log.parent,
                    stamp.parent, build / ".doit.db", build / "report.json", build / "report.md",
-                   build / "history.json", build / "history.json.lock"]
+                   build / "history.json", build / "history.json.lock", build / "report-state.json",
+                   layout.recipe_cache, layout.source_listings]
         before = snapshot(*roots)
         run = project.doit(task, env=env)
         assert run.executed == [task]

@@ -3,23 +3,10 @@
 from __future__ import annotations
 
 import pickle
-import shutil
-from pathlib import Path
 
-import pytest
+from doit.tools import config_changed
 
 from wasmwheel.tasks import CRATE_STEPS, Project
-
-REPO = Path(__file__).resolve().parents[1]
-
-
-@pytest.fixture
-def repo(tmp_path):
-    root = tmp_path / "repo"
-    shutil.copytree(REPO / "abi", root / "abi")
-    shutil.copytree(REPO / "recipes", root / "recipes")
-    shutil.copytree(REPO / "examples", root / "examples", ignore=shutil.ignore_patterns("target"))
-    return root
 
 
 def _tasks(project: Project) -> dict[str, dict]:
@@ -35,7 +22,7 @@ def _tasks(project: Project) -> dict[str, dict]:
 
 
 def _config(task) -> dict:
-    (cc,) = [u for u in task["uptodate"] if type(u).__name__ == "config_changed"]
+    (cc,) = [u for u in task["uptodate"] if isinstance(u, config_changed)]
     return cc.config
 
 
@@ -121,3 +108,20 @@ def test_system_mode_is_part_of_toolchain_configs(repo, tmp_path):
     system = _tasks(Project.load(repo, {"WASMWHEEL_CACHE": str(tmp_path / "c"), "WASMWHEEL_SYSTEM": "1"}))
     assert _config(managed["emsdk:2026_0"]) != _config(system["emsdk:2026_0"])
     assert _config(managed["compile:hello-pyo3@2026_0"]) == _config(system["compile:hello-pyo3@2026_0"])
+
+
+def test_loading_the_project_makes_the_garbage_collector_run_less_often(repo, tmp_path):
+    import gc
+
+    from wasmwheel.tasks import GC_GEN0_THRESHOLD
+
+    before = gc.get_threshold()
+    try:
+        gc.set_threshold(700, 10, 10)
+        Project.load(repo, {"WASMWHEEL_CACHE": str(tmp_path / "cache")})
+        assert gc.get_threshold() == (GC_GEN0_THRESHOLD, 10, 10)
+        gc.set_threshold(10 * GC_GEN0_THRESHOLD, 10, 10)  # a higher one is kept; 0 (disabled) too
+        Project.load(repo, {"WASMWHEEL_CACHE": str(tmp_path / "cache")})
+        assert gc.get_threshold()[0] == 10 * GC_GEN0_THRESHOLD
+    finally:
+        gc.set_threshold(*before)

@@ -130,6 +130,37 @@ def cmd_bump(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_matrix(args: argparse.Namespace) -> int:
+    """Print the GitHub Actions matrix (JSON) of the collection's shards."""
+    import json
+
+    from .shard import matrix_for
+    from .tasks import Project
+
+    project = Project.load(_project_root(args.root))
+    report = None if args.report == "none" else Path(args.report) if args.report else project.layout.report_json
+    matrix, warnings = matrix_for(project, args.shards, report, args.crate, args.abi)
+    for warning in warnings:
+        print(f"note: {warning}", file=sys.stderr)
+    print(json.dumps(matrix, separators=(",", ":"), sort_keys=True))
+    return 0
+
+
+def cmd_merge(args: argparse.Namespace) -> int:
+    """Join shard artifacts into one build folder (wheels + report) for `doit index`."""
+    from .settings import Settings
+    from .shard import merge_shards
+
+    build_dir = Path(args.build_dir) if args.build_dir else Settings.from_env(_project_root(args.root)).build_dir
+    result = merge_shards([Path(d) for d in args.shards], build_dir, Path(args.report) if args.report else None)
+    summary = ", ".join(f"{n} {s}" for s, n in sorted(result["report"]["summary"].items()))
+    print(f"merged {len(args.shards)} shards into {build_dir}: {result['wheels']} wheels copied; {summary}; "
+          f"report: {result['report_path']}")
+    for problem in result["report"]["missing_reports"]:
+        print(f"warning: no report from {problem}", file=sys.stderr)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="wasmwheel", description=__doc__.splitlines()[0])
     parser.add_argument("--root", help="repository root (default: the nearest folder with dodo.py and abi/)")
@@ -166,6 +197,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("recipe", help="recipe name (recipes/<name>.toml) or path")
     p.add_argument("version", nargs="?", help="the version (default: latest)")
     p.set_defaults(func=cmd_bump)
+
+    p = sub.add_parser("matrix", help="print a GitHub Actions matrix (JSON) that shards the collection's builds")
+    p.add_argument("--shards", type=int, default=4, help="at most this many shards (default 4)")
+    p.add_argument("--report", help="build report whose durations balance the shards (default: build/report.json; "
+                   "'none': equal weights)")
+    p.add_argument("--crate", action="append", default=[], help="only this crate (repeatable)")
+    p.add_argument("--abi", action="append", default=[], help="only this ABI (repeatable)")
+    p.set_defaults(func=cmd_matrix)
+
+    p = sub.add_parser("merge", help="join shard artifacts (dist/ + report.json each) into one build folder")
+    p.add_argument("shards", nargs="+", metavar="SHARD_DIR")
+    p.add_argument("--build-dir", help="where to merge (default: the build folder, $WASMWHEEL_BUILD_DIR or build/)")
+    p.add_argument("--report", help="where to write the merged report.json (+ .md beside it; default: "
+                   "<build dir>/report.json, which a later doit run rewrites from its own steps)")
+    p.set_defaults(func=cmd_merge)
     return parser
 
 

@@ -11,6 +11,7 @@ import contextlib
 import errno
 import fcntl
 import hashlib
+import inspect
 import json
 import os
 import shutil
@@ -189,25 +190,57 @@ def stamp_inputs(stamp: Path) -> str | None:
         return None
 
 
+# Key of the outputs record in the doit values saved with a step (OutputsIntact.configure_task).
+OUTPUTS_VALUE = "_wasmwheel_outputs"
+# What doit's `inspect.signature` call sees for an uptodate callable: (task, values). doit inspects
+# every uptodate callable of every task on each run; a ready Signature makes that lookup instant.
+UPTODATE_SIGNATURE = inspect.Signature([inspect.Parameter(n, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+                                        for n in ("task", "values")])
+
+
+def outputs_intact(record: Any) -> bool:
+    """True when every output in the record still has its recorded size and mtime."""
+    try:
+        for path, rec in record.items():
+            st = os.stat(path)
+            if st.st_size != rec["size"] or st.st_mtime_ns != rec["mtime_ns"]:
+                return False
+    except (OSError, KeyError, TypeError, AttributeError):
+        return False
+    return True
+
+
 class OutputsIntact:
     """doit ``uptodate`` item: False when any output recorded for the stamp is gone or changed.
 
+    After a step succeeds, doit saves the record of ``<stamp>.outputs`` with the step's values,
+    so a no-op reads no file (a step last run by an older wasmwheel falls back to the file).
     Only ``stat`` calls: a no-op run hashes nothing. Picklable, for ``doit -n``.
     """
+
+    __signature__ = UPTODATE_SIGNATURE
 
     def __init__(self, stamp: Path | str):
         self.stamp = str(stamp)
 
-    def __call__(self, task=None, values=None) -> bool:
+    def configure_task(self, task) -> None:
+        task.value_savers.append(self.saved_record)
+
+    def saved_record(self) -> dict[str, Any]:
+        """doit value saver (runs in the main process after the step succeeded)."""
         try:
-            outputs = _sidecar(Path(self.stamp))["outputs"]
-            for path, rec in outputs.items():
-                st = os.stat(path)
-                if st.st_size != rec["size"] or st.st_mtime_ns != rec["mtime_ns"]:
-                    return False
+            return {OUTPUTS_VALUE: _sidecar(Path(self.stamp))["outputs"]}
         except (OSError, ValueError, KeyError, TypeError, AttributeError):
-            return False
-        return True
+            return {}
+
+    def __call__(self, task=None, values=None) -> bool:
+        record = values.get(OUTPUTS_VALUE) if isinstance(values, dict) else None
+        if record is None:
+            try:
+                record = _sidecar(Path(self.stamp))["outputs"]
+            except (OSError, ValueError, KeyError, TypeError, AttributeError):
+                return False
+        return outputs_intact(record)
 
     def __repr__(self) -> str:  # shown by `doit info`
         return f"OutputsIntact({self.stamp})"

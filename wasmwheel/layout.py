@@ -16,8 +16,11 @@ Build folder (per repository, ``WASMWHEEL_BUILD_DIR``)::
     stamps/<abi>/<step>.json             toolchain step stamps
     stamps/<abi>/<crate>.<step>.json     crate step stamps
     logs/<abi>/<step>.log, logs/<abi>/<crate>/<step>.log
-    report.json, report.md              the batch report, rewritten after every run
+    report.json, report.md              the batch report, rewritten after every run that changed it
     history.json                        last outcome and duration of every step (feeds the report)
+    report-state.json                   what a no-op compares to leave the report alone
+    recipes.cache                        parsed recipes, reused while their files are unchanged
+    sources.cache                        file lists of local source folders, reused while unchanged
     index/<abi>/                        PEP 503/691 index and pyodide-lock.json of dist/<abi>
     src/<crate>/                         unpacked, patched source
     target/<crate>/<abi>/                cargo target folder, kept warm between runs
@@ -28,6 +31,7 @@ Build folder (per repository, ``WASMWHEEL_BUILD_DIR``)::
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 from .abi import Abi
@@ -78,16 +82,34 @@ class Layout:
     def doit_db(self) -> Path:
         return self.build / ".doit.db"
 
-    def stamp(self, step: str, abi: str, crate: str | None = None) -> Path:
+    @cached_property
+    def _stamps(self) -> str:
+        return str(self.build / "stamps")
+
+    # The *_str forms are what task dicts hold: every doit start builds them for every task,
+    # and a Path each (three joins) was a sixth of a no-op. ABI and crate names hold no slash.
+    def stamp_str(self, step: str, abi: str, crate: str | None = None) -> str:
         name = f"{crate}.{step}.json" if crate else f"{step}.json"
-        return self.build / "stamps" / abi / name
+        return f"{self._stamps}/{abi}/{name}"
+
+    def stamp(self, step: str, abi: str, crate: str | None = None) -> Path:
+        return Path(self.stamp_str(step, abi, crate))
+
+    def source_stamp_str(self, crate: str) -> str:
+        return f"{self._stamps}/src/{crate}.source.json"
 
     def source_stamp(self, crate: str) -> Path:
-        return self.build / "stamps" / "src" / f"{crate}.source.json"
+        return Path(self.source_stamp_str(crate))
+
+    @cached_property
+    def _logs(self) -> str:
+        return str(self.build / "logs")
+
+    def log_str(self, step: str, abi: str | None = None, crate: str | None = None) -> str:
+        return "/".join([self._logs, *(p for p in (abi, crate) if p), f"{step}.log"])
 
     def log(self, step: str, abi: str | None = None, crate: str | None = None) -> Path:
-        parts = [p for p in (abi, crate) if p]
-        return self.build.joinpath("logs", *parts, f"{step}.log")
+        return Path(self.log_str(step, abi, crate))
 
     def src_dir(self, crate: str) -> Path:
         return self.build / "src" / crate
@@ -100,6 +122,16 @@ class Layout:
 
     def dist_dir(self, abi: str) -> Path:
         return self.build / "dist" / abi
+
+    @property
+    def recipe_cache(self) -> Path:
+        """Parsed recipes kept between doit starts (wasmwheel.recipe_cache)."""
+        return self.build / "recipes.cache"
+
+    @property
+    def source_listings(self) -> Path:
+        """File lists of local source folders kept between doit starts (wasmwheel.source)."""
+        return self.build / "sources.cache"
 
     @property
     def report_json(self) -> Path:

@@ -49,10 +49,14 @@ class ProgressReporter(ConsoleReporter):
             seen.add(name)
             stack.extend(tasks[name].task_dep)
             stack.extend(getattr(tasks[name], "setup_tasks", []) or [])
-        self.total = sum(1 for n in seen if tasks[n].actions and not n.startswith("_"))
+        self.total = sum(1 for n in seen if self._counted(tasks[n]))
 
-    def _counted(self, task) -> bool:
-        return bool(task.actions) and not task.name.startswith("_")
+    @staticmethod
+    def _counted(task) -> bool:
+        # doit's Task.actions builds the action objects on first use; a no-op never needs
+        # them, so look at the declared actions (doit 0.37 keeps them in _actions).
+        declared = task._actions if hasattr(task, "_actions") else task.actions
+        return bool(declared) and not task.name.startswith("_")
 
     def _count(self) -> str:
         self.done += 1
@@ -122,7 +126,7 @@ class ProgressReporter(ConsoleReporter):
         if not self._counted(task):
             return
         self.results.append(StepResult(task.name, "uptodate"))
-        self._count()
+        self.done += 1  # counted, not printed
 
     def skip_ignore(self, task):
         self._line(f"!!   {task.name} (ignored)")

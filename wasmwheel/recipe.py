@@ -439,17 +439,23 @@ class RecipeSet:
 
 def recipe_files(recipe_dir: Path) -> list[Path]:
     """The recipes of a folder: ``*.toml`` without hidden files (editor locks and backups)."""
-    return sorted(p for p in Path(recipe_dir).glob("*.toml") if not p.name.startswith("."))
+    return sorted((p for p in Path(recipe_dir).glob("*.toml") if not p.name.startswith(".")), key=lambda p: p.name)
 
 
-def load_recipes(recipe_dir: Path, abi_names: list[str] | tuple[str, ...], root: Path) -> RecipeSet:
+def load_recipes(recipe_dir: Path, abi_names: list[str] | tuple[str, ...], root: Path,
+                 cache: Path | None = None) -> RecipeSet:
     """Load every recipe; a bad file is reported, never hides the others.
 
     Both maps are keyed by the canonical name of the file (the recipe's package name, which
     must match it), so a recipe and an error can never claim the same `build:<name>` task.
     Two files for one package (``foo-bar.toml`` and ``foo_bar.toml``) are one error, and
     neither is built: wasmwheel cannot know which one is meant.
+
+    ``cache``: a file keeping parsed recipes between loads (wasmwheel.recipe_cache).
     """
+    from .recipe_cache import RecipeCache
+
+    parsed = RecipeCache(cache, recipe_dir, abi_names, root)
     recipes: dict[str, Recipe] = {}
     errors: dict[str, ConfigError] = {}
     files: dict[str, list[Path]] = {}
@@ -461,10 +467,16 @@ def load_recipes(recipe_dir: Path, abi_names: list[str] | tuple[str, ...], root:
             errors[name] = ConfigError(paths[-1], "package.name", f"package {name!r} also has the recipe {others}",
                                        "keep one recipe per package; neither is built until then")
             continue
-        try:
-            recipes[name] = load_recipe(paths[0], abi_names, root)
-        except ConfigError as exc:
-            errors[name] = exc
+        key, recipe = parsed.get(paths[0])
+        if recipe is None:
+            try:
+                recipe = load_recipe(paths[0], abi_names, root)
+            except ConfigError as exc:
+                errors[name] = exc
+                continue
+            parsed.put(paths[0], key, recipe)
+        recipes[name] = recipe
+    parsed.save()
     _check_dependencies(recipes, errors, abi_names)
     return RecipeSet(recipes=recipes, errors=errors)
 

@@ -9,6 +9,7 @@ log to read, and a hint when the error is a known one (wasmwheel.hints).
 from __future__ import annotations
 
 import datetime as _dt
+import hashlib
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -39,23 +40,33 @@ def utc_now() -> str:
     return _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat()
 
 
-def update_history(path: Path, results: list[StepResult]) -> dict[str, Any]:
-    """Merge this run's results into the history file (locked: parallel runs share it)."""
+def update_history(path: Path, results: list[StepResult]) -> tuple[dict[str, Any], bool, int | None]:
+    """Merge this run's results into the history file (locked: parallel runs share it).
+    Returns the history, whether it changed (a no-op run changes nothing) and the file's
+    mtime as this history was read or written."""
     with file_lock(path, what="the build history"):
         try:
             history = read_json(path)
         except (OSError, ValueError):
             history = {}
+        changed = not path.exists()
         for r in results:
             if r.status == "uptodate":
                 entry = history.get(r.task) or {"status": "ok", "seconds": None}
                 if entry.get("status") != "ok":
                     entry = {"status": "ok", "seconds": entry.get("seconds")}
+                changed = changed or history.get(r.task) != entry
                 history[r.task] = entry
             else:
                 history[r.task] = {k: v for k, v in asdict(r).items() if k != "task"}
-        write_json(path, history)
-    return history
+                changed = True
+        if changed:
+            write_json(path, history)
+        try:
+            mtime_ns = path.stat().st_mtime_ns
+        except OSError:
+            mtime_ns = None
+    return history, changed, mtime_ns
 
 
 def _seconds(entry: dict[str, Any] | None) -> float | None:
@@ -208,10 +219,64 @@ def render_markdown(report: dict[str, Any]) -> str:
     return "\n".join(out) + "\n"
 
 
-def write_report(project: "Project", results: list[StepResult], run: dict[str, Any]) -> dict[str, Any]:
+def report_inputs(project: "Project") -> str:
+    """Digest of what the report shows besides the history: ABIs, recipes, skips, load errors."""
+    recipes = [[n, r.version, sorted(r.build.skip_abis.items())] for n, r in sorted(project.recipes.recipes.items())]
+    errors = sorted(f"{k}: {v}" for k, v in [*project.recipes.errors.items(), *project.abi_errors.items()])
+    data = json.dumps([project.abi_names, recipes, errors], sort_keys=True)
+    return hashlib.sha256(data.encode()).hexdigest()
+
+
+def _state_path(layout) -> Path:
+    return layout.history.with_name("report-state.json")
+
+
+def _write_state(layout, history: dict[str, Any], mtime_ns: int | None, inputs: str) -> None:
+    """What a no-op must match to leave the report alone: the report's inputs, the history
+    file as this history was read or written (its mtime then: another process writing it
+    since makes the state stale), and the steps recorded as ok there."""
+    try:
+        state = {"inputs": inputs, "history_mtime_ns": mtime_ns,
+                 "ok": sorted(k for k, v in history.items() if v.get("status") == "ok")}
+        write_json(_state_path(layout), state)
+    except OSError:
+        pass
+
+
+def _noop_matches_state(layout, results: list[StepResult], inputs: str) -> bool:
+    """A run where every step was up to date changes neither history nor report when every one
+    of them is recorded as ok already (read from the small state file, not the history)."""
+    if not results or any(r.status != "uptodate" for r in results) or not layout.report_md.exists():
+        return False
+    try:
+        state = read_json(_state_path(layout))
+        if state["inputs"] != inputs or state["history_mtime_ns"] != layout.history.stat().st_mtime_ns:
+            return False
+        ok = set(state["ok"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
+    return all(r.task in ok for r in results)
+
+
+def write_report(project: "Project", results: list[StepResult], run: dict[str, Any]) -> dict[str, Any] | None:
+    """Rewrite the report, unless the run changed nothing it shows (a no-op: every step up to
+    date and already recorded as such); then the report of the last run that did something
+    stays, and None is returned."""
     layout = project.layout
-    history = update_history(layout.history, results)
+    inputs = report_inputs(project)
+    if _noop_matches_state(layout, results, inputs):
+        return None
+    history, changed, mtime_ns = update_history(layout.history, results)
+    if not changed and layout.report_md.exists():
+        try:
+            if read_json(layout.report_json).get("inputs") == inputs:
+                _write_state(layout, history, mtime_ns, inputs)
+                return None
+        except (OSError, ValueError, AttributeError):
+            pass
     report = build_report(project, history, run)
+    report["inputs"] = inputs
     atomic_write_text(layout.report_json, json.dumps(report, indent=2, sort_keys=True) + "\n")
     atomic_write_text(layout.report_md, render_markdown(report))
+    _write_state(layout, history, mtime_ns, inputs)
     return report

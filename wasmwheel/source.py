@@ -8,16 +8,17 @@ half-unpacked tree that looks done. The source is shared by all ABIs of a crate.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shutil
 import tempfile
+import time
 from pathlib import Path
 from typing import Any, Iterator
 
 from .archive import check_tree_links, extract, single_top_folder
-from .download import Origin, fetch
 from .errors import WasmwheelError
-from .fsutil import clean_stale_temps, replace_dir
+from .fsutil import atomic_write_text, clean_stale_temps, replace_dir
 from .layout import Layout
 from .recipe import Recipe
 from .runner import StepLog, capture, run
@@ -30,17 +31,83 @@ class SourceError(WasmwheelError):
     pass
 
 
-def local_files(folder: Path, ignore: tuple[str, ...] = LOCAL_IGNORE) -> Iterator[Path]:
-    """Files of a source folder, minus ``ignore`` (names, or ``*suffix``), in a stable order."""
-    folder = Path(folder)
+def local_file_names(folder: Path | str, ignore: tuple[str, ...] = LOCAL_IGNORE,
+                     visited: list[str] | None = None) -> Iterator[str]:
+    """Files of a source folder, minus ``ignore`` (names, or ``*suffix``), in a stable order, as
+    strings (the source step's file_deps, listed on every doit start). ``visited`` collects
+    the folders listed."""
     ignore_names = {p for p in ignore if not p.startswith("*")}
     ignore_suffixes = tuple(p[1:] for p in ignore if p.startswith("*"))
     for dirpath, dirnames, filenames in os.walk(folder):
+        if visited is not None:
+            visited.append(dirpath)
         dirnames[:] = sorted(d for d in dirnames if d not in ignore_names)
         for name in sorted(filenames):
             if name in ignore_names or (ignore_suffixes and name.endswith(ignore_suffixes)):
                 continue
-            yield Path(dirpath) / name
+            yield os.path.join(dirpath, name)
+
+
+def local_files(folder: Path, ignore: tuple[str, ...] = LOCAL_IGNORE) -> Iterator[Path]:
+    """:func:`local_file_names` as Paths."""
+    return (Path(name) for name in local_file_names(Path(folder), ignore))
+
+
+class SourceListings:
+    """The file lists of local source folders (the source steps' file_deps), kept between doit
+    starts in ``build/sources.cache`` (JSON, written atomically when it changed).
+
+    A list is reused while every folder of its tree has the mtime recorded: adding, removing
+    or renaming an entry changes its folder's mtime. As with git's racy-clean rule, a tree
+    with a folder changed less than ``RACY_NS`` before it was listed is not kept (a coarse
+    file system clock could hide a change made right after), so it is listed again next time.
+    """
+
+    RACY_NS = 2_000_000_000
+
+    def __init__(self, path: Path | None):
+        self.path = Path(path) if path else None
+        self.entries: dict[str, dict] = {}
+        self.used: dict[str, dict] = {}
+        if self.path is not None:
+            try:
+                data = json.loads(self.path.read_text(encoding="utf-8"))
+                if isinstance(data, dict) and data.get("format") == 1 and isinstance(data.get("trees"), dict):
+                    self.entries = data["trees"]
+            except (OSError, ValueError):
+                pass
+
+    @staticmethod
+    def _unchanged(entry: dict) -> bool:
+        try:
+            return all(os.stat(d).st_mtime_ns == mtime for d, mtime in entry["dirs"].items())
+        except (OSError, KeyError, TypeError, AttributeError):
+            return False
+
+    def files(self, folder: Path | str) -> list[str]:
+        key = os.fspath(folder)
+        entry = self.entries.get(key)
+        if entry is not None and self._unchanged(entry):
+            self.used[key] = entry
+            return list(entry["files"])
+        start = time.time_ns()
+        visited: list[str] = []
+        files = list(local_file_names(folder, visited=visited))
+        try:
+            dirs = {d: os.stat(d).st_mtime_ns for d in visited}
+        except OSError:
+            return files
+        if all(mtime < start - self.RACY_NS for mtime in dirs.values()):
+            self.used[key] = {"dirs": dirs, "files": files}
+        return files
+
+    def save(self) -> None:
+        if self.path is None or self.used == self.entries:
+            return
+        try:
+            atomic_write_text(self.path, json.dumps({"format": 1, "trees": self.used}))
+        except OSError:  # a read-only build folder only costs speed
+            pass
 
 
 def tree_digest(folder: Path) -> str:
@@ -70,6 +137,8 @@ def fetch_source(recipe: Recipe, layout: Layout, log: StepLog) -> dict[str, Any]
     try:
         if src.kind == "url":
             assert src.url and src.sha256
+            from .download import Origin, fetch  # here: it imports requests, which a doit start never needs
+
             origin = Origin(src.url, layout.settings.sdist_mirror, "WASMWHEEL_SDIST_MIRROR")
             archive = fetch(origin, layout.download(src.sha256, src.filename), src.sha256, log)
             unpacked = tmp / "unpacked"
