@@ -14,6 +14,7 @@ from pypi_mirror import FakePyPI, cached_sdist, make_sdist, serve
 
 from wasmwheel.__main__ import main
 from wasmwheel.abi import load_abis
+from wasmwheel.errors import ConfigError
 from wasmwheel.layout import Layout
 from wasmwheel.pypi import PyPI, PyPIError, split_spec
 from wasmwheel.recipe import load_recipe
@@ -247,6 +248,18 @@ def test_bump_to_a_given_version_and_errors(root, pypi):
     local.write_text('[package]\nname = "local-crate"\nversion = "0.1.0"\n[source]\npath = "."\n')
     with pytest.raises(ScaffoldError, match="has a path source"):
         bump(root, pypi, "local-crate")
+
+
+def test_bump_repairs_a_version_changed_by_hand(root, pypi):
+    path, _ = scaffold(root, pypi, "jiter", "0.18.0")
+    path.write_text(path.read_text().replace('version = "0.18.0"', 'version = "0.19.0"'))
+    with pytest.raises(ConfigError, match=r"source\.url: names version 0\.18\.0 of the sdist \(jiter-0\.18\.0\.tar\.gz\), "
+                                          r"but package\.version is 0\.19\.0 \(.*`python -m wasmwheel bump jiter 0\.19\.0`"):
+        load(root, path)
+    bump(root, pypi, "jiter", "0.19.0")  # what the error says to run
+    _, _, url, sha = recipe_sdist("jiter")
+    recipe = load(root, path)
+    assert (recipe.version, recipe.source.url, recipe.source.sha256) == ("0.19.0", url, sha)
 
 
 # -- the command line ------------------------------------------------------------------------------

@@ -589,7 +589,9 @@ def bump_recipe(recipe: str, version: str | None, root: Path, pypi: PyPI, layout
     root = Path(root).resolve()
     abis = _project_abis(root)
     path = resolve_recipe_path(root, recipe)
-    current = load_recipe(path, list(abis), root)  # a broken recipe is reported before anything is fetched
+    # A broken recipe is reported before anything is fetched; a URL left at another version than
+    # package.version (a bump by hand that missed it) is what this command repairs.
+    current = load_recipe(path, list(abis), root, url_matches_version=False)
     if current.source.kind != "url":
         raise ScaffoldError(f"{path.name}: bump updates sdist recipes ([source] url + sha256); this one has a "
                             f"{current.source.kind} source")
