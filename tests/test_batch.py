@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from wasmwheel.tasks import keep_going
+from wasmwheel.tasks import keep_going, misplaced_options
 
 BULK = "wasm-opt: Unknown option '--enable-bulk-memory-opt'"
 
@@ -26,6 +26,27 @@ def _only(project, *keep):
 ])
 def test_only_the_collection_keeps_going_by_default(argv, expected):
     assert keep_going(argv) is expected
+
+
+@pytest.mark.parametrize("argv,fixed", [
+    (["build", "-n", "2"], "doit -n 2 build"),
+    (["run", "build", "-n2", "-c"], "doit run -n2 -c build"),
+    (["build:jiter", "--continue"], "doit --continue build:jiter"),
+    (["serve", "--port", "8001", "-n", "2"], "doit -n 2 serve --port 8001"),  # --port is serve's own
+    (["-n", "2", "build"], None), (["serve", "--port", "8001"], None), (["list", "--all"], None),
+    (["-r", "json", "build"], None), (["info", "build", "-v"], None),
+])
+def test_options_after_a_task_name_are_named_with_the_command_that_works(argv, fixed):
+    message = misplaced_options(argv)
+    assert (message is None) if fixed is None else message.endswith(f"run `{fixed}`")
+
+
+def test_doit_build_dash_n_after_the_task_says_where_options_go(project):
+    # doit alone answers "Error parsing Task: option -n not recognized"; nothing runs either way.
+    run = project.doit("build", "-n", "2", check=False)
+    assert run.output.strip() == ("error: doit reads its options before the task names, and '-n 2' came after one; "
+                                  "run `doit -n 2 build`")
+    assert project.records() == []
 
 
 def test_the_collection_keeps_going_past_a_failed_crate_and_reports(project):

@@ -701,11 +701,54 @@ def build_task(recipe: Recipe, abi_names: list[str], abi_errors: dict[str, Confi
 
 
 # Options of `doit run` that take a value (so their value is not mistaken for a task name).
-_VALUE_OPTIONS = {"-n", "--process", "-P", "--parallel-type", "--reporter", "-f", "--file", "-d", "--dir",
+_VALUE_OPTIONS = {"-n", "--process", "-P", "--parallel-type", "-r", "--reporter", "-f", "--file", "-d", "--dir",
                   "-o", "--output-file", "--db-file", "--dep-file", "--backend", "--check_file_uptodate",
-                  "-v", "--verbosity", "--seek-file", "--pdb"}
+                  "-v", "--verbosity", "--failure-verbosity"}
+# ... and those without one. doit reads all of these only before the first task name.
+_FLAG_OPTIONS = {"-a", "--always-execute", "-c", "--continue", "-s", "--single", "--pdb", "--auto-delayed-regex",
+                 "-k", "--seek-file"}
+# Task parameters (`doit serve --port 8001`): options after that task's name are its own.
+SERVE_PARAMS = {"--port", "--host"}
 _OTHER_COMMANDS = {"list", "info", "clean", "forget", "ignore", "dumpdb", "help", "auto", "strace", "reset-dep",
                    "tabcompletion"}
+
+
+def misplaced_options(argv: list[str]) -> str | None:
+    """The fix for `doit build -n 2`: doit takes options only before the task names, and after one
+    it reads them as that task's own parameters ("option -n not recognized"). None if all is well."""
+    args = list(argv)
+    if args and args[0] in _OTHER_COMMANDS:
+        return None
+    prefix = ["run"] if args[:1] == ["run"] else []
+    args = args[len(prefix):]
+    options: list[str] = []
+    rest: list[str] = []
+    moved: list[str] = []
+    task = ""
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        name = arg.split("=", 1)[0]
+        short = name[:2] if name.startswith("-") and not name.startswith("--") else name
+        takes_value = short in _VALUE_OPTIONS and "=" not in arg and len(arg) == len(short)
+        value = args[i + 1:i + 2] if takes_value else []
+        if not arg.startswith("-"):
+            task = task if "=" in arg else arg
+            rest.append(arg)
+        elif task and task.split(":", 1)[0] == "serve" and name in SERVE_PARAMS:
+            rest.append(arg)
+        elif task and (short in _VALUE_OPTIONS or short in _FLAG_OPTIONS):
+            options += [arg, *value]
+            moved.append(" ".join([arg, *value]))
+            i += len(value)
+        else:
+            (options if not task else rest).append(arg)
+        i += 1
+    if not moved:
+        return None
+    fixed = " ".join(["doit", *prefix, *options, *rest])
+    return (f"doit reads its options before the task names, and {', '.join(repr(m) for m in moved)} came after "
+            f"one; run `{fixed}`")
 
 
 def keep_going(argv: list[str]) -> bool:
