@@ -88,6 +88,13 @@ def test_the_collection_keeps_going_past_a_failed_crate_and_reports(project):
     assert "| hello-two | FAILED (compile) | FAILED (compile) |" in md
     assert "| hello-pyo3 | ok | ok |" in md
     assert "this Rust is newer than the ABI's Emscripten" in md
+    # Step cells say which step failed and which never ran (a bare time would read as a pass) ...
+    detail = next(line for line in md.splitlines() if line.startswith("| hello-two | 2026_0 |"))
+    cells = [c.strip() for c in detail.split("|")[1:-1]]
+    assert cells[5].startswith("FAILED ") and cells[5].endswith("s") and cells[6:9] == ["not run"] * 3
+    # ... and the error list gives the tool's own error line, not only "failed with exit code 1".
+    assert ("- **hello-two @ 2026_0**: maturin build (hello-two for 2026_0) failed with exit code 1 (Caused by: "
+            "error: linking with `emcc` failed: exit status: 1 (STANDIN_MATURIN_FAIL))") in md
 
     # Fixed: the next run resumes where it stopped and only the failed crate's steps run.
     run = project.doit("build")
@@ -168,6 +175,23 @@ def test_a_test_dependency_is_installed_first_and_its_changes_rerun_dependents(p
     assert sorted(run.executed) == sorted(["compile:hello-pyo3@2026_0", "retag:hello-pyo3@2026_0",
                                            "audit:hello-pyo3@2026_0", "smoke:hello-pyo3@2026_0",
                                            "smoke:hello-two@2026_0"])
+
+
+def test_a_dependent_blocked_by_a_failed_crate_says_which_step_and_points_at_its_log(project):
+    _only(project, "2026_0")
+    project.add_crate("hello-two", "hello_two")
+    _depends(project, "hello-pyo3", test=["hello-two"])
+    run = project.doit("build", check=False, env={"STANDIN_MATURIN_FAIL": "hello-two"})
+    assert "skip smoke:hello-pyo3@2026_0  (compile:hello-two@2026_0 failed)" in run.output
+    report = json.loads(project.layout.report_json.read_text())
+    row = next(r for r in report["rows"] if r["crate"] == "hello-pyo3")
+    assert row["status"] == "blocked" and row["blocked_step"] == "smoke"
+    assert row["blocked_by"] == ["compile:hello-two@2026_0"]
+    assert row["log"] == str(project.layout.log("compile", "2026_0", "hello-two"))  # the log that says why
+    assert row["steps"]["compile"]["status"] == "ok" and row["wheel"]  # built, not tested
+    md = project.layout.report_md.read_text()
+    assert ("- **hello-pyo3 @ 2026_0**: smoke not run, since compile:hello-two@2026_0 failed: maturin build "
+            "(hello-two for 2026_0) failed with exit code 1 (Caused by: error: linking with `emcc` failed") in md
 
 
 def test_a_build_dependency_is_built_first_and_handed_to_the_build(project):
