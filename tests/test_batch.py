@@ -214,3 +214,42 @@ def test_dependency_mistakes_are_recipe_errors(project):
     _depends(project, "hello-pyo3", test=["hello-two"])
     out = project.doit("list", "--all").output
     assert "dependency cycle: hello-pyo3 -> hello-two -> hello-pyo3" in out
+
+
+class _Task:
+    """What the reporter reads of a doit task."""
+
+    def __init__(self, name, task_dep=()):
+        self.name, self.task_dep, self._actions, self.executed = name, list(task_dep), ["run"], True
+
+
+def test_a_smoke_pass_after_the_index_started_is_announced():
+    # doit -n dispatches index:<abi> once every other step is running or waiting (it needs only the
+    # runtime), so the last smoke tests of that ABI can pass after it read build/dist.
+    import io
+
+    from wasmwheel.progress import ProgressReporter
+
+    out = io.StringIO()
+    reporter = ProgressReporter(out, {})
+    tasks = {n: _Task(n) for n in ("smoke:a@2026_0", "index:2026_0", "smoke:b@2026_0", "smoke:c@2025_0")}
+    reporter.initialize(tasks, list(tasks))
+    for name in ("smoke:a@2026_0", "index:2026_0", "smoke:b@2026_0", "smoke:c@2025_0"):
+        reporter.execute_task(tasks[name])
+    reporter.add_success(tasks["smoke:a@2026_0"])  # dispatched before the index, passed after it started
+    reporter.add_success(tasks["index:2026_0"])
+    reporter.add_success(tasks["smoke:b@2026_0"])
+    reporter.add_success(tasks["smoke:c@2025_0"])  # another ABI's index is not concerned
+    reporter.complete_run()
+    notes = [line for line in out.getvalue().splitlines() if line.startswith("note:")]
+    assert notes == ["note: index:2026_0 started before smoke:a@2026_0, smoke:b@2026_0 passed (doit -n runs steps "
+                     "side by side), so it may lack their wheels: run `doit index` to add them"]
+    # A serial run, where the index comes after every test, says nothing.
+    out = io.StringIO()
+    reporter = ProgressReporter(out, {})
+    reporter.initialize(tasks, list(tasks))
+    for name in ("smoke:a@2026_0", "smoke:b@2026_0", "index:2026_0"):
+        reporter.execute_task(tasks[name])
+        reporter.add_success(tasks[name])
+    reporter.complete_run()
+    assert "note:" not in out.getvalue()

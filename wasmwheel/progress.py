@@ -36,6 +36,8 @@ class ProgressReporter(ConsoleReporter):
         self.done = 0
         self.run_start = time.monotonic()
         self.tasks: dict[str, Any] = {}
+        self.index_started: set[str] = set()  # ABIs whose index step has started in this run
+        self.after_index: dict[str, list[str]] = {}  # ABI -> smoke steps that passed after its index started
 
     # -- counting ---------------------------------------------------------------
     def initialize(self, tasks, selected_tasks):
@@ -72,6 +74,8 @@ class ProgressReporter(ConsoleReporter):
         if not self._counted(task):
             return
         self.started[task.name] = time.monotonic()
+        if task.name.startswith("index:"):
+            self.index_started.add(task.name.split(":", 1)[1])
         if self.tty:  # a status line, replaced by the next line written
             self.write(f"\r\033[K   [{self.done}/{self.total}] {task.name} ...")
             self.outstream.flush()
@@ -86,6 +90,11 @@ class ProgressReporter(ConsoleReporter):
         seconds = self._elapsed(task)
         self.results.append(StepResult(task.name, "ok", seconds, finished=utc_now()))
         self._line(f"ok   {task.name:<{WIDTH}} {seconds or 0:7.1f}s  {self._count()}")
+        abi = task.name.rsplit("@", 1)[-1]
+        if task.name.startswith("smoke:") and abi in self.index_started:
+            # doit -n runs the index beside the last steps (it waits only for the runtime): it may not
+            # have seen this wheel's pass.
+            self.after_index.setdefault(abi, []).append(task.name)
 
     def add_failure(self, task, fail):
         if not self._counted(task):
@@ -150,5 +159,8 @@ class ProgressReporter(ConsoleReporter):
                        f"{counts['uptodate']} up to date in {seconds:.1f}s{report_note}\n")
         elif self.results:
             self.write(f"nothing to do: {counts['uptodate']} steps up to date{report_note}\n")
+        for abi, steps in sorted(self.after_index.items()):
+            self.write(f"note: index:{abi} started before {', '.join(steps)} passed (doit -n runs steps side by "
+                       f"side), so it may lack their wheels: run `doit index` to add them\n")
         if self.runtime_errors:
             self.write("Execution aborted.\n" + "\n".join(self.runtime_errors) + "\n")

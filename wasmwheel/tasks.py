@@ -41,6 +41,7 @@ from .errors import CommandFailed, ConfigError, WasmwheelError
 from .fsutil import (
     UPTODATE_SIGNATURE,
     OutputsIntact,
+    atomic_write_text,
     clean_stale_temps,
     file_lock,
     read_stamp,
@@ -378,11 +379,20 @@ def step_smoke(recipe: Recipe, abi: Abi, layout: Layout, test_deps: list[str], l
                environment: str = "node"):
     from . import smoke
 
-    wheel = Path(read_stamp(layout.stamp("retag", abi.name, recipe.name))["wheel"])
+    retagged = read_stamp(layout.stamp("retag", abi.name, recipe.name))
+    wheel = Path(retagged["wheel"])
     runtime = Path(read_stamp(layout.stamp("pyodide", abi.name))["runtime"])
+    marker = layout.tested_marker(abi.name, wheel.name)
+    if environment == "node":  # until this test passes, the wheel is not one the index may take
+        marker.unlink(missing_ok=True)
     facts = smoke.smoke_wheel(recipe, abi, wheel, runtime, layout, log, environment=environment,
                               dependencies=_dep_wheels(test_deps, abi, layout))
-    return {"wheel": str(wheel), **facts}, []
+    if environment != "node":
+        return {"wheel": str(wheel), **facts}, []
+    marker.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(marker, json.dumps({"wheel": wheel.name, "sha256": retagged["sha256"], "crate": recipe.name,
+                                          "version": recipe.version}, sort_keys=True) + "\n")
+    return {"wheel": str(wheel), **facts}, [str(marker)]
 
 
 def step_smoke_browser(recipe: Recipe, abi: Abi, layout: Layout, test_deps: list[str], log: StepLog):
@@ -398,6 +408,8 @@ def step_index(abi: Abi, layout: Layout, recipes: dict[str, Recipe], log: StepLo
     facts = index.build_index(abi, dist, layout.index_dir(abi.name), Path(rt["runtime"]) / "pyodide-lock.json",
                               recipes, layout.settings.index_url)
     log.note(f"indexed {len(facts['wheels'])} wheels of ABI {abi.name} in {facts['index']}")
+    for name, why in facts["left_out"].items():
+        log.note(f"left out {name}: {why}", console=True)
     return {**facts, "digest": digest}, [str(layout.index_dir(abi.name) / "pyodide-lock.json")]
 
 
@@ -603,9 +615,11 @@ def smoke_task(recipe: Recipe, abi: Abi, layout: Layout, test_deps: list[str] = 
         "smoke", f"{recipe.name}@{abi.name}", f"Smoke-test {recipe.name} in Pyodide {abi.pyodide_version}",
         layout.stamp_str("smoke", abi.name, recipe.name), layout.log_str("smoke", abi.name, recipe.name),
         (recipe, abi, layout, list(test_deps)),
-        {"test": recipe.test.config("node"), "pyodide": abi.pyodide_version, "test_deps": list(test_deps)},
+        # "marks": a pass writes dist/<abi>/tested/<wheel>.json, what the index takes (an output: deleted, it
+        # reruns the test; the key reruns the tests of a build folder made before the marks existed).
+        {"test": recipe.test.config("node"), "pyodide": abi.pyodide_version, "test_deps": list(test_deps),
+         "marks": "tested"},
         inputs=[layout.stamp_str("audit", abi.name, recipe.name), layout.stamp_str("pyodide", abi.name), *deps],
-        outputs=False,
     )
 
 
