@@ -12,6 +12,7 @@ and build/report.md and prints a one-line summary.
 
 from __future__ import annotations
 
+import sys
 import time
 from typing import Any
 
@@ -145,6 +146,10 @@ class ProgressReporter(ConsoleReporter):
         counts = {s: sum(1 for r in self.results if r.status == s) for s in ("ok", "failed", "skipped", "uptodate")}
         run = {"seconds": seconds, "executed": counts["ok"] + counts["failed"], "failed": counts["failed"],
                "skipped": counts["skipped"], "uptodate": counts["uptodate"], "finished": utc_now()}
+        # doit calls this from a `finally`: a Ctrl-C (or SIGTERM, see tasks._sigterm) is on its way out.
+        interrupted = isinstance(sys.exc_info()[1], KeyboardInterrupt)
+        if interrupted:
+            run["interrupted"] = True
         if self.tty:
             self.write("\r\033[K")
         report_note = ""
@@ -154,7 +159,12 @@ class ProgressReporter(ConsoleReporter):
                 report_note = f"; report: {self.project.layout.report_md}"
             except OSError as exc:  # the build result matters more than the report
                 report_note = f"; could not write the report: {exc}"
-        if run["executed"] or run["skipped"]:
+        if interrupted:
+            left = max(self.total - self.done, 0)
+            self.write(f"{run['executed']} steps ran ({counts['failed']} failed), {counts['skipped']} skipped, "
+                       f"{counts['uptodate']} up to date, {left} not finished: interrupted after {seconds:.1f}s"
+                       f"{report_note}\n")
+        elif run["executed"] or run["skipped"]:
             self.write(f"{run['executed']} steps ran ({counts['failed']} failed), {counts['skipped']} skipped, "
                        f"{counts['uptodate']} up to date in {seconds:.1f}s{report_note}\n")
         elif self.results:

@@ -224,7 +224,8 @@ def render_markdown(report: dict[str, Any]) -> str:
     out.append(f"{counts or 'no crates'}. Generated {report['generated']}.")
     run = report.get("run") or {}
     if run:
-        out.append(f"Last run: {run.get('executed', 0)} steps ran ({run.get('failed', 0)} failed), "
+        out.append(f"Last run{' (interrupted)' if run.get('interrupted') else ''}: "
+                   f"{run.get('executed', 0)} steps ran ({run.get('failed', 0)} failed), "
                    f"{run.get('skipped', 0)} skipped after a failure, {run.get('uptodate', 0)} up to date, "
                    f"{run.get('seconds', 0):.1f}s.")
     out += ["", "| crate | " + " | ".join(abis) + " |", "|---|" + "---|" * len(abis)]
