@@ -464,11 +464,36 @@ class StepCurrent(config_changed):
         if self.outputs is not None:
             self.outputs.configure_task(task)
 
-    def __call__(self, task, values):
-        return super().__call__(task, values) and (self.outputs is None or self.outputs(task, values))
+    _last: tuple[bool, bool] | None = None  # (settings unchanged, outputs intact) at the last check
 
-    def __repr__(self) -> str:  # shown by `doit info`
-        return f"StepCurrent({self.config!r}, {self.outputs!r})"
+    def __call__(self, task, values):
+        same = super().__call__(task, values)
+        intact = self.outputs is None or self.outputs(task, values)
+        self._last = (same, intact)
+        return same and intact
+
+    def __repr__(self) -> str:  # shown by `doit info` for a stale step: say which half is stale
+        settings = ", ".join(f"{k}={_brief(v)}" for k, v in self.config.items())
+        if self._last is None:
+            return f"StepCurrent({settings}; {self.outputs!r})"
+        same, intact = self._last
+        why = []
+        if not same:
+            why.append(f"its settings differ from its last successful run, or it has none ({settings})")
+        if not intact:
+            why.append(f"an output it recorded is gone or changed ({self.outputs!r})")
+        return "StepCurrent: " + "; ".join(why)
+
+
+def _brief(value: Any, width: int = 40) -> str:
+    """A config value for one line: long strings cut, with their length."""
+    if isinstance(value, str):
+        return repr(value) if len(value) <= width else f"{value[:width]!r}... ({len(value)} chars)"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{k}: {_brief(v, width)}" for k, v in value.items()) + "}"
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_brief(v, width) for v in value) + "]"
+    return repr(value)
 
 
 def _step_task(basename: str, name: str, doc: str, stamp: str, log: str, args: tuple, config: dict,
