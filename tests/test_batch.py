@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 
 import pytest
 
@@ -114,9 +115,12 @@ def test_a_single_target_stops_at_its_first_failure(project):
     run = project.doit("build:hello-pyo3", check=False, env={"STANDIN_MATURIN_FAIL": "hello-pyo3"})
     assert len(run.failed) == 1
     assert not any(t.startswith(("retag:", "audit:", "smoke:")) for t in run.executed)
+    # The summary says what the stop left undone, and how to go on.
+    assert re.search(r"^\d+ steps ran \(1 failed\), 0 skipped, 0 up to date, \d+ not run \(doit stops at the "
+                     r"first failure of a single target; -c keeps going\) in ", run.output, flags=re.M), run.output
     # -c keeps going there too.
     run = project.doit("-c", "build:hello-pyo3", check=False, env={"STANDIN_MATURIN_FAIL": "hello-pyo3"})
-    assert len(run.failed) == 2
+    assert len(run.failed) == 2 and "not run" not in run.output
 
 
 def test_a_failed_toolchain_blocks_only_its_abi(project):

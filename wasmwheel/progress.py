@@ -165,8 +165,12 @@ class ProgressReporter(ConsoleReporter):
                        f"{counts['uptodate']} up to date, {left} not finished: interrupted after {seconds:.1f}s"
                        f"{report_note}\n")
         elif run["executed"] or run["skipped"]:
+            left = max(self.total - self.done, 0)
+            # A single target (doit build:<crate>) stops at its first failure: say what it left.
+            stopped = (f", {left} not run (doit stops at the first failure of a single target; -c keeps going)"
+                       if left and counts["failed"] else "")
             self.write(f"{run['executed']} steps ran ({counts['failed']} failed), {counts['skipped']} skipped, "
-                       f"{counts['uptodate']} up to date in {seconds:.1f}s{report_note}\n")
+                       f"{counts['uptodate']} up to date{stopped} in {seconds:.1f}s{report_note}\n")
         elif self.results:
             self.write(f"nothing to do: {counts['uptodate']} steps up to date{report_note}\n")
         for abi, steps in sorted(self.after_index.items()):
