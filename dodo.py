@@ -4,9 +4,11 @@ import sys
 from pathlib import Path
 
 from wasmwheel.errors import WasmwheelError
-from wasmwheel.tasks import Project, install_signal_handlers
+from wasmwheel.tasks import Project, install_signal_handlers, misplaced_options
 
 install_signal_handlers()
+if misplaced_options(sys.argv[1:]):  # `doit build -n 2`: doit itself would say "option -n not recognized"
+    sys.exit(f"error: {misplaced_options(sys.argv[1:])}")
 try:
     project = Project.load(Path(__file__).parent)
 except WasmwheelError as exc:  # a bad setting: nothing can be built, say why in one line

@@ -39,6 +39,7 @@ class Served:
     blake2b_256: str
     packagetype: str = "sdist"
     body: bytes | None = None  # served instead of the file (a bad mirror)
+    yanked_reason: str | None = None  # set: the file is yanked (PEP 592), with this reason ("" for none)
 
     @property
     def filename(self) -> str:
@@ -55,10 +56,10 @@ class FakePyPI:
     url: str = ""
 
     def add(self, name: str, version: str, path: Path, *, packagetype: str = "sdist", claim_sha256: str | None = None,
-            body: bytes | None = None) -> Served:
+            body: bytes | None = None, yanked_reason: str | None = None) -> Served:
         data = path.read_bytes()
         served = Served(path, claim_sha256 or hashlib.sha256(data).hexdigest(),
-                        hashlib.blake2b(data, digest_size=32).hexdigest(), packagetype, body)
+                        hashlib.blake2b(data, digest_size=32).hexdigest(), packagetype, body, yanked_reason)
         key = _canon(name)
         self.display.setdefault(key, name)
         self.releases.setdefault(key, {}).setdefault(version, []).append(served)
@@ -78,12 +79,15 @@ class FakePyPI:
             url = self.url + path
         return {"filename": served.filename, "url": url, "packagetype": served.packagetype,
                 "digests": {"sha256": served.sha256, "blake2b_256": served.blake2b_256},
-                "size": served.path.stat().st_size, "yanked": False}
+                "size": served.path.stat().st_size, "yanked": served.yanked_reason is not None,
+                "yanked_reason": served.yanked_reason or None}
 
     def _latest(self, key: str) -> str:
+        """The newest version with a file that is not yanked, as PyPI's info.version."""
         from packaging.version import Version
 
-        return str(max(self.releases[key], key=Version))
+        live = [v for v, files in self.releases[key].items() if any(f.yanked_reason is None for f in files)]
+        return str(max(live or self.releases[key], key=Version))
 
     def document(self, path: str) -> dict | None:
         parts = [unquote(p) for p in path.strip("/").split("/")]
@@ -147,3 +151,22 @@ def serve(pypi: FakePyPI):
     pypi.url = f"http://127.0.0.1:{server.server_address[1]}"
     threading.Thread(target=server.serve_forever, daemon=True).start()
     return server
+
+
+def make_sdist(folder: Path, name: str, version: str, files: dict[str, str]) -> Path:
+    """A small sdist ``<name>-<version>.tar.gz`` in ``folder`` holding ``files`` (relative path -> text)
+    under the one top folder sdists have, with a PKG-INFO as `maturin sdist` writes."""
+    import io
+    import tarfile
+
+    top = f"{name.replace('-', '_')}-{version}"
+    files = {"PKG-INFO": f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n", **files}
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{top}.tar.gz"
+    with tarfile.open(path, "w:gz") as tar:
+        for rel, text in sorted(files.items()):
+            data = text.encode()
+            info = tarfile.TarInfo(f"{top}/{rel}")
+            info.size, info.mode, info.mtime = len(data), 0o644, 1700000000
+            tar.addfile(info, io.BytesIO(data))
+    return path

@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 
 import pytest
 
-from wasmwheel.tasks import keep_going
+from wasmwheel.tasks import keep_going, misplaced_options
 
 BULK = "wasm-opt: Unknown option '--enable-bulk-memory-opt'"
 
@@ -26,6 +27,27 @@ def _only(project, *keep):
 ])
 def test_only_the_collection_keeps_going_by_default(argv, expected):
     assert keep_going(argv) is expected
+
+
+@pytest.mark.parametrize("argv,fixed", [
+    (["build", "-n", "2"], "doit -n 2 build"),
+    (["run", "build", "-n2", "-c"], "doit run -n2 -c build"),
+    (["build:jiter", "--continue"], "doit --continue build:jiter"),
+    (["serve", "--port", "8001", "-n", "2"], "doit -n 2 serve --port 8001"),  # --port is serve's own
+    (["-n", "2", "build"], None), (["serve", "--port", "8001"], None), (["list", "--all"], None),
+    (["-r", "json", "build"], None), (["info", "build", "-v"], None),
+])
+def test_options_after_a_task_name_are_named_with_the_command_that_works(argv, fixed):
+    message = misplaced_options(argv)
+    assert (message is None) if fixed is None else message.endswith(f"run `{fixed}`")
+
+
+def test_doit_build_dash_n_after_the_task_says_where_options_go(project):
+    # doit alone answers "Error parsing Task: option -n not recognized"; nothing runs either way.
+    run = project.doit("build", "-n", "2", check=False)
+    assert run.output.strip() == ("error: doit reads its options before the task names, and '-n 2' came after one; "
+                                  "run `doit -n 2 build`")
+    assert project.records() == []
 
 
 def test_the_collection_keeps_going_past_a_failed_crate_and_reports(project):
@@ -67,6 +89,13 @@ def test_the_collection_keeps_going_past_a_failed_crate_and_reports(project):
     assert "| hello-two | FAILED (compile) | FAILED (compile) |" in md
     assert "| hello-pyo3 | ok | ok |" in md
     assert "this Rust is newer than the ABI's Emscripten" in md
+    # Step cells say which step failed and which never ran (a bare time would read as a pass) ...
+    detail = next(line for line in md.splitlines() if line.startswith("| hello-two | 2026_0 |"))
+    cells = [c.strip() for c in detail.split("|")[1:-1]]
+    assert cells[5].startswith("FAILED ") and cells[5].endswith("s") and cells[6:9] == ["not run"] * 3
+    # ... and the error list gives the tool's own error line, not only "failed with exit code 1".
+    assert ("- **hello-two @ 2026_0**: maturin build (hello-two for 2026_0) failed with exit code 1 (Caused by: "
+            "error: linking with `emcc` failed: exit status: 1 (STANDIN_MATURIN_FAIL))") in md
 
     # Fixed: the next run resumes where it stopped and only the failed crate's steps run.
     run = project.doit("build")
@@ -86,9 +115,12 @@ def test_a_single_target_stops_at_its_first_failure(project):
     run = project.doit("build:hello-pyo3", check=False, env={"STANDIN_MATURIN_FAIL": "hello-pyo3"})
     assert len(run.failed) == 1
     assert not any(t.startswith(("retag:", "audit:", "smoke:")) for t in run.executed)
+    # The summary says what the stop left undone, and how to go on.
+    assert re.search(r"^\d+ steps ran \(1 failed\), 0 skipped, 0 up to date, \d+ not run \(doit stops at the "
+                     r"first failure of a single target; -c keeps going\) in ", run.output, flags=re.M), run.output
     # -c keeps going there too.
     run = project.doit("-c", "build:hello-pyo3", check=False, env={"STANDIN_MATURIN_FAIL": "hello-pyo3"})
-    assert len(run.failed) == 2
+    assert len(run.failed) == 2 and "not run" not in run.output
 
 
 def test_a_failed_toolchain_blocks_only_its_abi(project):
@@ -149,6 +181,23 @@ def test_a_test_dependency_is_installed_first_and_its_changes_rerun_dependents(p
                                            "smoke:hello-two@2026_0"])
 
 
+def test_a_dependent_blocked_by_a_failed_crate_says_which_step_and_points_at_its_log(project):
+    _only(project, "2026_0")
+    project.add_crate("hello-two", "hello_two")
+    _depends(project, "hello-pyo3", test=["hello-two"])
+    run = project.doit("build", check=False, env={"STANDIN_MATURIN_FAIL": "hello-two"})
+    assert "skip smoke:hello-pyo3@2026_0  (compile:hello-two@2026_0 failed)" in run.output
+    report = json.loads(project.layout.report_json.read_text())
+    row = next(r for r in report["rows"] if r["crate"] == "hello-pyo3")
+    assert row["status"] == "blocked" and row["blocked_step"] == "smoke"
+    assert row["blocked_by"] == ["compile:hello-two@2026_0"]
+    assert row["log"] == str(project.layout.log("compile", "2026_0", "hello-two"))  # the log that says why
+    assert row["steps"]["compile"]["status"] == "ok" and row["wheel"]  # built, not tested
+    md = project.layout.report_md.read_text()
+    assert ("- **hello-pyo3 @ 2026_0**: smoke not run, since compile:hello-two@2026_0 failed: maturin build "
+            "(hello-two for 2026_0) failed with exit code 1 (Caused by: error: linking with `emcc` failed") in md
+
+
 def test_a_build_dependency_is_built_first_and_handed_to_the_build(project):
     _only(project, "2026_0")
     project.add_crate("hello-two", "hello_two")
@@ -169,3 +218,42 @@ def test_dependency_mistakes_are_recipe_errors(project):
     _depends(project, "hello-pyo3", test=["hello-two"])
     out = project.doit("list", "--all").output
     assert "dependency cycle: hello-pyo3 -> hello-two -> hello-pyo3" in out
+
+
+class _Task:
+    """What the reporter reads of a doit task."""
+
+    def __init__(self, name, task_dep=()):
+        self.name, self.task_dep, self._actions, self.executed = name, list(task_dep), ["run"], True
+
+
+def test_a_smoke_pass_after_the_index_started_is_announced():
+    # doit -n dispatches index:<abi> once every other step is running or waiting (it needs only the
+    # runtime), so the last smoke tests of that ABI can pass after it read build/dist.
+    import io
+
+    from wasmwheel.progress import ProgressReporter
+
+    out = io.StringIO()
+    reporter = ProgressReporter(out, {})
+    tasks = {n: _Task(n) for n in ("smoke:a@2026_0", "index:2026_0", "smoke:b@2026_0", "smoke:c@2025_0")}
+    reporter.initialize(tasks, list(tasks))
+    for name in ("smoke:a@2026_0", "index:2026_0", "smoke:b@2026_0", "smoke:c@2025_0"):
+        reporter.execute_task(tasks[name])
+    reporter.add_success(tasks["smoke:a@2026_0"])  # dispatched before the index, passed after it started
+    reporter.add_success(tasks["index:2026_0"])
+    reporter.add_success(tasks["smoke:b@2026_0"])
+    reporter.add_success(tasks["smoke:c@2025_0"])  # another ABI's index is not concerned
+    reporter.complete_run()
+    notes = [line for line in out.getvalue().splitlines() if line.startswith("note:")]
+    assert notes == ["note: index:2026_0 started before smoke:a@2026_0, smoke:b@2026_0 passed (doit -n runs steps "
+                     "side by side), so it may lack their wheels: run `doit index` to add them"]
+    # A serial run, where the index comes after every test, says nothing.
+    out = io.StringIO()
+    reporter = ProgressReporter(out, {})
+    reporter.initialize(tasks, list(tasks))
+    for name in ("smoke:a@2026_0", "smoke:b@2026_0", "index:2026_0"):
+        reporter.execute_task(tasks[name])
+        reporter.add_success(tasks[name])
+    reporter.complete_run()
+    assert "note:" not in out.getvalue()

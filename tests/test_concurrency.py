@@ -108,8 +108,10 @@ def test_each_step_writes_only_its_own_outputs(project, tmp_path):
         "compile:hello-pyo3@2025_0": [layout.wheels_dir("hello-pyo3", "2025_0"), layout.target_dir("hello-pyo3", "2025_0")],
         "retag:hello-pyo3@2025_0": [layout.dist_dir("2025_0")],
         "audit:hello-pyo3@2025_0": [],
-        # the runtime's smoke server (started on demand) keeps its log beside the runtime
-        "smoke:hello-pyo3@2025_0": [layout.runtime_dir(abi)],
+        # the runtime's smoke server (started on demand) keeps its log beside the runtime; a pass
+        # marks the wheel as tested for the index
+        "smoke:hello-pyo3@2025_0": [layout.runtime_dir(abi), layout.tested_marker(
+            "2025_0", "hello_pyo3-0.1.0-cp313-cp313-pyemscripten_2025_0_wasm32.whl")],
     }
     roots = [project.root, cache, home, tmpdir]
     for task, own in steps.items():

@@ -193,3 +193,40 @@ def test_a_browser_on_another_origin_can_fetch_the_index(served, tmp_path):
     wheel = "hello_pyo3-0.1.0-cp314-cp314-pyemscripten_2026_0_wasm32.whl"
     size = (served[0].layout.dist_dir("2026_0") / wheel).stat().st_size
     assert f"FETCHED {wheel} {size}" in proc.stdout, proc.stdout[-2000:] + proc.stderr[-2000:]
+
+
+def test_the_index_takes_only_wheels_whose_smoke_test_passed(project):
+    # `doit` builds, then indexes. A wheel that failed its test, or whose test did not run, is built
+    # and kept in build/dist, but never published; fixed, it is indexed on the next run.
+    _only(project, "2026_0")
+    project.add_crate("hello-two", "hello_two")
+    project.edit_toml("recipes/hello-two.toml", lambda d: d["test"].update(
+        {"script": "import hello_two\nassert hello_two.sum_as_string(2, 2) == '5'\n"}))
+    run = project.doit(check=False)
+    assert run.failed == ["smoke:hello-two@2026_0"] and "index:2026_0" in run.executed
+    two = "hello_two-0.1.0-cp314-cp314-pyemscripten_2026_0_wasm32.whl"
+    assert (project.layout.dist_dir("2026_0") / two).is_file()
+    index = project.layout.index_dir("2026_0")
+    assert sorted(p.name for p in index.glob("*.whl")) == ["hello_pyo3-0.1.0-cp314-cp314-pyemscripten_2026_0_wasm32.whl"]
+    lock = json.loads((index / "pyodide-lock.json").read_text())
+    assert "hello-pyo3" in lock["packages"] and "hello-two" not in lock["packages"]
+    assert f"left out {two}: its smoke test has not passed" in run.output
+    assert "hello-two" not in _links(index / "simple" / "index.html")
+
+    project.edit_toml("recipes/hello-two.toml", lambda d: d["test"].update({"script": "import hello_two\n"}))
+    run = project.doit()
+    assert sorted(run.executed) == ["index:2026_0", "smoke:hello-two@2026_0"]
+    assert two in {p.name for p in index.glob("*.whl")}
+    marker = json.loads((project.layout.tested_marker("2026_0", two)).read_text())
+    assert marker["sha256"] == hashlib.sha256((project.layout.dist_dir("2026_0") / two).read_bytes()).hexdigest()
+
+    # Other bytes under the tested wheel's name are not what was tested; a deleted mark reruns the test.
+    wheel = project.layout.dist_dir("2026_0") / two
+    original = wheel.read_bytes()
+    wheel.write_bytes(original + b"\0")
+    run = project.doit("index")
+    assert f"left out {two}: the smoke test that passed was of other bytes under this name" in run.output
+    wheel.write_bytes(original)
+    project.layout.tested_marker("2026_0", two).unlink()
+    run = project.doit()
+    assert "smoke:hello-two@2026_0" in run.executed and two in {p.name for p in index.glob("*.whl")}

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import time
 from pathlib import Path
@@ -227,6 +228,10 @@ def test_sigterm_keeps_the_steps_already_finished(project, tmp_path):
     assert not Path(f"/proc/{maturin}").exists(), "the interrupted maturin was left running"
     finished = [t for t in run.executed if not t.startswith("compile:")]
     assert set(finished) == {"emsdk:2026_0", "rust:2026_0", "pyodide:2026_0", "source:hello-pyo3"}
+    # The summary and the report say the run was cut short, and what it did not finish (the cut compile too).
+    assert re.search(r"^4 steps ran \(0 failed\), 0 skipped, 0 up to date, 4 not finished: interrupted after "
+                     r"[\d.]+s; report: ", run.output, flags=re.M), run.output
+    assert "Last run (interrupted): 4 steps ran" in project.layout.report_md.read_text()
     assert not project.layout.stamp("compile", "2026_0", "hello-pyo3").exists()
     again = project.doit("build")
     assert sorted(again.executed) == ["audit:hello-pyo3@2026_0", "compile:hello-pyo3@2026_0",

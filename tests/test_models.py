@@ -119,6 +119,16 @@ path = "../crate"
     (GOOD + '[test]\nrequirements = ["not a req!"]\n', "test.requirements[0]: not a PEP 508 requirement"),
     (GOOD + '[tset]\nscript = "x"\n', "tset: unknown key (did you mean `test`?)"),
     (GOOD.replace("[source]", "[source]\npatches = ['missing.patch']"), "source.patches[0]: 'missing.patch' does not exist"),
+    # The fix fits the mistake: an upper-case digest, an ABI that does not exist, a number for a string.
+    (GOOD.replace('path = "../crate"', 'url = "https://x.invalid/demo-1.0.tar.gz"\nsha256 = "' + "AB" * 32 + '"'),
+     "(write it in lower case)"),
+    (GOOD + '[build]\nskip_abis = { "2026_1" = "later" }\n',
+     "unknown ABI '2026_1' (known: 2024_0, 2025_0, 2026_0, 2026_5) (name an ABI that has a file in abi/)"),
+    (GOOD.replace('version = "1.0"', "version = 2"), 'got an integer 2 (write it as a string, in quotes: version = "2")'),
+    # A URL whose file name names another version than the recipe (a hand bump that missed the URL).
+    (GOOD.replace('version = "1.0"', 'version = "1.1"').replace(
+        'path = "../crate"', 'url = "https://x.invalid/demo-1.0.tar.gz"\nsha256 = "' + "ab" * 32 + '"'),
+     "source.url: names version 1.0 of the sdist (demo-1.0.tar.gz), but package.version is 1.1"),
 ])
 def test_recipe_mistakes_name_file_key_and_fix(tmp_path, body, message):
     path = _recipe(tmp_path, body)
@@ -126,6 +136,25 @@ def test_recipe_mistakes_name_file_key_and_fix(tmp_path, body, message):
         load_recipe(path, ABIS, tmp_path)
     assert str(err.value).startswith(f"{path}: ")
     assert message in str(err.value), str(err.value)
+
+
+@pytest.mark.parametrize("url, version", [
+    ("https://x.invalid/demo-1.0.tar.gz", "1.0.0"),  # the same version, spelled otherwise
+    ("https://x.invalid/demo-v1.0.tar.gz", "1.0"),
+    ("https://x.invalid/archive/main.zip", "1.0"),  # no version in the name: nothing to compare
+    ("https://x.invalid/Demo_Pkg-2.0rc1.tgz", "2.0rc1"),
+])
+def test_a_url_matching_the_version_or_naming_none_loads(tmp_path, url, version):
+    body = GOOD.replace('version = "1.0"', f'version = "{version}"').replace(
+        'path = "../crate"', f'url = "{url}"\nsha256 = "' + "ab" * 32 + '"')
+    assert load_recipe(_recipe(tmp_path, body), ABIS, tmp_path).source.url == url
+
+
+@pytest.mark.parametrize("args", [["--locked", "--offline"], ["--features", "a b"], ["--config=x y"],
+                                  ["-Z", "build-std"]])
+def test_maturin_arguments_one_per_item_load(tmp_path, args):
+    body = GOOD + "[build]\nmaturin_args = [" + ", ".join(f'"{a}"' for a in args) + "]\n"
+    assert load_recipe(_recipe(tmp_path, body), ABIS, tmp_path).build.maturin_args == tuple(args)
 
 
 def test_one_bad_recipe_does_not_hide_the_others(tmp_path):

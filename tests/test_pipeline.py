@@ -118,9 +118,12 @@ def test_staleness_per_step(project):
     # A second run executes nothing.
     assert project.doit("build").executed == []
 
-    # Editing a recipe's test snippet reruns only its smoke steps.
+    # Editing a recipe's test snippet reruns only its smoke steps; `doit info` says it is the settings.
     project.edit_toml("recipes/hello-pyo3.toml", lambda d: d["test"].update(
         {"script": d["test"]["script"] + "assert hello_pyo3.Counter().increment() == 1\n"}))
+    info = project.doit("info", "smoke:hello-pyo3@2026_0", check=None).output
+    assert "StepCurrent: its settings differ from its last successful run, or it has none (test={script: " in info
+    assert "output it recorded is gone" not in info and len(max(info.splitlines(), key=len)) < 400
     run = project.doit("build")
     assert sorted(run.executed) == ["smoke:hello-pyo3@2025_0", "smoke:hello-pyo3@2026_0"]
 
@@ -141,6 +144,9 @@ def test_staleness_per_step(project):
     wheel = next(w for w in project.dist("2025_0") if w.name.startswith("hello_two"))
     before = wheel.read_bytes()
     wheel.unlink()
+    info = project.doit("info", "retag:hello-two@2025_0", check=None).output
+    assert "StepCurrent: an output it recorded is gone or changed (OutputsIntact(" in info
+    assert "settings differ" not in info
     run = project.doit("build")
     assert run.executed == ["retag:hello-two@2025_0"]
     assert wheel.read_bytes() == before

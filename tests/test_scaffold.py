@@ -10,10 +10,11 @@ import tomllib
 from pathlib import Path
 
 import pytest
-from pypi_mirror import FakePyPI, cached_sdist, serve
+from pypi_mirror import FakePyPI, cached_sdist, make_sdist, serve
 
 from wasmwheel.__main__ import main
 from wasmwheel.abi import load_abis
+from wasmwheel.errors import ConfigError
 from wasmwheel.layout import Layout
 from wasmwheel.pypi import PyPI, PyPIError, split_spec
 from wasmwheel.recipe import load_recipe
@@ -218,13 +219,18 @@ def test_bump_changes_version_url_and_sha256_and_nothing_else(root, pypi):
     after = path.read_text()
     changed = [(a, b) for a, b in zip(text.splitlines(), after.splitlines()) if a != b]
     assert len(text.splitlines()) == len(after.splitlines())
-    assert [b.split(" = ")[0] for _, b in changed] == ["version", "url", "sha256"]
+    assert [b.split(" = ")[0] for _, b in changed if not b.startswith("#")] == ["version", "url", "sha256"]
+    # The comment block `new` wrote is brought up to the new sdist; other comments stay.
+    assert [b for _, b in changed if b.startswith("#")] == [
+        "# jiter 0.19.0: maturin sdist from PyPI, scaffolded by `python -m wasmwheel new`.",
+        "#   requires-python: >=3.11"]
+    assert "# kept: a maintainer's note" in after
     _, _, url, sha = recipe_sdist("jiter")
     recipe = load(root, path)
     assert (recipe.version, recipe.source.url, recipe.source.sha256) == ("0.19.0", url, sha)
     # What changed between the sdists, for the maintainer to check.
     assert "requires-python: >=3.10 -> >=3.11" in result.changes
-    assert any("still mention 0.18.0" in c for c in result.changes)
+    assert not any("still mention" in c for c in result.changes)  # the header was the only mention
     # At the newest version already: nothing to do, nothing written.
     again = bump(root, pypi, "jiter")
     assert again.changes == () and path.read_text() == after
@@ -242,6 +248,18 @@ def test_bump_to_a_given_version_and_errors(root, pypi):
     local.write_text('[package]\nname = "local-crate"\nversion = "0.1.0"\n[source]\npath = "."\n')
     with pytest.raises(ScaffoldError, match="has a path source"):
         bump(root, pypi, "local-crate")
+
+
+def test_bump_repairs_a_version_changed_by_hand(root, pypi):
+    path, _ = scaffold(root, pypi, "jiter", "0.18.0")
+    path.write_text(path.read_text().replace('version = "0.18.0"', 'version = "0.19.0"'))
+    with pytest.raises(ConfigError, match=r"source\.url: names version 0\.18\.0 of the sdist \(jiter-0\.18\.0\.tar\.gz\), "
+                                          r"but package\.version is 0\.19\.0 \(.*`python -m wasmwheel bump jiter 0\.19\.0`"):
+        load(root, path)
+    bump(root, pypi, "jiter", "0.19.0")  # what the error says to run
+    _, _, url, sha = recipe_sdist("jiter")
+    recipe = load(root, path)
+    assert (recipe.version, recipe.source.url, recipe.source.sha256) == ("0.19.0", url, sha)
 
 
 # -- the command line ------------------------------------------------------------------------------
@@ -313,3 +331,158 @@ def test_cargo_toml_in_toml_1_1_syntax_is_read():
     data = tomllib.loads(inline_tables_on_one_line(text))
     assert data["dependencies"]["pyo3"] == {"version": "0.24.2", "features": ["abi3-py310"]}
     assert data["dependencies"]["name"] == "a { b"
+
+
+# -- layouts seen on PyPI, as small sdists made here ------------------------------------------------
+
+
+def pyproject(name: str, maturin: str = "", requires_python: str = ">=3.9") -> str:
+    return (f'[build-system]\nrequires = ["maturin>=1,<2"]\nbuild-backend = "maturin"\n\n'
+            f'[project]\nname = "{name}"\nrequires-python = "{requires_python}"\n\n[tool.maturin]\n{maturin}')
+
+
+def cargo(name: str, deps: str = "", lib: str = '[lib]\ncrate-type = ["cdylib"]\n', extra: str = "") -> str:
+    return f'[package]\nname = "{name}"\nversion = "0.1.0"\nedition = "2021"\n\n{lib}\n[dependencies]\n{deps}\n{extra}'
+
+
+def lock(*packages: tuple[str, str, list[str]]) -> str:
+    out = "version = 3\n"
+    for name, version, deps in packages:
+        out += f'\n[[package]]\nname = "{name}"\nversion = "{version}"\n'
+        if deps:
+            out += "dependencies = [" + ", ".join(f'"{d}"' for d in deps) + "]\n"
+    return out
+
+
+def pyo3_crate(name: str, pyo3: str, maturin: str = "", **files: str) -> dict[str, str]:
+    return {"pyproject.toml": pyproject(name, maturin), "src/lib.rs": "",
+            "Cargo.toml": cargo(name, f'pyo3 = {{ version = "{pyo3}", features = ["extension-module"] }}\n'),
+            "Cargo.lock": lock((name, "0.1.0", ["pyo3"]), ("pyo3", pyo3, [])), **files}
+
+
+PROGRAMS_AND_FOREIGN_BINDINGS = {
+    # ruff, uv, py-spy, lintrunner: a program wrapped in a wheel.
+    "bin": ({"pyproject.toml": pyproject("tool", 'bindings = "bin"\n'), "src/main.rs": "fn main() {}\n",
+             "Cargo.toml": cargo("tool", 'clap = "4"\n', lib="")},
+            "'bin' bindings here (tool.maturin.bindings): the wheel ships a program"),
+    # The same without the key: maturin finds a program target and no library.
+    "bin, found": ({"pyproject.toml": pyproject("tool"), "src/main.rs": "fn main() {}\n",
+                    "Cargo.toml": cargo("tool", 'clap = "4"\n', lib="")},
+                   "'bin' bindings here (no library for Python, a program target)"),
+    "cffi": ({"pyproject.toml": pyproject("clib"), "src/lib.rs": "", "Cargo.toml": cargo("clib", 'libc = "0.2"\n')},
+             "'cffi' bindings here (a cdylib without PyO3, cpython or uniffi among its dependencies): a cffi library"),
+    "uniffi": ({"pyproject.toml": pyproject("ulib"), "src/lib.rs": "",
+                "Cargo.toml": cargo("ulib", 'uniffi = "0.28"\n'), "Cargo.lock": lock(("ulib", "0.1.0", ["uniffi"]),
+                                                                                     ("uniffi", "0.28.0", []))},
+               "'uniffi' bindings here (the crate depends on uniffi): a uniffi library"),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(PROGRAMS_AND_FOREIGN_BINDINGS))
+def test_new_refuses_programs_and_bindings_other_than_pyo3(root, pypi, tmp_path, kind, monkeypatch, capsys):
+    files, message = PROGRAMS_AND_FOREIGN_BINDINGS[kind]
+    name = {"bin": "tool", "bin, found": "tool", "cffi": "clib", "uniffi": "ulib"}[kind]
+    pypi.add(name, "1.0", make_sdist(tmp_path / "sdists", name, "1.0", files))
+    monkeypatch.setenv("WASMWHEEL_PYPI_URL", pypi.url)
+    assert main(["--root", str(root), "new", name]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith(f"error: {name} 1.0 ({name}-1.0.tar.gz): maturin builds ")
+    assert message in err
+    assert list((root / "recipes").iterdir()) == []
+
+
+def test_new_finds_pyo3_through_a_workspace_crate_and_reads_its_locked_version(root, pypi, tmp_path):
+    # polars-runtime-32's layout: the crate maturin builds has no pyo3 dependency of its own; a
+    # workspace crate it uses has. Another member locks a newer PyO3 that this build never uses.
+    files = {
+        "pyproject.toml": pyproject("ws-demo", 'manifest-path = "py/Cargo.toml"\nmodule-name = "ws_demo._native"\n'
+                                               'python-source = "python"\n'),
+        "python/ws_demo/__init__.py": "",
+        "Cargo.toml": '[workspace]\nmembers = ["py", "bindings", "tools"]\n',
+        "py/Cargo.toml": cargo("ws-demo-py", 'bindings = { path = "../bindings" }\n'),
+        "py/src/lib.rs": "",
+        "bindings/Cargo.toml": cargo("bindings", 'pyo3 = "0.22.6"\n', lib=""),
+        "bindings/src/lib.rs": "",
+        "tools/Cargo.toml": cargo("tools", 'pyo3 = "0.30.1"\n', lib=""),
+        "tools/src/lib.rs": "",
+        "Cargo.lock": lock(("ws-demo-py", "0.1.0", ["bindings"]), ("bindings", "0.1.0", ["pyo3 0.22.6"]),
+                           ("tools", "0.1.0", ["pyo3 0.30.1"]), ("pyo3", "0.22.6", []), ("pyo3", "0.30.1", [])),
+    }
+    pypi.add("ws-demo", "1.0", make_sdist(tmp_path / "sdists", "ws-demo", "1.0", files))
+    path, facts = scaffold(root, pypi, "ws-demo")
+    assert (facts.bindings, facts.bindings_rule) == ("pyo3", "the crate depends on pyo3")
+    assert facts.pyo3 == "0.22.6" and facts.manifest == "py/Cargo.toml"
+    recipe = load(root, path)
+    assert recipe.import_names == ("ws_demo",)
+    # PyO3 0.22 stops at CPython 3.13 and refuses newer ones.
+    assert set(recipe.build.skip_abis) == {"2026_0", "2026_5"}
+    assert recipe.build.skip_abis["2026_0"] == "pyo3 0.22.6 supports CPython up to 3.13; its build script refuses 3.14"
+
+
+def test_new_leaves_out_the_pythons_an_old_pyo3_predates(root, pypi, tmp_path):
+    # y-py 0.6.2 and pydantic-core 2.10.0: PyO3 0.19, which checks no upper Python limit.
+    pypi.add("old-pyo3", "1.0", make_sdist(tmp_path / "sdists", "old-pyo3", "1.0", pyo3_crate("old-pyo3", "0.19.2")))
+    path, facts = scaffold(root, pypi, "old-pyo3")
+    assert "pyo3 0.19.2 (Cargo.lock): CPython up to 3.12" in facts.summary()
+    skips = load(root, path).build.skip_abis
+    assert set(skips) == {"2025_0", "2026_0", "2026_5"}
+    assert skips["2025_0"] == "pyo3 0.19.2 supports CPython up to 3.12; it predates 3.13 (PyO3 before 0.20 checks no upper limit)"
+
+
+def test_pyo3_limits_for_releases_before_the_table_and_the_experimental_next_python():
+    abis = load_abis(REPO / "abi")
+    base = dict(backend="maturin", subdir="", manifest="Cargo.toml", manifest_rule="", module_name="m",
+                import_names=("m",))
+    assert set(suggest_skips(SdistFacts(**base, pyo3="0.14.5"), abis)) == set(abis)  # older than any 3.12 support
+    experimental = suggest_skips(SdistFacts(**base, pyo3="0.28.2"), abis)
+    assert experimental == {"2026_5": "pyo3 0.28.2 supports CPython up to 3.14; 3.15 only experimentally "
+                                      "(PyO3 warns not to distribute such builds)"}
+    assert suggest_skips(SdistFacts(**base, pyo3="0.31.0"), abis) == {}  # newer than wasmwheel knows: no guess
+
+
+def test_new_notes_a_toolchain_the_sdist_pins(root, pypi, tmp_path):
+    pinned = pyo3_crate("pinned", "0.30.1", **{"rust-toolchain.toml": '[toolchain]\nchannel = "nightly-2026-09-01"\n'})
+    pypi.add("pinned", "1.0", make_sdist(tmp_path / "sdists", "pinned", "1.0", pinned))
+    path, facts = scaffold(root, pypi, "pinned")
+    note = "rust-toolchain.toml pins Rust nightly-2026-09-01; wasmwheel builds with each ABI's own toolchain instead"
+    assert any(n.startswith(note) for n in facts.notes) and note in path.read_text()
+    stable = pyo3_crate("stable-pin", "0.30.1", **{"rust-toolchain": "stable\n"})
+    pypi.add("stable-pin", "1.0", make_sdist(tmp_path / "sdists", "stable-pin", "1.0", stable))
+    assert scaffold(root, pypi, "stable-pin")[1].notes == ()
+
+
+def test_new_and_bump_say_when_a_release_is_yanked(root, pypi, tmp_path):
+    sdists_dir = tmp_path / "sdists"
+    pypi.add("yank-demo", "1.0", make_sdist(sdists_dir, "yank-demo", "1.0", pyo3_crate("yank-demo", "0.30.1")))
+    pypi.add("yank-demo", "1.1", make_sdist(sdists_dir, "yank-demo", "1.1", pyo3_crate("yank-demo", "0.30.1")),
+             yanked_reason="corrupted wheel got uploaded")
+    path, facts = scaffold(root, pypi, "yank-demo")  # latest: PyPI's latest is never a yanked release
+    assert load(root, path).version == "1.0" and not any("yanked" in n for n in facts.notes)
+    warning = ("warning: yank-demo 1.1 is yanked on PyPI (corrupted wheel got uploaded); pick another version "
+               "unless you need this one (latest: 1.0)")
+    result = bump(root, pypi, "yank-demo", "1.1")
+    assert result.changes[0] == warning and f"#   {warning}" in path.read_text()
+    path, facts = scaffold(root, pypi, "yank-demo", "1.1", force=True)
+    assert warning in facts.notes and f"#   {warning}" in path.read_text()
+
+
+def test_bump_refreshes_the_facts_and_says_which_reasons_went_stale(root, pypi, tmp_path):
+    sdists_dir = tmp_path / "sdists"
+    pypi.add("moving", "1.0", make_sdist(sdists_dir, "moving", "1.0", pyo3_crate("moving", "0.19.2")))
+    pypi.add("moving", "2.0", make_sdist(sdists_dir, "moving", "2.0", pyo3_crate("moving", "0.30.1")))
+    path, _ = scaffold(root, pypi, "moving", "1.0")
+    text = path.read_text().replace('2026_0 = "pyo3 0.19.2', '2026_0 = "moving 1.0 (not 1.0.5): pyo3 0.19.2')
+    path.write_text(text)
+    result = bump(root, pypi, "moving")
+    after = path.read_text()
+    header = after[:after.index("[package]")]
+    assert "#   pyo3 0.30.1 (Cargo.lock): CPython up to 3.15" in header and "0.19.2" not in header
+    assert header.startswith("# moving 2.0: maturin sdist from PyPI")
+    assert "PyO3: 0.19.2 -> 0.30.1" in result.changes
+    for abi in ("2025_0", "2026_0", "2026_5"):  # left out for PyO3 0.19, which the new sdist no longer has
+        assert any(c.startswith(f"ABI {abi} is left out, but what ruled it out in 1.0 (pyo3 0.19.2") and
+                   c.endswith(f"check whether [build] skip_abis.{abi} still applies") for c in result.changes)
+    assert [c for c in result.changes if "still mention" in c] == [
+        "the reason of [build] skip_abis.2026_0 still mentions 1.0: 'moving 1.0 (not 1.0.5): pyo3 0.19.2 supports "
+        "CPython up to 3.12; it predates 3.14 (PyO3 before 0.20 checks no upper limit)'"]
+    assert load(root, path).build.skip_abis  # bump never edits the skips: the maintainer decides

@@ -437,6 +437,21 @@ def test_test_settings_are_read_and_shape_the_step(tmp_path):
     assert load_recipe(path, ["2026_0"], tmp_path).test.timeout == 300
 
 
+
+def test_a_script_with_a_top_level_await_loads_and_runs_in_pyodide(wheels, runtimes, tmp_path):
+    # Pyodide runs [test] script with runPythonAsync, which allows `await` outside a function:
+    # the recipe check must accept what the runtime runs, and still refuse a real syntax error.
+    path = tmp_path / "t.toml"
+    path.write_text(RECIPE + "script = \'\'\'\nimport asyncio, hello_pyo3\nawait asyncio.sleep(0)\n"
+                    "print('awaited', hello_pyo3.sum_as_string(2, 3))\n\'\'\'\n")
+    script = load_recipe(path, ["2026_0"], tmp_path).test.script
+    facts, message, log = smoke_test(runtimes, job(wheels["good-3.14"], script), tmp_path)
+    assert message == "" and facts["outcome"] == "passed"
+    assert "awaited 5" in log
+    path.write_text(RECIPE + "script = \'\'\'\nawait asyncio.sleep(0))\n\'\'\'\n")
+    with pytest.raises(ConfigError, match=r"test\.script: Python syntax error on line 1: unmatched '\)'"):
+        load_recipe(path, ["2026_0"], tmp_path)
+
 # -- test requirements ----------------------------------------------------------------------------
 
 

@@ -121,10 +121,12 @@ def clean_stale_temps(folder: Path, prefix: str = ".", max_age_s: float = 0) -> 
 
 
 @contextlib.contextmanager
-def file_lock(path: Path, what: str = "", log=None, shared: bool = False) -> Iterator[None]:
+def file_lock(path: Path, what: str = "", log=None, shared: bool = False, waiting: str = "") -> Iterator[None]:
     """Hold a lock on ``<path>.lock`` (blocking; released on process death, also on kill -9).
 
     Exclusive by default; ``shared=True`` for readers, which exclude writers but not each other.
+    ``waiting``: the line ``log`` shows when another process holds it (default: "waiting for another
+    wasmwheel process using <what>").
     """
     lock_path = Path(str(path) + ".lock")
     lock_path.parent.mkdir(parents=True, exist_ok=True)
@@ -137,7 +139,7 @@ def file_lock(path: Path, what: str = "", log=None, shared: bool = False) -> Ite
             if exc.errno not in (errno.EAGAIN, errno.EACCES):
                 raise
             if log is not None:
-                log.note(f"waiting for another wasmwheel process using {what or path}", console=True)
+                log.note(waiting or f"waiting for another wasmwheel process using {what or path}", console=True)
             fcntl.flock(fd, mode)
         yield
     finally:

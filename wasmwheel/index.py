@@ -1,6 +1,7 @@
 """The index of built wheels, per ABI: PEP 503 HTML, PEP 691 JSON, and a pyodide-lock.json.
 
-``build/index/<abi>/`` holds the ABI's wheels (hard links to ``build/dist/<abi>``),
+``build/index/<abi>/`` holds the ABI's wheels whose smoke test passed (hard links to
+``build/dist/<abi>``; ``dist/<abi>/tested/`` has a marker for each, written by the smoke step),
 ``simple/`` (PEP 503 pages, each with a PEP 691 ``index.json`` beside it) and
 ``pyodide-lock.json``: the ABI's runtime lock with the collection's packages added
 (replacing Pyodide's own build of a package where both exist), so that
@@ -29,6 +30,7 @@ from packaging.utils import canonicalize_name, parse_wheel_filename
 
 from .abi import Abi
 from .fsutil import read_json, replace_dir, sha256_file
+from .layout import TESTED_DIR
 from .recipe import Recipe
 
 PYODIDE_CDN = "https://cdn.jsdelivr.net/pyodide/v{version}/full/"
@@ -36,12 +38,32 @@ PEP691_TYPE = "application/vnd.pypi.simple.v1+json"
 
 
 def dist_listing(dist_dir: Path) -> list[list[Any]]:
-    """What the index is made from: each wheel's name, size and mtime (stat only)."""
+    """What the index is made from: each wheel's and each smoke-test marker's name, size and mtime
+    (stat only)."""
     out = []
-    for wheel in sorted(Path(dist_dir).glob("*.whl")):
-        st = wheel.stat()
-        out.append([wheel.name, st.st_size, st.st_mtime_ns])
+    for path in [*sorted(Path(dist_dir).glob("*.whl")), *sorted((Path(dist_dir) / TESTED_DIR).glob("*.json"))]:
+        st = path.stat()
+        out.append([path.name, st.st_size, st.st_mtime_ns])
     return out
+
+
+def tested_wheels(dist_dir: Path) -> tuple[dict[Path, str], dict[str, str]]:
+    """The wheels of ``dist_dir`` whose smoke test passed (a marker in ``tested/`` names their sha256),
+    with their sha256, and the others with the reason they are left out of the index."""
+    tested: dict[Path, str] = {}
+    left_out: dict[str, str] = {}
+    for wheel in sorted(Path(dist_dir).glob("*.whl")):
+        try:
+            marker = read_json(Path(dist_dir) / TESTED_DIR / f"{wheel.name}.json")
+        except (OSError, ValueError):
+            left_out[wheel.name] = "its smoke test has not passed (it failed, was skipped or has not run yet)"
+            continue
+        digest = sha256_file(wheel)
+        if not isinstance(marker, dict) or marker.get("sha256") != digest:
+            left_out[wheel.name] = "the smoke test that passed was of other bytes under this name"
+            continue
+        tested[wheel] = digest
+    return tested, left_out
 
 
 def listing_digest(dist_dir: Path, extra: Any = None) -> str:
@@ -62,13 +84,13 @@ def build_index(abi: Abi, dist_dir: Path, dest: Path, runtime_lock: Path | None,
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent))
     try:
-        wheels = sorted(Path(dist_dir).glob("*.whl"))
+        wheels, left_out = tested_wheels(Path(dist_dir))
         projects: dict[str, list[dict[str, Any]]] = {}
-        for wheel in wheels:
+        for wheel, digest in wheels.items():
             name, version, _, _ = parse_wheel_filename(wheel.name)
             _link_or_copy(wheel, tmp / wheel.name)
             projects.setdefault(canonicalize_name(name), []).append(
-                {"filename": wheel.name, "version": str(version), "sha256": sha256_file(wheel),
+                {"filename": wheel.name, "version": str(version), "sha256": digest,
                  "size": wheel.stat().st_size})
         _write_simple(tmp / "simple", projects)
         lock = _pyodide_lock(abi, runtime_lock, projects, recipes, base_url)
@@ -76,7 +98,7 @@ def build_index(abi: Abi, dist_dir: Path, dest: Path, runtime_lock: Path | None,
         replace_dir(tmp, dest)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    return {"index": str(dest), "wheels": [w.name for w in wheels], "projects": sorted(projects)}
+    return {"index": str(dest), "wheels": [w.name for w in wheels], "projects": sorted(projects), "left_out": left_out}
 
 
 def _write_simple(root: Path, projects: dict[str, list[dict[str, Any]]]) -> None:

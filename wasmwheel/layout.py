@@ -26,6 +26,8 @@ Build folder (per repository, ``WASMWHEEL_BUILD_DIR``)::
     target/<crate>/<abi>/                cargo target folder, kept warm between runs
     wheels/<abi>/<crate>/                maturin's wheel, as built
     dist/<abi>/                          retagged wheels: the collection
+    dist/<abi>/tested/<wheel>.json       the wheel's sha256, written when its smoke test passed (the index
+                                         takes only these wheels)
 """
 
 from __future__ import annotations
@@ -36,6 +38,8 @@ from pathlib import Path
 
 from .abi import Abi
 from .settings import Settings
+
+TESTED_DIR = "tested"  # in dist/<abi>/: one marker per wheel whose smoke test passed
 
 
 @dataclass(frozen=True)
@@ -122,6 +126,12 @@ class Layout:
 
     def dist_dir(self, abi: str) -> Path:
         return self.build / "dist" / abi
+
+    def tested_marker(self, abi: str, wheel_name: str) -> Path:
+        """Written by a passing smoke step beside the wheel (dist/<abi>/tested/<wheel>.json): the index
+        takes only wheels whose marker names their bytes. A folder, not a hidden file, so that it
+        travels with build/dist in CI artifacts."""
+        return self.dist_dir(abi) / TESTED_DIR / f"{wheel_name}.json"
 
     @property
     def recipe_cache(self) -> Path:

@@ -12,6 +12,7 @@ and build/report.md and prints a one-line summary.
 
 from __future__ import annotations
 
+import sys
 import time
 from typing import Any
 
@@ -36,6 +37,8 @@ class ProgressReporter(ConsoleReporter):
         self.done = 0
         self.run_start = time.monotonic()
         self.tasks: dict[str, Any] = {}
+        self.index_started: set[str] = set()  # ABIs whose index step has started in this run
+        self.after_index: dict[str, list[str]] = {}  # ABI -> smoke steps that passed after its index started
 
     # -- counting ---------------------------------------------------------------
     def initialize(self, tasks, selected_tasks):
@@ -72,6 +75,8 @@ class ProgressReporter(ConsoleReporter):
         if not self._counted(task):
             return
         self.started[task.name] = time.monotonic()
+        if task.name.startswith("index:"):
+            self.index_started.add(task.name.split(":", 1)[1])
         if self.tty:  # a status line, replaced by the next line written
             self.write(f"\r\033[K   [{self.done}/{self.total}] {task.name} ...")
             self.outstream.flush()
@@ -86,6 +91,11 @@ class ProgressReporter(ConsoleReporter):
         seconds = self._elapsed(task)
         self.results.append(StepResult(task.name, "ok", seconds, finished=utc_now()))
         self._line(f"ok   {task.name:<{WIDTH}} {seconds or 0:7.1f}s  {self._count()}")
+        abi = task.name.rsplit("@", 1)[-1]
+        if task.name.startswith("smoke:") and abi in self.index_started:
+            # doit -n runs the index beside the last steps (it waits only for the runtime): it may not
+            # have seen this wheel's pass.
+            self.after_index.setdefault(abi, []).append(task.name)
 
     def add_failure(self, task, fail):
         if not self._counted(task):
@@ -136,6 +146,10 @@ class ProgressReporter(ConsoleReporter):
         counts = {s: sum(1 for r in self.results if r.status == s) for s in ("ok", "failed", "skipped", "uptodate")}
         run = {"seconds": seconds, "executed": counts["ok"] + counts["failed"], "failed": counts["failed"],
                "skipped": counts["skipped"], "uptodate": counts["uptodate"], "finished": utc_now()}
+        # doit calls this from a `finally`: a Ctrl-C (or SIGTERM, see tasks._sigterm) is on its way out.
+        interrupted = isinstance(sys.exc_info()[1], KeyboardInterrupt)
+        if interrupted:
+            run["interrupted"] = True
         if self.tty:
             self.write("\r\033[K")
         report_note = ""
@@ -145,10 +159,22 @@ class ProgressReporter(ConsoleReporter):
                 report_note = f"; report: {self.project.layout.report_md}"
             except OSError as exc:  # the build result matters more than the report
                 report_note = f"; could not write the report: {exc}"
-        if run["executed"] or run["skipped"]:
+        if interrupted:
+            left = max(self.total - self.done, 0)
             self.write(f"{run['executed']} steps ran ({counts['failed']} failed), {counts['skipped']} skipped, "
-                       f"{counts['uptodate']} up to date in {seconds:.1f}s{report_note}\n")
+                       f"{counts['uptodate']} up to date, {left} not finished: interrupted after {seconds:.1f}s"
+                       f"{report_note}\n")
+        elif run["executed"] or run["skipped"]:
+            left = max(self.total - self.done, 0)
+            # A single target (doit build:<crate>) stops at its first failure: say what it left.
+            stopped = (f", {left} not run (doit stops at the first failure of a single target; -c keeps going)"
+                       if left and counts["failed"] else "")
+            self.write(f"{run['executed']} steps ran ({counts['failed']} failed), {counts['skipped']} skipped, "
+                       f"{counts['uptodate']} up to date{stopped} in {seconds:.1f}s{report_note}\n")
         elif self.results:
             self.write(f"nothing to do: {counts['uptodate']} steps up to date{report_note}\n")
+        for abi, steps in sorted(self.after_index.items()):
+            self.write(f"note: index:{abi} started before {', '.join(steps)} passed (doit -n runs steps side by "
+                       f"side), so it may lack their wheels: run `doit index` to add them\n")
         if self.runtime_errors:
             self.write("Execution aborted.\n" + "\n".join(self.runtime_errors) + "\n")

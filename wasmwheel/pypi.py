@@ -39,6 +39,7 @@ class DistFile:
     blake2b_256: str | None
     packagetype: str  # "sdist" | "bdist_wheel" | ...
     yanked: bool = False
+    yanked_reason: str | None = None
 
     @property
     def public_url(self) -> str:
@@ -156,6 +157,7 @@ def _files(entries: list[dict[str, Any]], base: str) -> tuple[DistFile, ...]:
             blake2b_256=digests.get("blake2b_256"),
             packagetype=str(entry.get("packagetype", "")),
             yanked=bool(entry.get("yanked", False)),
+            yanked_reason=str(entry["yanked_reason"]).strip() or None if entry.get("yanked_reason") else None,
         ))
     return tuple(out)
 

@@ -8,6 +8,7 @@ smoke-test it in Pyodide. See ``recipes/hello-pyo3.toml`` and the README.
 
 from __future__ import annotations
 
+import ast
 import keyword
 import re
 from dataclasses import dataclass, field
@@ -200,6 +201,20 @@ def _check_url(value: str) -> str | None:
     return None
 
 
+def _sdist_version(url: str) -> Version | None:
+    """The version an sdist URL's file name states (``demo-1.2.3.tar.gz``), if it follows the sdist naming."""
+    from packaging.utils import InvalidSdistFilename, parse_sdist_filename
+
+    filename = url.split("?", 1)[0].rstrip("/").rsplit("/", 1)[-1]
+    for suffix in (".tgz", ".tar.bz2", ".tar.xz"):  # older sdists; packaging reads .tar.gz and .zip
+        if filename.endswith(suffix):
+            filename = filename[: -len(suffix)] + ".tar.gz"
+    try:
+        return parse_sdist_filename(filename)[1]
+    except (InvalidSdistFilename, InvalidVersion):
+        return None
+
+
 def _check_git_url(value: str) -> str | None:
     if value.startswith("-"):
         return "starts with '-'"
@@ -233,6 +248,21 @@ def _check_feature(value: str) -> str | None:
     return None if re.match(r"^[A-Za-z0-9_][A-Za-z0-9_./+-]*$", value) else "not a cargo feature name"
 
 
+# Target rustflags that give the module shared memory, which no Pyodide runtime has (audit WW103).
+_SHARED_MEMORY_FLAGS = ("+atomics", "-pthread", "USE_PTHREADS", "SHARED_MEMORY")
+
+
+def _check_recipe_rustflag(value: str) -> str | None:
+    problem = check_rustflag(value)
+    if problem:
+        return problem
+    for needle in _SHARED_MEMORY_FLAGS:
+        if needle in value:
+            return (f"{needle} gives the module shared memory (threads), which Pyodide does not have: "
+                    "the wheel would fail to load (audit WW103)")
+    return None
+
+
 def _check_requirement(value: str) -> str | None:
     try:
         Requirement(value)
@@ -246,6 +276,9 @@ def _check_maturin_arg(value: str) -> str | None:
     if problem:
         return problem
     flag = value.split("=", 1)[0]
+    if value.startswith("-") and any(c.isspace() for c in flag):
+        return ("holds several arguments in one item; maturin gets each item as one argument (no shell splits "
+                "it), so write one argument per item, e.g. [\"--locked\", \"--offline\"]")
     if flag in RESERVED_MATURIN_ARGS:
         return f"{flag} {RESERVED_MATURIN_ARGS[flag]}"
     if value.startswith("-") and not value.startswith("--"):
@@ -292,8 +325,12 @@ def _resolve_in_repo(table: Table, key: str, value: str, base: Path, root: Path,
 # -- loading ----------------------------------------------------------------------
 
 
-def load_recipe(path: Path, abi_names: list[str] | tuple[str, ...], root: Path, text: str | None = None) -> Recipe:
-    """Parse and validate one recipe. Raises ConfigError naming file and key."""
+def load_recipe(path: Path, abi_names: list[str] | tuple[str, ...], root: Path, text: str | None = None,
+                url_matches_version: bool = True) -> Recipe:
+    """Parse and validate one recipe. Raises ConfigError naming file and key.
+
+    ``url_matches_version=False`` accepts an sdist URL naming another version than ``package.version``
+    (for ``bump``, which repairs exactly that)."""
     path = Path(path)
     root = Path(root).resolve()
     base = path.resolve().parent
@@ -329,8 +366,16 @@ def load_recipe(path: Path, abi_names: list[str] | tuple[str, ...], root: Path, 
     local: Path | None = None
     if kind == "url":
         url = src.string("url", required=True, expect="an sdist URL", check=_check_url)
+        raw = src.data.get("sha256")
+        upper = isinstance(raw, str) and re.fullmatch(r"[0-9a-fA-F]{64}", raw) is not None
         sha256 = src.string("sha256", required=True, expect="the sdist's sha256 (64 hex characters)", check=check_sha256,
-                            fix="compute it with `sha256sum` on the downloaded file")
+                            fix="write it in lower case" if upper else "compute it with `sha256sum` on the downloaded file")
+        named = _sdist_version(url or "")
+        if url_matches_version and named is not None and named != Version(version):
+            raise src.error("url", f"names version {named} of the sdist ({url.rsplit('/', 1)[-1]}), but "
+                                   f"package.version is {version}",
+                            "point url and sha256 at the sdist of that version (`python -m wasmwheel bump "
+                            f"{path.stem} {version}` does both), or fix the version")
     elif kind == "git":
         git = src.string("git", required=True, expect="a git URL", check=_check_git_url)
         commit = src.string("commit", required=True, expect="a full 40-character commit hash",
@@ -353,7 +398,7 @@ def load_recipe(path: Path, abi_names: list[str] | tuple[str, ...], root: Path, 
     bld = top.table("build")
     maturin_args = bld.string_list("maturin_args", check=_check_maturin_arg)
     features = bld.string_list("features", expect="a list of cargo feature names", check=_check_feature)
-    rustflags = bld.string_list("rustflags", check=check_rustflag,
+    rustflags = bld.string_list("rustflags", check=_check_recipe_rustflag,
                                 fix='one flag per item, e.g. ["-C", "opt-level=s"]')
 
     def env_key(k: str) -> str | None:
@@ -374,7 +419,8 @@ def load_recipe(path: Path, abi_names: list[str] | tuple[str, ...], root: Path, 
 
     skip = bld.string_map("skip_abis", key_check=skip_key,
                           value_check=lambda v: None if v.strip() else "empty reason",
-                          expect='a table of ABI = "reason"', fix="say why the ABI is left out")
+                          expect='a table of ABI = "reason"', fix="say why the ABI is left out",
+                          key_fix="name an ABI that has a file in abi/")
     bld.done()
     build = Build(maturin_args=maturin_args, features=features, rustflags=rustflags, env=env, skip_abis=skip)
 
@@ -383,7 +429,9 @@ def load_recipe(path: Path, abi_names: list[str] | tuple[str, ...], root: Path, 
     if script is None or not script.strip():
         script = default_test_script(import_names)
     try:
-        compile(script, f"{path}:[test].script", "exec", dont_inherit=True)
+        # Pyodide runs the script with runPythonAsync, which allows a top-level await.
+        compile(script, f"{path}:[test].script", "exec", flags=ast.PyCF_ALLOW_TOP_LEVEL_AWAIT,
+                dont_inherit=True)
     except SyntaxError as exc:
         raise tst.error("script", f"Python syntax error on line {exc.lineno}: {exc.msg}") from None
     except (RecursionError, MemoryError, ValueError, OverflowError):

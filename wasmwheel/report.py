@@ -100,8 +100,12 @@ def build_report(project: "Project", history: dict[str, Any], run: dict[str, Any
                            log=str(layout.log(kind, None if kind == "source" else abi, recipe.name)))
             elif blocked:
                 kind, entry = blocked
-                row.update(status="blocked", blocked_by=entry.get("blocked_by", []),
-                           error=_blocking_error(history, entry.get("blocked_by", [])))
+                blockers = entry.get("blocked_by", [])
+                row.update(status="blocked", blocked_step=kind, blocked_by=blockers,
+                           error=_blocking_error(history, blockers))
+                log = _task_log(layout, blockers[0]) if blockers else None
+                if log:
+                    row["log"] = log
             elif steps.get("smoke") and steps["smoke"].get("status") == "ok" and layout.stamp("smoke", abi, recipe.name).exists():
                 row["status"] = "ok"
             else:
@@ -140,11 +144,22 @@ def build_report(project: "Project", history: dict[str, Any], run: dict[str, Any
     }
 
 
+def _task_log(layout, task: str) -> str | None:
+    """The log of a step named like ``compile:<crate>@<abi>``, ``source:<crate>`` or ``emsdk:<abi>``."""
+    kind, _, target = task.partition(":")
+    if not target:
+        return None
+    if "@" in target:
+        crate, _, abi = target.partition("@")
+        return str(layout.log(kind, abi, crate))
+    return str(layout.log(kind, None, target) if kind == "source" else layout.log(kind, target))
+
+
 def _blocking_error(history: dict[str, Any], blockers: list[str]) -> str:
     for task in blockers:
         entry = history.get(task)
         if entry and entry.get("error"):
-            return f"{task}: {entry['error']}"
+            return f"{task} failed: {entry['error']}"
     return ""
 
 
@@ -177,6 +192,31 @@ def _md_escape(text: str) -> str:
     return text.replace("|", "\\|").replace("\n", " ").strip()
 
 
+def _step_cell(entry: dict[str, Any] | None) -> str:
+    """A step's time; a failed or skipped step says so (a bare time would read as a success)."""
+    if not entry:
+        return ""
+    status = entry.get("status")
+    if status == "failed":
+        return "FAILED " + _fmt_seconds(entry.get("seconds"))
+    if status == "skipped":
+        return "not run"
+    return _fmt_seconds(entry.get("seconds"))
+
+
+def error_summary(error: str) -> str:
+    """One line for an error: its first line and, when that only says a tool failed, the tool's own
+    error line from the output tail kept in the message (`Caused by: ...`, `error: ...`)."""
+    lines = [line.strip() for line in error.strip().splitlines() if line.strip()]
+    if not lines:
+        return ""
+    first = lines[0]
+    tail = [line[1:].strip() for line in lines[1:] if line.startswith("|")]
+    cause = next((line for line in reversed(tail)
+                  if any(word in line.lower() for word in ("error", "caused by"))), "")
+    return f"{first} ({cause})" if cause and cause not in first else first
+
+
 def render_markdown(report: dict[str, Any]) -> str:
     abis = report["abis"]
     out = ["# wasmwheel build report", ""]
@@ -184,7 +224,8 @@ def render_markdown(report: dict[str, Any]) -> str:
     out.append(f"{counts or 'no crates'}. Generated {report['generated']}.")
     run = report.get("run") or {}
     if run:
-        out.append(f"Last run: {run.get('executed', 0)} steps ran ({run.get('failed', 0)} failed), "
+        out.append(f"Last run{' (interrupted)' if run.get('interrupted') else ''}: "
+                   f"{run.get('executed', 0)} steps ran ({run.get('failed', 0)} failed), "
                    f"{run.get('skipped', 0)} skipped after a failure, {run.get('uptodate', 0)} up to date, "
                    f"{run.get('seconds', 0):.1f}s.")
     out += ["", "| crate | " + " | ".join(abis) + " |", "|---|" + "---|" * len(abis)]
@@ -203,15 +244,17 @@ def render_markdown(report: dict[str, Any]) -> str:
         status = _cell(row) if row["status"] != "skipped" else f"skipped: {row.get('reason', '')}"
         out.append("| " + " | ".join([
             row["crate"], row["abi"], _md_escape(status), row.get("wheel", ""), _fmt_size(row.get("size")),
-            *(_fmt_seconds((steps.get(k) or {}).get("seconds")) for k in ("compile", "retag", "audit", "smoke")),
+            *(_step_cell(steps.get(k)) for k in ("compile", "retag", "audit", "smoke")),
             f"`{row['log']}`" if row.get("log") else "", _md_escape(row.get("hint", "")),
         ]) + " |")
     problems = [r for r in report["rows"] if r.get("error")]
     if problems or report["invalid_recipes"] or report["invalid_abis"]:
         out += ["", "## Errors", ""]
         for row in problems:
-            first = row["error"].strip().splitlines()[0] if row["error"].strip() else ""
-            out.append(f"- **{row['crate']} @ {row['abi']}**: {_md_escape(first)}")
+            summary = error_summary(row["error"])
+            if row["status"] == "blocked" and row.get("blocked_step"):
+                summary = f"{row['blocked_step']} not run, since {summary}"
+            out.append(f"- **{row['crate']} @ {row['abi']}**: {_md_escape(summary)}")
         for bad in report["invalid_recipes"]:
             out.append(f"- **{bad['recipe']}** (invalid recipe): {_md_escape(bad['error'])}")
         for bad in report["invalid_abis"]:

@@ -14,7 +14,7 @@ import datetime
 import re
 import tempfile
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -34,11 +34,25 @@ from .recipe import load_recipe
 from .runner import StepLog
 
 # The newest CPython each PyO3 minor release supports (SUPPORTED_VERSIONS_CPYTHON in
-# pyo3-ffi's build.rs, read from the crates). PyO3 builds for one version more only
-# "experimentally" and warns not to distribute the result.
+# pyo3-ffi's build.rs, read from the crates). From 0.28 PyO3 builds for one version more
+# "experimentally" and warns not to distribute the result; 0.20-0.27 refuse any newer one.
+# Before 0.20 build.rs checked no upper limit; the newest CPython there is the one pyo3-ffi's
+# definitions cover (`Py_3_X` cfgs in the crates: 0.16 has 3.11 in 7 files, 0.17-0.18 in 15, 0.19
+# has 3.12 in 12 files, and pydantic-core 2.10 shipped cp312 wheels built with 0.19.2).
 PYO3_MAX_PYTHON: dict[tuple[int, int], tuple[int, int]] = {
+    (0, 16): (3, 10), (0, 17): (3, 11), (0, 18): (3, 11), (0, 19): (3, 12),
     (0, 20): (3, 12), (0, 21): (3, 12), (0, 22): (3, 13), (0, 23): (3, 13), (0, 24): (3, 13),
     (0, 25): (3, 14), (0, 26): (3, 14), (0, 27): (3, 14), (0, 28): (3, 14), (0, 29): (3, 15), (0, 30): (3, 15),
+}
+# What maturin can build and wasmwheel takes (tool.maturin.bindings, or found the way maturin finds it).
+PYO3_BINDINGS = ("pyo3", "pyo3-ffi")
+REFUSED_BINDINGS = {
+    "bin": "the wheel ships a program, not an extension module, and Pyodide cannot run programs",
+    "cffi": "a cffi library is loaded with ffi.dlopen, not imported; wasmwheel builds and audits "
+            "PyO3 extension modules (PyInit_<module>)",
+    "uniffi": "a uniffi library is loaded through ctypes, not imported; wasmwheel builds and audits "
+              "PyO3 extension modules (PyInit_<module>)",
+    "rust-cpython": "wasmwheel builds PyO3 extension modules; rust-cpython is unmaintained",
 }
 # Rust releases come every six weeks from 1.0 (2015-05-15); a nightly is two releases ahead of stable.
 RUST_1_0 = datetime.date(2015, 5, 15)
@@ -64,6 +78,8 @@ class SdistFacts:
     pyo3_crate: str = "pyo3"
     abi3: str | None = None  # "abi3" or "abi3-py310"
     rust_version: str | None = None  # the crate's own rust-version
+    bindings: str = "pyo3"
+    bindings_rule: str = ""  # how maturin picks them
     notes: tuple[str, ...] = field(default=())
 
     def summary(self) -> list[str]:
@@ -71,6 +87,8 @@ class SdistFacts:
         lines = [f"build backend: {self.backend} ({where})",
                  f"crate: {self.manifest} ({self.manifest_rule})",
                  f"extension module: {self.module_name}"]
+        if self.bindings_rule:
+            lines.append(f"bindings: {self.bindings} ({self.bindings_rule})")
         if self.pyo3:
             top = pyo3_max_python(self.pyo3)
             limit = f"CPython up to {top[0]}.{top[1]}" if top else "newest supported CPython unknown to wasmwheel"
@@ -212,18 +230,94 @@ def _rust_version(cargo: dict[str, Any], workspace: dict[str, Any] | None) -> st
     return str(value) if isinstance(value, str) else None
 
 
-def _locked_pyo3(lock_dirs: list[Path]) -> tuple[str | None, str]:
+def _lock_packages(lock_dirs: list[Path]) -> list[dict[str, Any]] | None:
+    """The packages of the nearest Cargo.lock (None: the sdist has none)."""
     for folder in lock_dirs:
         lock = folder / "Cargo.lock"
-        if not lock.is_file():
+        if lock.is_file():
+            return [p for p in _load_toml(lock, str(folder)).get("package") or [] if isinstance(p, dict)]
+    return None
+
+
+def _reachable(packages: list[dict[str, Any]], crate: str) -> list[dict[str, Any]]:
+    """The locked packages ``crate`` depends on, itself included (all of them when the lock does not
+    list it). Lock entries name dependencies as "name", "name version" or "name version (source)"."""
+    by_name: dict[str, list[dict[str, Any]]] = {}
+    for package in packages:
+        by_name.setdefault(str(package.get("name", "")), []).append(package)
+    start = by_name.get(crate)
+    if not start:
+        return packages
+    seen: dict[int, dict[str, Any]] = {}
+    todo = list(start)
+    while todo:
+        package = todo.pop()
+        if id(package) in seen:
             continue
-        packages = _load_toml(lock, str(folder)).get("package") or []
-        for crate in ("pyo3", "pyo3-ffi"):
-            versions = sorted({p["version"] for p in packages if p.get("name") == crate and "version" in p},
-                              key=Version, reverse=True)
-            if versions:
-                return versions[0], crate
+        seen[id(package)] = package
+        for dep in package.get("dependencies") or []:
+            name, _, rest = str(dep).partition(" ")
+            version = rest.split(" ", 1)[0]
+            todo.extend(c for c in by_name.get(name, []) if not version or c.get("version") == version)
+    return list(seen.values())
+
+
+def _locked_pyo3(packages: list[dict[str, Any]]) -> tuple[str | None, str]:
+    for crate in ("pyo3", "pyo3-ffi"):
+        versions = sorted({str(p["version"]) for p in packages if p.get("name") == crate and "version" in p},
+                          key=Version, reverse=True)
+        if versions:
+            return versions[0], crate
     return None, "pyo3"
+
+
+def _dependency_names(cargo: dict[str, Any]) -> set[str]:
+    """Crates named in [dependencies] and [target.<cfg>.dependencies] (their real names, not renames)."""
+    tables = [cargo.get("dependencies") or {}]
+    tables += [(t or {}).get("dependencies") or {} for t in (cargo.get("target") or {}).values() if isinstance(t, dict)]
+    names = set()
+    for table in tables:
+        for key, spec in table.items():
+            names.add(str(spec.get("package", key)) if isinstance(spec, dict) else str(key))
+    return names
+
+
+def _bindings(maturin: dict[str, Any], cargo: dict[str, Any], manifest: Path, dependencies: set[str]) -> tuple[str, str]:
+    """The bindings maturin builds and why: tool.maturin.bindings, else found as maturin finds them
+    (a PyO3 / cpython / uniffi crate among the dependencies, else a cdylib is cffi, else a program)."""
+    if maturin.get("bindings"):
+        return str(maturin["bindings"]), "tool.maturin.bindings"
+    old_style = ((cargo.get("package") or {}).get("metadata") or {}).get("maturin") or {}
+    if isinstance(old_style, dict) and old_style.get("bindings"):
+        return str(old_style["bindings"]), "package.metadata.maturin.bindings in Cargo.toml"
+    for crate, bindings in (("pyo3", "pyo3"), ("pyo3-ffi", "pyo3-ffi"), ("cpython", "rust-cpython"),
+                            ("uniffi", "uniffi")):
+        if crate in dependencies:
+            return bindings, f"the crate depends on {crate}"
+    crate_types = (cargo.get("lib") or {}).get("crate-type") or []
+    if "cdylib" in crate_types:
+        return "cffi", "a cdylib without PyO3, cpython or uniffi among its dependencies"
+    if cargo.get("bin") or (manifest.parent / "src" / "main.rs").is_file() or (manifest.parent / "src" / "bin").is_dir():
+        return "bin", "no library for Python, a program target"
+    return "unknown", "neither a PyO3 dependency, a cdylib nor a program target"
+
+
+def _pinned_toolchain(folder: Path, root: Path) -> tuple[str, str] | None:
+    """(file, channel) of the rust-toolchain file rustup would read when building in ``folder``."""
+    for here in (folder, *folder.parents):
+        for name in ("rust-toolchain.toml", "rust-toolchain"):
+            path = here / name
+            if path.is_file():
+                text = path.read_text(encoding="utf-8", errors="replace")
+                try:
+                    channel = (tomllib.loads(text).get("toolchain") or {}).get("channel")
+                except tomllib.TOMLDecodeError:
+                    channel = text.strip().splitlines()[0] if text.strip() else None  # the old one-line format
+                if channel:
+                    return path.relative_to(root).as_posix(), str(channel)
+        if here == root:
+            break
+    return None
 
 
 def _abi3(cargo: dict[str, Any], workspace: dict[str, Any] | None, maturin_features: list[str]) -> str | None:
@@ -283,8 +377,20 @@ def inspect_tree(root: Path, label: str) -> SdistFacts:
             imports.append(top)
     workspace_dir = _workspace_root(manifest, root)
     workspace = _load_toml(workspace_dir / "Cargo.toml", label) if workspace_dir else None
-    pyo3, crate = _locked_pyo3([p for p in manifest.parents if p == root or root in p.parents])
+    locked = _lock_packages([p for p in manifest.parents if p == root or root in p.parents])
+    crate_name = str(package.get("name", ""))
+    reachable = _reachable(locked, crate_name) if locked is not None else []
+    pyo3, crate = _locked_pyo3(reachable)
+    bindings, bindings_rule = _bindings(maturin, cargo, manifest,
+                                        _dependency_names(cargo) | {str(p.get("name")) for p in reachable})
+    if bindings not in PYO3_BINDINGS:
+        why = REFUSED_BINDINGS.get(bindings, "wasmwheel builds PyO3 extension modules only")
+        raise ScaffoldError(f"{label}: maturin builds {bindings!r} bindings here ({bindings_rule}): {why}")
     notes = []
+    toolchain = _pinned_toolchain(manifest.parent, root)
+    if toolchain and toolchain[1] != "stable":
+        notes.append(f"{toolchain[0]} pins Rust {toolchain[1]}; wasmwheel builds with each ABI's own toolchain "
+                     "instead (a pinned nightly often means nightly-only features: check the compile logs)")
     if maturin.get("locked"):
         notes.append("tool.maturin.locked = true: cargo must not change Cargo.lock (a pruned sdist lock can fail this)")
     return SdistFacts(
@@ -299,6 +405,8 @@ def inspect_tree(root: Path, label: str) -> SdistFacts:
         pyo3_crate=crate,
         abi3=_abi3(cargo, workspace, [str(f) for f in maturin.get("features") or []]),
         rust_version=_rust_version(cargo, workspace),
+        bindings=bindings,
+        bindings_rule=bindings_rule,
         notes=tuple(notes),
     )
 
@@ -311,6 +419,8 @@ def pyo3_max_python(version: str) -> tuple[int, int] | None:
         v = Version(version)
     except InvalidVersion:
         return None
+    if (v.major, v.minor) < min(PYO3_MAX_PYTHON):  # older still: no newer CPython than the oldest listed
+        return PYO3_MAX_PYTHON[min(PYO3_MAX_PYTHON)]
     return PYO3_MAX_PYTHON.get((v.major, v.minor))
 
 
@@ -347,8 +457,14 @@ def suggest_skips(facts: SdistFacts, abis: dict[str, Abi]) -> dict[str, str]:
                 pass
         top = pyo3_max_python(facts.pyo3) if facts.pyo3 else None
         if py and top and py > top and not facts.abi3:
-            reasons.append(f"{facts.pyo3_crate} {facts.pyo3} supports CPython up to {top[0]}.{top[1]}; "
-                           f"{abi.python_minor} only experimentally (PyO3 warns not to distribute such builds)")
+            release = Version(facts.pyo3)  # pyo3_max_python parsed it already
+            if release >= Version("0.28") and py == (top[0], top[1] + 1):
+                why = f"{abi.python_minor} only experimentally (PyO3 warns not to distribute such builds)"
+            elif release >= Version("0.20"):
+                why = f"its build script refuses {abi.python_minor}"
+            else:
+                why = f"it predates {abi.python_minor} (PyO3 before 0.20 checks no upper limit)"
+            reasons.append(f"{facts.pyo3_crate} {facts.pyo3} supports CPython up to {top[0]}.{top[1]}; {why}")
         need = _minor(facts.rust_version) if facts.rust_version else None
         have = toolchain_rust_version(abi.rust_toolchain)
         if need and have and need > have:
@@ -362,16 +478,19 @@ def suggest_skips(facts: SdistFacts, abis: dict[str, Abi]) -> dict[str, str]:
 # -- writing and bumping recipes -------------------------------------------------------------
 
 
-def _download(release: Release, layout: Layout, log: StepLog) -> tuple[Path, str, str]:
-    """Fetch the release's sdist into the download cache; (path, sha256, URL for the recipe)."""
+def _download(release: Release, layout: Layout, log: StepLog) -> tuple[Path, str, str, tuple[str, ...]]:
+    """Fetch the release's sdist into the download cache; (path, sha256, URL for the recipe, warnings)."""
     sdist = release.sdist()
     if not re.fullmatch(r"[0-9a-f]{64}", sdist.sha256):
         raise ScaffoldError(f"PyPI gives no usable sha256 for {sdist.filename}")
+    warnings = ()
     if sdist.yanked:
-        log.note(f"warning: {sdist.filename} is yanked on PyPI")
+        reason = f" ({sdist.yanked_reason})" if sdist.yanked_reason else ""
+        warnings = (f"warning: {release.name} {release.version} is yanked on PyPI{reason}; pick another version "
+                    f"unless you need this one (latest: {release.latest})",)
     log.note(f"downloading {sdist.filename}")
     path = fetch(Origin(sdist.url), layout.download(sdist.sha256, sdist.filename), sdist.sha256, log)
-    return path, sdist.sha256, sdist.public_url
+    return path, sdist.sha256, sdist.public_url, warnings
 
 
 def render_recipe(release: Release, url: str, sha256: str, facts: SdistFacts, skips: dict[str, str]) -> str:
@@ -435,8 +554,9 @@ def new_recipe(spec_name: str, version: str | None, root: Path, pypi: PyPI, layo
     if dest.exists() and not force:
         raise ScaffoldError(f"{dest.relative_to(root)} exists already; `bump` moves it to another version, "
                             "--force overwrites it")
-    archive, sha256, url = _download(release, layout, log)
+    archive, sha256, url, warnings = _download(release, layout, log)
     facts = inspect_sdist(archive, f"{release.name} {release.version} ({archive.name})")
+    facts = replace(facts, notes=facts.notes + warnings)
     text = render_recipe(release, url, sha256, facts, suggest_skips(facts, abis))
     try:  # what we write must load: a failure here is a wasmwheel bug, caught before the file exists
         load_recipe(dest, list(abis), root, text=text)
@@ -469,22 +589,26 @@ def bump_recipe(recipe: str, version: str | None, root: Path, pypi: PyPI, layout
     root = Path(root).resolve()
     abis = _project_abis(root)
     path = resolve_recipe_path(root, recipe)
-    current = load_recipe(path, list(abis), root)  # a broken recipe is reported before anything is fetched
+    # A broken recipe is reported before anything is fetched; a URL left at another version than
+    # package.version (a bump by hand that missed it) is what this command repairs.
+    current = load_recipe(path, list(abis), root, url_matches_version=False)
     if current.source.kind != "url":
         raise ScaffoldError(f"{path.name}: bump updates sdist recipes ([source] url + sha256); this one has a "
                             f"{current.source.kind} source")
     release = pypi.release(current.package_name, version)
     if Version(release.version) == Version(current.version) and current.source.sha256 == release.sdist().sha256:
         return Bump(path, current.version, release.version, ())
-    new_archive, sha256, url = _download(release, layout, log)
+    new_archive, sha256, url, warnings = _download(release, layout, log)
     facts = inspect_sdist(new_archive, f"{release.name} {release.version}")
-    changes: list[str] = []
+    changes: list[str] = list(warnings)
     src = current.source
     assert src.url and src.sha256
+    old_facts = None
     try:  # the old sdist is usually in the download cache already (its source step fetched it)
         old_archive = fetch(Origin(src.url, layout.settings.sdist_mirror, "WASMWHEEL_SDIST_MIRROR"),
                             layout.download(src.sha256, src.filename), src.sha256, log)
-        changes = compare_facts(inspect_sdist(old_archive, f"{current.package_name} {current.version}"), facts)
+        old_facts = inspect_sdist(old_archive, f"{current.package_name} {current.version}")
+        changes += compare_facts(old_facts, facts)
     except WasmwheelError as exc:
         changes.append(f"could not compare with the old sdist ({exc}); check the recipe's facts by hand")
     if facts.subdir != current.source.subdir:
@@ -497,23 +621,57 @@ def bump_recipe(recipe: str, version: str | None, root: Path, pypi: PyPI, layout
     for abi, reason in suggested.items():
         if abi not in current.build.skip_abis:
             changes.append(f"ABI {abi} looks unbuildable now ({reason}): check [build] skip_abis")
+    old_skips = suggest_skips(old_facts, abis) if old_facts else {}
+    for abi in current.build.skip_abis:
+        if abi in old_skips and abi not in suggested:
+            changes.append(f"ABI {abi} is left out, but what ruled it out in {current.version} ({old_skips[abi]}) "
+                           f"no longer holds: check whether [build] skip_abis.{abi} still applies")
 
     doc = tomlkit.parse(path.read_text(encoding="utf-8"))
     doc["package"]["version"] = release.version
     doc["source"]["url"] = url
     doc["source"]["sha256"] = sha256
-    text = tomlkit.dumps(doc)
-    stale = [line for line in text.splitlines() if line.lstrip().startswith("#") and current.version in line]
+    text = rewrite_scaffold_header(tomlkit.dumps(doc), current.version, release.version,
+                                   replace(facts, notes=facts.notes + warnings))
+    mentions = re.compile(r"(?<![\w.])" + re.escape(current.version) + r"(?![\w]|\.\d)")
+    stale = [line for line in text.splitlines() if line.lstrip().startswith("#") and mentions.search(line)]
     if stale:
         changes.append(f"{len(stale)} comment line(s) still mention {current.version}, e.g. {stale[0].strip()!r}")
+    for abi, reason in current.build.skip_abis.items():
+        if mentions.search(reason):
+            changes.append(f"the reason of [build] skip_abis.{abi} still mentions {current.version}: {reason!r}")
     load_recipe(path, list(abis), root, text=text)
     atomic_write_text(path, text)
     return Bump(path, current.version, release.version, tuple(changes))
 
 
+FACTS_HEADING = "# Facts found in the sdist:"
+
+
+def rewrite_scaffold_header(text: str, old_version: str, new_version: str, facts: SdistFacts) -> str:
+    """The comment block `new` wrote at the top of a recipe, brought up to the new sdist: its first line's
+    version and the facts list. Recipes without that block (written or edited by hand) are left as they are."""
+    lines = text.split("\n")
+    try:
+        start = lines.index(FACTS_HEADING)
+    except ValueError:
+        return text
+    if any(not line.startswith("#") for line in lines[:start]):  # only the leading comment block
+        return text
+    end = start + 1
+    while end < len(lines) and lines[end].startswith("#   "):
+        end += 1
+    first = lines[0]
+    marker = f" {old_version}: maturin sdist from PyPI"
+    if marker in first:
+        lines[0] = first.replace(marker, f" {new_version}: maturin sdist from PyPI", 1)
+    lines[start + 1:end] = [f"#   {line}" for line in facts.summary()]
+    return "\n".join(lines)
+
+
 def compare_facts(old: SdistFacts, new: SdistFacts) -> list[str]:
     changes = []
-    labels = {"backend": "build backend", "manifest": "crate", "module_name": "extension module",
+    labels = {"backend": "build backend", "bindings": "bindings", "manifest": "crate", "module_name": "extension module",
               "pyo3": "PyO3", "abi3": "abi3", "rust_version": "rust-version", "requires_python": "requires-python"}
     for attr, label in labels.items():
         before, after = getattr(old, attr), getattr(new, attr)

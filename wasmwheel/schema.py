@@ -126,7 +126,8 @@ class Table:
         if value is None:
             return default
         if not isinstance(value, str):
-            raise self.error(name, f"expected {expect}, got {_type_name(value)} {_show(value)}", fix)
+            raise self.error(name, f"expected {expect}, got {_type_name(value)} {_show(value)}",
+                             fix or _quote_it(show_key(name), value))
         if value == "" and required:
             raise self.error(name, f"is empty; expected {expect}", fix)
         if check is not None:
@@ -186,7 +187,9 @@ class Table:
         value_check: Callable[[str], str | None] | None = None,
         expect: str = "a table of strings",
         fix: str = "",
+        key_fix: str | None = None,
     ) -> dict[str, str]:
+        """``fix`` is shown for a bad table or value, ``key_fix`` (default: ``fix``) for a bad key."""
         value = self._get(name, False, expect)
         if value is None:
             return {}
@@ -198,9 +201,10 @@ class Table:
             if key_check is not None:
                 problem = key_check(key)
                 if problem:
-                    raise sub.data_error(key, problem, fix)
+                    raise sub.data_error(key, problem, fix if key_fix is None else key_fix)
             if not isinstance(item, str):
-                raise sub.data_error(key, f"expected a string, got {_type_name(item)} {_show(item)}", fix)
+                raise sub.data_error(key, f"expected a string, got {_type_name(item)} {_show(item)}",
+                                     _quote_it(show_key(key), item) or fix)
             if value_check is not None:
                 problem = value_check(item)
                 if problem:
@@ -215,6 +219,18 @@ class Table:
                 close = difflib.get_close_matches(name, sorted(self._seen), n=1)
                 hint = f"did you mean `{close[0]}`?" if close else "known keys: " + ", ".join(sorted(self._seen))
                 raise self.data_error(name, "unknown key", hint)
+
+
+def _quote_it(key: str, value: object) -> str:
+    """The fix for a TOML number (or boolean) written where a string belongs."""
+    if isinstance(value, bool):
+        return f'write it as a string, in quotes: {key} = "{str(value).lower()}"'
+    if isinstance(value, int):
+        return f'write it as a string, in quotes: {key} = "{value}"'
+    if isinstance(value, float):
+        return (f'write it as a string, in quotes: {key} = "{value}" (as a number, TOML drops digits: '
+                '1.10 reads as 1.1)')
+    return ""
 
 
 # -- reusable checks -------------------------------------------------------------

@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING, Any, Iterable
 
 from .errors import WasmwheelError
 from .fsutil import atomic_write_text, sha256_file, temp_path_beside
+from .layout import TESTED_DIR
 
 if TYPE_CHECKING:  # pragma: no cover
     from .tasks import Project
@@ -343,6 +344,10 @@ def merge_shards(shard_dirs: list[Path], build_dir: Path, report: Path | None = 
         for wheel in sorted(folder.glob("dist/*/*.whl")):
             dest = build_dir / "dist" / wheel.parent.name / wheel.name
             copied += _copy_wheel(wheel, dest, owners)
+        for marker in sorted(folder.glob(f"dist/*/{TESTED_DIR}/*.json")):  # which wheels passed their smoke test
+            dest = build_dir / "dist" / marker.parent.parent.name / TESTED_DIR / marker.name
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            atomic_write_text(dest, marker.read_text(encoding="utf-8"))
         path = folder / "report.json"
         try:
             reports.append(json.loads(path.read_text(encoding="utf-8")))

@@ -191,7 +191,8 @@ def connect(server: Server, log: StepLog) -> socket.socket:
         return _connect(server.socket)
     except (FileNotFoundError, ConnectionRefusedError):
         pass
-    with file_lock(server.socket, what="the smoke server start", log=log):
+    with file_lock(server.socket, what="the smoke server start", log=log,
+                   waiting="waiting for the smoke server that another step is starting"):
         try:
             return _connect(server.socket)  # another step started it meanwhile
         except (FileNotFoundError, ConnectionRefusedError):

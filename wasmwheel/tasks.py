@@ -41,6 +41,7 @@ from .errors import CommandFailed, ConfigError, WasmwheelError
 from .fsutil import (
     UPTODATE_SIGNATURE,
     OutputsIntact,
+    atomic_write_text,
     clean_stale_temps,
     file_lock,
     read_stamp,
@@ -378,11 +379,20 @@ def step_smoke(recipe: Recipe, abi: Abi, layout: Layout, test_deps: list[str], l
                environment: str = "node"):
     from . import smoke
 
-    wheel = Path(read_stamp(layout.stamp("retag", abi.name, recipe.name))["wheel"])
+    retagged = read_stamp(layout.stamp("retag", abi.name, recipe.name))
+    wheel = Path(retagged["wheel"])
     runtime = Path(read_stamp(layout.stamp("pyodide", abi.name))["runtime"])
+    marker = layout.tested_marker(abi.name, wheel.name)
+    if environment == "node":  # until this test passes, the wheel is not one the index may take
+        marker.unlink(missing_ok=True)
     facts = smoke.smoke_wheel(recipe, abi, wheel, runtime, layout, log, environment=environment,
                               dependencies=_dep_wheels(test_deps, abi, layout))
-    return {"wheel": str(wheel), **facts}, []
+    if environment != "node":
+        return {"wheel": str(wheel), **facts}, []
+    marker.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(marker, json.dumps({"wheel": wheel.name, "sha256": retagged["sha256"], "crate": recipe.name,
+                                          "version": recipe.version}, sort_keys=True) + "\n")
+    return {"wheel": str(wheel), **facts}, [str(marker)]
 
 
 def step_smoke_browser(recipe: Recipe, abi: Abi, layout: Layout, test_deps: list[str], log: StepLog):
@@ -398,6 +408,8 @@ def step_index(abi: Abi, layout: Layout, recipes: dict[str, Recipe], log: StepLo
     facts = index.build_index(abi, dist, layout.index_dir(abi.name), Path(rt["runtime"]) / "pyodide-lock.json",
                               recipes, layout.settings.index_url)
     log.note(f"indexed {len(facts['wheels'])} wheels of ABI {abi.name} in {facts['index']}")
+    for name, why in facts["left_out"].items():
+        log.note(f"left out {name}: {why}", console=True)
     return {**facts, "digest": digest}, [str(layout.index_dir(abi.name) / "pyodide-lock.json")]
 
 
@@ -452,11 +464,36 @@ class StepCurrent(config_changed):
         if self.outputs is not None:
             self.outputs.configure_task(task)
 
-    def __call__(self, task, values):
-        return super().__call__(task, values) and (self.outputs is None or self.outputs(task, values))
+    _last: tuple[bool, bool] | None = None  # (settings unchanged, outputs intact) at the last check
 
-    def __repr__(self) -> str:  # shown by `doit info`
-        return f"StepCurrent({self.config!r}, {self.outputs!r})"
+    def __call__(self, task, values):
+        same = super().__call__(task, values)
+        intact = self.outputs is None or self.outputs(task, values)
+        self._last = (same, intact)
+        return same and intact
+
+    def __repr__(self) -> str:  # shown by `doit info` for a stale step: say which half is stale
+        settings = ", ".join(f"{k}={_brief(v)}" for k, v in self.config.items())
+        if self._last is None:
+            return f"StepCurrent({settings}; {self.outputs!r})"
+        same, intact = self._last
+        why = []
+        if not same:
+            why.append(f"its settings differ from its last successful run, or it has none ({settings})")
+        if not intact:
+            why.append(f"an output it recorded is gone or changed ({self.outputs!r})")
+        return "StepCurrent: " + "; ".join(why)
+
+
+def _brief(value: Any, width: int = 40) -> str:
+    """A config value for one line: long strings cut, with their length."""
+    if isinstance(value, str):
+        return repr(value) if len(value) <= width else f"{value[:width]!r}... ({len(value)} chars)"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{k}: {_brief(v, width)}" for k, v in value.items()) + "}"
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_brief(v, width) for v in value) + "]"
+    return repr(value)
 
 
 def _step_task(basename: str, name: str, doc: str, stamp: str, log: str, args: tuple, config: dict,
@@ -603,9 +640,11 @@ def smoke_task(recipe: Recipe, abi: Abi, layout: Layout, test_deps: list[str] = 
         "smoke", f"{recipe.name}@{abi.name}", f"Smoke-test {recipe.name} in Pyodide {abi.pyodide_version}",
         layout.stamp_str("smoke", abi.name, recipe.name), layout.log_str("smoke", abi.name, recipe.name),
         (recipe, abi, layout, list(test_deps)),
-        {"test": recipe.test.config("node"), "pyodide": abi.pyodide_version, "test_deps": list(test_deps)},
+        # "marks": a pass writes dist/<abi>/tested/<wheel>.json, what the index takes (an output: deleted, it
+        # reruns the test; the key reruns the tests of a build folder made before the marks existed).
+        {"test": recipe.test.config("node"), "pyodide": abi.pyodide_version, "test_deps": list(test_deps),
+         "marks": "tested"},
         inputs=[layout.stamp_str("audit", abi.name, recipe.name), layout.stamp_str("pyodide", abi.name), *deps],
-        outputs=False,
     )
 
 
@@ -701,11 +740,54 @@ def build_task(recipe: Recipe, abi_names: list[str], abi_errors: dict[str, Confi
 
 
 # Options of `doit run` that take a value (so their value is not mistaken for a task name).
-_VALUE_OPTIONS = {"-n", "--process", "-P", "--parallel-type", "--reporter", "-f", "--file", "-d", "--dir",
+_VALUE_OPTIONS = {"-n", "--process", "-P", "--parallel-type", "-r", "--reporter", "-f", "--file", "-d", "--dir",
                   "-o", "--output-file", "--db-file", "--dep-file", "--backend", "--check_file_uptodate",
-                  "-v", "--verbosity", "--seek-file", "--pdb"}
+                  "-v", "--verbosity", "--failure-verbosity"}
+# ... and those without one. doit reads all of these only before the first task name.
+_FLAG_OPTIONS = {"-a", "--always-execute", "-c", "--continue", "-s", "--single", "--pdb", "--auto-delayed-regex",
+                 "-k", "--seek-file"}
+# Task parameters (`doit serve --port 8001`): options after that task's name are its own.
+SERVE_PARAMS = {"--port", "--host"}
 _OTHER_COMMANDS = {"list", "info", "clean", "forget", "ignore", "dumpdb", "help", "auto", "strace", "reset-dep",
                    "tabcompletion"}
+
+
+def misplaced_options(argv: list[str]) -> str | None:
+    """The fix for `doit build -n 2`: doit takes options only before the task names, and after one
+    it reads them as that task's own parameters ("option -n not recognized"). None if all is well."""
+    args = list(argv)
+    if args and args[0] in _OTHER_COMMANDS:
+        return None
+    prefix = ["run"] if args[:1] == ["run"] else []
+    args = args[len(prefix):]
+    options: list[str] = []
+    rest: list[str] = []
+    moved: list[str] = []
+    task = ""
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        name = arg.split("=", 1)[0]
+        short = name[:2] if name.startswith("-") and not name.startswith("--") else name
+        takes_value = short in _VALUE_OPTIONS and "=" not in arg and len(arg) == len(short)
+        value = args[i + 1:i + 2] if takes_value else []
+        if not arg.startswith("-"):
+            task = task if "=" in arg else arg
+            rest.append(arg)
+        elif task and task.split(":", 1)[0] == "serve" and name in SERVE_PARAMS:
+            rest.append(arg)
+        elif task and (short in _VALUE_OPTIONS or short in _FLAG_OPTIONS):
+            options += [arg, *value]
+            moved.append(" ".join([arg, *value]))
+            i += len(value)
+        else:
+            (options if not task else rest).append(arg)
+        i += 1
+    if not moved:
+        return None
+    fixed = " ".join(["doit", *prefix, *options, *rest])
+    return (f"doit reads its options before the task names, and {', '.join(repr(m) for m in moved)} came after "
+            f"one; run `{fixed}`")
 
 
 def keep_going(argv: list[str]) -> bool:
