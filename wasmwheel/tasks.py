@@ -78,7 +78,7 @@ class Project:
         abi_errors: dict[str, ConfigError] = {}
         for path in abi_files(root / "abi"):
             try:
-                abi = load_abi(path)
+                abi = load_abi(path, root)
                 abis[abi.name] = abi
             except ConfigError as exc:
                 abi_errors[path.stem] = exc
