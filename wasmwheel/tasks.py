@@ -93,6 +93,8 @@ class Project:
 
     def doit_config(self, argv: list[str] | None = None) -> dict[str, Any]:
         return {
+            # From the repository root (pyproject.toml), "sqlite3" is wasmwheel.doitdb.StepCommitDB:
+            # each finished step's record is committed at once, so a killed run keeps them.
             "backend": "sqlite3",
             "dep_file": str(self.layout.doit_db),
             "default_tasks": ["build", "index"],
