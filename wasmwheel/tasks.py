@@ -751,8 +751,9 @@ def _interrupted_hook(kind, value, tb, previous=sys.excepthook):
 
 
 def install_signal_handlers() -> None:
-    """SIGTERM behaves like Ctrl-C, so doit keeps the state of steps already finished
-    (by default a SIGTERM discards every success of the run). doit saves its state and then
-    lets the KeyboardInterrupt out: it ends with one line instead of a traceback."""
+    """SIGTERM behaves like Ctrl-C: the running command is stopped, doit saves its state and
+    lets the KeyboardInterrupt out, and the run ends with one line instead of a traceback. (The
+    finished steps are committed as they finish anyway (wasmwheel.doitdb); with doit's own
+    backend, a plain SIGTERM would discard every success of the run.)"""
     signal.signal(signal.SIGTERM, _sigterm)
     sys.excepthook = _interrupted_hook
