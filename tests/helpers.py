@@ -137,6 +137,7 @@ class TestProject:
         root = tmp / "repo"
         root.mkdir()
         shutil.copy2(REPO / "dodo.py", root / "dodo.py")
+        shutil.copy2(REPO / "pyproject.toml", root / "pyproject.toml")  # doit's settings and backend
         shutil.copytree(REPO / "abi", root / "abi")
         (root / "recipes").mkdir()
         shutil.copy2(REPO / "recipes" / "hello-pyo3.toml", root / "recipes" / "hello-pyo3.toml")

@@ -8,8 +8,8 @@ error line must be ``error: <file>: `` followed by that text. See tests/data/bad
 
 from __future__ import annotations
 
+import os
 import re
-
 import shutil
 import subprocess
 import sys
@@ -28,7 +28,8 @@ GOOD_ABIS = ["2024_0", "2025_0", "2026_0", "2026_5"]
 
 
 def expectation(path: Path) -> str | None:
-    first = path.read_bytes().split(b"\n", 1)[0].decode("ascii")
+    # (bom.toml starts with a byte order mark, crlf-*.toml has Windows line ends)
+    first = path.read_bytes().removeprefix(b"\xef\xbb\xbf").split(b"\n", 1)[0].rstrip(b"\r").decode("ascii")
     return first.removeprefix("# expect: ") if first.startswith("# expect: ") else None
 
 
@@ -162,6 +163,8 @@ def test_doit_running_bad_tasks_fails_with_their_one_line_and_no_traceback(bad_r
 @pytest.mark.parametrize("name,value,message", [
     ("WASMWHEEL_SYSTEM", "maybe", "error: environment: WASMWHEEL_SYSTEM: expected 1/0, true/false, yes/no; got 'maybe'"),
     ("WASMWHEEL_SYSROOT_MIRROR", "mirror.example", "error: environment: WASMWHEEL_SYSROOT_MIRROR: expected a URL, got 'mirror.example'"),
+    ("WASMWHEEL_UNPACK_MAX_SIZE", "lots", "error: environment: WASMWHEEL_UNPACK_MAX_SIZE: expected a size in bytes, or "
+                                          "with K, M, G or T (e.g. 8G); got 'lots'"),
 ])
 def test_a_bad_setting_stops_doit_with_one_line(tmp_path, name, value, message):
     root = make_repo(tmp_path)
@@ -194,3 +197,46 @@ def test_a_duplicate_recipe_is_one_error_and_neither_file_builds(tmp_path):
     proc = _doit(root, "list", "--all")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "build:hello-pyo3" in proc.stdout and "compile:hello-pyo3" not in proc.stdout
+
+
+# -- files that cannot be corpus files: folders, FIFOs, symbolic links ---------------------------------
+
+SPECIAL = {
+    "folder": (lambda path, outside: path.mkdir(), "is a folder, not a file"),
+    # Before: `check` and every doit command waited forever to read it.
+    "fifo": (lambda path, outside: os.mkfifo(path), "is a FIFO, not a file"),
+    # Before: a RuntimeError traceback, and doit listed nothing at all.
+    "symlink-loop": (lambda path, outside: path.symlink_to(path.name), "is a symbolic link loop"),
+    "symlink-dangling": (lambda path, outside: path.symlink_to("missing.toml"),
+                         "is a symbolic link to 'missing.toml', which does not exist"),
+    # Before: read and built as if it were in the repository.
+    "symlink-outside": (lambda path, outside: path.symlink_to(outside),
+                        "is a symbolic link to '{outside}', outside the repository"),
+}
+
+
+@pytest.mark.parametrize("kind", ["recipes", "abi"])
+@pytest.mark.parametrize("case", sorted(SPECIAL))
+def test_a_folder_fifo_or_symbolic_link_in_place_of_a_file_is_one_line(tmp_path, kind, case):
+    root = make_repo(tmp_path)
+    name = "special.toml" if kind == "recipes" else "2091_0.toml"
+    outside = tmp_path / name  # a valid file, outside the repository
+    if kind == "recipes":
+        outside.write_text('[package]\nname = "special"\nversion = "1.0"\n\n[source]\nurl = '
+                           f'"https://example.invalid/special-1.0.tar.gz"\nsha256 = "{"0" * 64}"\n')
+    else:
+        outside.write_text((root / "abi" / "2026_0.toml").read_text().replace("2026_0", "2091_0"))
+    path = root / kind / name
+    make, message = SPECIAL[case]
+    make(path, outside)
+    message = message.format(outside=outside)
+    check = subprocess.run([sys.executable, "-m", "wasmwheel", "--root", str(root), "check"], capture_output=True,
+                           text=True, env=_env(), timeout=120)
+    assert check.returncode == 1 and "Traceback" not in check.stderr
+    (line,) = check.stderr.splitlines()
+    assert line.startswith(f"error: {path}: {message}"), line
+    listed = _doit(root, "list", "--all")
+    assert listed.returncode == 0 and "Traceback" not in listed.stdout + listed.stderr, listed.stderr
+    task = "build:special" if kind == "recipes" else "abi:2091_0"
+    docs = {line.split(None, 1)[0]: line.split(None, 1)[1] for line in listed.stdout.splitlines() if " " in line}
+    assert docs[task].startswith(f"ERROR: {path}: {message}") and docs["build:hello-pyo3"].startswith("hello-pyo3 0.1.0")

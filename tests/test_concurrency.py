@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import os
+import signal
+import time
 from pathlib import Path
 
 from reliability import changed, finish, keep_abis, reference_wheels, snapshot, start_doit, wheels
@@ -57,6 +59,31 @@ def test_two_parallel_doit_processes_at_once(project, tmp_path):
     counts = _installs(project)
     assert set(counts.values()) == {1}, counts
     assert project.doit("-n", "2", "build").executed == []
+    assert project.doit("build").executed == []
+    assert wheels(project.layout.build) == reference_wheels(project, tmp_path)
+
+
+def test_two_doit_processes_at_once_one_killed_midway(project, tmp_path):
+    """One of two runs at once is killed -9 in the middle of a compile: the other finishes the build
+    (it takes over the steps the killed one held locks on), a third run has nothing to do, and the
+    wheels are a lone run's."""
+    keep_abis(project, ("2026_0",))
+    project.add_crate("hello-two", "hello_two")
+    pause_file = tmp_path / "paused"
+    victim = start_doit(project, "build", env={"STANDIN_PAUSE": "maturin:half-wheel",
+                                               "STANDIN_PAUSE_FILE": str(pause_file), "PYTHONUNBUFFERED": "1"})
+    deadline = time.monotonic() + 300
+    while not pause_file.exists():
+        assert victim.poll() is None and time.monotonic() < deadline, "the first run never reached a compile"
+        time.sleep(0.05)
+    survivor = start_doit(project, "build", env={"PYTHONUNBUFFERED": "1"})
+    time.sleep(1)
+    for pid in (victim.pid, int(pause_file.read_text())):
+        os.kill(pid, signal.SIGKILL)
+    killed, done = finish(victim), finish(survivor)
+    assert killed.returncode == -signal.SIGKILL
+    assert done.returncode == 0 and "Traceback" not in done.output, done.output
+    assert not set(killed.executed) & set(done.executed)
     assert project.doit("build").executed == []
     assert wheels(project.layout.build) == reference_wheels(project, tmp_path)
 

@@ -5,14 +5,15 @@ state of the steps already finished (dodo.py turns it into KeyboardInterrupt; wi
 throws all of them away).
 
 The kill points are chained through one project: each run is killed further along than the one
-before, so the whole sweep costs about one build. A kill -9 also loses doit's state of that run (it
-is saved at exit), so every run repeats the earlier steps; those find their work done in the cache.
+before, so the whole sweep costs about one build. doit's record of each step is committed when the
+step finishes (wasmwheel/doitdb.py), so no run repeats a step an earlier, killed run finished.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import random
 import re
 import signal
 import time
@@ -50,6 +51,24 @@ def _kill(*pids: int) -> None:
             os.kill(pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
+
+
+def _descendants(pid: int) -> list[int]:
+    """Every process below ``pid`` (children, their children, ...)."""
+    parents: dict[int, int] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                parents[int(entry.name)] = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, ValueError, IndexError):
+                continue
+    found, todo = [], [pid]
+    while todo:
+        parent = todo.pop()
+        kids = [p for p, pp in parents.items() if pp == parent]
+        found += kids
+        todo += kids
+    return found
 
 
 def _children(pid: int, needle: str) -> list[int]:
@@ -105,8 +124,9 @@ CHAIN = [
     ("sysroot downloaded, not yet verified or renamed", "sysroot", ("kill", "wasmwheel.download:sha256_file")),
     ("sysroot unpacking, one member written", "sysroot", ("kill", "tarfile:TarFile._extract_one:2")),
     ("sysroot moved into the toolchain, no marker yet", "sysroot", ("kill", "after:wasmwheel.toolchain:replace_dir")),
-    # pyodide, emsdk and rust write record + stamp first: the 7th write is the sysroot's record
-    ("a step's output record written, its stamp not", "sysroot", ("kill", "after:wasmwheel.fsutil:write_json:7")),
+    # emsdk, rust and pyodide finished (and were recorded) in the runs before: the run's first write
+    # is the sysroot's record (when every run redid them, it was the 7th)
+    ("a step's output record written, its stamp not", "sysroot", ("kill", "after:wasmwheel.fsutil:write_json:1")),
     ("source tree assembled, not moved into place", "source", ("kill", "wasmwheel.source:replace_dir")),
     ("maturin running, no wheel yet", "compile", ("pause", "maturin:before-wheel")),
     ("maturin writing the wheel", "compile", ("pause", "maturin:half-wheel")),
@@ -115,7 +135,8 @@ CHAIN = [
     ("retag done, stamp not written", "retag", ("kill", "after:wasmwheel.tasks:retag")),
     ("smoke test running (its job on the smoke server)", "smoke", ("smoke-job",)),
     ("smoke test passed, stamp not written", "smoke", ("kill", "after:wasmwheel.smoke:conclude")),
-    ("every step done, doit's state not saved", None, ("kill", "doit.dependency:SqliteDB.dump")),
+    # doit's closing save: with doit's own backend, the whole run's record was lost here.
+    ("every step done and recorded, doit's closing save not reached", None, ("kill", "doit.dependency:SqliteDB.dump")),
 ]
 
 
@@ -154,6 +175,7 @@ def test_kill_9_at_every_step_kind_then_finish_with_the_wheels_of_an_uninterrupt
     pause_file = tmp_path / "paused"
     previous: tuple[str, str] | None = None
     seen: list[str] = []
+    finished: set[str] = set()  # steps a killed run reported finished
     for what, step, how in CHAIN:
         pause_file.unlink(missing_ok=True)
         env = {"STANDIN_PAUSE_FILE": str(pause_file)}
@@ -185,6 +207,8 @@ def test_kill_9_at_every_step_kind_then_finish_with_the_wheels_of_an_uninterrupt
         if previous:  # the run redid the work the previous kill interrupted (or was killed redoing it)
             assert previous[1] in run.executed or previous[1] == killed_in, \
                 f"after '{previous[0]}' the next run did not rerun {previous[1]}"
+        assert not finished & set(run.executed), f"{what}: reran {sorted(finished & set(run.executed))}"
+        finished |= set(run.executed)
         if step:
             assert killed_in and killed_in.startswith(f"{step}:"), f"{what}: killed in {killed_in}"
             assert killed_in not in run.executed, f"{what}: {killed_in} was reported finished"
@@ -192,10 +216,9 @@ def test_kill_9_at_every_step_kind_then_finish_with_the_wheels_of_an_uninterrupt
         check_nothing_partial_looks_done(project)
         seen.append(what)
 
-    final = project.doit("build")
-    assert previous is None or previous[1] in final.executed
-    check_nothing_partial_looks_done(project)
+    # Killed in doit's closing save, after every step had been recorded: nothing is left to do.
     assert project.doit("build").executed == []
+    check_nothing_partial_looks_done(project)
     assert wheels(project.layout.build) == reference_wheels(project, tmp_path)
     # No leftovers: every temporary of the killed runs was cleared by the step that owns it.
     leftovers = [str(p) for root in (project.layout.build, project.layout.cache) for p in root.rglob("*")
@@ -212,6 +235,59 @@ def test_kill_9_at_every_step_kind_then_finish_with_the_wheels_of_an_uninterrupt
     ranges = [r["range"] for r in server.requests_for(project.sysroot_path)]
     assert ranges[0] is None and ranges[2] == f"bytes={size}-" and len(ranges) == 3, ranges
     assert 0 < int(ranges[1].removeprefix("bytes=").rstrip("-")) <= 2 << 20, ranges
+
+
+@pytest.mark.parametrize("finished", [1, 7, 13])
+def test_kill_9_keeps_doit_s_record_of_every_step_that_finished(project, tmp_path, finished):
+    """Killed right after doit recorded the n-th finished step: the next run runs none of them again,
+    only the rest, and ends with the wheels of an uninterrupted run. (doit's own sqlite3 backend
+    writes its state at exit: the next run redid every step the killed run had finished.)"""
+    keep_abis(project, (ABI,))
+    project.add_crate("hello-two", "hello_two")
+    reference = project.doit("build", env={"WASMWHEEL_BUILD_DIR": str(tmp_path / "reference-build")})
+    assert len(reference.executed) == 14
+    proc = start_doit(project, "build", env={"PYTHONUNBUFFERED": "1"},
+                      wrapper=[*KILLPOINT, f"after:wasmwheel.progress:ProgressReporter.add_success:{finished}"])
+    killed = finish(proc)
+    assert killed.returncode == -signal.SIGKILL and len(killed.executed) == finished, killed.output
+    check_nothing_partial_looks_done(project)
+    again = project.doit("build")
+    rerun = sorted(set(again.executed) & set(killed.executed))
+    assert rerun == [], f"{len(rerun)} of the {finished} finished steps ran again: {rerun}"
+    assert sorted(again.executed + killed.executed) == sorted(reference.executed)
+    assert project.doit("build").executed == []
+    assert wheels(project.layout.build) == wheels(tmp_path / "reference-build")
+
+
+def test_kill_9_at_random_moments_loses_no_finished_step(project, tmp_path):
+    """The whole process tree (doit, its -n 2 workers, the stand-ins they run) killed at random
+    moments, as a crash would, until a run gets through: after every kill nothing partial looks
+    done and no step a killed run finished runs again; the end is an uninterrupted run's wheels.
+    WASMWHEEL_KILL_SEED picks other moments."""
+    keep_abis(project, ("2025_0", "2026_0"))
+    project.add_crate("hello-two", "hello_two")
+    reference = project.doit("build", env={"WASMWHEEL_BUILD_DIR": str(tmp_path / "reference-build")})
+    rng = random.Random(int(os.environ.get("WASMWHEEL_KILL_SEED", "5")))
+    finished: set[str] = set()
+    kills = 0
+    for _ in range(15):
+        args = ["-n", "2", "build"] if rng.random() < 0.5 else ["build"]
+        proc = start_doit(project, *args, env={"PYTHONUNBUFFERED": "1"})
+        time.sleep(rng.uniform(0.2, 1.5))  # a whole uninterrupted build takes about 4 s here
+        _kill(proc.pid, *_descendants(proc.pid))
+        run = finish(proc)
+        assert not finished & set(run.executed), f"reran {sorted(finished & set(run.executed))}"
+        finished |= set(run.executed)
+        check_nothing_partial_looks_done(project)
+        if run.returncode == 0:
+            break
+        kills += 1
+    assert kills >= 3
+    final = project.doit("build")
+    assert not finished & set(final.executed), f"reran {sorted(finished & set(final.executed))}"
+    assert finished | set(final.executed) <= set(reference.executed)
+    assert project.doit("build").executed == []
+    assert wheels(project.layout.build) == wheels(tmp_path / "reference-build")
 
 
 def test_sigterm_keeps_the_steps_already_finished(project, tmp_path):
@@ -238,10 +314,15 @@ def test_sigterm_keeps_the_steps_already_finished(project, tmp_path):
                                       "retag:hello-pyo3@2026_0", "smoke:hello-pyo3@2026_0"]
 
 
-def test_without_the_sigterm_handler_doit_would_forget_them(project, tmp_path):
+@pytest.mark.parametrize("backend", ["doit's sqlite3", "wasmwheel's"])
+def test_without_the_sigterm_handler(project, tmp_path, backend):
     """The control experiment for the test above: the same run under a dodo.py that does not turn
-    SIGTERM into KeyboardInterrupt loses every finished step (doit's default)."""
+    SIGTERM into KeyboardInterrupt. Under doit's own backend (no pyproject.toml registering
+    wasmwheel's) every finished step is lost; wasmwheel's has committed each of them already.
+    Either way the interrupted maturin is left running: stopping it is the handler's part."""
     keep_abis(project, ("2026_0",))
+    if backend == "doit's sqlite3":
+        (project.root / "pyproject.toml").unlink()
     dodo = (project.root / "dodo.py").read_text()
     assert "install_signal_handlers()\n" in dodo
     (project.root / "dodo_plain.py").write_text(dodo.replace("install_signal_handlers()\n", "", 1))
@@ -251,17 +332,25 @@ def test_without_the_sigterm_handler_doit_would_forget_them(project, tmp_path):
     _wait_for(pause_file.exists, "maturin to start", proc)
     proc.send_signal(signal.SIGTERM)
     finish(proc, timeout=60)
-    _kill(int(pause_file.read_text()))  # nothing stopped it
+    maturin = int(pause_file.read_text())
+    assert Path(f"/proc/{maturin}").exists(), "nothing should have stopped maturin"
+    _kill(maturin)
     again = project.doit("build")
-    assert {"emsdk:2026_0", "rust:2026_0", "pyodide:2026_0", "source:hello-pyo3"} <= set(again.executed)
+    finished = {"emsdk:2026_0", "rust:2026_0", "pyodide:2026_0", "source:hello-pyo3"}
+    if backend == "doit's sqlite3":
+        assert finished <= set(again.executed)
+    else:
+        assert not finished & set(again.executed)
+        assert "compile:hello-pyo3@2026_0" in again.executed
 
 
 def test_kill_9_of_a_parallel_run_with_two_abis(project, tmp_path):
-    """`doit -n 2` over two ABIs, killed once both workers are busy compiling: the next run finishes
+    """`doit -n 2` over two ABIs, killed once both workers are busy compiling: the next run repeats
+    none of the steps the killed one finished (only the parent process records them), and finishes
     with the wheels of an uninterrupted run."""
     keep_abis(project, ("2025_0", "2026_0"))
     pause_file = tmp_path / "paused"
-    env = {"STANDIN_PAUSE": "maturin:half-wheel", "STANDIN_PAUSE_FILE": str(pause_file)}
+    env = {"STANDIN_PAUSE": "maturin:half-wheel", "STANDIN_PAUSE_FILE": str(pause_file), "PYTHONUNBUFFERED": "1"}
     proc = start_doit(project, "-n", "2", "build", env=env)
     _wait_for(pause_file.exists, "a compile to be half written", proc)
     time.sleep(0.5)  # let the other worker get going
@@ -269,10 +358,12 @@ def test_kill_9_of_a_parallel_run_with_two_abis(project, tmp_path):
     workers = _children(proc.pid, "doit")
     assert workers, "doit -n 2 should run its tasks in worker processes"
     _kill(proc.pid, int(pause_file.read_text()), *workers)
-    finish(proc)
+    killed = finish(proc)
     check_nothing_partial_looks_done(project)
+    assert {"emsdk:2025_0", "emsdk:2026_0", "source:hello-pyo3"} <= set(killed.executed)
     run = project.doit("-n", "2", "build")
     assert any(t.startswith("compile:") for t in run.executed)
+    assert not set(killed.executed) & set(run.executed), "steps the killed run finished ran again"
     check_nothing_partial_looks_done(project)
     assert project.doit("build").executed == []
     assert wheels(project.layout.build) == reference_wheels(project, tmp_path)

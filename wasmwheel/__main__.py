@@ -31,7 +31,7 @@ def _load_abi(root: Path, name: str):
     if not path.exists():
         known = sorted(p.stem for p in (root / "abi").glob("*.toml"))
         raise ConfigError(path, "", f"unknown ABI {name!r}", f"known ABIs: {', '.join(known) or 'none'}")
-    return load_abi(path)
+    return load_abi(path, root)
 
 
 def cmd_check(args: argparse.Namespace) -> int:

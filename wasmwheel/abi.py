@@ -13,17 +13,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from packaging.version import InvalidVersion, Version
+from packaging.version import Version
 
 from .errors import ConfigError
-from .schema import Table, check_rustflag, check_sha256, parse_toml
+from .schema import Table, check_http_url, check_rustflag, check_sha256, parse_toml
 
-ABI_NAME_RE = re.compile(r"^[0-9]{4}_[0-9]+$")
-PEP783_TAG_RE = re.compile(r"^(pyemscripten|pyodide)_([0-9]{4}_[0-9]+)_wasm32$")
-LEGACY_TAG_RE = re.compile(r"^emscripten_[0-9]+_[0-9]+_[0-9]+_wasm32$")
-TOOLCHAIN_RE = re.compile(r"^(?:[0-9]+\.[0-9]+\.[0-9]+|(?:nightly|beta)-[0-9]{4}-[0-9]{2}-[0-9]{2})$")
-SEMVER3_RE = re.compile(r"^[0-9]+\.[0-9]+\.[0-9]+$")
-NPM_VERSION_RE = re.compile(r"^[0-9]+\.[0-9]+\.[0-9]+(?:-[0-9A-Za-z.]+)?$")
+ABI_NAME_RE = re.compile(r"^[0-9]{4}_[0-9]+\Z")
+PEP783_TAG_RE = re.compile(r"^(pyemscripten|pyodide)_([0-9]{4}_[0-9]+)_wasm32\Z")
+LEGACY_TAG_RE = re.compile(r"^emscripten_[0-9]+_[0-9]+_[0-9]+_wasm32\Z")
+TOOLCHAIN_RE = re.compile(r"^(?:[0-9]+\.[0-9]+\.[0-9]+|(?:nightly|beta)-[0-9]{4}-[0-9]{2}-[0-9]{2})\Z")
+PYTHON_RE = re.compile(r"^3\.[0-9]+\.[0-9]+(?:(?:a|b|rc)[0-9]+)?\Z")
+SEMVER3_RE = re.compile(r"^[0-9]+\.[0-9]+\.[0-9]+\Z")
+NPM_VERSION_RE = re.compile(r"^[0-9]+\.[0-9]+\.[0-9]+(?:-[0-9A-Za-z.]+)?\Z")
 RUST_TARGET = "wasm32-unknown-emscripten"
 
 
@@ -111,12 +112,8 @@ class Abi:
         }
 
 
-def _check_version(value: str) -> str | None:
-    try:
-        Version(value)
-    except InvalidVersion:
-        return "not a version"
-    return None
+def _check_python(value: str) -> str | None:
+    return None if PYTHON_RE.match(value) else "not a version of CPython 3 (X.Y.Z, or X.Y.Z with a, b or rc N)"
 
 
 def _check_semver3(value: str) -> str | None:
@@ -131,12 +128,8 @@ def _check_platform_tag(value: str) -> str | None:
     return None if PEP783_TAG_RE.match(value) or LEGACY_TAG_RE.match(value) else "not an Emscripten platform tag"
 
 
-def _check_https(value: str) -> str | None:
-    return None if re.match(r"^https?://[^\s]+$", value) else "not an http(s) URL"
-
-
 def _check_sysroot_url(value: str) -> str | None:
-    problem = _check_https(value)
+    problem = check_http_url(value)
     if problem:
         return problem
     if not value.split("?", 1)[0].endswith((".tar.bz2", ".tar.gz", ".tar.xz", ".tgz")):
@@ -144,14 +137,15 @@ def _check_sysroot_url(value: str) -> str | None:
     return None
 
 
-def load_abi(path: Path) -> Abi:
-    """Parse and validate one ABI file. Raises ConfigError naming file and key."""
+def load_abi(path: Path, root: Path | None = None) -> Abi:
+    """Parse and validate one ABI file. Raises ConfigError naming file and key. ``root``: the
+    repository, which a symbolic link in place of the file may not leave."""
     path = Path(path)
     name = path.stem
     if not ABI_NAME_RE.match(name):
         raise ConfigError(path, "", f"ABI file name {name!r} is not <year>_<patch>", "rename it, e.g. abi/2026_0.toml")
-    top = Table(path, parse_toml(path))
-    python = top.string("python", required=True, expect='a Python version like "3.13.2"', check=_check_version)
+    top = Table(path, parse_toml(path, root=root))
+    python = top.string("python", required=True, expect='a Python version like "3.13.2"', check=_check_python)
     emscripten = top.string("emscripten", required=True, expect='an Emscripten version like "4.0.9"', check=_check_semver3)
     platform_tag = top.string(
         "platform_tag", required=True, expect='a tag like "pyemscripten_2026_0_wasm32"', check=_check_platform_tag
@@ -224,6 +218,6 @@ def load_abis(abi_dir: Path) -> dict[str, Abi]:
     if not files:
         raise ConfigError(abi_dir, "", "no ABI files (*.toml) found")
     for path in files:
-        abi = load_abi(path)
+        abi = load_abi(path, Path(abi_dir).parent)
         abis[abi.name] = abi
     return abis

@@ -24,13 +24,15 @@ from .schema import (
     NAME_RE,
     Table,
     check_env_name,
+    check_http_url,
+    check_no_control,
     check_no_nul,
     check_rustflag,
     check_sha256,
     parse_toml,
 )
 
-GIT_COMMIT_RE = re.compile(r"^[0-9a-f]{40}$")
+GIT_COMMIT_RE = re.compile(r"^[0-9a-f]{40}\Z")
 ARCHIVE_SUFFIXES = (".tar.gz", ".tgz", ".tar.bz2", ".tar.xz", ".zip")
 # `maturin build` options a recipe may not give, and why: wasmwheel sets them from the ABI, or
 # they would make maturin read or write outside the step's own folders.
@@ -178,6 +180,8 @@ def _check_name(value: str) -> str | None:
 
 
 def _check_version(value: str) -> str | None:
+    if value != value.strip():
+        return "has spaces or line breaks around it"
     try:
         Version(value)
     except InvalidVersion:
@@ -193,8 +197,9 @@ def _check_import_name(value: str) -> str | None:
 
 
 def _check_url(value: str) -> str | None:
-    if not re.match(r"^https?://[^\s]+$", value):
-        return "not an http(s) URL"
+    problem = check_http_url(value)
+    if problem:
+        return problem
     path = value.split("?", 1)[0]
     if not path.endswith(ARCHIVE_SUFFIXES):
         return "does not name an sdist archive (" + ", ".join(ARCHIVE_SUFFIXES) + ")"
@@ -218,8 +223,10 @@ def _sdist_version(url: str) -> Version | None:
 def _check_git_url(value: str) -> str | None:
     if value.startswith("-"):
         return "starts with '-'"
-    m = re.match(r"^(?:https?|git|ssh|file)://(?:[^/@\s]*@)?([^\s]*)$", value) or re.match(
-        r"^[\w.-]+@([\w.-]+:[^\s]+)$", value)
+    if check_no_control(value):
+        return "contains control characters"
+    m = re.match(r"^(?:https?|git|ssh|file)://(?:[^/@\s]*@)?([^\s]*)\Z", value) or re.match(
+        r"^[\w.-]+@([\w.-]+:[^\s]+)\Z", value)
     if not m:
         return "not a git URL (https://, ssh://, git://, file:// or user@host:path)"
     if m.group(1).startswith("-"):
@@ -245,7 +252,7 @@ def _check_subdir(value: str) -> str | None:
 
 
 def _check_feature(value: str) -> str | None:
-    return None if re.match(r"^[A-Za-z0-9_][A-Za-z0-9_./+-]*$", value) else "not a cargo feature name"
+    return None if re.match(r"^[A-Za-z0-9_][A-Za-z0-9_./+-]*\Z", value) else "not a cargo feature name"
 
 
 # Target rustflags that give the module shared memory, which no Pyodide runtime has (audit WW103).
@@ -265,9 +272,12 @@ def _check_recipe_rustflag(value: str) -> str | None:
 
 def _check_requirement(value: str) -> str | None:
     try:
-        Requirement(value)
+        requirement = Requirement(value)
     except InvalidRequirement as exc:
         return f"not a PEP 508 requirement ({str(exc).splitlines()[0]})"
+    if requirement.url:
+        # pip would fetch it from anywhere (a file:// path included), unverified and outside the index.
+        return "names a URL (name @ URL); test requirements come from the package index by name and version"
     return None
 
 
@@ -333,8 +343,8 @@ def load_recipe(path: Path, abi_names: list[str] | tuple[str, ...], root: Path, 
     (for ``bump``, which repairs exactly that)."""
     path = Path(path)
     root = Path(root).resolve()
+    top = Table(path, parse_toml(path, text, root))
     base = path.resolve().parent
-    top = Table(path, parse_toml(path, text))
 
     fmt = top.integer("format", default=RECIPE_FORMAT)
     if fmt != RECIPE_FORMAT:

@@ -24,7 +24,7 @@ from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
 from .abi import Abi, load_abis
-from .archive import extract, single_top_folder
+from .archive import UnpackLimits, extract, single_top_folder
 from .download import Origin, fetch
 from .errors import ConfigError, WasmwheelError
 from .fsutil import atomic_write_text
@@ -340,11 +340,11 @@ def _abi3(cargo: dict[str, Any], workspace: dict[str, Any] | None, maturin_featu
     return f"abi3-py3{min(minors)}" if minors else "abi3"
 
 
-def inspect_sdist(archive: Path, label: str | None = None) -> SdistFacts:
+def inspect_sdist(archive: Path, label: str | None = None, limits: UnpackLimits = UnpackLimits()) -> SdistFacts:
     """Unpack ``archive`` in a temporary folder and read what maturin would read."""
     label = label or Path(archive).name
     with tempfile.TemporaryDirectory(prefix="wasmwheel-inspect-") as tmp:
-        extract(Path(archive), Path(tmp))
+        extract(Path(archive), Path(tmp), limits)
         return inspect_tree(single_top_folder(Path(tmp)), label)
 
 
@@ -555,7 +555,7 @@ def new_recipe(spec_name: str, version: str | None, root: Path, pypi: PyPI, layo
         raise ScaffoldError(f"{dest.relative_to(root)} exists already; `bump` moves it to another version, "
                             "--force overwrites it")
     archive, sha256, url, warnings = _download(release, layout, log)
-    facts = inspect_sdist(archive, f"{release.name} {release.version} ({archive.name})")
+    facts = inspect_sdist(archive, f"{release.name} {release.version} ({archive.name})", layout.settings.unpack_limits)
     facts = replace(facts, notes=facts.notes + warnings)
     text = render_recipe(release, url, sha256, facts, suggest_skips(facts, abis))
     try:  # what we write must load: a failure here is a wasmwheel bug, caught before the file exists
@@ -599,7 +599,7 @@ def bump_recipe(recipe: str, version: str | None, root: Path, pypi: PyPI, layout
     if Version(release.version) == Version(current.version) and current.source.sha256 == release.sdist().sha256:
         return Bump(path, current.version, release.version, ())
     new_archive, sha256, url, warnings = _download(release, layout, log)
-    facts = inspect_sdist(new_archive, f"{release.name} {release.version}")
+    facts = inspect_sdist(new_archive, f"{release.name} {release.version}", layout.settings.unpack_limits)
     changes: list[str] = list(warnings)
     src = current.source
     assert src.url and src.sha256
@@ -607,7 +607,8 @@ def bump_recipe(recipe: str, version: str | None, root: Path, pypi: PyPI, layout
     try:  # the old sdist is usually in the download cache already (its source step fetched it)
         old_archive = fetch(Origin(src.url, layout.settings.sdist_mirror, "WASMWHEEL_SDIST_MIRROR"),
                             layout.download(src.sha256, src.filename), src.sha256, log)
-        old_facts = inspect_sdist(old_archive, f"{current.package_name} {current.version}")
+        old_facts = inspect_sdist(old_archive, f"{current.package_name} {current.version}",
+                                  layout.settings.unpack_limits)
         changes += compare_facts(old_facts, facts)
     except WasmwheelError as exc:
         changes.append(f"could not compare with the old sdist ({exc}); check the recipe's facts by hand")

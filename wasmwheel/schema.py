@@ -10,19 +10,24 @@ and the fix, so the loaders report one line and never a traceback.
 from __future__ import annotations
 
 import difflib
+import errno
 import json
+import os
 import re
+import reprlib
+import stat
 import tomllib
 from pathlib import Path
 from typing import Any, Callable
+from urllib.parse import urlsplit
 
 from .errors import ConfigError
 
-SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
+SHA256_RE = re.compile(r"^[0-9a-f]{64}\Z")
 # Characters a shell would treat specially. Values never pass through a shell, but
 # names that become file or task names must stay plain.
-NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
-BARE_KEY_RE = re.compile(r"^[A-Za-z0-9_-]+$")
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*\Z")
+BARE_KEY_RE = re.compile(r"^[A-Za-z0-9_-]+\Z")
 
 
 def show_key(name: str) -> str:
@@ -42,25 +47,87 @@ def _type_name(value: object) -> str:
 
 
 def _show(value: object) -> str:
-    text = repr(value)
+    # reprlib for tables and lists: a value nested thousands deep would exhaust repr's recursion.
+    text = reprlib.repr(value) if isinstance(value, (dict, list)) else repr(value)
     return text if len(text) <= 60 else text[:57] + "..."
 
 
-def parse_toml(path: Path, text: str | None = None) -> dict[str, Any]:
-    """Parse a TOML file; a syntax error becomes one ConfigError line."""
+# No schema nests deeper than 3 (build.env.NAME); anything this deep is a mistake or an attack, and
+# would exhaust the recursion of whatever walks it next (repr, pickle, json).
+MAX_DEPTH = 32
+_KINDS = {stat.S_IFDIR: "a folder", stat.S_IFIFO: "a FIFO", stat.S_IFSOCK: "a socket", stat.S_IFCHR: "a device",
+          stat.S_IFBLK: "a device"}
+
+
+def _inside(root: Path, path: Path) -> bool:
+    return path == root or root in path.parents
+
+
+def read_config_text(path: Path, root: Path | None = None) -> str:
+    """The text of a recipe or ABI file, which must be a regular file (a FIFO would block the
+    read forever) and, given the repository ``root``, may be a symbolic link only to a file inside it."""
+    path = Path(path)
+    if root is not None and path.is_symlink():
+        try:
+            resolved = path.resolve(strict=True)
+        except (OSError, RuntimeError) as exc:
+            looped = isinstance(exc, RuntimeError) or getattr(exc, "errno", None) == errno.ELOOP
+            problem = "is a symbolic link loop" if looped else f"is a symbolic link to {os.readlink(path)!r}, " \
+                                                                 "which does not exist"
+            raise ConfigError(path, "", problem, "fix or remove the link") from None
+        if not _inside(Path(root).resolve(), resolved):
+            raise ConfigError(path, "", f"is a symbolic link to {str(resolved)!r}, outside the repository",
+                              "keep recipes and ABI files inside the repository")
     try:
-        if text is None:
-            text = path.read_bytes().decode("utf-8")
-        return tomllib.loads(text)
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)  # non-blocking: opening a FIFO must not wait for a writer
+    except OSError as exc:
+        problem = "is a symbolic link loop" if exc.errno == errno.ELOOP else f"cannot read: {exc.strerror}"
+        raise ConfigError(path, "", problem) from None
+    kind = stat.S_IFMT(os.fstat(fd).st_mode)
+    if kind != stat.S_IFREG:
+        os.close(fd)
+        raise ConfigError(path, "", f"is {_KINDS.get(kind, 'not a regular file')}, not a file",
+                          "recipes and ABI files are TOML files")
+    with open(fd, "rb") as f:
+        data = f.read()
+    try:
+        return data.decode("utf-8")
     except UnicodeDecodeError as exc:
         line = exc.object[: exc.start].count(b"\n") + 1
         raise ConfigError(path, "", f"not UTF-8 text ({exc.reason} on line {line})", "save the file as UTF-8") from None
+
+
+def _too_deep(data: Any) -> bool:
+    """Whether tables and arrays nest more than MAX_DEPTH levels (walked without recursion)."""
+    stack = [(data, 1)]
+    while stack:
+        value, depth = stack.pop()
+        children = value.values() if isinstance(value, dict) else value if isinstance(value, list) else ()
+        for child in children:
+            if isinstance(child, (dict, list)):
+                if depth >= MAX_DEPTH:
+                    return True
+                stack.append((child, depth + 1))
+    return False
+
+
+def parse_toml(path: Path, text: str | None = None, root: Path | None = None) -> dict[str, Any]:
+    """Parse a TOML file (see read_config_text for ``root``); any problem becomes one ConfigError line."""
+    if text is None:
+        text = read_config_text(path, root)
+    if text.startswith("\ufeff"):
+        raise ConfigError(path, "", "starts with a byte order mark (BOM), which TOML does not allow",
+                          "save the file as UTF-8 without BOM")
+    try:
+        data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(path, "", f"TOML syntax error: {exc}", "fix the TOML syntax") from None
     except RecursionError:
-        raise ConfigError(path, "", "arrays or tables are nested too deeply to read", "fix the TOML syntax") from None
-    except OSError as exc:
-        raise ConfigError(path, "", f"cannot read: {exc.strerror}") from None
+        data = None
+    if data is None or _too_deep(data):
+        raise ConfigError(path, "", f"arrays or tables are nested too deeply to read (more than {MAX_DEPTH} levels)",
+                          "fix the TOML syntax")
+    return data
 
 
 class Table:
@@ -245,6 +312,8 @@ def check_rustflag(value: str) -> str | None:
     whitespace: a flag holding a space would silently become two flags, so it is refused."""
     if not value:
         return "empty"
+    if "\0" in value:
+        return "contains a NUL character"
     if any(c.isspace() for c in value):
         return ("contains whitespace, and cargo splits CARGO_TARGET_WASM32_UNKNOWN_EMSCRIPTEN_RUSTFLAGS at "
                 "whitespace, so this one item would reach rustc as several flags")
@@ -256,4 +325,27 @@ def check_no_nul(value: str) -> str | None:
 
 
 def check_env_name(value: str) -> str | None:
-    return None if re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", value) else "not a valid environment variable name"
+    return None if re.match(r"^[A-Za-z_][A-Za-z0-9_]*\Z", value) else "not a valid environment variable name"
+
+
+def check_no_control(value: str) -> str | None:
+    return "contains control characters" if any(ord(c) < 32 or ord(c) == 127 for c in value) else None
+
+
+def check_http_url(value: str) -> str | None:
+    """An http(s) URL to download from: with a host, a valid port, and no user name or password
+    (they would be written to logs and the report; requests reads ~/.netrc instead)."""
+    if any(c.isspace() for c in value) or check_no_control(value):
+        return "not an http(s) URL (it holds spaces or control characters)"
+    try:
+        parts = urlsplit(value)
+        parts.port  # raises on a port that is not a number in range
+    except ValueError as exc:
+        return f"not a valid URL ({exc})"
+    if parts.scheme.lower() not in ("http", "https"):
+        return "not an http(s) URL"
+    if not parts.hostname:
+        return "has no host name"
+    if parts.username is not None or parts.password is not None:
+        return "holds a user name or password, which would be written to logs (put them in ~/.netrc)"
+    return None

@@ -8,14 +8,23 @@ the README's "Settings" section; :data:`VARIABLES` is the single list of them.
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .errors import ConfigError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .archive import UnpackLimits
 
 DEFAULT_EMSDK_URL = "https://github.com/emscripten-core/emsdk.git"
 DEFAULT_PYPI_URL = "https://pypi.org"
 DEFAULT_NPM_REGISTRY = "https://registry.npmjs.org/"
+# Far above any sdist or sysroot: the biggest sdists, with every crate vendored, unpack to a few
+# hundred MiB and some 30 000 files.
+DEFAULT_UNPACK_MAX_BYTES = 4 << 30
+DEFAULT_UNPACK_MAX_FILES = 200_000
 
 VARIABLES = {
     "WASMWHEEL_CACHE": "shared downloads and toolchains (default: $XDG_CACHE_HOME/wasmwheel or ~/.cache/wasmwheel)",
@@ -33,6 +42,8 @@ VARIABLES = {
     "WASMWHEEL_SMOKE_WORKERS": "pre-booted interpreters per smoke server (default: the number of CPUs, at most 4)",
     "WASMWHEEL_SMOKE_IDLE": "seconds a smoke server stays up without work (default: 60)",
     "WASMWHEEL_CHROMIUM": "Chromium/Chrome executable for browser smoke tests (default: chromium on PATH)",
+    "WASMWHEEL_UNPACK_MAX_SIZE": "most an archive (sdist, sysroot) may unpack to, in bytes or with K, M, G, T (default: 4G)",
+    "WASMWHEEL_UNPACK_MAX_FILES": "most members an archive may hold (default: 200000)",
 }
 
 
@@ -64,6 +75,20 @@ def _count(name: str, value: str | None, default: int, minimum: int) -> int:
     return number
 
 
+_SIZE_RE = re.compile(r"^([0-9]+(?:\.[0-9]+)?)\s*([KMGT]?)(?:i?B)?$", re.IGNORECASE)
+
+
+def _size(name: str, value: str | None, default: int) -> int:
+    """A size in bytes: ``123``, or with a binary unit: ``512K``, ``1.5G``, ``4GiB``."""
+    if value is None or value.strip() == "":
+        return default
+    m = _SIZE_RE.match(value.strip())
+    number = int(float(m.group(1)) * (1 << (10 * " KMGT".index(m.group(2).upper() or " ")))) if m else 0
+    if number < 1:
+        raise ConfigError("environment", name, f"expected a size in bytes, or with K, M, G or T (e.g. 8G); got {value!r}")
+    return number
+
+
 @dataclass(frozen=True)
 class Settings:
     root: Path
@@ -80,6 +105,8 @@ class Settings:
     smoke_workers: int = 0  # 0: the number of CPUs, at most 4
     smoke_idle: int = 60
     chromium: str | None = None
+    unpack_max_bytes: int = DEFAULT_UNPACK_MAX_BYTES
+    unpack_max_files: int = DEFAULT_UNPACK_MAX_FILES
 
     @classmethod
     def from_env(cls, root: Path, env: dict[str, str] | None = None) -> "Settings":
@@ -113,7 +140,17 @@ class Settings:
             smoke_workers=_count("WASMWHEEL_SMOKE_WORKERS", env.get("WASMWHEEL_SMOKE_WORKERS"), 0, 1),
             smoke_idle=_count("WASMWHEEL_SMOKE_IDLE", env.get("WASMWHEEL_SMOKE_IDLE"), 60, 1),
             chromium=(env.get("WASMWHEEL_CHROMIUM") or "").strip() or None,
+            unpack_max_bytes=_size("WASMWHEEL_UNPACK_MAX_SIZE", env.get("WASMWHEEL_UNPACK_MAX_SIZE"),
+                                   DEFAULT_UNPACK_MAX_BYTES),
+            unpack_max_files=_count("WASMWHEEL_UNPACK_MAX_FILES", env.get("WASMWHEEL_UNPACK_MAX_FILES"),
+                                    DEFAULT_UNPACK_MAX_FILES, 1),
         )
+
+    @property
+    def unpack_limits(self) -> "UnpackLimits":
+        from .archive import UnpackLimits
+
+        return UnpackLimits(max_bytes=self.unpack_max_bytes, max_members=self.unpack_max_files)
 
     @property
     def mode(self) -> str:

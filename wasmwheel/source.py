@@ -143,7 +143,7 @@ def fetch_source(recipe: Recipe, layout: Layout, log: StepLog) -> dict[str, Any]
             archive = fetch(origin, layout.download(src.sha256, src.filename), src.sha256, log)
             unpacked = tmp / "unpacked"
             log.note(f"unpacking {archive.name}")
-            extract(archive, unpacked)
+            extract(archive, unpacked, layout.settings.unpack_limits)
             tree = single_top_folder(unpacked)
         elif src.kind == "git":
             tree = tmp / "git"

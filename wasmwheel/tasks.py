@@ -79,7 +79,7 @@ class Project:
         abi_errors: dict[str, ConfigError] = {}
         for path in abi_files(root / "abi"):
             try:
-                abi = load_abi(path)
+                abi = load_abi(path, root)
                 abis[abi.name] = abi
             except ConfigError as exc:
                 abi_errors[path.stem] = exc
@@ -94,6 +94,8 @@ class Project:
 
     def doit_config(self, argv: list[str] | None = None) -> dict[str, Any]:
         return {
+            # From the repository root (pyproject.toml), "sqlite3" is wasmwheel.doitdb.StepCommitDB:
+            # each finished step's record is committed at once, so a killed run keeps them.
             "backend": "sqlite3",
             "dep_file": str(self.layout.doit_db),
             "default_tasks": ["build", "index"],
@@ -831,8 +833,9 @@ def _interrupted_hook(kind, value, tb, previous=sys.excepthook):
 
 
 def install_signal_handlers() -> None:
-    """SIGTERM behaves like Ctrl-C, so doit keeps the state of steps already finished
-    (by default a SIGTERM discards every success of the run). doit saves its state and then
-    lets the KeyboardInterrupt out: it ends with one line instead of a traceback."""
+    """SIGTERM behaves like Ctrl-C: the running command is stopped, doit saves its state and
+    lets the KeyboardInterrupt out, and the run ends with one line instead of a traceback. (The
+    finished steps are committed as they finish anyway (wasmwheel.doitdb); with doit's own
+    backend, a plain SIGTERM would discard every success of the run.)"""
     signal.signal(signal.SIGTERM, _sigterm)
     sys.excepthook = _interrupted_hook

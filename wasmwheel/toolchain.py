@@ -284,7 +284,7 @@ def install_sysroot(abi: Abi, layout: Layout, rust_facts: dict[str, Any], log: S
             tmp = Path(tempfile.mkdtemp(prefix=".sysroot.", suffix=".tmp", dir=rustlib))
             try:
                 log.note(f"unpacking {abi.sysroot.filename} into {rustlib}")
-                extract(archive, tmp)
+                extract(archive, tmp, layout.settings.unpack_limits)
                 for entry in sorted(tmp.iterdir()):
                     if entry.is_dir():
                         replace_dir(entry, rustlib / entry.name)
