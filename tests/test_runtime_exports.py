@@ -5,14 +5,16 @@ from __future__ import annotations
 
 import gzip
 import json
+import shutil
 
 import pytest
 
 from wasmwheel import runtime_exports
 from wasmwheel.abi import load_abis
+from wasmwheel.audit import audit_wheel
 from wasmwheel.errors import ConfigError
 
-from test_audit import REPO
+from test_audit import REPO, linkage, make_wheel, wheel_tag
 
 ABIS = load_abis(REPO / "abi")
 
@@ -67,3 +69,16 @@ def test_a_broken_exports_file_names_itself_and_the_fix(tmp_path, content, probl
 def test_extract_refuses_a_folder_that_is_not_a_runtime(tmp_path):
     with pytest.raises(ConfigError, match="no pyodide.asm.js/.mjs and pyodide.asm.wasm here"):
         runtime_exports.extract(tmp_path)
+
+
+def test_without_exports_the_audit_says_what_it_did_not_check(tmp_path, wasm_tools):
+    """An ABI whose runtime has no exports file yet: symbols and memory go unchecked, and the report says so."""
+    abi_dir = tmp_path / "abi"
+    shutil.copytree(REPO / "abi", abi_dir, ignore=shutil.ignore_patterns(runtime_exports.FILENAME))
+    abi = load_abis(abi_dir)["2026_0"]
+    wheel = make_wheel(tmp_path / "d", "linkage", linkage("2026_0", defines={"UNDEF_DATA": "1"})(tmp_path),
+                       wheel_tag("2026_0"))
+    bare = audit_wheel(wheel, abi)
+    assert bare.ok and bare.notes and "exports are not recorded" in bare.notes[0]
+    full = audit_wheel(wheel, ABIS["2026_0"])
+    assert [f.code for f in full.errors] == ["WW131"] and not full.notes

@@ -371,6 +371,8 @@ def step_audit(recipe: Recipe, abi: Abi, layout: Layout, log: StepLog):
         log.write(finding.line() + "\n")
     for finding in report.warnings:
         log.note(f"warning {finding.code}: {finding.member or wheel.name}: {finding.message}")
+    for note in report.notes:
+        log.note(note)
     if not report.ok:
         raise audit.AuditFailed(report)
     log.note(f"{wheel.name}: audit for ABI {abi.name} passed ({len(report.modules)} extension module(s), "
