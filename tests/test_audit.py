@@ -280,6 +280,18 @@ CASES = [
          others=libdep("libdep.so")), LINK_SCRIPT, {"WW132"}, ("cannot resolve symbol dep_value",)),
     LCase("foreign-import-module", "2025_0", linkage("2025_0", defines={"FOREIGN_IMPORT": "1"}), LINK_IMPORT,
          {"WW133"}, ('module="foo" error: module is not an object or function',)),
+    # The memory is Pyodide's: a side module's limits must admit it.
+    LCase("memory-maximum", "2026_0", linkage("2026_0", ldflags=("--max-memory=16777216",)), LINK_IMPORT,
+         {"WW107"}, ("larger maximum size 65536 than the module's declared maximum 256",)),
+    LCase("memory-for-static-data", "2025_0", linkage("2025_0", defines={"BIG_BSS": str(21 << 20)}), LINK_SCRIPT),
+    LCase("memory-initial", "2024_0", linkage("2024_0", ldflags=("--initial-memory=268435456",)), LINK_IMPORT,
+         {"WW107"}, ("is smaller than initial 4096",)),
+    LCase("wasm64-library", "2026_0", linkage("2026_0", others=lambda tmp, minor: {"libw64.so": wasmbuild.build_module(
+         tmp / "w64.so", minor, source="dep.c", cflags=("--target=wasm64-unknown-emscripten",),
+         ldflags=("-mwasm64",)).read_bytes()}), LINK_SCRIPT, {"WW107"}, ("invalid memory limits flags 0x4",)),
+    # Instructions Node 20 (and 18) cannot compile.
+    LCase("extended-const", "2025_0", linkage("2025_0", cflags=("-mextended-const",)), LINK_IMPORT, {"WW108"},
+         ("opcode i32.add is not allowed in constant expressions",)),
     # A non-ASCII module name: PyInitU_<punycode>, multi-phase init.
     LCase("non-ascii-module-name", "2026_0", linkage("2026_0", name="pr\u00f6be", defines={
          "INIT_FN": "PyInitU_prbe_6qa", "MULTI_PHASE": "1"}), "import pr\u00f6be as m\nassert m.f(1) == 2\n"),

@@ -26,6 +26,7 @@ from packaging.version import Version
 from wheel.wheelfile import WheelError, WheelFile
 
 from . import runtime_exports
+from .runtime_exports import WASM_PAGE
 from .abi import Abi
 from .errors import WasmwheelError
 from .loader import (DATA_DIR_RE, IMPORT_MODULES, SHAREDLIB_RE, WASM_MAGIC, Library, Linker, LoaderFacts,
@@ -73,6 +74,15 @@ CHECKS: dict[str, Check] = {c.code: c for c in (
           "put packages and extension modules at the wheel's root (for a binary wheel, Root-Is-Purelib: false "
           "puts them in platlib = the root); pip moves .data/platlib, Pyodide does not",
           "installs, then import fails with ModuleNotFoundError: they stay in site-packages/<dist>.data/..."),
+    Check("WW107", ERROR, "memory import the runtime's memory cannot satisfy",
+          "link without --max-memory / --initial-memory / -sMAXIMUM_MEMORY for the side module (and not wasm64): "
+          "it shares Pyodide's memory",
+          "load fails: LinkError 'memory import has a larger maximum size' / 'is smaller than initial' "
+          "(wasm64: CompileError 'invalid memory limits flags')"),
+    Check("WW108", ERROR, "extended-const instructions in constant expressions",
+          "build without -mextended-const / -mcpu=bleeding-edge (Rust: no +extended-const target feature)",
+          "load fails on Node.js 18 and 20 (which Pyodide supports): CompileError 'opcode i32.add is not allowed "
+          "in constant expressions'"),
     Check("WW110", ERROR, "Python/ABI tag does not fit the ABI's Python",
           "build for the ABI's Python (cp tag), or an abi3 wheel whose minimum is not newer",
           "micropip/pip refuse to install it (Pyodide's loadPackage checks no tags)"),
@@ -298,6 +308,10 @@ def _check_module(m: _Member, abi: Abi, facts: LoaderFacts) -> list[Finding]:
     if shared or any(lim.shared for lim in mod.memories):
         what = f"imports {shared[0].qualname} as shared memory" if shared else "defines a shared memory"
         out.append(Finding("WW103", m.path, what))
+    out += _check_memory(m, facts)
+    if mod.extended_const_ops:
+        ops = ", ".join(sorted(mod.extended_const_ops))
+        out.append(Finding("WW108", m.path, f"uses extended-const instructions ({ops}) in constant expressions"))
     if m.kind == "extension":
         want = pyinit_name(m.ext_name)
         funcs = mod.export_names("func")
@@ -306,6 +320,34 @@ def _check_module(m: _Member, abi: Abi, facts: LoaderFacts) -> list[Finding]:
             has = f"it exports {', '.join(others)}" if others else "it exports no PyInit function"
             out.append(Finding("WW104", m.path, f"Python imports it as {m.ext_name!r} and calls {want}, but {has}"))
     out += _check_exceptions(m, abi)
+    return out
+
+
+def _check_memory(m: _Member, facts: LoaderFacts) -> list[Finding]:
+    """The imported memory is the runtime's: its limits must admit it."""
+    mod = m.module
+    assert mod is not None
+    out = []
+    for imp in mod.imports_of("memory"):
+        lim = imp.limits
+        if lim is None or lim.shared:
+            continue  # shared: WW103
+        if lim.memory64:
+            out.append(Finding("WW107", m.path, f"imports {imp.qualname} as 64-bit memory (wasm64); "
+                                                "Pyodide's memory is 32-bit"))
+            continue
+        if facts.exports is None:
+            continue
+        have_max, have_min = facts.exports.memory_maximum, facts.exports.memory_initial
+        if lim.maximum is not None and (have_max is None or lim.maximum < have_max):
+            out.append(Finding("WW107", m.path, f"{imp.qualname} declares a maximum of {lim.maximum} pages; Pyodide "
+                                                f"{facts.pyodide}'s memory may grow to {have_max or 'unlimited'} pages"))
+        # The loader allocates the module's static data (dylink.0 memory size) before instantiating it.
+        static = -(-(mod.dylink.mem_size if mod.dylink else 0) // WASM_PAGE)
+        if lim.minimum > have_min + static:
+            out.append(Finding("WW107", m.path, f"{imp.qualname} needs at least {lim.minimum} pages; Pyodide "
+                                                f"{facts.pyodide}'s memory starts with {have_min} (+{static} for "
+                                                "the module's data)"))
     return out
 
 
@@ -459,7 +501,7 @@ def _audit(read: _Wheel, abi: Abi, facts: LoaderFacts, companions: Sequence[_Whe
     modules = tuple(sorted(m.path for m in members if m.kind == "extension"))
     notes = () if facts.exports else (
         f"Pyodide {facts.pyodide}'s exports are not recorded ({runtime_exports.runtime_folder(abi)}/"
-        f"{runtime_exports.FILENAME}): imported symbols were not checked; installing the runtime "
+        f"{runtime_exports.FILENAME}): imported symbols and memory limits were not checked; installing the runtime "
         f"(doit pyodide:{abi.name}) records them",)
     return AuditReport(read.path, abi.name, tuple(findings), modules, notes)
 

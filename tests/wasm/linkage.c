@@ -8,6 +8,7 @@
  *   FOREIGN_IMPORT   calls bar() imported from the wasm module "foo", not "env"
  *   DEP              calls dep_value(n) = 2n + 1 (dep.c; link with it or not)
  *   MULTI_PHASE      PEP 489 init: returns PyModuleDef_Init(&def) (needed for PyInitU_)
+ *   BIG_BSS=<bytes>  that much zeroed static data (the module's memory import grows with it)
  * Without any: f(n) = n + 1. MODULE_NAME names the module, INIT_FN its init function. */
 #include "pyabi.h"
 
@@ -39,6 +40,9 @@ __attribute__((import_module("foo"), import_name("bar"))) long foo_bar(long);
 #ifdef DEP
 long dep_value(long);
 #endif
+#ifdef BIG_BSS
+static volatile char big[BIG_BSS];
+#endif
 
 static PyObject *f(PyObject *self, PyObject *args) {
   long n;
@@ -61,6 +65,10 @@ static PyObject *f(PyObject *self, PyObject *args) {
 #endif
 #ifdef DEP
   r = dep_value(n);
+#endif
+#ifdef BIG_BSS
+  big[n % BIG_BSS] = 1;
+  r += big[0] - big[0];
 #endif
   return PyLong_FromLong(r);
 }
