@@ -82,3 +82,21 @@ def test_without_exports_the_audit_says_what_it_did_not_check(tmp_path, wasm_too
     assert bare.ok and bare.notes and "exports are not recorded" in bare.notes[0]
     full = audit_wheel(wheel, ABIS["2026_0"])
     assert [f.code for f in full.errors] == ["WW131"] and not full.notes
+
+
+def test_new_exports_rerun_the_audits(tmp_path):
+    """The exports file shapes every audit of its ABI: another file, another audit config."""
+    from wasmwheel.audit import audit_config
+
+    abi_dir = tmp_path / "abi"
+    shutil.copytree(REPO / "abi", abi_dir)
+    abi = load_abis(abi_dir)["2026_0"]
+    before = audit_config(abi)
+    assert before == audit_config(ABIS["2026_0"]) and before["runtime_exports"]
+    exports = runtime_exports.runtime_folder(abi) / runtime_exports.FILENAME
+    data = json.loads(gzip.decompress(exports.read_bytes()))
+    data["symbols"].append("new_in_this_runtime")
+    exports.write_bytes(runtime_exports.encode(data))
+    assert audit_config(abi) != before
+    exports.unlink()
+    assert audit_config(abi)["runtime_exports"] is None

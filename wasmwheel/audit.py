@@ -125,7 +125,7 @@ def audit_config(abi: Abi) -> dict[str, Any]:
         "platform_tags": list(abi.all_platform_tags),
         "exception_handling": abi.exception_handling,
         "pyodide": abi.pyodide_version,
-        "runtime_exports": exports.digest if (exports := runtime_exports.for_abi(abi)) else None,
+        "runtime_exports": runtime_exports.file_digest(abi),
     }
 
 

@@ -44,7 +44,6 @@ class RuntimeExports:
     memory_initial: int  # pages of 64 KiB the main module starts with
     memory_maximum: int | None  # pages it may grow to (None: no maximum)
     symbols: frozenset[str]
-    digest: str  # sha256 of the canonical JSON (what shapes an audit)
 
     def provides(self, name: str) -> bool:
         return name in self.symbols
@@ -120,8 +119,7 @@ def _parse(path: Path, raw: bytes) -> RuntimeExports:
     pyodide = data.get("pyodide")
     if not isinstance(pyodide, str):
         raise RuntimeExportsError(path, "pyodide", "expected the runtime's version", fix)
-    canonical = json.dumps(data, sort_keys=True).encode("utf-8")
-    return RuntimeExports(pyodide, initial, maximum, frozenset(symbols), hashlib.sha256(canonical).hexdigest())
+    return RuntimeExports(pyodide, initial, maximum, frozenset(symbols))
 
 
 @functools.lru_cache(maxsize=16)
@@ -146,3 +144,19 @@ def runtime_folder(abi) -> Path:
 
 def for_abi(abi) -> RuntimeExports | None:
     return load(runtime_folder(abi))
+
+
+def file_digest(abi) -> str | None:
+    """sha256 of the ABI's exports file (what an audit's config_changed needs, without parsing it at
+    every doit start), or None if there is none."""
+    path = runtime_folder(abi) / FILENAME
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return _file_digest(path, st.st_mtime_ns, st.st_size)
+
+
+@functools.lru_cache(maxsize=16)
+def _file_digest(path: Path, mtime_ns: int, size: int) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
