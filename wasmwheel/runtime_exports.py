@@ -127,14 +127,18 @@ def _load_cached(path: Path, mtime_ns: int, size: int) -> RuntimeExports:
     return _parse(path, path.read_bytes())
 
 
-def load(folder: Path) -> RuntimeExports | None:
-    """The facts committed in ``folder`` (abi/runtimes/<version>/), or None if there are none yet."""
-    path = Path(folder) / FILENAME
+def _by_file(fn, path: Path):
+    """``fn(path, mtime_ns, size)`` (an lru_cache'd reader: a changed file is read again), None if absent."""
     try:
         st = path.stat()
     except OSError:
         return None
-    return _load_cached(path, st.st_mtime_ns, st.st_size)
+    return fn(path, st.st_mtime_ns, st.st_size)
+
+
+def load(folder: Path) -> RuntimeExports | None:
+    """The facts committed in ``folder`` (abi/runtimes/<version>/), or None if there are none yet."""
+    return _by_file(_load_cached, Path(folder) / FILENAME)
 
 
 def runtime_folder(abi) -> Path:
@@ -149,12 +153,7 @@ def for_abi(abi) -> RuntimeExports | None:
 def file_digest(abi) -> str | None:
     """sha256 of the ABI's exports file (what an audit's config_changed needs, without parsing it at
     every doit start), or None if there is none."""
-    path = runtime_folder(abi) / FILENAME
-    try:
-        st = path.stat()
-    except OSError:
-        return None
-    return _file_digest(path, st.st_mtime_ns, st.st_size)
+    return _by_file(_file_digest, runtime_folder(abi) / FILENAME)
 
 
 @functools.lru_cache(maxsize=16)
