@@ -10,6 +10,7 @@ predicts. Real maturin-built wheels from PyPI are audited, retagged and imported
 
 from __future__ import annotations
 
+import functools
 import json
 import shutil
 import zipfile
@@ -101,6 +102,38 @@ def with_lib(abi: str, lib_at: str | None, pkg: str = "") -> Callable[[Path], di
     return files
 
 
+def linkage(abi: str, *, at: str = "", name: str = "linkage", link_dep: bool = False,
+            rewrite: Callable[[bytes], bytes] = bytes, others: Callable[[Path, int], dict[str, bytes]] | None = None,
+            **build) -> Callable[[Path], dict[str, bytes]]:
+    """linkage.c (see its macros) as <at><name>.cpython-3XY-wasm32-emscripten.so, linked with libdep.so
+    if ``link_dep``, plus ``others(tmp, minor)``; rewrite: applied to the module's bytes."""
+    def files(tmp: Path) -> dict[str, bytes]:
+        minor = MINOR[abi]
+        options = dict(build)
+        if link_dep:
+            options["link_with"] = (wasmbuild.build_module(tmp / "libdep.so", minor, source="dep.c"),)
+        defines = {"MODULE_NAME": "linkage", **options.pop("defines", {})}
+        so = wasmbuild.build_module(tmp / "m.so", minor, source="linkage.c", defines=defines, **options)
+        out = {f"{at}{wasmbuild.so_name(name, minor)}": rewrite(so.read_bytes())}
+        if at:
+            out[f"{at}__init__.py"] = b""
+        out.update(others(tmp, minor) if others else {})
+        return out
+    return files
+
+
+def libdep(*where: str) -> Callable[[Path, int], dict[str, bytes]]:
+    """libdep.so (dep.c) at each of ``where``."""
+    def files(tmp: Path, minor: int) -> dict[str, bytes]:
+        lib = wasmbuild.build_module(tmp / "dep" / "libdep.so", minor, source="dep.c").read_bytes()
+        return {w: lib for w in where}
+    return files
+
+
+def junk(where: str, data: bytes = b"\x7fELF" + bytes(60)) -> Callable[[Path, int], dict[str, bytes]]:
+    return lambda tmp, minor: {where: data}
+
+
 @dataclass
 class Case:
     id: str
@@ -113,10 +146,14 @@ class Case:
     dist: str = "hello_pyo3"
 
 
+LCase = functools.partial(Case, dist="linkage")
 EH_SCRIPT = "import eh_module as m\nassert m.risky(0) == 'no exception'\nassert m.risky(7) == 'caught 7'\n"
 SJLJ_SCRIPT = "import sjlj\nassert sjlj.f(0) == 0 and sjlj.f(5) == 5\n"
 DEP_SCRIPT = "from {pkg}use_dep import f\nassert f(20) == 41\n"
 INVOKE = ("cannot resolve symbol invoke_",)
+LINK_IMPORT = "import linkage\n"
+LINK_SCRIPT = "import linkage\nassert linkage.f(20) in (21, 41), linkage.f(20)\n"
+LINK_PKG = "from pkg import linkage\nassert linkage.f(20) == 41, linkage.f(20)\n"
 
 CASES = [
     # Controls: a good module loads and passes in each ABI.
@@ -188,6 +225,76 @@ CASES = [
          DEP_SCRIPT.format(pkg="pkg."), {"WW130"}, ("Failed to find dynamic library",), dist="use_dep"),
     Case("lib-next-to-module-2024_0", "2024_0", with_lib("2024_0", "pkg/libdep.so", pkg="pkg/"),
          DEP_SCRIPT.format(pkg="pkg."), dist="use_dep"),
+    # ... runtime paths: 0.28+ follow them ($ORIGIN, or an absolute path into site-packages); 0.27 ignores them
+    # and looks in the installed library's folder and every folder below it, or takes a library of that name
+    # loaded before (in the wheel's zip order).
+    LCase("rpath-origin-parent-2026_0", "2026_0", linkage("2026_0", at="pkg/", link_dep=True, defines={"DEP": "1"},
+         rewrite=lambda b: wasmenc.with_dylink(b, rpaths=("$ORIGIN/../pkg_libs",)), others=libdep("pkg_libs/libdep.so")),
+         LINK_PKG),
+    LCase("rpath-origin-parent-2024_0", "2024_0", linkage("2024_0", at="pkg/", link_dep=True, defines={"DEP": "1"},
+         rewrite=lambda b: wasmenc.with_dylink(b, rpaths=("$ORIGIN/../pkg_libs",)), others=libdep("pkg_libs/libdep.so")),
+         LINK_PKG, {"WW130"}, ("Didn't expect to load any more file_packager files",)),
+    LCase("rpath-absolute-2025_0", "2025_0", linkage("2025_0", at="pkg/", link_dep=True, defines={"DEP": "1"},
+         rewrite=lambda b: wasmenc.with_dylink(b, rpaths=("/lib/python3.13/site-packages/pkg_libs",)),
+         others=libdep("pkg_libs/libdep.so")), LINK_PKG),
+    LCase("needed-by-absolute-path-2026_0", "2026_0", linkage("2026_0", link_dep=True, defines={"DEP": "1"},
+         rewrite=lambda b: wasmenc.with_dylink(b, needed=("/lib/python3.14/site-packages/libs/libdep.so",)),
+         others=libdep("libs/libdep.so")), LINK_SCRIPT),
+    LCase("lib-below-root-module-2024_0", "2024_0", linkage("2024_0", link_dep=True, defines={"DEP": "1"},
+         others=libdep("x/y/libdep.so")), LINK_SCRIPT),
+    LCase("lib-below-root-module-2026_0", "2026_0", linkage("2026_0", link_dep=True, defines={"DEP": "1"},
+         others=libdep("x/y/libdep.so")), LINK_SCRIPT, {"WW130"}, ("Failed to find dynamic library",)),
+    LCase("lib-loaded-before-2024_0", "2024_0", lambda tmp: {**libdep("other/libdep.so")(tmp, 12), **linkage(
+         "2024_0", at="pkg/", link_dep=True, defines={"DEP": "1"})(tmp)}, LINK_PKG),
+    LCase("lib-loaded-after-2024_0", "2024_0", linkage("2024_0", at="pkg/", link_dep=True, defines={"DEP": "1"},
+         others=libdep("zzz/libdep.so")), LINK_PKG, {"WW130"}, ("Didn't expect to load any more file_packager files",)),
+    # ... and a library installed by the wheel's .data/data/ into /usr/lib (sys.prefix is /).
+    LCase("lib-in-data-usr-lib", "2025_0", linkage("2025_0", link_dep=True, defines={"DEP": "1"},
+         others=libdep("linkage-1.0.data/data/usr/lib/libdep.so")), LINK_SCRIPT),
+    # Files Pyodide's installer leaves alone: .data/platlib is not moved into site-packages ...
+    LCase("module-in-data-platlib", "2026_0", lambda tmp: {f"linkage-1.0.data/platlib/{n}": b for n, b in linkage(
+         "2026_0")(tmp).items()}, LINK_SCRIPT, {"WW106"}, ("No module named 'linkage'",)),
+    # ... an extension for another platform is not loaded (only its import fails), a library that is not
+    # WebAssembly is refused by 0.28+ and skipped (a warning) by 0.27.
+    LCase("linux-extension-beside", "2026_0", linkage("2026_0", others=junk("other.cpython-314-x86_64-linux-gnu.so")),
+         LINK_SCRIPT + "import other\n", {"WW105"}, ("No module named 'other'",)),
+    LCase("elf-library-2026_0", "2026_0", linkage("2026_0", others=junk("libjunk.so")), LINK_SCRIPT, {"WW101"},
+         ("We probably just tried to load a linux .so file",)),
+    LCase("elf-library-2024_0", "2024_0", linkage("2024_0", others=junk("libjunk.so")), LINK_SCRIPT),
+    LCase("elf-needed-library-2024_0", "2024_0", linkage("2024_0", link_dep=True, defines={"DEP": "1"},
+         others=junk("libdep.so")), LINK_SCRIPT, {"WW101"}, ("dynamic module does not define module export",)),
+    # Symbols: what neither the runtime nor the module's needed libraries define. Libraries load locally:
+    # a library in the wheel that the module does not list as needed does not help.
+    LCase("undefined-data-2026_0", "2026_0", linkage("2026_0", defines={"UNDEF_DATA": "1"}), LINK_IMPORT,
+         {"WW131"}, ("undefined symbol 'made_up_data'",)),
+    LCase("undefined-data-2024_0", "2024_0", linkage("2024_0", defines={"UNDEF_DATA": "1"}), LINK_IMPORT,
+         {"WW131"}, ("bad export type for 'made_up_data'",)),
+    LCase("undefined-function-address", "2025_0", linkage("2025_0", defines={"UNDEF_FUNC_ADDR": "1"}), LINK_IMPORT,
+         {"WW131"}, ("bad export type for 'made_up_fn_addr'",)),
+    LCase("weak-undefined-data", "2026_0", linkage("2026_0", defines={"WEAK_DATA": "1"}), LINK_SCRIPT),
+    LCase("undefined-function-called", "2026_5", linkage("2026_5", defines={"UNDEF_FUNC": "1"}),
+         "import linkage\nlinkage.f(1)\n", {"WW132"}, ("cannot resolve symbol made_up_function",)),
+    LCase("undefined-function-in-init", "2024_0", linkage("2024_0", defines={"UNDEF_FUNC": "1", "CALL_IN_INIT": "1"}),
+         LINK_IMPORT, {"WW132"}, ("cannot resolve symbol made_up_function",)),
+    LCase("function-of-unneeded-library", "2026_0", linkage("2026_0", defines={"DEP": "1"},
+         others=libdep("libdep.so")), LINK_SCRIPT, {"WW132"}, ("cannot resolve symbol dep_value",)),
+    LCase("foreign-import-module", "2025_0", linkage("2025_0", defines={"FOREIGN_IMPORT": "1"}), LINK_IMPORT,
+         {"WW133"}, ('module="foo" error: module is not an object or function',)),
+    # The memory is Pyodide's: a side module's limits must admit it.
+    LCase("memory-maximum", "2026_0", linkage("2026_0", ldflags=("--max-memory=16777216",)), LINK_IMPORT,
+         {"WW107"}, ("larger maximum size 65536 than the module's declared maximum 256",)),
+    LCase("memory-for-static-data", "2025_0", linkage("2025_0", defines={"BIG_BSS": str(21 << 20)}), LINK_SCRIPT),
+    LCase("memory-initial", "2024_0", linkage("2024_0", ldflags=("--initial-memory=268435456",)), LINK_IMPORT,
+         {"WW107"}, ("is smaller than initial 4096",)),
+    LCase("wasm64-library", "2026_0", linkage("2026_0", others=lambda tmp, minor: {"libw64.so": wasmbuild.build_module(
+         tmp / "w64.so", minor, source="dep.c", cflags=("--target=wasm64-unknown-emscripten",),
+         ldflags=("-mwasm64",)).read_bytes()}), LINK_SCRIPT, {"WW107"}, ("invalid memory limits flags 0x4",)),
+    # Instructions Node 20 (and 18) cannot compile.
+    LCase("extended-const", "2025_0", linkage("2025_0", cflags=("-mextended-const",)), LINK_IMPORT, {"WW108"},
+         ("opcode i32.add is not allowed in constant expressions",)),
+    # A non-ASCII module name: PyInitU_<punycode>, multi-phase init.
+    LCase("non-ascii-module-name", "2026_0", linkage("2026_0", name="pr\u00f6be", defines={
+         "INIT_FN": "PyInitU_prbe_6qa", "MULTI_PHASE": "1"}), "import pr\u00f6be as m\nassert m.f(1) == 2\n"),
 ]
 
 
@@ -302,7 +409,8 @@ def test_real_wheels_pass_their_abi_and_fail_others(real_wheels):
     for report in audit_wheels(wheels, ABIS["2025_0"]):
         assert {f.code for f in report.errors} == {"WW110", "WW111", "WW105"}
     for report in audit_wheels(wheels, ABIS["2024_0"]):
-        assert {f.code for f in report.errors} == {"WW110", "WW111", "WW105", "WW121"}
+        # Python 3.12 does not load a cpython-314 file at all: its wasm-EH imports (WW121) never meet 0.27.
+        assert {f.code for f in report.errors} == {"WW110", "WW111", "WW105"}
 
 
 def _members(wheel: Path) -> dict[str, bytes]:
@@ -457,3 +565,27 @@ def test_pipeline_stops_at_the_audit_with_code_and_fix(project, tmp_path, wasm_t
     log = project.layout.log("audit", "2026_0", "hello-pyo3").read_text()
     assert "WW104 error" in log and "# FAILED" in log
     assert not project.layout.stamp("audit", "2026_0", "hello-pyo3").exists()
+
+
+# -- the loader model against the runtimes' own code -------------------------------------------
+
+
+@pytest.mark.parametrize("abi", ["2024_0", "2026_0"])
+def test_which_files_the_installer_loads_is_pyodides_own_rule(abi, tmp_path, runtimes):
+    """loader.LoaderFacts.loads() says what Pyodide's should_load_dynlib says, file name by file name."""
+    from wasmwheel.loader import LoaderFacts
+
+    minor = MINOR[abi]
+    names = [f"a.cpython-3{minor}-wasm32-emscripten.so", "a.cpython-313-wasm32-emscripten.so", "a.abi3.so",
+             "a.so", "liba.so", "liba.so.1", "liba.so.1.2", f"a.cpython-3{minor}-x86_64-linux-gnu.so",
+             "a.pypy-73.so", "a.b.so", "a.so.txt", "a.SO", "pkg/x.cpython-39.so", f"a.cpython-3{minor}d.so"]
+    facts = LoaderFacts.for_abi(ABIS[abi])
+    expected = {n: facts.loads(n) for n in names}
+    assert any(expected.values()) and not all(expected.values())
+    script = ("from pyodide._package_loader import should_load_dynlib\n"
+              f"expected = {expected!r}\n"
+              "got = {n: should_load_dynlib(n) for n in expected}\n"
+              "assert got == expected, {n: g for n, g in got.items() if g != expected[n]}\n")
+    wheel = make_wheel(tmp_path, "empty", {"empty/__init__.py": b""}, "py3-none-any")
+    result = smoke(runtimes, abi, [wheel], script)
+    assert result.ok, result.error[-1500:]

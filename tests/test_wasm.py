@@ -143,6 +143,25 @@ def test_import_kinds_and_limits():
     assert {(e.name, e.kind) for e in m.exports} == {("f", "func"), ("m", "memory"), ("x", "tag")}
 
 
+def test_extended_const_in_constant_expressions(tmp_path, wasm_tools):
+    """clang's -mextended-const puts i32.add into global initializers (what Node 20 refuses);
+    hand-made element and data segments of every form are read too."""
+    plain = read_module(wasmbuild.build_module(tmp_path / "a.so", 14))
+    ext = read_module(wasmbuild.build_module(tmp_path / "b.so", 14, cflags=("-mextended-const",)))
+    assert plain.extended_const_ops == frozenset() and ext.extended_const_ops == {"i32.add"}
+    add = b"\x23\x00\x41\x08\x6a\x0b"  # global.get 0; i32.const 8; i32.add; end
+    mvp = b"\x41\x08\x0b"
+    data = vec([uleb(0) + add + name("ab"), uleb(1) + name("c"), uleb(2) + uleb(0) + mvp + name("")])
+    elements = vec([uleb(0) + mvp + vec([uleb(1)]), uleb(1) + b"\x00" + vec([uleb(2)]),
+                    uleb(2) + uleb(0) + mvp + b"\x00" + vec([uleb(3)]), uleb(4) + mvp + vec([b"\xd2\x01\x0b"]),
+                    uleb(5) + b"\x70" + vec([b"\xd0\x70\x0b"]), uleb(6) + uleb(0) + b"\x42\x7f\x7c\x0b" + b"\x70"
+                    + vec([]), uleb(7) + b"\x70" + vec([])])
+    globals_ = vec([b"\x7f\x00" + mvp, b"\x7b\x00\xfd\x0c" + bytes(16) + b"\x0b", b"\x7c\x01\x44" + bytes(8) + b"\x0b"])
+    m = parse_module(module(section(6, globals_), section(9, elements), section(11, data)))
+    assert m.extended_const_ops == {"i32.add", "i64.add"}
+    assert parse_module(module(section(6, globals_))).extended_const_ops == frozenset()
+
+
 @pytest.mark.parametrize("data, problem", [
     (b"", "only 0 bytes"),
     (b"\x7fELF\x01\x01\x01\x00" + b"\x00" * 40, "not a WebAssembly module"),
@@ -163,6 +182,12 @@ def test_import_kinds_and_limits():
     (module(custom("dylink.0", b"\x01\x09\x00")), "truncated"),
     (module(custom("dylink.0", subsection(1, b"\x00\x00\x00\x00\x00"))), "left over"),
     (module(custom("target_features", vec([b"?" + name("x")]))), "prefix"),
+    (module(section(6, vec([b"\x7f\x00\x10\x00\x0b"]))), "not allowed in a constant expression"),
+    (module(section(6, vec([b"\x7f\x00\xfd\x0d\x0b"]))), "is not constant"),
+    (module(section(6, vec([b"\x7f\x00\x41\x00"]))), "truncated"),
+    (module(section(11, vec([uleb(3) + b"\x00"]))), "unknown flags 3"),
+    (module(section(11, vec([uleb(1) + uleb(100)]))), "truncated"),
+    (module(section(9, vec([uleb(8) + b"\x00"]))), "unknown flags 8"),
 ])
 def test_malformed_input_names_the_problem(data, problem):
     with pytest.raises(WasmError) as info:

@@ -77,3 +77,23 @@ def to_legacy_dylink(data: bytes) -> bytes:
     legacy = custom("dylink", b"".join(uleb(x) for x in (d.mem_size, d.mem_align, d.table_size, d.table_align, 0)))
     parts = [raw for _, raw in raw_sections(data)]
     return HEADER + legacy + b"".join(parts[1:])
+
+
+def with_dylink(data: bytes, needed: tuple[str, ...] | None = None, rpaths: tuple[str, ...] | None = None) -> bytes:
+    """The module with its dylink.0 section re-encoded with other needed libraries or runtime paths
+    (wasm-ld-19 has no -rpath; Emscripten's linker writes them)."""
+    d = parse_module(data).dylink
+    assert d is not None and not d.legacy
+    needed = d.needed if needed is None else needed
+    rpaths = d.runtime_paths if rpaths is None else rpaths
+    body = subsection(1, b"".join(uleb(x) for x in (d.mem_size, d.mem_align, d.table_size, d.table_align)))
+    if needed:
+        body += subsection(2, vec([name(n) for n in needed]))
+    if d.export_flags:
+        body += subsection(3, vec([name(n) + uleb(f) for n, f in d.export_flags]))
+    if d.import_flags:
+        body += subsection(4, vec([name(m) + name(n) + uleb(f) for m, n, f in d.import_flags]))
+    if rpaths:
+        body += subsection(5, vec([name(p) for p in rpaths]))
+    parts = [raw for _, raw in raw_sections(data)]
+    return HEADER + custom("dylink.0", body) + b"".join(parts[1:])

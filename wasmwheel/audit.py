@@ -4,15 +4,16 @@ Each check has a code, a severity and a one-line fix. An *error* predicts a real
 failure in the ABI's Pyodide runtime (the module does not load, the import fails,
 the runtime dies on first use) or an installer refusing the wheel's tags; a
 *warning* is something that loads and runs but may break later. What each check
-predicts was measured in the npm runtimes 0.27.8 (2024_0), 0.29.5 (2025_0) and
-314.0.7 (2026_0) under Node 20; the tests load a module for every error code and
-confirm the runtime refuses it.
+predicts was measured in the npm runtimes 0.27.8 (2024_0), 0.29.5 (2025_0), 314.0.7
+(2026_0) and 315.0.0a2 (2026_5) under Node 20; the tests load a module for every error
+code and confirm the runtime refuses it. How the runtime installs a wheel, finds needed
+libraries and resolves imports is modelled in loader.py, against the runtime's exports
+(runtime_exports.py).
 """
 
 from __future__ import annotations
 
 import json
-import posixpath
 import re
 import zipfile
 import zlib
@@ -24,15 +25,19 @@ from packaging.tags import Tag, compatible_tags, cpython_tags
 from packaging.version import Version
 from wheel.wheelfile import WheelError, WheelFile
 
+from . import runtime_exports
+from .runtime_exports import WASM_PAGE
 from .abi import Abi
 from .errors import WasmwheelError
+from .loader import (DATA_DIR_RE, IMPORT_MODULES, SHAREDLIB_RE, WASM_MAGIC, Library, Linker, LoaderFacts,
+                     unresolved_imports)
 from .wasm import DYLINK_SECTION, Module, WasmError, parse_module
 from .wheel import RetagError, WheelName
 
 ERROR = "error"
 WARNING = "warning"
 # Bump when a check's logic changes: every audit step reruns (it is in audit_config()).
-RULES_VERSION = 1
+RULES_VERSION = 2
 
 
 @dataclass(frozen=True)
@@ -44,6 +49,8 @@ class Check:
     predicts: str  # what the runtime does, as measured
 
 
+LINK_FIX = ("link the library that defines it (a needed library in the wheel), or build against this ABI's "
+            "Python and Emscripten, whose runtime exports it")
 CHECKS: dict[str, Check] = {c.code: c for c in (
     Check("WW100", ERROR, "not a valid wheel",
           "rebuild the wheel: its zip, file name or RECORD is broken",
@@ -63,6 +70,19 @@ CHECKS: dict[str, Check] = {c.code: c for c in (
     Check("WW105", ERROR, "extension suffix for another Python or platform",
           "build with the ABI's Python (maturin -i python3.X) so the file ends in .cpython-3X-wasm32-emscripten.so",
           "Pyodide does not load the file: import fails with ModuleNotFoundError"),
+    Check("WW106", ERROR, "files under <dist>.data/purelib or .data/platlib",
+          "put packages and extension modules at the wheel's root (for a binary wheel, Root-Is-Purelib: false "
+          "puts them in platlib = the root); pip moves .data/platlib, Pyodide does not",
+          "installs, then import fails with ModuleNotFoundError: they stay in site-packages/<dist>.data/..."),
+    Check("WW107", ERROR, "memory import the runtime's memory cannot satisfy",
+          "link without --max-memory / --initial-memory / -sMAXIMUM_MEMORY for the side module (and not wasm64): "
+          "it shares Pyodide's memory",
+          "load fails: LinkError 'memory import has a larger maximum size' / 'is smaller than initial' "
+          "(wasm64: CompileError 'invalid memory limits flags')"),
+    Check("WW108", ERROR, "extended-const instructions in constant expressions",
+          "build without -mextended-const / -mcpu=bleeding-edge (Rust: no +extended-const target feature)",
+          "load fails on Node.js 18 and 20 (which Pyodide supports): CompileError 'opcode i32.add is not allowed "
+          "in constant expressions'"),
     Check("WW110", ERROR, "Python/ABI tag does not fit the ABI's Python",
           "build for the ABI's Python (cp tag), or an abi3 wheel whose minimum is not newer",
           "micropip/pip refuse to install it (Pyodide's loadPackage checks no tags)"),
@@ -82,7 +102,17 @@ CHECKS: dict[str, Check] = {c.code: c for c in (
           "loads and runs in 0.27.8; an exception unwinding through it meets a runtime built for JS exceptions"),
     Check("WW130", ERROR, "needed shared library not found where Pyodide looks",
           "ship the library at the wheel's root (site-packages), or next to the module with a $ORIGIN runtime path",
-          "load fails: 'Failed to find dynamic library'"),
+          "load fails: 'Failed to find dynamic library' (0.27: 'Didn't expect to load any more file_packager files!')"),
+    Check("WW131", ERROR, "undefined data symbol or function address",
+          LINK_FIX,
+          "load fails: 'Dynamic linking error: undefined symbol' (0.27/0.29: \"bad export type for '...': undefined\")"),
+    Check("WW132", ERROR, "calls a function nobody defines",
+          LINK_FIX,
+          "loads; the first call is a fatal error that ends the runtime "
+          "('Dynamic linking error: cannot resolve symbol ...')"),
+    Check("WW133", ERROR, "imports from a module the loader does not provide",
+          "import only from env (and GOT.mem, GOT.func, wasi_snapshot_preview1): drop import_module attributes",
+          "load fails: 'Import #N module=\"...\" error: module is not an object or function'"),
 )}
 
 
@@ -95,6 +125,7 @@ def audit_config(abi: Abi) -> dict[str, Any]:
         "platform_tags": list(abi.all_platform_tags),
         "exception_handling": abi.exception_handling,
         "pyodide": abi.pyodide_version,
+        "runtime_exports": runtime_exports.file_digest(abi),
     }
 
 
@@ -136,6 +167,7 @@ class AuditReport:
     abi: str
     findings: tuple[Finding, ...]
     modules: tuple[str, ...] = ()  # extension modules checked
+    notes: tuple[str, ...] = ()  # checks that could not run
 
     @property
     def errors(self) -> tuple[Finding, ...]:
@@ -155,7 +187,7 @@ class AuditReport:
 
     def to_dict(self) -> dict[str, Any]:
         return {"wheel": str(self.wheel), "abi": self.abi, "ok": self.ok, "modules": list(self.modules),
-                "findings": [f.to_dict() for f in self.findings]}
+                "findings": [f.to_dict() for f in self.findings], "notes": list(self.notes)}
 
 
 class AuditFailed(WasmwheelError):
@@ -166,60 +198,10 @@ class AuditFailed(WasmwheelError):
         super().__init__("\n".join(lines))
 
 
-# -- what the runtime's loader does (measured) -------------------------------------------------
-
-
-@dataclass(frozen=True)
-class LoaderFacts:
-    """How the Pyodide line of an ABI loads shared libraries."""
-
-    legacy_loader: bool  # Pyodide < 0.28: loadDynamicLibrary with its own search; newer: dlopen()
-
-    @classmethod
-    def for_abi(cls, abi: Abi) -> "LoaderFacts":
-        try:
-            legacy = Version(abi.pyodide_version) < Version("0.28")
-        except ValueError:
-            legacy = False
-        return cls(legacy_loader=legacy)
-
-    @property
-    def accepts_legacy_dylink(self) -> bool:
-        return self.legacy_loader  # newer loaders read only "dylink.0"
-
-    def search_dirs(self, dependent_dir: str, dist: str, rpaths: Sequence[str]) -> list[str]:
-        """Wheel-relative folders searched for a needed library, in order.
-
-        Measured: 0.29.5 and 314.0.7 search LD_LIBRARY_PATH (/usr/lib, site-packages) and the
-        module's runtime paths; 0.27.8 also the module's own folder and ``<dist>.libs/``. The
-        runtimes ship no shared libraries of their own (/usr/lib is empty at boot).
-        """
-        dirs = [_resolve_origin(p, dependent_dir) for p in rpaths]
-        dirs.append("")
-        if self.legacy_loader:
-            dirs += [dependent_dir, f"{dist}.libs"]
-        return [d for d in dirs if d is not None]
-
-
-def _resolve_origin(rpath: str, origin: str) -> str | None:
-    if not rpath.startswith("$ORIGIN"):
-        return None  # an absolute path: nothing a wheel installs
-    rest = rpath[len("$ORIGIN"):].lstrip("/")
-    joined = posixpath.normpath(posixpath.join(origin or ".", rest)) if rest else (origin or ".")
-    return "" if joined == "." else joined
-
-
 # -- file names -----------------------------------------------------------------------------
 
 EXT_TAG_RE = re.compile(r"^(?P<stem>[^.]+)\.(?P<tag>cpython-(?P<ver>\d+)[a-z]*(?:-(?P<plat>[a-z0-9_-]+))?|abi3)\.so$")
-SHAREDLIB_RE = re.compile(r"\.so(\.\d+)*$")
 PLAIN_SO_RE = re.compile(r"^[^.]+\.so$")
-DATA_ROOT_RE = re.compile(r"^[^/]+\.data/(purelib|platlib)/")
-
-
-def _install_path(member: str) -> str:
-    """Where a member lands relative to site-packages."""
-    return DATA_ROOT_RE.sub("", member)
 
 
 def pyinit_name(module: str) -> str:
@@ -249,12 +231,15 @@ def supported_tags(abi: Abi) -> list[Tag]:
 
 @dataclass
 class _Member:
-    path: str  # in the wheel
-    install: str  # relative to site-packages
-    module: Module | None = None
+    path: str  # in the wheel = where the installer puts it, relative to site-packages
+    lib: Library | None = None  # None: the installer does not load it (an extension for another Python)
     kind: str = "library"  # "extension" or "library"
     ext_name: str = ""  # module name for extensions
     findings: list[Finding] = field(default_factory=list)
+
+    @property
+    def module(self) -> Module | None:
+        return self.lib.module if self.lib else None
 
 
 def _check_tags(name: WheelName, abi: Abi) -> list[Finding]:
@@ -275,9 +260,21 @@ def _check_tags(name: WheelName, abi: Abi) -> list[Finding]:
     return out
 
 
+def _check_data_dirs(names: Sequence[str]) -> list[Finding]:
+    """Pyodide's installer copies only <dist>.data/data; purelib and platlib stay unimportable."""
+    stuck: dict[str, list[str]] = {}
+    for n in names:
+        m = DATA_DIR_RE.match(n)
+        if m and m.group("scheme") in ("purelib", "platlib"):
+            stuck.setdefault(f"{m.group('dir')}/{m.group('scheme')}/", []).append(m.group("rest"))
+    return [Finding("WW106", folder, f"{len(rest)} file(s) (e.g. {rest[0]}) stay in site-packages/{folder}: "
+                                     "Pyodide installs only .data/data/, so Python does not find them there")
+            for folder, rest in stuck.items()]
+
+
 def _classify(m: _Member, abi: Abi) -> list[Finding]:
     """Decide whether a .so is an extension module and check its suffix."""
-    base = PurePosixPath(m.install).name
+    base = PurePosixPath(m.path).name
     match = EXT_TAG_RE.match(base)
     major, minor = _py_version(abi)
     want = f"cpython-{major}{minor}-wasm32-emscripten"
@@ -288,7 +285,7 @@ def _classify(m: _Member, abi: Abi) -> list[Finding]:
         return [Finding("WW105", m.path, f"suffix .{match.group('tag')}.so is not loaded by Python {abi.python_minor} "
                                          f"in Pyodide (wants .{want}.so or .abi3.so)")]
     plain = PLAIN_SO_RE.match(base) and not base.startswith("lib") \
-        and not PurePosixPath(m.install).parent.name.endswith(".libs")
+        and not PurePosixPath(m.path).parent.name.endswith(".libs")
     # A plain <name>.so is importable as <name>: an extension if it exports any PyInit.
     if plain and m.module is not None and any(e.startswith(("PyInit_", "PyInitU_"))
                                               for e in m.module.export_names("func")):
@@ -311,6 +308,10 @@ def _check_module(m: _Member, abi: Abi, facts: LoaderFacts) -> list[Finding]:
     if shared or any(lim.shared for lim in mod.memories):
         what = f"imports {shared[0].qualname} as shared memory" if shared else "defines a shared memory"
         out.append(Finding("WW103", m.path, what))
+    out += _check_memory(m, facts)
+    if mod.extended_const_ops:
+        ops = ", ".join(sorted(mod.extended_const_ops))
+        out.append(Finding("WW108", m.path, f"uses extended-const instructions ({ops}) in constant expressions"))
     if m.kind == "extension":
         want = pyinit_name(m.ext_name)
         funcs = mod.export_names("func")
@@ -319,6 +320,34 @@ def _check_module(m: _Member, abi: Abi, facts: LoaderFacts) -> list[Finding]:
             has = f"it exports {', '.join(others)}" if others else "it exports no PyInit function"
             out.append(Finding("WW104", m.path, f"Python imports it as {m.ext_name!r} and calls {want}, but {has}"))
     out += _check_exceptions(m, abi)
+    return out
+
+
+def _check_memory(m: _Member, facts: LoaderFacts) -> list[Finding]:
+    """The imported memory is the runtime's: its limits must admit it."""
+    mod = m.module
+    assert mod is not None
+    out = []
+    for imp in mod.imports_of("memory"):
+        lim = imp.limits
+        if lim is None or lim.shared:
+            continue  # shared: WW103
+        if lim.memory64:
+            out.append(Finding("WW107", m.path, f"imports {imp.qualname} as 64-bit memory (wasm64); "
+                                                "Pyodide's memory is 32-bit"))
+            continue
+        if facts.exports is None:
+            continue
+        have_max, have_min = facts.exports.memory_maximum, facts.exports.memory_initial
+        if lim.maximum is not None and (have_max is None or lim.maximum < have_max):
+            out.append(Finding("WW107", m.path, f"{imp.qualname} declares a maximum of {lim.maximum} pages; Pyodide "
+                                                f"{facts.pyodide}'s memory may grow to {have_max or 'unlimited'} pages"))
+        # The loader allocates the module's static data (dylink.0 memory size) before instantiating it.
+        static = -(-(mod.dylink.mem_size if mod.dylink else 0) // WASM_PAGE)
+        if lim.minimum > have_min + static:
+            out.append(Finding("WW107", m.path, f"{imp.qualname} needs at least {lim.minimum} pages; Pyodide "
+                                                f"{facts.pyodide}'s memory starts with {have_min} (+{static} for "
+                                                "the module's data)"))
     return out
 
 
@@ -349,94 +378,158 @@ def _check_exceptions(m: _Member, abi: Abi) -> list[Finding]:
     return []
 
 
-def _check_needed(members: dict[str, _Member], dist: str, abi: Abi, facts: LoaderFacts,
-                  companion_roots: frozenset[str]) -> list[Finding]:
+# The runtime support each exception-handling ABI's modules import, missing from the other ABI's runtime:
+# reported as WW120/WW121 (the cause), not as undefined symbols on top.
+JS_EH_SUPPORT = ("invoke_", "__cxa_find_matching_catch_", "__resumeException", "getTempRet0", "setTempRet0",
+                 "llvm_eh_typeid_for", "__THREW__", "__threwValue", "emscripten_longjmp", "_emscripten_throw_longjmp",
+                 "saveSetjmp", "testSetjmp", "setThrew")
+WASM_EH_SUPPORT = ("__wasm_setjmp", "__wasm_longjmp", "_Unwind_CallPersonality", *WASM_EH_TAGS, *WASM_EH_DATA)
+
+
+def _eh_reported(mod: Module, findings: Sequence[Finding]) -> frozenset[str]:
+    """Imports an exception-handling finding already explains."""
+    codes = {f.code for f in findings}
+    family = (JS_EH_SUPPORT if "WW120" in codes else ()) + (WASM_EH_SUPPORT if "WW121" in codes else ())
+    return frozenset(i.name for i in mod.imports if i.name.startswith(family) or
+                     ("WW121" in codes and i.kind == "tag")) if family else frozenset()
+
+
+def _shown(names: Sequence[str], limit: int = 3) -> str:
+    return ", ".join(names[:limit]) + (f" (+{len(names) - limit} more)" if len(names) > limit else "")
+
+
+def _check_symbols(m: _Member, closure: Sequence[Library], facts: LoaderFacts) -> list[Finding]:
+    assert m.module is not None
+    visible = [lib.module for lib in closure if lib.module is not None]
+    un = unresolved_imports(m.module, visible, facts, skip=_eh_reported(m.module, m.findings))
     out = []
-    by_path = {m.install: m for m in members.values()}
-    for m in members.values():
-        if m.module is None or m.module.dylink is None:
-            continue
-        origin = posixpath.dirname(m.install)
-        for lib in m.module.dylink.needed:
-            if lib.startswith("/"):
-                out.append(Finding("WW130", m.path, f"needs {lib} by absolute path: the runtime ships no shared libraries"))
-                continue
-            dirs = facts.search_dirs(origin, dist, m.module.dylink.runtime_paths)
-            if any((posixpath.join(d, lib) if d else lib) in by_path for d in dirs):
-                continue
-            if lib in companion_roots:
-                continue
-            elsewhere = sorted(p for p in by_path if posixpath.basename(p) == lib)
-            looked = ", ".join("site-packages/" + d if d else "site-packages" for d in dict.fromkeys(dirs))
-            if elsewhere:
-                msg = (f"needs {lib}; the wheel has {elsewhere[0]}, but Pyodide {abi.pyodide_version} "
-                       f"only looks in {looked} (and /usr/lib)")
-            else:
-                msg = f"needs {lib}, which is neither in the wheel nor provided by Pyodide {abi.pyodide_version}"
-            out.append(Finding("WW130", m.path, msg))
+    if un.foreign:
+        out.append(Finding("WW133", m.path, f"imports {_shown(un.foreign)} from a module the loader does not provide "
+                                            f"(only {', '.join(IMPORT_MODULES)})"))
+    if un.load:
+        out.append(Finding("WW131", m.path, f"needs {_shown(un.load)}, which neither Pyodide {facts.pyodide} nor "
+                                            "its needed libraries define"))
+    if un.call:
+        out.append(Finding("WW132", m.path, f"calls {_shown(un.call)}, which neither Pyodide {facts.pyodide} nor "
+                                            "its needed libraries define"))
     return out
 
 
-def _read_wheel(wheel: Path) -> tuple[WheelName, dict[str, bytes]] | Finding:
+def _missing_findings(linker: Linker, abi: Abi, facts: LoaderFacts) -> list[Finding]:
+    out = []
+    for miss in linker.missing:
+        looked = ", ".join(miss.looked)
+        if miss.elsewhere:
+            where = miss.elsewhere[0] if miss.elsewhere[0].startswith("/") else f"site-packages/{miss.elsewhere[0]}"
+            msg = f"needs {miss.needed}; the wheel has {where}, but Pyodide {abi.pyodide_version} looks in {looked}"
+        else:
+            msg = (f"needs {miss.needed}, which is neither in the wheel nor provided by Pyodide {abi.pyodide_version} "
+                   f"(it looks in {looked})")
+        if facts.legacy_loader:
+            msg += " or for a library of that name loaded before"
+        out.append(Finding("WW130", miss.library, msg))
+    return out
+
+
+@dataclass(frozen=True)
+class _Wheel:
+    path: Path
+    name: WheelName
+    names: tuple[str, ...]  # members, in zip order
+    libs: tuple[tuple[str, bytes], ...]  # shared libraries, in zip order
+
+
+def _read_wheel(wheel: Path) -> _Wheel | Finding:
     try:
         name = WheelName.parse(wheel.name)
     except RetagError as exc:
         return Finding("WW100", "", str(exc))
-    files: dict[str, bytes] = {}
+    names: list[str] = []
+    libs: list[tuple[str, bytes]] = []
     try:
         with WheelFile(wheel) as wf:
             for info in wf.infolist():
                 if info.is_dir():
                     continue
+                names.append(info.filename)
                 data = wf.read(info)  # verified against RECORD
                 if SHAREDLIB_RE.search(info.filename):
-                    files[info.filename] = data
+                    libs.append((info.filename, data))
     except (WheelError, zipfile.BadZipFile, zlib.error, KeyError, ValueError, OSError, EOFError, RuntimeError,
             NotImplementedError) as exc:  # RuntimeError: an encrypted member
         return Finding("WW100", "", f"cannot read the wheel: {exc}")
-    return name, files
+    return _Wheel(wheel, name, tuple(names), tuple(libs))
 
 
-def _wheel_root_libs(wheel: Path) -> frozenset[str]:
+def _library(path: str, data: bytes, ours: bool) -> tuple[Library, WasmError | None]:
     try:
-        with zipfile.ZipFile(wheel) as zf:
-            return frozenset(n for n in map(_install_path, zf.namelist()) if "/" not in n and SHAREDLIB_RE.search(n))
-    except (zipfile.BadZipFile, OSError, ValueError, RuntimeError):
-        return frozenset()
+        return Library(path, parse_module(data), data[:4] == WASM_MAGIC, ours), None
+    except WasmError as exc:
+        return Library(path, None, data[:4] == WASM_MAGIC, ours), exc
+
+
+def _audit(read: _Wheel, abi: Abi, facts: LoaderFacts, companions: Sequence[_Wheel]) -> AuditReport:
+    findings: list[Finding] = _check_tags(read.name, abi) + _check_data_dirs(read.names)
+    theirs = [_library(p, d, False)[0] for c in companions for p, d in c.libs if facts.loads(p)]
+    members: list[_Member] = []
+    for path, data in read.libs:
+        m = _Member(path)
+        if facts.loads(path):
+            m.lib, error = _library(path, data, True)
+            if error is not None:
+                m.findings.append(Finding("WW101", path, str(error)))
+        members.append(m)
+    linker = Linker(facts, read.name.distribution, theirs + [m.lib for m in members if m.lib],
+                    [n for c in companions for n in c.names] + list(read.names))
+    linker.link()
+    needed = {id(found) for lib in linker.libraries for found in lib.needed_found.values()}
+    unlinked = {miss.library for miss in linker.missing}  # their symbols may be in the missing library
+    for m in members:
+        m.findings += _classify(m, abi)
+        if m.module is not None and m.lib is not None:
+            m.findings += _check_module(m, abi, facts)
+            closure = linker.closure(m.lib)
+            # A missing or unreadable needed library may define what the module imports: reported as such.
+            if not unlinked & {m.path, *(lib.path for lib in closure)} and all(lib.module for lib in closure):
+                m.findings += _check_symbols(m, closure, facts)
+        elif m.lib is not None and not m.lib.is_wasm and facts.legacy_loader and m.kind == "library" \
+                and id(m.lib) not in needed:
+            # 0.27 skips a library that is not WebAssembly (a warning) when nothing needs it.
+            m.findings = [f for f in m.findings if f.code != "WW101"]
+        findings += m.findings
+    findings += _missing_findings(linker, abi, facts)
+    modules = tuple(sorted(m.path for m in members if m.kind == "extension"))
+    notes = () if facts.exports else (
+        f"Pyodide {facts.pyodide}'s exports are not recorded ({runtime_exports.runtime_folder(abi)}/"
+        f"{runtime_exports.FILENAME}): imported symbols and memory limits were not checked; installing the runtime "
+        f"(doit pyodide:{abi.name}) records them",)
+    return AuditReport(read.path, abi.name, tuple(findings), modules, notes)
 
 
 def audit_wheel(wheel: Path, abi: Abi, companions: Sequence[Path] = ()) -> AuditReport:
-    """Audit one wheel for ``abi``. ``companions``: wheels installed alongside (their root libraries count)."""
+    """Audit one wheel for ``abi``. ``companions``: wheels installed before it (their files and libraries count)."""
     wheel = Path(wheel)
-    facts = LoaderFacts.for_abi(abi)
     read = _read_wheel(wheel)
     if isinstance(read, Finding):
         return AuditReport(wheel, abi.name, (read,))
-    name, files = read
-    findings: list[Finding] = _check_tags(name, abi)
-    members: dict[str, _Member] = {}
-    for path, data in sorted(files.items()):
-        m = _Member(path, _install_path(path))
-        try:
-            m.module = parse_module(data)
-        except WasmError as exc:
-            m.findings.append(Finding("WW101", path, str(exc)))
-        m.findings += _classify(m, abi)
-        if m.module is not None:
-            m.findings += _check_module(m, abi, facts)
-        members[path] = m
-    for m in members.values():
-        findings += m.findings
-    companion_roots = frozenset().union(*(_wheel_root_libs(c) for c in companions if Path(c) != wheel))
-    findings += _check_needed(members, name.distribution, abi, facts, companion_roots)
-    modules = tuple(sorted(m.install for m in members.values() if m.kind == "extension"))
-    return AuditReport(wheel, abi.name, tuple(findings), modules)
+    others = [r for r in (_read_wheel(Path(c)) for c in companions if Path(c) != wheel) if isinstance(r, _Wheel)]
+    return _audit(read, abi, LoaderFacts.for_abi(abi), others)
 
 
 def audit_wheels(wheels: Iterable[Path], abi: Abi) -> list[AuditReport]:
-    """Audit wheels meant to be installed together (libraries at one's root serve the others)."""
-    wheels = [Path(w) for w in wheels]
-    return [audit_wheel(w, abi, companions=wheels) for w in wheels]
+    """Audit wheels meant to be installed together (each one's files and libraries serve the others)."""
+    paths = [Path(w) for w in wheels]
+    facts = LoaderFacts.for_abi(abi)
+    reads = {p: _read_wheel(p) for p in paths}
+    out = []
+    for p in paths:
+        read = reads[p]
+        if isinstance(read, Finding):
+            out.append(AuditReport(p, abi.name, (read,)))
+            continue
+        others = [r for q, r in reads.items() if q != p and isinstance(r, _Wheel)]
+        out.append(_audit(read, abi, facts, others))
+    return out
 
 
 # -- output -----------------------------------------------------------------------------------
@@ -458,6 +551,10 @@ def format_table(reports: Sequence[AuditReport]) -> str:
     if fixes:
         lines.append("")
         lines += [f"{code}: {fix}" for code, fix in fixes]
+    notes = list(dict.fromkeys(n for r in reports for n in r.notes))
+    if notes:
+        lines.append("")
+        lines += [f"note: {n}" for n in notes]
     n_err = sum(len(r.errors) for r in reports)
     n_warn = sum(len(r.warnings) for r in reports)
     failed = sum(1 for r in reports if not r.ok)

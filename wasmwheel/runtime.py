@@ -15,7 +15,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from . import smokeserver
+from . import runtime_exports, smokeserver
 from .abi import Abi
 from .errors import WasmwheelError
 from .fsutil import (
@@ -65,16 +65,33 @@ def provision_runtime(abi: Abi, layout: Layout, log: StepLog) -> dict[str, Any]:
             installed = read_json(pkg).get("version")
         except (OSError, ValueError):
             installed = None
-        if installed == abi.pyodide_version and _marker(folder) == want:
+        fresh = not (installed == abi.pyodide_version and _marker(folder) == want)
+        if not fresh:
             log.note(f"Pyodide {abi.pyodide_version} already installed in {folder}")
         else:
             _install(abi, folder, lock_dir, npm, settings.npm_registry, log)
             write_json(folder / MARKER, {"pyodide": abi.pyodide_version,
                                          "lock_sha256": sha256_file(lock_file)})
     package = folder / "node_modules" / "pyodide"
+    if fresh or runtime_exports.load(lock_dir) is None:
+        _record_exports(package, lock_dir, log)
     snapshot = smokeserver.ensure_snapshot(package, log)  # smoke tests boot from it (smokeserver.py)
     return {"runtime": str(package), "pyodide": abi.pyodide_version, "node": node_version,
             "snapshot": str(snapshot) if snapshot else None}
+
+
+def _record_exports(package: Path, lock_dir: Path, log: StepLog) -> None:
+    """Keep abi/runtimes/<version>/exports.json.gz (what the audit checks imports against) in step
+    with the installed runtime: written when missing, rewritten if the runtime says otherwise."""
+    data = runtime_exports.encode(runtime_exports.extract(package))
+    path = lock_dir / runtime_exports.FILENAME
+    try:
+        same = path.read_bytes() == data
+    except OSError:
+        same = False
+    if not same:
+        atomic_write_bytes(path, data)
+        log.note(f"wrote {path}: commit it (the audit checks side modules' imports against it)", console=True)
 
 
 def _marker(folder: Path) -> Any:

@@ -323,10 +323,13 @@ def step_pin_sysroot(abi: Abi, layout: Layout, log: StepLog):
 
 
 def step_runtime(abi: Abi, layout: Layout, log: StepLog):
-    from . import runtime
+    from . import runtime, runtime_exports
 
     facts = runtime.provision_runtime(abi, layout, log)
-    return facts, [str(Path(facts["runtime"]) / "package.json")]
+    # The runtime's exports file (committed; what the audit checks imports against) is an output:
+    # deleting it reruns this step, which records it again.
+    return facts, [str(Path(facts["runtime"]) / "package.json"),
+                   str(layout.runtime_lock_dir(abi) / runtime_exports.FILENAME)]
 
 
 def step_source(recipe: Recipe, layout: Layout, log: StepLog):
@@ -370,6 +373,8 @@ def step_audit(recipe: Recipe, abi: Abi, layout: Layout, log: StepLog):
         log.write(finding.line() + "\n")
     for finding in report.warnings:
         log.note(f"warning {finding.code}: {finding.member or wheel.name}: {finding.message}")
+    for note in report.notes:
+        log.note(note)
     if not report.ok:
         raise audit.AuditFailed(report)
     log.note(f"{wheel.name}: audit for ABI {abi.name} passed ({len(report.modules)} extension module(s), "

@@ -3,8 +3,9 @@
 It reads the module header, the section list, the ``dylink.0`` custom section that
 makes a module an Emscripten side module (memory and table sizes, needed libraries,
 runtime paths), ``target_features``, the imports (functions, tables, memories with
-their shared flag, globals, tags), the defined memories and tags, and the exports.
-Code and data are skipped, so even a large module reads in milliseconds.
+their shared flag, globals, tags), the defined memories and tags, the exports, and the
+constant expressions of globals and segments (for extended-const instructions). Code and
+segment contents are skipped, so even a large module reads in milliseconds.
 
 Nothing here trusts the input: every length, count and LEB128 number is checked
 against the bytes that are left, and any malformed or truncated input raises
@@ -134,6 +135,9 @@ class Module:
     tag_count: int  # defined (not imported) tags
     dylink: Dylink | None
     target_features: tuple[tuple[str, str], ...]  # (prefix "+", "-" or "=", feature)
+    # Instructions of the extended-const proposal (i32.add, ...) found in constant expressions
+    # (global initializers, element and data segment offsets).
+    extended_const_ops: frozenset[str] = frozenset()
 
     @property
     def first_section(self) -> Section | None:
@@ -378,6 +382,101 @@ def _legacy_dylink(r: _Reader) -> Dylink:
     return Dylink(*mem, needed=needed, legacy=True)
 
 
+# Constant expressions: the MVP instructions (with their immediates) and the extended-const ones.
+EXTENDED_CONST_OPS = {0x6A: "i32.add", 0x6B: "i32.sub", 0x6C: "i32.mul", 0x7C: "i64.add", 0x7D: "i64.sub",
+                      0x7E: "i64.mul"}
+
+
+def _const_expr(r: _Reader, what: str) -> set[str]:
+    """Skip a constant expression (up to its ``end``); returns the extended-const instructions in it."""
+    found: set[str] = set()
+    while True:
+        start = r.pos
+        op = r.byte(f"an instruction of {what}")
+        if op == 0x0B:  # end
+            return found
+        if op == 0x41:
+            r.sleb33(f"the i32.const of {what}")  # 33 bits suffice to skip a 32-bit number
+        elif op == 0x42:
+            for _ in range(10):
+                if not r.byte(f"the i64.const of {what}") & 0x80:
+                    break
+            else:
+                raise WasmError(f"{what}: LEB128 number longer than 10 bytes", start)
+        elif op == 0x43:
+            r.skip(4, f"the f32.const of {what}")
+        elif op == 0x44:
+            r.skip(8, f"the f64.const of {what}")
+        elif op in (0x23, 0xD2):  # global.get, ref.func
+            r.uleb(32, f"the index in {what}")
+        elif op == 0xD0:  # ref.null
+            _heap_type(r, what)
+        elif op == 0xFD:  # v128.const
+            sub = r.uleb(32, f"the SIMD opcode in {what}")
+            if sub != 12:
+                raise WasmError(f"{what}: SIMD instruction {sub} is not constant", start)
+            r.skip(16, f"the v128.const of {what}")
+        elif op in EXTENDED_CONST_OPS:
+            found.add(EXTENDED_CONST_OPS[op])
+        else:
+            raise WasmError(f"{what}: instruction {op:#x} is not allowed in a constant expression", start)
+
+
+def _globals(r: _Reader) -> set[str]:
+    found: set[str] = set()
+    for i in range(r.count("globals", 3)):
+        what = f"global {i}"
+        _value_type(r, f"the type of {what}")
+        mut_at = r.pos
+        if r.byte(f"the mutability of {what}") not in (0, 1):
+            raise WasmError(f"{what}: bad mutability flag", mut_at)
+        found |= _const_expr(r, f"the initializer of {what}")
+    return found
+
+
+def _segment_flags(r: _Reader, what: str, highest: int) -> int:
+    start = r.pos
+    flags = r.uleb(32, f"the flags of {what}")
+    if flags > highest:
+        raise WasmError(f"{what}: unknown flags {flags}", start)
+    return flags
+
+
+def _elements(r: _Reader) -> set[str]:
+    found: set[str] = set()
+    for i in range(r.count("element segments", 2)):
+        what = f"element segment {i}"
+        flags = _segment_flags(r, what, 7)
+        if flags & 0b010 and not flags & 0b001:  # active with an explicit table index
+            r.uleb(32, f"the table of {what}")
+        if not flags & 0b001:  # active: an offset
+            found |= _const_expr(r, f"the offset of {what}")
+        if flags & 0b011:  # an element kind / reference type follows
+            if flags & 0b100:
+                _ref_type(r, f"the type of {what}")
+            else:
+                r.byte(f"the element kind of {what}")
+        for j in range(r.count(f"items of {what}")):
+            if flags & 0b100:
+                found |= _const_expr(r, f"item {j} of {what}")
+            else:
+                r.uleb(32, f"item {j} of {what}")
+    return found
+
+
+def _data(r: _Reader) -> set[str]:
+    found: set[str] = set()
+    for i in range(r.count("data segments", 2)):
+        what = f"data segment {i}"
+        flags = _segment_flags(r, what, 2)
+        if flags == 2:
+            r.uleb(32, f"the memory of {what}")
+        if flags != 1:
+            found |= _const_expr(r, f"the offset of {what}")
+        r.skip(r.uleb(32, f"the size of {what}"), f"the bytes of {what}")
+    return found
+
+
 def _target_features(r: _Reader) -> tuple[tuple[str, str], ...]:
     out = []
     for _ in range(r.count("target features", 2)):
@@ -408,6 +507,7 @@ def parse_module(data: bytes) -> Module:
     exports: list[Export] = []
     memories: list[Limits] = []
     tag_count = 0
+    extended_const: set[str] = set()
     dylink: Dylink | None = None
     features: tuple[tuple[str, str], ...] = ()
     seen: set[int] = set()
@@ -447,16 +547,22 @@ def parse_module(data: bytes) -> Module:
             memories = [_limits(body, f"memory {i}", allow_64=True) for i in range(body.count("memories", 2))]
         elif sid == 7:
             exports = [_export(body, i) for i in range(body.count("exports", 3))]
+        elif sid == 6:
+            extended_const |= _globals(body)
+        elif sid == 9:
+            extended_const |= _elements(body)
+        elif sid == 11:
+            extended_const |= _data(body)
         elif sid == 13:
             tag_count = body.count("tags", 2)
             for i in range(tag_count):
                 body.byte(f"the attribute of tag {i}")
                 body.uleb(32, f"the type of tag {i}")
-        if sid in (2, 5, 7, 13) and body.remaining:
+        if sid in (2, 5, 6, 7, 9, 11, 13) and body.remaining:
             raise WasmError(f"the {SECTION_NAMES[sid]} section has {body.remaining} bytes left over", body.pos)
         sections.append(Section(sid, header_at, size, name))
     return Module(version, tuple(sections), tuple(imports), tuple(exports), tuple(memories), tag_count, dylink,
-                  features)
+                  features, frozenset(extended_const))
 
 
 def read_module(path: Path) -> Module:

@@ -45,6 +45,7 @@ _Static_assert(sizeof(PyMethodDef) == 16, "PyMethodDef is 16 bytes on wasm32");
 #define Py_tp_doc 56
 
 PyObject *PyModule_Create2(PyModuleDef *, int apiver);
+PyObject *PyModuleDef_Init(PyModuleDef *);
 int PyModule_AddObjectRef(PyObject *mod, const char *name, PyObject *value);
 int PyArg_ParseTuple(PyObject *args, const char *format, ...);
 PyObject *PyUnicode_FromFormat(const char *format, ...);
