@@ -8,6 +8,7 @@ broken on purpose in the ways Pyodide users meet (ABI-FACTS.md section 4).
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -100,6 +101,10 @@ def wheels(tmp_path_factory, wasm_tools) -> dict[str, Path]:
     needs = wasmbuild.build_module(so / "needs.so", 14, source="use_dep.c", defines={"MODULE_NAME": "hello_pyo3"},
                                    link_with=(libdep,))
     wheel("missing-library", needs, 14)
+    libdep12 = wasmbuild.build_module(so / "libdep12" / "libdep.so", 12, source="dep.c")
+    needs12 = wasmbuild.build_module(so / "needs12.so", 12, source="use_dep.c", defines={"MODULE_NAME": "hello_pyo3"},
+                                     link_with=(libdep12,))
+    wheel("missing-library-3.12", needs12, 12)
     return made
 
 
@@ -202,6 +207,91 @@ def test_a_missing_python_dependency_is_named(wheels, runtimes, tmp_path):
            "requirements in recipes/t.toml" in message
 
 
+def test_pyodide_0_27_names_the_missing_library_it_hides(wheels, runtimes, tmp_path):
+    # 0.27's loader says only "Didn't expect to load any more file_packager files!" here.
+    facts, message, log = smoke_test(runtimes, job(wheels["missing-library-3.12"], version="0.27.8"), tmp_path,
+                                     "0.27.8")
+    first = message.splitlines()[0]
+    assert 'installing the wheel failed: Failed to find dynamic library "libdep.so" (needed by ' \
+           "hello_pyo3.cpython-312-wasm32-emscripten.so; this Pyodide says only: " in first
+    assert "hint: the extension needs a shared library that no installed wheel provides" in message
+    assert "file_packager" in log
+
+
+def test_the_summary_is_the_exception_not_pyodides_note_after_it(real_wheels, runtimes, tmp_path):
+    # Pyodide 314 adds a note to ModuleNotFoundError ("... See https://pyodide.org/... for more details.").
+    the_job = job(real_wheels["pydantic_core"], "import pydantic_core\n")
+    facts, message, log = smoke_test(runtimes, the_job, tmp_path)
+    assert message.splitlines()[0].endswith(
+        "the test script failed: ModuleNotFoundError: No module named 'typing_extensions'")
+    assert "hint: typing_extensions is not installed: add the distribution that provides it to [test] " \
+           "requirements" in message
+    assert "for more details" in log
+
+
+def test_exception_line_skips_notes_and_multiline_messages():
+    traceback = ('Traceback (most recent call last):\n  File "t", line 1, in <module>\n    x()\n'
+                 "ValueError: first line\nsecond line of the message\nA note added later.")
+    assert smoke.exception_line(traceback, "ValueError") == "ValueError: first line"
+    assert smoke.exception_line(traceback) == "ValueError: first line"
+    assert smoke.exception_line("KeyboardInterrupt", "KeyboardInterrupt") == "KeyboardInterrupt"
+
+
+# How a test ends, however it ends: (script after the import, console line, a piece of the details).
+ENDINGS = {
+    "sys.exit(3)": ("import sys\nsys.exit(3)\n", "the test script failed: SystemExit: 3",
+                    'File "recipes/t.toml [test] script", line 4, in <module>'),
+    "sys.exit(0)": ("import sys\nsys.exit(0)\nraise AssertionError('not reached')\n", None, None),
+    "os._exit(3)": ("import os\nos._exit(3)\n", "the interpreter exited: exit status 3 (the test or the extension "
+                    "called os._exit(3) or C exit())", None),
+    "wasm crash": ("import ctypes\nctypes.CFUNCTYPE(None)(0)()\n",
+                   "the interpreter crashed: Pyodide suffered a fatal error (a wasm trap, or a JavaScript error inside "
+                   "a wasm call): ", 'File "recipes/t.toml [test] script", line 4 in <module>'),
+}
+
+
+@pytest.mark.parametrize("server", [True, False], ids=["server", "one-process"])
+@pytest.mark.parametrize("ending", sorted(ENDINGS))
+def test_every_way_a_test_ends_is_reported_for_what_it_is(ending, server, wheels, runtimes, tmp_path):
+    script, line, detail = ENDINGS[ending]
+    config = settings(WASMWHEEL_SMOKE_WORKERS="1") if server else settings(WASMWHEEL_SMOKE_SERVER="0")
+    facts, message, log = smoke_test(runtimes, job(wheels["good-3.14"], SCRIPT + script), tmp_path, config=config)
+    if line is None:
+        assert message == "" and facts["outcome"] == "passed"
+    else:
+        first, *rest = message.splitlines()
+        assert first.startswith(f"{wheels['good-3.14'].name} in Pyodide {NEWEST.pyodide_version} (Node): {line}")
+        assert "    at " not in message  # the runtime's JavaScript frames stay in the log
+        if detail:
+            assert detail in message
+    # The next wheel gets a healthy interpreter (one slot: the same server, after the broken one).
+    facts, message, _ = smoke_test(runtimes, job(wheels["two-3.14"], "import hello_two\n"), tmp_path, config=config,
+                                   name="next")
+    assert message == "" and facts["outcome"] == "passed"
+
+
+def test_a_test_may_await_at_the_top_level(wheels, runtimes, tmp_path):
+    script = SCRIPT + "import asyncio\nawait asyncio.sleep(0.01)\nprint('awaited')\n"
+    path = tmp_path / "t.toml"
+    path.write_text(RECIPE + f"script = {json.dumps(script)}\n")  # a JSON string is a TOML basic string
+    assert load_recipe(path, ["2026_0"], tmp_path).test.script == script
+    facts, message, log = smoke_test(runtimes, job(wheels["good-3.14"], script), tmp_path)
+    assert message == "" and "awaited" in log
+
+
+@pytest.mark.parametrize("version", ["0.27.8", "314.0.7"])
+def test_a_test_that_prints_50_mb_keeps_all_of_it_in_the_log(version, wheels, runtimes, tmp_path):
+    script = (SCRIPT + "import sys\nprint('x' * 40_000_000)\nfor i in range(100_000):\n    print(f'line {i:06d}', 'y' * 80)\n"
+              "print('the end', file=sys.stderr)\n")
+    minor = PYTHON[version]
+    facts, message, log = smoke_test(runtimes, job(wheels[f"good-{minor}"], script, version=version), tmp_path,
+                                     version)
+    assert message == "" and facts["outcome"] == "passed"
+    assert "x" * 40_000_000 + "\n" in log
+    assert log.count("\nline ") == 100_000 and "line 099999 " in log
+    assert "the end" in log
+
+
 @pytest.mark.parametrize("version", ["0.27.8", "0.29.5", "315.0.0-alpha.2"])
 def test_every_runtime_passes_good_wheels_and_names_real_errors(version, wheels, runtimes, tmp_path):
     minor = PYTHON[version]
@@ -238,22 +328,41 @@ def test_one_node_process_per_job_gives_the_same_answers(wheels, runtimes, tmp_p
 # -- isolation ------------------------------------------------------------------------------------
 
 POLLUTE = textwrap.dedent('''\
-    import builtins, sys, js, os, hello_pyo3
+    import asyncio, atexit, builtins, sys, js, os, hello_pyo3
+    from pyodide.code import run_js
     builtins.LEAKED_BUILTIN = 1
+    builtins.input = lambda *args: "leaked"
     sys.modules["leaked_module"] = hello_pyo3
+    sys.setrecursionlimit(123)
     js.leaked_js_global = 1
-    with open("/tmp/leaked-file", "w") as f:
-        f.write("left behind")
+    run_js("Object.prototype.leaked_property = 1; process.env.LEAKED_ENV = '1'")
+    for path in ("/tmp/leaked-file", "/home/pyodide/leaked-file"):
+        with open(path, "w") as f:
+            f.write("left behind")
     os.environ["LEAKED_ENV"] = "1"
+    atexit.register(lambda: os.makedirs("/tmp/atexit-ran"))
+
+    async def forever():
+        while True:
+            open("/tmp/task-still-running", "w").close()
+            await asyncio.sleep(0.01)
+
+    asyncio.ensure_future(forever())
     ''')
 CHECK_CLEAN = textwrap.dedent('''\
     import builtins, sys, js, os
+    from pyodide.code import run_js
     import hello_two
     assert not hasattr(builtins, "LEAKED_BUILTIN"), "a builtin set by the previous test is visible"
+    assert builtins.input.__module__ == "builtins", "a builtin replaced by the previous test is visible"
     assert "leaked_module" not in sys.modules, "a module registered by the previous test is visible"
     assert "hello_pyo3" not in sys.modules, "the previous test's import is visible"
+    assert sys.getrecursionlimit() != 123, "the previous test's recursion limit is visible"
     assert not hasattr(js, "leaked_js_global"), "a JavaScript global set by the previous test is visible"
-    assert not os.path.exists("/tmp/leaked-file"), "a file written by the previous test is visible"
+    assert run_js("({}).leaked_property") is None, "a JavaScript prototype changed by the previous test is visible"
+    assert run_js("process.env.LEAKED_ENV") is None, "process.env changed by the previous test is visible"
+    for path in ("/tmp/leaked-file", "/home/pyodide/leaked-file", "/tmp/atexit-ran", "/tmp/task-still-running"):
+        assert not os.path.exists(path), f"{path}, written by the previous test, is visible"
     assert "LEAKED_ENV" not in os.environ, "an environment variable set by the previous test is visible"
     try:
         import hello_pyo3

@@ -8,6 +8,7 @@ smoke-test it in Pyodide. See ``recipes/hello-pyo3.toml`` and the README.
 
 from __future__ import annotations
 
+import ast
 import keyword
 import re
 from dataclasses import dataclass, field
@@ -383,7 +384,8 @@ def load_recipe(path: Path, abi_names: list[str] | tuple[str, ...], root: Path, 
     if script is None or not script.strip():
         script = default_test_script(import_names)
     try:
-        compile(script, f"{path}:[test].script", "exec", dont_inherit=True)
+        # Pyodide runs the script with runPythonAsync: a top-level `await` is valid there.
+        compile(script, f"{path}:[test].script", "exec", flags=ast.PyCF_ALLOW_TOP_LEVEL_AWAIT, dont_inherit=True)
     except SyntaxError as exc:
         raise tst.error("script", f"Python syntax error on line {exc.lineno}: {exc.msg}") from None
     except (RecursionError, MemoryError, ValueError, OverflowError):

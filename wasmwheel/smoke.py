@@ -43,6 +43,7 @@ STAGES = {
     "load": "installing the wheel failed",
     "test": "the test script failed",
     "timeout": "timed out",
+    "exit": "the interpreter exited",
     "crash": "the interpreter crashed",
     "server": "the smoke server failed",
     "cancelled": "cancelled",
@@ -99,7 +100,7 @@ class SmokeResult:
     @property
     def is_test_failure(self) -> bool:
         """A failure of the wheel or its test (as opposed to the machinery around it)."""
-        return not self.ok and self.stage in ("load", "test", "timeout", "crash")
+        return not self.ok and self.stage in ("load", "test", "timeout", "exit", "crash")
 
 
 # -- diagnosis ---------------------------------------------------------------------------------
@@ -149,10 +150,15 @@ def diagnose(result: SmokeResult, job: SmokeJob, recipe_file: str = "the recipe"
         summary = lines[-1].strip(" '") if lines else "unknown error"
         hint = known_hint(error)
         details = error
+        if not hint:
+            missing = _missing_libraries(job, result.wheel)
+            if missing:
+                summary = (f'Failed to find dynamic library "{missing[0][0]}" (needed by {missing[0][1]}; '
+                           f"this Pyodide says only: {summary})")
+                hint = known_hint(summary)
     elif result.stage == "test":
         cleaned = clean_traceback(error, job.filename)
-        lines = cleaned.splitlines()
-        summary = lines[-1] if lines else (result.error_type or "an exception")
+        summary = exception_line(cleaned, result.error_type)
         hint = known_hint(error)
         missing = _MISSING_MODULE_RE.search(error)
         if missing and not hint:
@@ -164,8 +170,72 @@ def diagnose(result: SmokeResult, job: SmokeJob, recipe_file: str = "the recipe"
     else:
         summary = error.splitlines()[0] if error else "no details"
         hint = known_hint(error)
-        details = error if len(error.splitlines()) > 1 else ""
+        # JavaScript frames of the runtime say nothing to a user (the log keeps them); the
+        # Python stack Pyodide dumps after a fatal error says where the test was.
+        details = "\n".join(line for line in error.splitlines()[1:] if not line.startswith("    at "))
+        stack = _python_stack(result.output)
+        if stack:
+            details = (details + "\n" if details else "") + stack
     return summary, hint, details
+
+
+_EXCEPTION_RE = re.compile(r"^(?P<type>[A-Za-z_][\w.]*)(?::|$)")
+
+
+def exception_line(traceback: str, error_type: str = "") -> str:
+    """The line naming the exception in a traceback: not a note printed after it (Pyodide adds
+    some to ModuleNotFoundError), nor the last line of a message that spans several."""
+    lines = traceback.rstrip().splitlines()
+    if error_type:
+        for line in reversed(lines):
+            match = _EXCEPTION_RE.match(line)
+            if match and match.group("type").rsplit(".", 1)[-1] == error_type.rsplit(".", 1)[-1]:
+                return line
+    frames = [i for i, line in enumerate(lines) if line.startswith((" ", "\t"))]
+    after = lines[frames[-1] + 1:] if frames else lines[-1:]
+    return after[0] if after else (error_type or "an exception")
+
+
+def _python_stack(output: str) -> str:
+    """The Python stack Pyodide dumps after a fatal error, without the standard library's frames."""
+    lines = output.splitlines()
+    for i in range(len(lines) - 1, -1, -1):
+        if lines[i].startswith("Stack (most recent call first):"):
+            frames = []
+            for line in lines[i + 1:]:
+                if not line.startswith("  File "):
+                    break
+                if ".zip/" not in line:
+                    frames.append(line)
+            return "\n".join([lines[i], *frames]) if frames else ""
+    return ""
+
+
+def _missing_libraries(job: SmokeJob, failed: str) -> list[tuple[str, str]]:
+    """(library, module needing it) for the shared libraries that the extension modules of the
+    wheel that failed to install need and no wheel of the job provides."""
+    from .wasm import WasmError, parse_module
+
+    provided: set[str] = set()
+    needing: list[tuple[str, bytes]] = []
+    for wheel in job.wheels:
+        try:
+            with zipfile.ZipFile(wheel) as zf:
+                for name in zf.namelist():
+                    if name.endswith(".so") or ".so." in name.rsplit("/", 1)[-1]:
+                        provided.add(name.rsplit("/", 1)[-1])
+                        if wheel.name == (failed or job.wheel.name) and name.endswith(".so"):
+                            needing.append((name.rsplit("/", 1)[-1], zf.read(name)))
+        except (OSError, zipfile.BadZipFile):
+            continue
+    missing = []
+    for module_name, data in needing:
+        try:
+            dylink = parse_module(data).dylink
+        except WasmError:
+            continue
+        missing += [(lib, module_name) for lib in (dylink.needed if dylink else ()) if lib not in provided]
+    return missing
 
 
 def _missing_module_hint(name: str, job: SmokeJob, recipe_file: str) -> str:

@@ -154,7 +154,7 @@ class Job {
     });
     worker.on("error", (err) => this.finish({
       ok: false, stage: "crash", load_errors: [],
-      error: `the interpreter crashed: ${err && err.stack ? err.stack : String(err)}`,
+      error: err && err.stack ? String(err.stack) : String(err),
     }));
     worker.on("exit", (code) => this.finish({
       ok: false, stage: "crash", load_errors: [],

@@ -5,11 +5,20 @@
 import { parentPort, workerData } from "node:worker_threads";
 import { pathToFileURL } from "node:url";
 import path from "node:path";
-import { bootOptions, runJob } from "./smoke-core.mjs";
+import { inspect } from "node:util";
+import { bootOptions, runJob, uncaught } from "./smoke-core.mjs";
 
 let sink = (text) => bootOutput.push(text);
 const bootOutput = [];
 const out = (text) => sink(text);
+
+// What the runtime prints with console.* (Pyodide's fatal-error report) belongs to the
+// job's log, not to the server's; errors nothing caught end the test (smoke-core.mjs).
+for (const level of ["log", "info", "warn", "error", "debug"]) {
+  console[level] = (...args) => out(args.map((a) => (typeof a === "string" ? a : inspect(a))).join(" ") + "\n");
+}
+process.on("uncaughtException", (err) => uncaught.report(err));
+process.on("unhandledRejection", (err) => uncaught.report(err));
 
 // The server compiles pyodide.asm.wasm once and hands the compiled module to every
 // worker: V8 compiles functions lazily and optimises hot ones later, and a module

@@ -10,13 +10,24 @@
 import { readFileSync } from "node:fs";
 import { pathToFileURL } from "node:url";
 import path from "node:path";
-import { RESULT_PREFIX, bootOptions, runJob } from "./smoke-core.mjs";
+import { RESULT_PREFIX, bootOptions, outcomeOf, runJob, uncaught } from "./smoke-core.mjs";
 
 const job = JSON.parse(readFileSync(process.argv[2], "utf8"));
 const out = (text) => process.stdout.write(text);
 const finish = (result) => {
   process.stdout.write("\n" + RESULT_PREFIX + JSON.stringify(result) + "\n", () => process.exit(result.ok ? 0 : 1));
 };
+
+// Errors nothing caught end the test with what they mean (smoke-core.mjs); before it
+// runs, they end the boot.
+let running = false;
+const onUncaught = (err) => {
+  if (running) return uncaught.report(err);
+  const result = outcomeOf(err);
+  finish({ ...result, ok: false, stage: "boot", load_errors: [] });
+};
+process.on("uncaughtException", onUncaught);
+process.on("unhandledRejection", onUncaught);
 
 let pyodide;
 const start = performance.now();
@@ -37,6 +48,7 @@ try {
 }
 if (pyodide) {
   const boot = Math.round(performance.now() - start) / 1000;
+  running = true;
   const result = await runJob(pyodide, job, out);
   result.timings.boot = boot;
   finish(result);
