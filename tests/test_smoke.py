@@ -484,7 +484,8 @@ def test_an_expected_failure_passes_the_step_and_says_why(wheels, runtimes, tmp_
         result = smoke.run_in_node(runtime_package(runtimes, NEWEST.pyodide_version), broken, log, settings())
         facts = smoke.conclude(result, broken, environment="node", where="Pyodide", log=log,
                                expected_failure="threads in Node only")
-        assert facts == {"outcome": "expected failure", "environment": "node", "reason": "threads in Node only"}
+        assert facts == {"outcome": "expected failure", "environment": "node", "mark": "node",
+                         "reason": "threads in Node only"}
         # The mark is for one environment: the browser's is not this one.
         with pytest.raises(smoke.SmokeFailed):
             smoke.conclude(result, broken, environment="browser", where="Pyodide", log=log)
@@ -522,7 +523,13 @@ path = "."
     ("timeout = 7200", "test.timeout: 7200 s is more than 3600 s"),
     ('expected_failures = { deno = "x" }', "test.expected_failures.deno: unknown environment 'deno'"),
     ('expected_failures = { node = " " }', "test.expected_failures.node: empty reason"),
-    ('expected_failures = { node = "a", browser = "b" }', "test.expected_failures: expects the test to fail in every"),
+    ('expected_failures = { node = "a", browser = "b" }', "test.expected_failures: expects the test to fail everywhere"),
+    ('expected_failures = { "2026_0" = "a" }', "test.expected_failures: expects the test to fail everywhere"),
+    ('expected_failures = { "node@2026_0" = "a", "browser@2026_0" = "b" }',
+     "test.expected_failures: expects the test to fail everywhere"),
+    ('expected_failures = { "2023_0" = "x" }', "test.expected_failures.2023_0: unknown ABI '2023_0' (known: 2026_0)"),
+    ('expected_failures = { "deno@2026_0" = "x" }', """test.expected_failures."deno@2026_0": unknown environment"""),
+    ('expected_failures = { "node@" = "x" }', """test.expected_failures."node@": no ABI after @"""),
     ('expected_failures = "node"', "test.expected_failures: expected a table"),
     ("timout = 5", "test.timout: unknown key (did you mean `timeout`?)"),
 ])
@@ -532,6 +539,26 @@ def test_bad_test_settings_are_rejected_with_the_key(tmp_path, extra, problem):
     with pytest.raises(ConfigError) as err:
         load_recipe(path, ["2026_0"], tmp_path)
     assert str(err.value).startswith(f"{path}: {problem}")
+
+
+def test_an_expected_failure_can_be_for_one_abi_or_one_environment_on_one_abi(tmp_path):
+    path = tmp_path / "t.toml"
+    path.write_text(RECIPE + 'expected_failures = { "2024_0" = "Python 3.12", "node@2025_0" = "Node only", '
+                             'browser = "no fork" }\n')
+    test = load_recipe(path, ["2024_0", "2025_0", "2026_0"], tmp_path).test
+    assert test.expected_failure("node", "2024_0") == "Python 3.12"
+    assert test.expected_failure("node", "2025_0") == "Node only"
+    assert test.expected_failure_key("node", "2025_0") == "node@2025_0"
+    assert test.expected_failure("node", "2026_0") is None
+    assert test.expected_failure("browser", "2025_0") == "no fork"
+    assert test.expected_failure("browser", "2024_0") == "Python 3.12"  # the ABI's mark is more specific
+    assert test.config("node", "2024_0")["expected_failure"] == "Python 3.12"
+    assert test.config("node", "2026_0")["expected_failure"] is None
+    # A mark for an ABI the recipe leaves out would never apply.
+    path.write_text(RECIPE.replace("[test]", '[build]\nskip_abis = { "2024_0" = "3.13+" }\n[test]')
+                    + 'expected_failures = { "2024_0" = "x" }\n')
+    with pytest.raises(ConfigError, match=r"test.expected_failures.2024_0: ABI 2024_0 is in \[build\] skip_abis"):
+        load_recipe(path, ["2024_0", "2026_0"], tmp_path)
 
 
 def test_test_settings_are_read_and_shape_the_step(tmp_path):
@@ -659,6 +686,32 @@ def test_doit_expected_node_failure_passes_with_its_reason(project):
     assert run.executed[-1] == "smoke:hello-pyo3@2026_0" and run.failed == []
     log = project.layout.log("smoke", "2026_0", "hello-pyo3").read_text()
     assert "failed as expected (sum is off by one in Node): the test script failed: AssertionError: wrong sum" in log
+
+
+def test_doit_expected_failure_on_one_abi_is_xfail_and_a_pass_is_xpass(project):
+    mark = {"2026_0": "sum is off by one on Python 3.14"}
+    project.edit_toml("recipes/hello-pyo3.toml", lambda doc: doc["test"].update(
+        {"script": FAILING, "expected_failures": mark}))
+    run = project.doit("smoke:hello-pyo3@2026_0", "smoke:hello-pyo3@2025_0", check=False)
+    # The mark is for 2026_0 only: the same failure on 2025_0 fails that step.
+    assert run.failed == ["smoke:hello-pyo3@2025_0"]
+    assert "smoke:hello-pyo3@2026_0" in run.executed
+    log = project.layout.log("smoke", "2026_0", "hello-pyo3").read_text()
+    assert "# expected failure ([test.expected_failures] 2026_0): sum is off by one on Python 3.14" in log
+    rows = {r["abi"]: r for r in json.loads(project.layout.report_json.read_text())["rows"]}
+    assert rows["2026_0"]["status"] == "xfail" and rows["2026_0"]["reason"] == mark["2026_0"]
+    assert rows["2025_0"]["status"] == "failed"
+    assert "xfail (expected failure): sum is off by one on Python 3.14" in project.layout.report_md.read_text()
+
+    # Fixed: the step passes, and says loudly that the mark is stale.
+    project.edit_toml("recipes/hello-pyo3.toml", lambda doc: doc["test"].__setitem__("script", SCRIPT))
+    run = project.doit("smoke:hello-pyo3@2026_0")
+    assert run.failed == [] and "smoke:hello-pyo3@2026_0" in run.executed
+    assert "UNEXPECTED PASS: passed, although [test.expected_failures] 2026_0 says it fails (sum is off by one " \
+           "on Python 3.14): remove that mark from recipes/hello-pyo3.toml" in run.output
+    row = {r["abi"]: r for r in json.loads(project.layout.report_json.read_text())["rows"]}["2026_0"]
+    assert row["status"] == "xpass" and "remove that mark from hello-pyo3.toml" in row["hint"]
+    assert "XPASS (unexpected pass)" in project.layout.report_md.read_text()
 
 
 def test_doit_two_crates_in_parallel_share_one_server_and_stay_isolated(project):

@@ -327,19 +327,24 @@ def run_smoke(runtime: Path, wheels: Sequence[Path], script: str, log: StepLog,
 
 
 def conclude(result: SmokeResult, job: SmokeJob, *, environment: str, where: str, log: StepLog,
-             expected_failure: str | None = None, recipe_file: str = "the recipe") -> dict[str, Any]:
-    """Log one console line for the wheel; raise SmokeFailed unless it passed or failed as expected.
+             expected_failure: str | None = None, recipe_file: str = "the recipe",
+             expected_key: str | None = None) -> dict[str, Any]:
+    """Log one line for the wheel; raise SmokeFailed unless it passed or failed as expected.
 
-    Returns facts for the step's stamp.
+    ``expected_failure``: the reason of the recipe's mark that applies (``expected_key``,
+    default the environment), if any. Returns facts for the step's stamp: ``outcome`` is
+    "passed", "expected failure" (xfail) or "unexpected pass" (xpass).
     """
+    mark = f"[test.expected_failures] {expected_key or environment}"
     log.write(f"{RESULT_PREFIX}{json.dumps({**dataclasses.asdict(result), 'output': None})}\n")
     label = f"{job.wheel.name} in {where} ({ENVIRONMENTS[environment]})"
     took = sum(result.timings.get(k, 0.0) for k in ("load", "test"))
     if result.ok:
         if expected_failure:
-            log.note(f"{label}: passed, although [test.expected_failures] {environment} says it fails "
-                     f"({expected_failure}): remove that mark from {recipe_file}")
-            return {"outcome": "unexpected pass", "environment": environment}
+            log.note(f"{label}: UNEXPECTED PASS: passed, although {mark} says it fails ({expected_failure}): "
+                     f"remove that mark from {recipe_file}", console=True)
+            return {"outcome": "unexpected pass", "environment": environment, "mark": expected_key or environment,
+                    "reason": expected_failure}
         log.note(f"{label}: ok ({took:.2f} s)")
         return {"outcome": "passed", "environment": environment, "timings": result.timings}
     log.write(f"# the {result.stage} stage failed:\n{result.error.rstrip()}\n")
@@ -348,9 +353,10 @@ def conclude(result: SmokeResult, job: SmokeJob, *, environment: str, where: str
     if result.wheel and result.wheel != job.wheel.name:
         where_failed = f"installing {result.wheel} failed"
     if expected_failure and result.is_test_failure:
-        log.write(f"# expected failure in {environment}: {expected_failure}\n")
+        log.write(f"# expected failure ({mark}): {expected_failure}\n")
         log.note(f"{label}: failed as expected ({expected_failure}): {where_failed}: {summary}")
-        return {"outcome": "expected failure", "environment": environment, "reason": expected_failure}
+        return {"outcome": "expected failure", "environment": environment, "mark": expected_key or environment,
+                "reason": expected_failure}
     log.note(f"{label}: FAILED: {where_failed}: {summary}" + (f" (log: {log.path})" if log.path else ""))
     message = f"{label}: {where_failed}: {summary}"
     if hint:
@@ -387,4 +393,5 @@ def smoke_wheel(recipe: Recipe, abi: Abi, wheel: Path, runtime: Path, layout: La
     else:
         result = run_in_node(runtime, job, log, layout.settings)
     return conclude(result, job, environment=environment, where=where, log=log, recipe_file=recipe_file,
-                    expected_failure=recipe.test.expected_failures.get(environment))
+                    expected_failure=recipe.test.expected_failure(environment, abi.name),
+                    expected_key=recipe.test.expected_failure_key(environment, abi.name))
