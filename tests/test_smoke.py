@@ -316,6 +316,25 @@ def test_a_hung_test_is_killed_after_its_timeout_and_the_server_goes_on(wheels, 
     assert message == "" and facts["outcome"] == "passed"
 
 
+def test_one_node_process_per_job_kills_a_hung_test_after_its_own_timeout(wheels, runtimes, tmp_path):
+    # The test blocks its thread; the process's main thread still ends it after 3 s, not
+    # after the 120 s allowed for booting.
+    hung = job(wheels["good-3.14"], "import hello_pyo3\nprint('before the loop')\nwhile True:\n    pass\n", timeout=3)
+    facts, message, log = smoke_test(runtimes, hung, tmp_path, config=settings(WASMWHEEL_SMOKE_SERVER="0"))
+    assert message.splitlines()[0].endswith("timed out: the smoke test did not finish within 3 s and was killed")
+    assert "before the loop" in log
+
+
+def test_one_node_process_boots_in_full_when_the_snapshot_is_broken(wheels, runtimes, tmp_path):
+    broken = tmp_path / "broken.snapshot"
+    broken.write_bytes(os.urandom(1 << 20))
+    runtime = runtime_package(runtimes, NEWEST.pyodide_version)
+    with StepLog(tmp_path / "s.log") as log:
+        result = smoke.run_in_node_process(runtime, job(wheels["good-3.14"]), log, broken)
+    assert result.ok, result
+    assert f"booting from the snapshot {broken} failed" in (tmp_path / "s.log").read_text()
+
+
 def test_one_node_process_per_job_gives_the_same_answers(wheels, runtimes, tmp_path):
     one_shot = settings(WASMWHEEL_SMOKE_SERVER="0")
     facts, message, log = smoke_test(runtimes, job(wheels["good-3.14"]), tmp_path, config=one_shot)

@@ -271,14 +271,17 @@ def parse_result(output: str) -> dict[str, Any] | None:
 
 
 def run_in_node_process(runtime: Path, job: SmokeJob, log: StepLog, snapshot: Path | None = None) -> SmokeResult:
-    """One Node process for one job: boot Pyodide from ``runtime`` (the npm package folder), run, exit."""
+    """One Node process for one job: boot Pyodide from ``runtime`` (the npm package folder), run, exit.
+
+    js/smoke.mjs ends the test after ``job.timeout`` seconds itself; the limit here only
+    catches a Node that never boots."""
     node = shutil.which("node")
     if not node:
         raise SmokeFailed("node not found on PATH: smoke tests need Node.js >= 18")
     limit = job.timeout + BOOT_ALLOWANCE
     with tempfile.TemporaryDirectory(prefix="wasmwheel-smoke-") as tmp:
         job_file = Path(tmp) / "job.json"
-        job_file.write_text(json.dumps({**job.file_payload(), "runtime": str(runtime),
+        job_file.write_text(json.dumps({**job.file_payload(), "runtime": str(runtime), "timeout": job.timeout,
                                         "snapshot": str(snapshot) if snapshot else None}))
         try:
             proc = run([node, script_path(), job_file], log=log, check=False, timeout=limit, what="smoke test")
