@@ -669,6 +669,22 @@ def test_the_same_smoke_test_runs_in_headless_chromium(chromium, wheels, runtime
             assert result.stage == "load" and expect in result.error
 
 
+def test_the_browser_reports_how_a_test_ended_too(chromium, wheels, runtimes, tmp_path):
+    from wasmwheel import browser
+
+    runtime = runtime_package(runtimes, NEWEST.pyodide_version)
+    for ending in ("sys.exit(3)", "os._exit(3)"):
+        script, line, _ = ENDINGS[ending]
+        the_job = job(wheels["good-3.14"], SCRIPT + script)
+        with StepLog(tmp_path / "b.log") as log:
+            data = browser.run_in_browser(runtime, the_job.wheels, the_job.payload([""] * len(the_job.wheels)),
+                                          the_job.timeout, log, chromium)
+            with pytest.raises(smoke.SmokeFailed) as err:
+                smoke.conclude(smoke.SmokeResult.from_json(data), the_job, environment="browser", where="Pyodide",
+                               log=log)
+        assert str(err.value).splitlines()[0].endswith(f"(headless Chromium): {line}")
+
+
 # -- through doit -----------------------------------------------------------------------------------
 
 
