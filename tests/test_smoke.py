@@ -229,6 +229,25 @@ def test_the_summary_is_the_exception_not_pyodides_note_after_it(real_wheels, ru
     assert "for more details" in log
 
 
+@pytest.mark.parametrize("key, version, line, hint", [
+    # A cp314 package whose extension module Python 3.13 does not find: an ImportError in its __init__.
+    ("pydantic_core", "0.29.5", "the test script failed: ImportError: cannot import name",
+     "the wheel's extension module is for Python 3.14 (_pydantic_core.cpython-314-wasm32-emscripten.so) but this "
+     "Pyodide runs Python 3.13"),
+    # An abi3 wheel built with wasm exception handling, in a runtime with JavaScript exception handling.
+    ("rustworkx", "0.27.8", 'installing the wheel failed: WebAssembly.instantiate(): Import #',
+     "the crate and the Rust std it links disagree on exception handling"),
+])
+def test_real_wheels_in_the_wrong_runtime_get_the_right_hint(key, version, line, hint, real_wheels, runtimes,
+                                                             tmp_path):
+    preload = (real_wheels["typing_extensions"],) if key == "pydantic_core" else ()
+    the_job = job(real_wheels[key], f"import {key}\n", version=version, preload=preload)
+    facts, message, _ = smoke_test(runtimes, the_job, tmp_path, version)
+    assert facts is None
+    assert line in message.splitlines()[0]
+    assert message.split("\n  hint: ", 1)[1].startswith(hint)
+
+
 def test_exception_line_skips_notes_and_multiline_messages():
     traceback = ('Traceback (most recent call last):\n  File "t", line 1, in <module>\n    x()\n'
                  "ValueError: first line\nsecond line of the message\nA note added later.")

@@ -160,6 +160,8 @@ def diagnose(result: SmokeResult, job: SmokeJob, recipe_file: str = "the recipe"
         cleaned = clean_traceback(error, job.filename)
         summary = exception_line(cleaned, result.error_type)
         hint = known_hint(error)
+        if not hint and re.search(r"\b(ImportError|ModuleNotFoundError)\b", error):
+            hint = _other_python_hint(job)
         missing = _MISSING_MODULE_RE.search(error)
         if missing and not hint:
             hint = _missing_module_hint(missing.group("name"), job, recipe_file)
@@ -238,14 +240,21 @@ def _missing_libraries(job: SmokeJob, failed: str) -> list[tuple[str, str]]:
     return missing
 
 
+def _other_python_hint(job: SmokeJob) -> str:
+    """An extension module of the wheel built for another Python: the import finds no module
+    (ModuleNotFoundError for the module itself, ImportError or a missing submodule for a
+    package that imports it, as in pydantic_core and msgspec)."""
+    minor = int(job.python.split(".")[1]) if job.python.count(".") else None
+    for module, built in _extension_modules(job.wheel).items():
+        if minor is not None and built != minor:
+            return (f"the wheel's extension module is for Python 3.{built} "
+                    f"({module}.cpython-3{built}-wasm32-emscripten.so) but this Pyodide runs Python {job.python}: "
+                    f"build it with the ABI's interpreter (-i python{job.python})")
+    return ""
+
+
 def _missing_module_hint(name: str, job: SmokeJob, recipe_file: str) -> str:
     top = name.split(".", 1)[0]
-    built_for = _extension_modules(job.wheel)
-    minor = int(job.python.split(".")[1]) if job.python.count(".") else None
-    if top in built_for and minor is not None and built_for[top] != minor:
-        return (f"the wheel's extension module is for Python 3.{built_for[top]} "
-                f"({top}.cpython-3{built_for[top]}-wasm32-emscripten.so) but this Pyodide runs Python {job.python}: "
-                f"build it with the ABI's interpreter (-i python{job.python})")
     provided = set().union(*(_top_level_names(w) for w in job.wheels))
     if top in provided:
         return ""
