@@ -17,8 +17,15 @@ const out = (text) => sink(text);
 for (const level of ["log", "info", "warn", "error", "debug"]) {
   console[level] = (...args) => out(args.map((a) => (typeof a === "string" ? a : inspect(a))).join(" ") + "\n");
 }
-process.on("uncaughtException", (err) => uncaught.report(err));
-process.on("unhandledRejection", (err) => uncaught.report(err));
+// Before a job runs, such an error is a failed boot: the server replaces this worker.
+let running = false;
+const onUncaught = (err) => {
+  if (running) return uncaught.report(err);
+  parentPort.postMessage({ type: "boot-error", error: err && err.stack ? String(err.stack) : String(err),
+                           output: bootOutput.join("") });
+};
+process.on("uncaughtException", onUncaught);
+process.on("unhandledRejection", onUncaught);
 
 // The server compiles pyodide.asm.wasm once and hands the compiled module to every
 // worker: V8 compiles functions lazily and optimises hot ones later, and a module
@@ -58,6 +65,7 @@ try {
 
 parentPort.on("message", async (message) => {
   if (message.type !== "job" || !booted) return;
+  running = true;
   sink = (text) => parentPort.postMessage({ type: "output", text });
   if (bootOutput.length) sink(bootOutput.join(""));
   let result;
