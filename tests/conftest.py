@@ -50,6 +50,7 @@ PYPI_WHEELS = {
     "jiter": ("jiter==0.19.0", "pyemscripten_2026_0_wasm32"),
     "pydantic_core": ("pydantic-core==2.50.4", "pyemscripten_2026_0_wasm32"),
     "typing_extensions": ("typing-extensions==4.15.0", None),
+    "rustworkx": ("rustworkx==0.18.1", "pyemscripten_2026_0_wasm32"),  # abi3, built with wasm exception handling
 }
 
 

@@ -8,6 +8,7 @@ broken on purpose in the ways Pyodide users meet (ABI-FACTS.md section 4).
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -100,6 +101,10 @@ def wheels(tmp_path_factory, wasm_tools) -> dict[str, Path]:
     needs = wasmbuild.build_module(so / "needs.so", 14, source="use_dep.c", defines={"MODULE_NAME": "hello_pyo3"},
                                    link_with=(libdep,))
     wheel("missing-library", needs, 14)
+    libdep12 = wasmbuild.build_module(so / "libdep12" / "libdep.so", 12, source="dep.c")
+    needs12 = wasmbuild.build_module(so / "needs12.so", 12, source="use_dep.c", defines={"MODULE_NAME": "hello_pyo3"},
+                                     link_with=(libdep12,))
+    wheel("missing-library-3.12", needs12, 12)
     return made
 
 
@@ -202,6 +207,110 @@ def test_a_missing_python_dependency_is_named(wheels, runtimes, tmp_path):
            "requirements in recipes/t.toml" in message
 
 
+def test_pyodide_0_27_names_the_missing_library_it_hides(wheels, runtimes, tmp_path):
+    # 0.27's loader says only "Didn't expect to load any more file_packager files!" here.
+    facts, message, log = smoke_test(runtimes, job(wheels["missing-library-3.12"], version="0.27.8"), tmp_path,
+                                     "0.27.8")
+    first = message.splitlines()[0]
+    assert 'installing the wheel failed: Failed to find dynamic library "libdep.so" (needed by ' \
+           "hello_pyo3.cpython-312-wasm32-emscripten.so; this Pyodide says only: " in first
+    assert "hint: the extension needs a shared library that no installed wheel provides" in message
+    assert "file_packager" in log
+
+
+def test_the_summary_is_the_exception_not_pyodides_note_after_it(real_wheels, runtimes, tmp_path):
+    # Pyodide 314 adds a note to ModuleNotFoundError ("... See https://pyodide.org/... for more details.").
+    the_job = job(real_wheels["pydantic_core"], "import pydantic_core\n")
+    facts, message, log = smoke_test(runtimes, the_job, tmp_path)
+    assert message.splitlines()[0].endswith(
+        "the test script failed: ModuleNotFoundError: No module named 'typing_extensions'")
+    assert "hint: typing_extensions is not installed: add the distribution that provides it to [test] " \
+           "requirements" in message
+    assert "for more details" in log
+
+
+@pytest.mark.parametrize("key, version, line, hint", [
+    # A cp314 package whose extension module Python 3.13 does not find: an ImportError in its __init__.
+    ("pydantic_core", "0.29.5", "the test script failed: ImportError: cannot import name",
+     "the wheel's extension module is for Python 3.14 (_pydantic_core.cpython-314-wasm32-emscripten.so) but this "
+     "Pyodide runs Python 3.13"),
+    # An abi3 wheel built with wasm exception handling, in a runtime with JavaScript exception handling.
+    ("rustworkx", "0.27.8", 'installing the wheel failed: WebAssembly.instantiate(): Import #',
+     "the crate and the Rust std it links disagree on exception handling"),
+])
+def test_real_wheels_in_the_wrong_runtime_get_the_right_hint(key, version, line, hint, real_wheels, runtimes,
+                                                             tmp_path):
+    preload = (real_wheels["typing_extensions"],) if key == "pydantic_core" else ()
+    the_job = job(real_wheels[key], f"import {key}\n", version=version, preload=preload)
+    facts, message, _ = smoke_test(runtimes, the_job, tmp_path, version)
+    assert facts is None
+    assert line in message.splitlines()[0]
+    assert message.split("\n  hint: ", 1)[1].startswith(hint)
+
+
+def test_exception_line_skips_notes_and_multiline_messages():
+    traceback = ('Traceback (most recent call last):\n  File "t", line 1, in <module>\n    x()\n'
+                 "ValueError: first line\nsecond line of the message\nA note added later.")
+    assert smoke.exception_line(traceback, "ValueError") == "ValueError: first line"
+    assert smoke.exception_line(traceback) == "ValueError: first line"
+    assert smoke.exception_line("KeyboardInterrupt", "KeyboardInterrupt") == "KeyboardInterrupt"
+
+
+# How a test ends, however it ends: (script after the import, console line, a piece of the details).
+ENDINGS = {
+    "sys.exit(3)": ("import sys\nsys.exit(3)\n", "the test script failed: SystemExit: 3",
+                    'File "recipes/t.toml [test] script", line 4, in <module>'),
+    "sys.exit(0)": ("import sys\nsys.exit(0)\nraise AssertionError('not reached')\n", None, None),
+    "os._exit(3)": ("import os\nos._exit(3)\n", "the interpreter exited: exit status 3 (the test or the extension "
+                    "called os._exit(3) or C exit())", None),
+    "wasm crash": ("import ctypes\nctypes.CFUNCTYPE(None)(0)()\n",
+                   "the interpreter crashed: Pyodide suffered a fatal error (a wasm trap, or a JavaScript error inside "
+                   "a wasm call): ", 'File "recipes/t.toml [test] script", line 4 in <module>'),
+}
+
+
+@pytest.mark.parametrize("server", [True, False], ids=["server", "one-process"])
+@pytest.mark.parametrize("ending", sorted(ENDINGS))
+def test_every_way_a_test_ends_is_reported_for_what_it_is(ending, server, wheels, runtimes, tmp_path):
+    script, line, detail = ENDINGS[ending]
+    config = settings(WASMWHEEL_SMOKE_WORKERS="1") if server else settings(WASMWHEEL_SMOKE_SERVER="0")
+    facts, message, log = smoke_test(runtimes, job(wheels["good-3.14"], SCRIPT + script), tmp_path, config=config)
+    if line is None:
+        assert message == "" and facts["outcome"] == "passed"
+    else:
+        first, *rest = message.splitlines()
+        assert first.startswith(f"{wheels['good-3.14'].name} in Pyodide {NEWEST.pyodide_version} (Node): {line}")
+        assert "    at " not in message  # the runtime's JavaScript frames stay in the log
+        if detail:
+            assert detail in message
+    # The next wheel gets a healthy interpreter (one slot: the same server, after the broken one).
+    facts, message, _ = smoke_test(runtimes, job(wheels["two-3.14"], "import hello_two\n"), tmp_path, config=config,
+                                   name="next")
+    assert message == "" and facts["outcome"] == "passed"
+
+
+def test_a_test_may_await_at_the_top_level(wheels, runtimes, tmp_path):
+    script = SCRIPT + "import asyncio\nawait asyncio.sleep(0.01)\nprint('awaited')\n"
+    path = tmp_path / "t.toml"
+    path.write_text(RECIPE + f"script = {json.dumps(script)}\n")  # a JSON string is a TOML basic string
+    assert load_recipe(path, ["2026_0"], tmp_path).test.script == script
+    facts, message, log = smoke_test(runtimes, job(wheels["good-3.14"], script), tmp_path)
+    assert message == "" and "awaited" in log
+
+
+@pytest.mark.parametrize("version", ["0.27.8", "314.0.7"])
+def test_a_test_that_prints_50_mb_keeps_all_of_it_in_the_log(version, wheels, runtimes, tmp_path):
+    script = (SCRIPT + "import sys\nprint('x' * 40_000_000)\nfor i in range(100_000):\n    print(f'line {i:06d}', 'y' * 80)\n"
+              "print('the end', file=sys.stderr)\n")
+    minor = PYTHON[version]
+    facts, message, log = smoke_test(runtimes, job(wheels[f"good-{minor}"], script, version=version), tmp_path,
+                                     version)
+    assert message == "" and facts["outcome"] == "passed"
+    assert "x" * 40_000_000 + "\n" in log
+    assert log.count("\nline ") == 100_000 and "line 099999 " in log
+    assert "the end" in log
+
+
 @pytest.mark.parametrize("version", ["0.27.8", "0.29.5", "315.0.0-alpha.2"])
 def test_every_runtime_passes_good_wheels_and_names_real_errors(version, wheels, runtimes, tmp_path):
     minor = PYTHON[version]
@@ -226,6 +335,25 @@ def test_a_hung_test_is_killed_after_its_timeout_and_the_server_goes_on(wheels, 
     assert message == "" and facts["outcome"] == "passed"
 
 
+def test_one_node_process_per_job_kills_a_hung_test_after_its_own_timeout(wheels, runtimes, tmp_path):
+    # The test blocks its thread; the process's main thread still ends it after 3 s, not
+    # after the 120 s allowed for booting.
+    hung = job(wheels["good-3.14"], "import hello_pyo3\nprint('before the loop')\nwhile True:\n    pass\n", timeout=3)
+    facts, message, log = smoke_test(runtimes, hung, tmp_path, config=settings(WASMWHEEL_SMOKE_SERVER="0"))
+    assert message.splitlines()[0].endswith("timed out: the smoke test did not finish within 3 s and was killed")
+    assert "before the loop" in log
+
+
+def test_one_node_process_boots_in_full_when_the_snapshot_is_broken(wheels, runtimes, tmp_path):
+    broken = tmp_path / "broken.snapshot"
+    broken.write_bytes(os.urandom(1 << 20))
+    runtime = runtime_package(runtimes, NEWEST.pyodide_version)
+    with StepLog(tmp_path / "s.log") as log:
+        result = smoke.run_in_node_process(runtime, job(wheels["good-3.14"]), log, broken)
+    assert result.ok, result
+    assert f"booting from the snapshot {broken} failed" in (tmp_path / "s.log").read_text()
+
+
 def test_one_node_process_per_job_gives_the_same_answers(wheels, runtimes, tmp_path):
     one_shot = settings(WASMWHEEL_SMOKE_SERVER="0")
     facts, message, log = smoke_test(runtimes, job(wheels["good-3.14"]), tmp_path, config=one_shot)
@@ -238,22 +366,41 @@ def test_one_node_process_per_job_gives_the_same_answers(wheels, runtimes, tmp_p
 # -- isolation ------------------------------------------------------------------------------------
 
 POLLUTE = textwrap.dedent('''\
-    import builtins, sys, js, os, hello_pyo3
+    import asyncio, atexit, builtins, sys, js, os, hello_pyo3
+    from pyodide.code import run_js
     builtins.LEAKED_BUILTIN = 1
+    builtins.input = lambda *args: "leaked"
     sys.modules["leaked_module"] = hello_pyo3
+    sys.setrecursionlimit(123)
     js.leaked_js_global = 1
-    with open("/tmp/leaked-file", "w") as f:
-        f.write("left behind")
+    run_js("Object.prototype.leaked_property = 1; process.env.LEAKED_ENV = '1'")
+    for path in ("/tmp/leaked-file", "/home/pyodide/leaked-file"):
+        with open(path, "w") as f:
+            f.write("left behind")
     os.environ["LEAKED_ENV"] = "1"
+    atexit.register(lambda: os.makedirs("/tmp/atexit-ran"))
+
+    async def forever():
+        while True:
+            open("/tmp/task-still-running", "w").close()
+            await asyncio.sleep(0.01)
+
+    asyncio.ensure_future(forever())
     ''')
 CHECK_CLEAN = textwrap.dedent('''\
     import builtins, sys, js, os
+    from pyodide.code import run_js
     import hello_two
     assert not hasattr(builtins, "LEAKED_BUILTIN"), "a builtin set by the previous test is visible"
+    assert builtins.input.__module__ == "builtins", "a builtin replaced by the previous test is visible"
     assert "leaked_module" not in sys.modules, "a module registered by the previous test is visible"
     assert "hello_pyo3" not in sys.modules, "the previous test's import is visible"
+    assert sys.getrecursionlimit() != 123, "the previous test's recursion limit is visible"
     assert not hasattr(js, "leaked_js_global"), "a JavaScript global set by the previous test is visible"
-    assert not os.path.exists("/tmp/leaked-file"), "a file written by the previous test is visible"
+    assert run_js("({}).leaked_property") is None, "a JavaScript prototype changed by the previous test is visible"
+    assert run_js("process.env.LEAKED_ENV") is None, "process.env changed by the previous test is visible"
+    for path in ("/tmp/leaked-file", "/home/pyodide/leaked-file", "/tmp/atexit-ran", "/tmp/task-still-running"):
+        assert not os.path.exists(path), f"{path}, written by the previous test, is visible"
     assert "LEAKED_ENV" not in os.environ, "an environment variable set by the previous test is visible"
     try:
         import hello_pyo3
@@ -375,7 +522,8 @@ def test_an_expected_failure_passes_the_step_and_says_why(wheels, runtimes, tmp_
         result = smoke.run_in_node(runtime_package(runtimes, NEWEST.pyodide_version), broken, log, settings())
         facts = smoke.conclude(result, broken, environment="node", where="Pyodide", log=log,
                                expected_failure="threads in Node only")
-        assert facts == {"outcome": "expected failure", "environment": "node", "reason": "threads in Node only"}
+        assert facts == {"outcome": "expected failure", "environment": "node", "mark": "node",
+                         "reason": "threads in Node only"}
         # The mark is for one environment: the browser's is not this one.
         with pytest.raises(smoke.SmokeFailed):
             smoke.conclude(result, broken, environment="browser", where="Pyodide", log=log)
@@ -413,7 +561,13 @@ path = "."
     ("timeout = 7200", "test.timeout: 7200 s is more than 3600 s"),
     ('expected_failures = { deno = "x" }', "test.expected_failures.deno: unknown environment 'deno'"),
     ('expected_failures = { node = " " }', "test.expected_failures.node: empty reason"),
-    ('expected_failures = { node = "a", browser = "b" }', "test.expected_failures: expects the test to fail in every"),
+    ('expected_failures = { node = "a", browser = "b" }', "test.expected_failures: expects the test to fail everywhere"),
+    ('expected_failures = { "2026_0" = "a" }', "test.expected_failures: expects the test to fail everywhere"),
+    ('expected_failures = { "node@2026_0" = "a", "browser@2026_0" = "b" }',
+     "test.expected_failures: expects the test to fail everywhere"),
+    ('expected_failures = { "2023_0" = "x" }', "test.expected_failures.2023_0: unknown ABI '2023_0' (known: 2026_0)"),
+    ('expected_failures = { "deno@2026_0" = "x" }', """test.expected_failures."deno@2026_0": unknown environment"""),
+    ('expected_failures = { "node@" = "x" }', """test.expected_failures."node@": no ABI after @"""),
     ('expected_failures = "node"', "test.expected_failures: expected a table"),
     ("timout = 5", "test.timout: unknown key (did you mean `timeout`?)"),
 ])
@@ -423,6 +577,26 @@ def test_bad_test_settings_are_rejected_with_the_key(tmp_path, extra, problem):
     with pytest.raises(ConfigError) as err:
         load_recipe(path, ["2026_0"], tmp_path)
     assert str(err.value).startswith(f"{path}: {problem}")
+
+
+def test_an_expected_failure_can_be_for_one_abi_or_one_environment_on_one_abi(tmp_path):
+    path = tmp_path / "t.toml"
+    path.write_text(RECIPE + 'expected_failures = { "2024_0" = "Python 3.12", "node@2025_0" = "Node only", '
+                             'browser = "no fork" }\n')
+    test = load_recipe(path, ["2024_0", "2025_0", "2026_0"], tmp_path).test
+    assert test.expected_failure("node", "2024_0") == "Python 3.12"
+    assert test.expected_failure("node", "2025_0") == "Node only"
+    assert test.expected_failure_key("node", "2025_0") == "node@2025_0"
+    assert test.expected_failure("node", "2026_0") is None
+    assert test.expected_failure("browser", "2025_0") == "no fork"
+    assert test.expected_failure("browser", "2024_0") == "Python 3.12"  # the ABI's mark is more specific
+    assert test.config("node", "2024_0")["expected_failure"] == "Python 3.12"
+    assert test.config("node", "2026_0")["expected_failure"] is None
+    # A mark for an ABI the recipe leaves out would never apply.
+    path.write_text(RECIPE.replace("[test]", '[build]\nskip_abis = { "2024_0" = "3.13+" }\n[test]')
+                    + 'expected_failures = { "2024_0" = "x" }\n')
+    with pytest.raises(ConfigError, match=r"test.expected_failures.2024_0: ABI 2024_0 is in \[build\] skip_abis"):
+        load_recipe(path, ["2024_0", "2026_0"], tmp_path)
 
 
 def test_test_settings_are_read_and_shape_the_step(tmp_path):
@@ -529,6 +703,22 @@ def test_the_same_smoke_test_runs_in_headless_chromium(chromium, wheels, runtime
             assert result.stage == "load" and expect in result.error
 
 
+def test_the_browser_reports_how_a_test_ended_too(chromium, wheels, runtimes, tmp_path):
+    from wasmwheel import browser
+
+    runtime = runtime_package(runtimes, NEWEST.pyodide_version)
+    for ending in ("sys.exit(3)", "os._exit(3)"):
+        script, line, _ = ENDINGS[ending]
+        the_job = job(wheels["good-3.14"], SCRIPT + script)
+        with StepLog(tmp_path / "b.log") as log:
+            data = browser.run_in_browser(runtime, the_job.wheels, the_job.payload([""] * len(the_job.wheels)),
+                                          the_job.timeout, log, chromium)
+            with pytest.raises(smoke.SmokeFailed) as err:
+                smoke.conclude(smoke.SmokeResult.from_json(data), the_job, environment="browser", where="Pyodide",
+                               log=log)
+        assert str(err.value).splitlines()[0].endswith(f"(headless Chromium): {line}")
+
+
 # -- through doit -----------------------------------------------------------------------------------
 
 
@@ -565,6 +755,32 @@ def test_doit_expected_node_failure_passes_with_its_reason(project):
     assert run.executed[-1] == "smoke:hello-pyo3@2026_0" and run.failed == []
     log = project.layout.log("smoke", "2026_0", "hello-pyo3").read_text()
     assert "failed as expected (sum is off by one in Node): the test script failed: AssertionError: wrong sum" in log
+
+
+def test_doit_expected_failure_on_one_abi_is_xfail_and_a_pass_is_xpass(project):
+    mark = {"2026_0": "sum is off by one on Python 3.14"}
+    project.edit_toml("recipes/hello-pyo3.toml", lambda doc: doc["test"].update(
+        {"script": FAILING, "expected_failures": mark}))
+    run = project.doit("smoke:hello-pyo3@2026_0", "smoke:hello-pyo3@2025_0", check=False)
+    # The mark is for 2026_0 only: the same failure on 2025_0 fails that step.
+    assert run.failed == ["smoke:hello-pyo3@2025_0"]
+    assert "smoke:hello-pyo3@2026_0" in run.executed
+    log = project.layout.log("smoke", "2026_0", "hello-pyo3").read_text()
+    assert "# expected failure ([test.expected_failures] 2026_0): sum is off by one on Python 3.14" in log
+    rows = {r["abi"]: r for r in json.loads(project.layout.report_json.read_text())["rows"]}
+    assert rows["2026_0"]["status"] == "xfail" and rows["2026_0"]["reason"] == mark["2026_0"]
+    assert rows["2025_0"]["status"] == "failed"
+    assert "xfail (expected failure): sum is off by one on Python 3.14" in project.layout.report_md.read_text()
+
+    # Fixed: the step passes, and says loudly that the mark is stale.
+    project.edit_toml("recipes/hello-pyo3.toml", lambda doc: doc["test"].__setitem__("script", SCRIPT))
+    run = project.doit("smoke:hello-pyo3@2026_0")
+    assert run.failed == [] and "smoke:hello-pyo3@2026_0" in run.executed
+    assert "UNEXPECTED PASS: passed, although [test.expected_failures] 2026_0 says it fails (sum is off by one " \
+           "on Python 3.14): remove that mark from recipes/hello-pyo3.toml" in run.output
+    row = {r["abi"]: r for r in json.loads(project.layout.report_json.read_text())["rows"]}["2026_0"]
+    assert row["status"] == "xpass" and "remove that mark from hello-pyo3.toml" in row["hint"]
+    assert "XPASS (unexpected pass)" in project.layout.report_md.read_text()
 
 
 def test_doit_two_crates_in_parallel_share_one_server_and_stay_isolated(project):

@@ -35,6 +35,7 @@ KNOWN_ERRORS: tuple[KnownError, ...] = (
     _k("eh-mismatch", r"undefined symbol: (__cpp_exception|__cxa_find_matching_catch\w*|__resumeException|"
                       r"_Unwind_\w+|__cxa_\w+|rust_eh_personality)|"
                       r"(panic_unwind|unwind).*(undefined|mismatch)|"
+                      r'function="__cpp_exception" error: tag import requires a WebAssembly\.Tag|'
                       r"exception[- ]handling.*(mismatch|incompatible)",
        "the crate and the Rust std it links disagree on exception handling: a 2025_0 nightly needs the wasm-EH "
        "sysroot (`doit sysroot:2025_0`) with -Z emscripten-wasm-eh; stable Rust >= 1.93 needs neither; 2024_0 "

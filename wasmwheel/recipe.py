@@ -130,12 +130,24 @@ class Test:
     script: str
     requirements: tuple[str, ...] = ()
     timeout: int = DEFAULT_TEST_TIMEOUT  # seconds to install and test, after Pyodide has booted
-    expected_failures: Mapping[str, str] = field(default_factory=dict)  # "node"/"browser" -> reason
+    # Where the test is known to fail, with the reason. Keys: an environment ("node",
+    # "browser"), an ABI ("2024_0"), or both ("node@2024_0").
+    expected_failures: Mapping[str, str] = field(default_factory=dict)
 
-    def config(self, environment: str = "node") -> dict[str, Any]:
-        """What shapes the smoke result in ``environment``."""
+    def expected_failure_key(self, environment: str, abi: str) -> str | None:
+        """The mark that expects the test to fail in ``environment`` on ``abi``: the most
+        specific one (environment@ABI, then the ABI, then the environment), or None."""
+        return next((k for k in (f"{environment}@{abi}", abi, environment) if k in self.expected_failures), None)
+
+    def expected_failure(self, environment: str, abi: str) -> str | None:
+        """The reason the test is expected to fail in ``environment`` on ``abi``, or None."""
+        key = self.expected_failure_key(environment, abi)
+        return self.expected_failures[key] if key else None
+
+    def config(self, environment: str = "node", abi: str = "") -> dict[str, Any]:
+        """What shapes the smoke result in ``environment`` on ``abi``."""
         return {"script": self.script, "requirements": list(self.requirements), "timeout": self.timeout,
-                "expected_failure": self.expected_failures.get(environment)}
+                "expected_failure": self.expected_failure(environment, abi)}
 
 
 @dataclass(frozen=True)
@@ -335,6 +347,23 @@ def _resolve_in_repo(table: Table, key: str, value: str, base: Path, root: Path,
 # -- loading ----------------------------------------------------------------------
 
 
+def _check_expected_failure_key(key: str, abi_names: list[str] | tuple[str, ...],
+                                skipped: Mapping[str, str]) -> str | None:
+    environment, at, abi = key.partition("@")
+    if not at:
+        environment, abi = (key, "") if key in TEST_ENVIRONMENTS or not re.fullmatch(r"\d+_\d+", key) else ("", key)
+    if environment and environment not in TEST_ENVIRONMENTS:
+        return (f"unknown environment {environment!r} (known: {', '.join(TEST_ENVIRONMENTS)}; "
+                f"or an ABI, or environment@ABI)")
+    if at and not abi:
+        return "no ABI after @ (environment@ABI, e.g. node@2024_0)"
+    if abi and abi not in abi_names:
+        return f"unknown ABI {abi!r} (known: {', '.join(sorted(abi_names))})"
+    if abi in skipped:
+        return f"ABI {abi} is in [build] skip_abis: no wheel, so no test, for it"
+    return None
+
+
 def load_recipe(path: Path, abi_names: list[str] | tuple[str, ...], root: Path, text: str | None = None,
                 url_matches_version: bool = True) -> Recipe:
     """Parse and validate one recipe. Raises ConfigError naming file and key.
@@ -453,12 +482,15 @@ def load_recipe(path: Path, abi_names: list[str] | tuple[str, ...], root: Path, 
         raise tst.error("timeout", f"{timeout} s is more than {MAX_TEST_TIMEOUT} s", "a smoke test should take seconds")
     expected = tst.string_map(
         "expected_failures",
-        key_check=lambda k: None if k in TEST_ENVIRONMENTS else f"unknown environment {k!r} (known: node, browser)",
+        key_check=lambda k: _check_expected_failure_key(k, abi_names, build.skip_abis),
         value_check=lambda v: None if v.strip() else "empty reason",
-        expect='a table like { browser = "reason" }', fix="say why the test fails there",
+        expect='a table like { browser = "reason", "2024_0" = "reason", "node@2025_0" = "reason" }',
+        fix="keys: node, browser, an ABI, or environment@ABI; each value says why the test fails there",
     )
-    if len(expected) == len(TEST_ENVIRONMENTS):
-        raise tst.error("expected_failures", "expects the test to fail in every environment",
+    runs_in = [(env, abi) for abi in abi_names if abi not in build.skip_abis for env in TEST_ENVIRONMENTS]
+    if expected and runs_in and all(Test("", expected_failures=expected).expected_failure(*where)
+                                    for where in runs_in):
+        raise tst.error("expected_failures", "expects the test to fail everywhere it runs",
                         "a wheel failing everywhere is broken: fix the test or leave the ABI out ([build] skip_abis)")
     tst.done()
 

@@ -108,6 +108,8 @@ def build_report(project: "Project", history: dict[str, Any], run: dict[str, Any
                     row["log"] = log
             elif steps.get("smoke") and steps["smoke"].get("status") == "ok" and layout.stamp("smoke", abi, recipe.name).exists():
                 row["status"] = "ok"
+                if recipe.test.expected_failures:
+                    _smoke_outcome(row, layout.stamp("smoke", abi, recipe.name), recipe)
             else:
                 row["status"] = "not built"
             retag = layout.stamp("retag", abi, recipe.name)
@@ -155,6 +157,25 @@ def _task_log(layout, task: str) -> str | None:
     return str(layout.log(kind, None, target) if kind == "source" else layout.log(kind, target))
 
 
+SMOKE_OUTCOMES = {"expected failure": "xfail", "unexpected pass": "xpass"}
+
+
+def _smoke_outcome(row: dict[str, Any], stamp: Path, recipe: Any) -> None:
+    """A smoke test that failed as the recipe expects (xfail) or passed although it expects a
+    failure (xpass): the row says so, with the mark's reason."""
+    try:
+        facts = read_json(stamp)
+    except (OSError, ValueError):
+        return
+    status = SMOKE_OUTCOMES.get(facts.get("outcome"))
+    if status:
+        row.update(status=status, reason=str(facts.get("reason", "")))
+        if status == "xpass":
+            mark = facts.get("mark") or facts.get("environment", "")
+            row["hint"] = (f"the test passes although [test.expected_failures] {mark} says it fails: "
+                           f"remove that mark from {recipe.path.name}")
+
+
 def _blocking_error(history: dict[str, Any], blockers: list[str]) -> str:
     for task in blockers:
         entry = history.get(task)
@@ -185,6 +206,10 @@ def _cell(row: dict[str, Any]) -> str:
         return "blocked (" + ", ".join(row.get("blocked_by", [])) + ")"
     if status == "skipped":
         return "skipped"
+    if status == "xfail":
+        return "xfail (expected failure)"
+    if status == "xpass":
+        return "XPASS (unexpected pass)"
     return status
 
 
@@ -241,7 +266,7 @@ def render_markdown(report: dict[str, Any]) -> str:
             "|---|---|---|---|---|---|---|---|---|---|---|"]
     for row in report["rows"]:
         steps = row.get("steps", {})
-        status = _cell(row) if row["status"] != "skipped" else f"skipped: {row.get('reason', '')}"
+        status = f"{_cell(row)}: {row.get('reason', '')}" if row["status"] in ("skipped", "xfail", "xpass") else _cell(row)
         out.append("| " + " | ".join([
             row["crate"], row["abi"], _md_escape(status), row.get("wheel", ""), _fmt_size(row.get("size")),
             *(_step_cell(steps.get(k)) for k in ("compile", "retag", "audit", "smoke")),

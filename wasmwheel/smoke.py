@@ -43,6 +43,7 @@ STAGES = {
     "load": "installing the wheel failed",
     "test": "the test script failed",
     "timeout": "timed out",
+    "exit": "the interpreter exited",
     "crash": "the interpreter crashed",
     "server": "the smoke server failed",
     "cancelled": "cancelled",
@@ -99,7 +100,7 @@ class SmokeResult:
     @property
     def is_test_failure(self) -> bool:
         """A failure of the wheel or its test (as opposed to the machinery around it)."""
-        return not self.ok and self.stage in ("load", "test", "timeout", "crash")
+        return not self.ok and self.stage in ("load", "test", "timeout", "exit", "crash")
 
 
 # -- diagnosis ---------------------------------------------------------------------------------
@@ -149,11 +150,18 @@ def diagnose(result: SmokeResult, job: SmokeJob, recipe_file: str = "the recipe"
         summary = lines[-1].strip(" '") if lines else "unknown error"
         hint = known_hint(error)
         details = error
+        if not hint:
+            missing = _missing_libraries(job, result.wheel)
+            if missing:
+                summary = (f'Failed to find dynamic library "{missing[0][0]}" (needed by {missing[0][1]}; '
+                           f"this Pyodide says only: {summary})")
+                hint = known_hint(summary)
     elif result.stage == "test":
         cleaned = clean_traceback(error, job.filename)
-        lines = cleaned.splitlines()
-        summary = lines[-1] if lines else (result.error_type or "an exception")
+        summary = exception_line(cleaned, result.error_type)
         hint = known_hint(error)
+        if not hint and re.search(r"\b(ImportError|ModuleNotFoundError)\b", error):
+            hint = _other_python_hint(job)
         missing = _MISSING_MODULE_RE.search(error)
         if missing and not hint:
             hint = _missing_module_hint(missing.group("name"), job, recipe_file)
@@ -164,18 +172,89 @@ def diagnose(result: SmokeResult, job: SmokeJob, recipe_file: str = "the recipe"
     else:
         summary = error.splitlines()[0] if error else "no details"
         hint = known_hint(error)
-        details = error if len(error.splitlines()) > 1 else ""
+        # JavaScript frames of the runtime say nothing to a user (the log keeps them); the
+        # Python stack Pyodide dumps after a fatal error says where the test was.
+        details = "\n".join(line for line in error.splitlines()[1:] if not line.startswith("    at "))
+        stack = _python_stack(result.output)
+        if stack:
+            details = (details + "\n" if details else "") + stack
     return summary, hint, details
+
+
+_EXCEPTION_RE = re.compile(r"^(?P<type>[A-Za-z_][\w.]*)(?::|$)")
+
+
+def exception_line(traceback: str, error_type: str = "") -> str:
+    """The line naming the exception in a traceback: not a note printed after it (Pyodide adds
+    some to ModuleNotFoundError), nor the last line of a message that spans several."""
+    lines = traceback.rstrip().splitlines()
+    if error_type:
+        for line in reversed(lines):
+            match = _EXCEPTION_RE.match(line)
+            if match and match.group("type").rsplit(".", 1)[-1] == error_type.rsplit(".", 1)[-1]:
+                return line
+    frames = [i for i, line in enumerate(lines) if line.startswith((" ", "\t"))]
+    after = lines[frames[-1] + 1:] if frames else lines[-1:]
+    return after[0] if after else (error_type or "an exception")
+
+
+def _python_stack(output: str) -> str:
+    """The Python stack Pyodide dumps after a fatal error, without the standard library's frames."""
+    lines = output.splitlines()
+    for i in range(len(lines) - 1, -1, -1):
+        if lines[i].startswith("Stack (most recent call first):"):
+            frames = []
+            for line in lines[i + 1:]:
+                if not line.startswith("  File "):
+                    break
+                if ".zip/" not in line:
+                    frames.append(line)
+            return "\n".join([lines[i], *frames]) if frames else ""
+    return ""
+
+
+def _missing_libraries(job: SmokeJob, failed: str) -> list[tuple[str, str]]:
+    """(library, module needing it) for the shared libraries that the extension modules of the
+    wheel that failed to install need and no wheel of the job provides."""
+    from .wasm import WasmError, parse_module
+
+    provided: set[str] = set()
+    needing: list[tuple[str, bytes]] = []
+    for wheel in job.wheels:
+        try:
+            with zipfile.ZipFile(wheel) as zf:
+                for name in zf.namelist():
+                    if name.endswith(".so") or ".so." in name.rsplit("/", 1)[-1]:
+                        provided.add(name.rsplit("/", 1)[-1])
+                        if wheel.name == (failed or job.wheel.name) and name.endswith(".so"):
+                            needing.append((name.rsplit("/", 1)[-1], zf.read(name)))
+        except (OSError, zipfile.BadZipFile):
+            continue
+    missing = []
+    for module_name, data in needing:
+        try:
+            dylink = parse_module(data).dylink
+        except WasmError:
+            continue
+        missing += [(lib, module_name) for lib in (dylink.needed if dylink else ()) if lib not in provided]
+    return missing
+
+
+def _other_python_hint(job: SmokeJob) -> str:
+    """An extension module of the wheel built for another Python: the import finds no module
+    (ModuleNotFoundError for the module itself, ImportError or a missing submodule for a
+    package that imports it, as in pydantic_core and msgspec)."""
+    minor = int(job.python.split(".")[1]) if job.python.count(".") else None
+    for module, built in _extension_modules(job.wheel).items():
+        if minor is not None and built != minor:
+            return (f"the wheel's extension module is for Python 3.{built} "
+                    f"({module}.cpython-3{built}-wasm32-emscripten.so) but this Pyodide runs Python {job.python}: "
+                    f"build it with the ABI's interpreter (-i python{job.python})")
+    return ""
 
 
 def _missing_module_hint(name: str, job: SmokeJob, recipe_file: str) -> str:
     top = name.split(".", 1)[0]
-    built_for = _extension_modules(job.wheel)
-    minor = int(job.python.split(".")[1]) if job.python.count(".") else None
-    if top in built_for and minor is not None and built_for[top] != minor:
-        return (f"the wheel's extension module is for Python 3.{built_for[top]} "
-                f"({top}.cpython-3{built_for[top]}-wasm32-emscripten.so) but this Pyodide runs Python {job.python}: "
-                f"build it with the ABI's interpreter (-i python{job.python})")
     provided = set().union(*(_top_level_names(w) for w in job.wheels))
     if top in provided:
         return ""
@@ -201,14 +280,17 @@ def parse_result(output: str) -> dict[str, Any] | None:
 
 
 def run_in_node_process(runtime: Path, job: SmokeJob, log: StepLog, snapshot: Path | None = None) -> SmokeResult:
-    """One Node process for one job: boot Pyodide from ``runtime`` (the npm package folder), run, exit."""
+    """One Node process for one job: boot Pyodide from ``runtime`` (the npm package folder), run, exit.
+
+    js/smoke.mjs ends the test after ``job.timeout`` seconds itself; the limit here only
+    catches a Node that never boots."""
     node = shutil.which("node")
     if not node:
         raise SmokeFailed("node not found on PATH: smoke tests need Node.js >= 18")
     limit = job.timeout + BOOT_ALLOWANCE
     with tempfile.TemporaryDirectory(prefix="wasmwheel-smoke-") as tmp:
         job_file = Path(tmp) / "job.json"
-        job_file.write_text(json.dumps({**job.file_payload(), "runtime": str(runtime),
+        job_file.write_text(json.dumps({**job.file_payload(), "runtime": str(runtime), "timeout": job.timeout,
                                         "snapshot": str(snapshot) if snapshot else None}))
         try:
             proc = run([node, script_path(), job_file], log=log, check=False, timeout=limit, what="smoke test")
@@ -257,19 +339,24 @@ def run_smoke(runtime: Path, wheels: Sequence[Path], script: str, log: StepLog,
 
 
 def conclude(result: SmokeResult, job: SmokeJob, *, environment: str, where: str, log: StepLog,
-             expected_failure: str | None = None, recipe_file: str = "the recipe") -> dict[str, Any]:
-    """Log one console line for the wheel; raise SmokeFailed unless it passed or failed as expected.
+             expected_failure: str | None = None, recipe_file: str = "the recipe",
+             expected_key: str | None = None) -> dict[str, Any]:
+    """Log one line for the wheel; raise SmokeFailed unless it passed or failed as expected.
 
-    Returns facts for the step's stamp.
+    ``expected_failure``: the reason of the recipe's mark that applies (``expected_key``,
+    default the environment), if any. Returns facts for the step's stamp: ``outcome`` is
+    "passed", "expected failure" (xfail) or "unexpected pass" (xpass).
     """
+    mark = f"[test.expected_failures] {expected_key or environment}"
     log.write(f"{RESULT_PREFIX}{json.dumps({**dataclasses.asdict(result), 'output': None})}\n")
     label = f"{job.wheel.name} in {where} ({ENVIRONMENTS[environment]})"
     took = sum(result.timings.get(k, 0.0) for k in ("load", "test"))
     if result.ok:
         if expected_failure:
-            log.note(f"{label}: passed, although [test.expected_failures] {environment} says it fails "
-                     f"({expected_failure}): remove that mark from {recipe_file}")
-            return {"outcome": "unexpected pass", "environment": environment}
+            log.note(f"{label}: UNEXPECTED PASS: passed, although {mark} says it fails ({expected_failure}): "
+                     f"remove that mark from {recipe_file}", console=True)
+            return {"outcome": "unexpected pass", "environment": environment, "mark": expected_key or environment,
+                    "reason": expected_failure}
         log.note(f"{label}: ok ({took:.2f} s)")
         return {"outcome": "passed", "environment": environment, "timings": result.timings}
     log.write(f"# the {result.stage} stage failed:\n{result.error.rstrip()}\n")
@@ -278,9 +365,10 @@ def conclude(result: SmokeResult, job: SmokeJob, *, environment: str, where: str
     if result.wheel and result.wheel != job.wheel.name:
         where_failed = f"installing {result.wheel} failed"
     if expected_failure and result.is_test_failure:
-        log.write(f"# expected failure in {environment}: {expected_failure}\n")
+        log.write(f"# expected failure ({mark}): {expected_failure}\n")
         log.note(f"{label}: failed as expected ({expected_failure}): {where_failed}: {summary}")
-        return {"outcome": "expected failure", "environment": environment, "reason": expected_failure}
+        return {"outcome": "expected failure", "environment": environment, "mark": expected_key or environment,
+                "reason": expected_failure}
     log.note(f"{label}: FAILED: {where_failed}: {summary}" + (f" (log: {log.path})" if log.path else ""))
     message = f"{label}: {where_failed}: {summary}"
     if hint:
@@ -317,4 +405,5 @@ def smoke_wheel(recipe: Recipe, abi: Abi, wheel: Path, runtime: Path, layout: La
     else:
         result = run_in_node(runtime, job, log, layout.settings)
     return conclude(result, job, environment=environment, where=where, log=log, recipe_file=recipe_file,
-                    expected_failure=recipe.test.expected_failures.get(environment))
+                    expected_failure=recipe.test.expected_failure(environment, abi.name),
+                    expected_key=recipe.test.expected_failure_key(environment, abi.name))

@@ -228,14 +228,19 @@ def _tail(path: Path, lines: int = 5) -> str:
 
 
 def _lines(sock: socket.socket) -> Iterator[dict[str, Any]]:
-    buffer = b""
+    # Linear in the bytes received: a test may print one 50 MB line.
+    pending = bytearray()
     while True:
-        chunk = sock.recv(65536)
+        chunk = sock.recv(1 << 20)
         if not chunk:
             return
-        buffer += chunk
-        *complete, buffer = buffer.split(b"\n")
-        for line in complete:
+        pending += chunk
+        if b"\n" not in chunk:
+            continue
+        end = pending.rfind(b"\n")
+        complete = bytes(pending[:end])
+        del pending[:end + 1]
+        for line in complete.split(b"\n"):
             if line.strip():
                 yield json.loads(line)
 

@@ -649,7 +649,7 @@ def smoke_task(recipe: Recipe, abi: Abi, layout: Layout, test_deps: list[str] = 
         (recipe, abi, layout, list(test_deps)),
         # "marks": a pass writes dist/<abi>/tested/<wheel>.json, what the index takes (an output: deleted, it
         # reruns the test; the key reruns the tests of a build folder made before the marks existed).
-        {"test": recipe.test.config("node"), "pyodide": abi.pyodide_version, "test_deps": list(test_deps),
+        {"test": recipe.test.config("node", abi.name), "pyodide": abi.pyodide_version, "test_deps": list(test_deps),
          "marks": "tested"},
         inputs=[layout.stamp_str("audit", abi.name, recipe.name), layout.stamp_str("pyodide", abi.name), *deps],
     )
@@ -662,7 +662,7 @@ def smoke_browser_task(recipe: Recipe, abi: Abi, layout: Layout, test_deps: list
         f"Smoke-test {recipe.name} in Pyodide {abi.pyodide_version} in headless Chromium",
         layout.stamp_str("smoke-browser", abi.name, recipe.name), layout.log_str("smoke-browser", abi.name, recipe.name),
         (recipe, abi, layout, list(test_deps)),
-        {"test": recipe.test.config("browser"), "pyodide": abi.pyodide_version, "test_deps": list(test_deps)},
+        {"test": recipe.test.config("browser", abi.name), "pyodide": abi.pyodide_version, "test_deps": list(test_deps)},
         inputs=[layout.stamp_str("audit", abi.name, recipe.name), layout.stamp_str("pyodide", abi.name), *deps],
         outputs=False,
     )

@@ -3,7 +3,7 @@
 // The page comes from one local origin; the runtime and the wheels from another
 // that sends CORS headers, as a CDN would. The page reports back to its own origin:
 // POST /output (text, in order), /started (after the boot), /result (JSON).
-import { bootOptions, runJob } from "./smoke-core.mjs";
+import { bootOptions, outcomeOf, runJob, uncaught } from "./smoke-core.mjs";
 
 let chain = Promise.resolve();
 let pending = "";
@@ -36,10 +36,23 @@ async function report(result) {
 }
 
 const describe = (err) => (err && err.stack ? err.stack : String(err && err.message ? err.message : err));
-addEventListener("error", (event) => report({ ok: false, stage: "crash", error: describe(event.error || event.message),
-                                              load_errors: [] }));
-addEventListener("unhandledrejection", (event) => report({ ok: false, stage: "crash", error: describe(event.reason),
-                                                           load_errors: [] }));
+// What the runtime prints with console.* (Pyodide's fatal-error report) goes to the log.
+for (const level of ["log", "info", "warn", "error", "debug"]) {
+  const original = console[level].bind(console);
+  console[level] = (...args) => {
+    original(...args);
+    out(args.map((a) => (typeof a === "string" ? a : describe(a))).join(" ") + "\n");
+  };
+}
+// Errors nothing caught end a running test with what they mean (smoke-core.mjs); before
+// it runs, they end the boot.
+let running = false;
+const onUncaught = (err) => {
+  if (running) return uncaught.report(err);
+  report({ ...outcomeOf(err), ok: false, stage: "boot", load_errors: [] });
+};
+addEventListener("error", (event) => onUncaught(event.error || event.message));
+addEventListener("unhandledrejection", (event) => onUncaught(event.reason));
 
 const job = await (await fetch("/job.json")).json();
 let pyodide;
@@ -55,6 +68,7 @@ try {
 if (pyodide) {
   const boot = Math.round(performance.now() - start) / 1000;
   await post("/started", JSON.stringify({ boot }));
+  running = true;
   const result = await runJob(pyodide, job, out);
   result.timings.boot = boot;
   await report(result);

@@ -25,6 +25,7 @@ import path from "node:path";
 const config = JSON.parse(process.argv[2]);
 const log = (message) => console.log(`${new Date().toISOString()} ${message}`);
 const MAX_BOOT_FAILURES = 3;
+const OUTPUT_BATCH = 1 << 20; // characters of test output sent to the client in one message, at most
 // Only these: a Worker's own bookkeeping listens to other events of the emitter.
 const WORKER_EVENTS = ["message", "error", "exit"];
 const detach = (worker) => WORKER_EVENTS.forEach((event) => worker.removeAllListeners(event));
@@ -135,6 +136,9 @@ class Job {
     this.onDone = onDone;
     this.cancelled = false;
     this.queued = performance.now();
+    this.pending = [];
+    this.pendingSize = 0;
+    this.flushQueued = false;
   }
 
   start(worker) {
@@ -149,12 +153,12 @@ class Job {
       error: `the smoke test did not finish within ${timeout} s and was killed`,
     }), timeout * 1000);
     worker.on("message", (message) => {
-      if (message.type === "output") this.reply({ type: "output", text: message.text });
+      if (message.type === "output") this.output(message.text);
       else if (message.type === "result") this.finish(message.result);
     });
     worker.on("error", (err) => this.finish({
       ok: false, stage: "crash", load_errors: [],
-      error: `the interpreter crashed: ${err && err.stack ? err.stack : String(err)}`,
+      error: err && err.stack ? String(err.stack) : String(err),
     }));
     worker.on("exit", (code) => this.finish({
       ok: false, stage: "crash", load_errors: [],
@@ -163,8 +167,30 @@ class Job {
     worker.postMessage({ type: "job", job: this.request.job });
   }
 
+  // The worker sends what the test prints line by line, as it comes (so nothing is lost
+  // when it hangs and is killed); the client gets it in batches: one message per line
+  // would cost more than the test for a test that prints a lot.
+  output(text) {
+    this.pending.push(text);
+    this.pendingSize += text.length;
+    if (this.pendingSize >= OUTPUT_BATCH) this.flush();
+    else if (!this.flushQueued) {
+      this.flushQueued = true;
+      setImmediate(() => this.flush());
+    }
+  }
+
+  flush() {
+    this.flushQueued = false;
+    if (!this.pending.length) return;
+    this.reply({ type: "output", text: this.pending.join("") });
+    this.pending = [];
+    this.pendingSize = 0;
+  }
+
   finish(result) {
     if (this.done) return;
+    this.flush();
     this.done = true;
     clearTimeout(this.timer);
     detach(this.worker);

@@ -5,11 +5,27 @@
 import { parentPort, workerData } from "node:worker_threads";
 import { pathToFileURL } from "node:url";
 import path from "node:path";
-import { bootOptions, runJob } from "./smoke-core.mjs";
+import { inspect } from "node:util";
+import { bootOptions, runJob, uncaught } from "./smoke-core.mjs";
 
 let sink = (text) => bootOutput.push(text);
 const bootOutput = [];
 const out = (text) => sink(text);
+
+// What the runtime prints with console.* (Pyodide's fatal-error report) belongs to the
+// job's log, not to the server's; errors nothing caught end the test (smoke-core.mjs).
+for (const level of ["log", "info", "warn", "error", "debug"]) {
+  console[level] = (...args) => out(args.map((a) => (typeof a === "string" ? a : inspect(a))).join(" ") + "\n");
+}
+// Before a job runs, such an error is a failed boot: the server replaces this worker.
+let running = false;
+const onUncaught = (err) => {
+  if (running) return uncaught.report(err);
+  parentPort.postMessage({ type: "boot-error", error: err && err.stack ? String(err.stack) : String(err),
+                           output: bootOutput.join("") });
+};
+process.on("uncaughtException", onUncaught);
+process.on("unhandledRejection", onUncaught);
 
 // The server compiles pyodide.asm.wasm once and hands the compiled module to every
 // worker: V8 compiles functions lazily and optimises hot ones later, and a module
@@ -49,6 +65,7 @@ try {
 
 parentPort.on("message", async (message) => {
   if (message.type !== "job" || !booted) return;
+  running = true;
   sink = (text) => parentPort.postMessage({ type: "output", text });
   if (bootOutput.length) sink(bootOutput.join(""));
   let result;
