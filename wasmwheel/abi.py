@@ -54,6 +54,11 @@ class Abi:
     status: str = "stable"
 
     @property
+    def runtime_dir(self) -> Path:
+        """abi/runtimes/<pyodide version>/ beside this file: the runtime's committed npm lock and exports."""
+        return Path(self.path).parent / "runtimes" / self.pyodide_version
+
+    @property
     def python_minor(self) -> str:
         v = Version(self.python)
         return f"{v.major}.{v.minor}"

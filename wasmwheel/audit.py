@@ -500,7 +500,7 @@ def _audit(read: _Wheel, abi: Abi, facts: LoaderFacts, companions: Sequence[_Whe
     findings += _missing_findings(linker, abi, facts)
     modules = tuple(sorted(m.path for m in members if m.kind == "extension"))
     notes = () if facts.exports else (
-        f"Pyodide {facts.pyodide}'s exports are not recorded ({runtime_exports.runtime_folder(abi)}/"
+        f"Pyodide {facts.pyodide}'s exports are not recorded ({abi.runtime_dir}/"
         f"{runtime_exports.FILENAME}): imported symbols and memory limits were not checked; installing the runtime "
         f"(doit pyodide:{abi.name}) records them",)
     return AuditReport(read.path, abi.name, tuple(findings), modules, notes)

@@ -75,7 +75,7 @@ class Layout:
     # -- repository -------------------------------------------------------------
     def runtime_lock_dir(self, abi: Abi) -> Path:
         """Committed npm lock for the ABI's Pyodide runtime."""
-        return self.settings.root / "abi" / "runtimes" / abi.pyodide_version
+        return abi.runtime_dir
 
     # -- build folder -----------------------------------------------------------
     @property

@@ -79,14 +79,14 @@ def build_report(project: "Project", history: dict[str, Any], run: dict[str, Any
     abi_names = project.abi_names
     for recipe in project.recipes.recipes.values():
         enabled = recipe.abis(abi_names)
-        source = history.get(f"source:{recipe.name}")
         for abi in abi_names:
             row: dict[str, Any] = {"crate": recipe.name, "version": recipe.version, "abi": abi}
             if abi not in enabled:
                 row.update(status="skipped", reason=recipe.build.skip_abis.get(abi, ""))
                 rows.append(row)
                 continue
-            steps = {"source": source} | {k: history.get(f"{k}:{recipe.name}@{abi}") for k in CRATE_STEP_KINDS}
+            names = {"source": f"source:{recipe.name}"} | {k: f"{k}:{recipe.name}@{abi}" for k in CRATE_STEP_KINDS}
+            steps = {k: history.get(name) for k, name in names.items()}
             row["steps"] = {k: {"status": v.get("status"), "seconds": v.get("seconds")}
                             for k, v in steps.items() if v}
             row["seconds"] = round(sum(v.get("seconds") or 0 for v in steps.values() if v), 2)
@@ -97,7 +97,7 @@ def build_report(project: "Project", history: dict[str, Any], run: dict[str, Any
             elif failed:
                 kind, entry = failed
                 row.update(status="failed", failed_step=kind, error=entry.get("error", ""),
-                           log=str(layout.log(kind, None if kind == "source" else abi, recipe.name)))
+                           log=_task_log(layout, names[kind]))
             elif blocked:
                 kind, entry = blocked
                 blockers = entry.get("blocked_by", [])

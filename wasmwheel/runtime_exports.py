@@ -141,19 +141,14 @@ def load(folder: Path) -> RuntimeExports | None:
     return _by_file(_load_cached, Path(folder) / FILENAME)
 
 
-def runtime_folder(abi) -> Path:
-    """abi/runtimes/<pyodide version>/ next to the ABI's file (as Layout.runtime_lock_dir)."""
-    return Path(abi.path).parent / "runtimes" / abi.pyodide_version
-
-
 def for_abi(abi) -> RuntimeExports | None:
-    return load(runtime_folder(abi))
+    return load(abi.runtime_dir)
 
 
 def file_digest(abi) -> str | None:
     """sha256 of the ABI's exports file (what an audit's config_changed needs, without parsing it at
     every doit start), or None if there is none."""
-    return _by_file(_file_digest, runtime_folder(abi) / FILENAME)
+    return _by_file(_file_digest, abi.runtime_dir / FILENAME)
 
 
 @functools.lru_cache(maxsize=16)
