@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from .errors import WasmwheelError
-from .settings import DEFAULT_UNPACK_MAX_BYTES, DEFAULT_UNPACK_MAX_FILES
+from .settings import DEFAULT_UNPACK_MAX_BYTES, DEFAULT_UNPACK_MAX_FILES, format_size
 
 
 class UnsafeArchive(WasmwheelError):
@@ -49,14 +49,6 @@ class UnpackLimits:
 
     max_bytes: int = DEFAULT_UNPACK_MAX_BYTES
     max_members: int = DEFAULT_UNPACK_MAX_FILES
-
-
-def format_size(n: int) -> str:
-    """``n`` bytes in the unit the settings use: 4 GiB -> '4G', 1536 KiB -> '1.5M'."""
-    for unit, shift in (("T", 40), ("G", 30), ("M", 20), ("K", 10)):
-        if n >= 1 << shift:
-            return f"{n / (1 << shift):.4g}{unit}"
-    return str(n)
 
 
 def _too_big(archive: Path, limits: UnpackLimits, member: str, streaming: bool = False) -> UnsafeArchive:

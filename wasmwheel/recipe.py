@@ -249,9 +249,7 @@ def _check_git_url(value: str) -> str | None:
 def _check_relative(value: str) -> str | None:
     if value.startswith("/") or value.startswith("\\") or re.match(r"^[A-Za-z]:", value):
         return "is absolute"
-    if "\0" in value:
-        return "contains a NUL character"
-    return None
+    return check_no_nul(value)
 
 
 def _check_subdir(value: str) -> str | None:

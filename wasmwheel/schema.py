@@ -312,8 +312,8 @@ def check_rustflag(value: str) -> str | None:
     whitespace: a flag holding a space would silently become two flags, so it is refused."""
     if not value:
         return "empty"
-    if "\0" in value:
-        return "contains a NUL character"
+    if nul := check_no_nul(value):
+        return nul
     if any(c.isspace() for c in value):
         return ("contains whitespace, and cargo splits CARGO_TARGET_WASM32_UNKNOWN_EMSCRIPTEN_RUSTFLAGS at "
                 "whitespace, so this one item would reach rustc as several flags")

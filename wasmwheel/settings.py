@@ -89,6 +89,14 @@ def _size(name: str, value: str | None, default: int) -> int:
     return number
 
 
+def format_size(n: int) -> str:
+    """``n`` bytes as a size setting is written (what _size reads): 4 GiB -> '4G', 1536 KiB -> '1.5M'."""
+    for unit, shift in (("T", 40), ("G", 30), ("M", 20), ("K", 10)):
+        if n >= 1 << shift:
+            return f"{n / (1 << shift):.4g}{unit}"
+    return str(n)
+
+
 @dataclass(frozen=True)
 class Settings:
     root: Path
