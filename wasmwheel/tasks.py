@@ -725,13 +725,18 @@ def run_server(root: str, host: str, port: int) -> None:
     serve(Path(root), host, port)
 
 
+SERVE_TASK_PARAMS = (
+    {"name": "port", "long": "port", "type": int, "default": 8000, "help": "TCP port (default 8000)"},
+    {"name": "host", "long": "host", "default": "127.0.0.1", "help": "address to bind"},
+)
+
+
 def serve_task(layout: Layout) -> dict:
     return {
         "basename": "serve",
         "doc": "Serve build/index with CORS headers (--port, --host); Ctrl-C stops",
         "actions": [(run_server, [str(layout.build / "index")])],
-        "params": [{"name": "port", "long": "port", "type": int, "default": 8000, "help": "TCP port (default 8000)"},
-                   {"name": "host", "long": "host", "default": "127.0.0.1", "help": "address to bind"}],
+        "params": [dict(p) for p in SERVE_TASK_PARAMS],
         "uptodate": [False],
         "verbosity": 2,
     }
@@ -754,7 +759,7 @@ _VALUE_OPTIONS = {"-n", "--process", "-P", "--parallel-type", "-r", "--reporter"
 _FLAG_OPTIONS = {"-a", "--always-execute", "-c", "--continue", "-s", "--single", "--pdb", "--auto-delayed-regex",
                  "-k", "--seek-file"}
 # Task parameters (`doit serve --port 8001`): options after that task's name are its own.
-SERVE_PARAMS = {"--port", "--host"}
+SERVE_PARAMS = {f"--{p['long']}" for p in SERVE_TASK_PARAMS}
 _OTHER_COMMANDS = {"list", "info", "clean", "forget", "ignore", "dumpdb", "help", "auto", "strace", "reset-dep",
                    "tabcompletion"}
 
