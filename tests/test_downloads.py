@@ -273,7 +273,8 @@ def test_the_npm_registry_setting_reaches_npm(tmp_path):
     registry and the setting: so npm was told to use it, not the default registry."""
     from wasmwheel.abi import load_abi
     from wasmwheel.layout import Layout
-    from wasmwheel.runtime import RuntimeError_, provision_runtime
+    from wasmwheel.npm import NpmError
+    from wasmwheel.runtime import provision_runtime
     from wasmwheel.settings import Settings
 
     with socket_closed_port() as port:
@@ -284,7 +285,7 @@ def test_the_npm_registry_setting_reaches_npm(tmp_path):
         old = {k: os.environ.get(k) for k in ("npm_config_cache", "npm_config_fetch_retries")}
         os.environ.update({"npm_config_cache": str(tmp_path / "npm-cache"), "npm_config_fetch_retries": "0"})
         try:
-            with StepLog(tmp_path / "npm.log") as log, pytest.raises(RuntimeError_) as err:
+            with StepLog(tmp_path / "npm.log") as log, pytest.raises(NpmError) as err:
                 provision_runtime(abi, layout, log)
         finally:
             for k, v in old.items():
