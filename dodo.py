@@ -24,12 +24,16 @@ def task_emsdk():
     yield from project.emsdk_tasks()
 
 
+def task_binaryen():
+    yield from project.binaryen_tasks()
+
+
 def task_rust():
     yield from project.rust_tasks()
 
 
-def task_sysroot():
-    yield from project.sysroot_tasks()
+def task_std():
+    yield from project.std_tasks()
 
 
 def task_pin_sysroot():

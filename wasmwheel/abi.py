@@ -8,6 +8,7 @@ smoke tests. See ``abi/2026_0.toml`` for an annotated example.
 
 from __future__ import annotations
 
+import hashlib
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +27,13 @@ PYTHON_RE = re.compile(r"^3\.[0-9]+\.[0-9]+(?:(?:a|b|rc)[0-9]+)?\Z")
 SEMVER3_RE = re.compile(r"^[0-9]+\.[0-9]+\.[0-9]+\Z")
 NPM_VERSION_RE = re.compile(r"^[0-9]+\.[0-9]+\.[0-9]+(?:-[0-9A-Za-z.]+)?\Z")
 RUST_TARGET = "wasm32-unknown-emscripten"
+# Where std for the target comes from (``[rust] std``); each ends in the toolchain's
+# lib/rustlib/wasm32-unknown-emscripten/lib.
+STD_SOURCES = {
+    "source": "built once from the toolchain's rust-src with std_rustflags",
+    "rustup": "the toolchain's prebuilt rust-std component",
+    "sysroot": "the archive named by [rust.sysroot]",
+}
 
 
 @dataclass(frozen=True)
@@ -36,6 +44,30 @@ class Sysroot:
     @property
     def filename(self) -> str:
         return self.url.rstrip("/").rsplit("/", 1)[-1]
+
+
+def flag_units(flags: tuple[str, ...] | list[str]) -> list[str]:
+    """rustflags as single units: ``["-Z", "x"]`` and ``["-Zx"]`` are both ``-Zx``, so two lists can be compared."""
+    out: list[str] = []
+    i = 0
+    while i < len(flags):
+        flag = flags[i]
+        if flag in ("-Z", "-C") and i + 1 < len(flags):
+            out.append(flag + flags[i + 1])
+            i += 2
+            continue
+        out.append(flag)
+        i += 1
+    return out
+
+
+@dataclass(frozen=True)
+class Lean:
+    """The lean toolchain's settings for one ABI: binaryen's version and the wasm-opt flags the ABI's
+    emcc runs on side modules (without ``-O<n>``, which comes from the link line)."""
+
+    binaryen: str
+    wasm_opt_flags: tuple[str, ...]
 
 
 @dataclass(frozen=True)
@@ -52,6 +84,9 @@ class Abi:
     sysroot: Sysroot | None
     pyodide_version: str
     status: str = "stable"
+    std: str = "source"  # a key of STD_SOURCES
+    std_rustflags: tuple[str, ...] = ()
+    lean: Lean | None = None
 
     @property
     def runtime_dir(self) -> Path:
@@ -102,17 +137,47 @@ class Abi:
         return {"MATURIN_PYODIDE_ABI_VERSION": m.group(2)}
 
     def toolchain_config(self) -> dict[str, Any]:
-        """What shapes the Rust toolchain install (not the flags)."""
-        return {"toolchain": self.rust_toolchain, "target": RUST_TARGET}
+        """What shapes the Rust toolchain install (not the flags): the prebuilt std comes with the
+        toolchain only for ``std = "rustup"``; building std needs the rust-src component."""
+        if self.std == "rustup":
+            return {"toolchain": self.rust_toolchain, "target": RUST_TARGET}
+        if self.std == "source":
+            return {"toolchain": self.rust_toolchain, "component": "rust-src"}
+        return {"toolchain": self.rust_toolchain}
+
+    def std_config(self) -> dict[str, Any]:
+        """What shapes std for the target: where it comes from and, built from source, its flags."""
+        config: dict[str, Any] = {"toolchain": self.rust_toolchain, "std": self.std}
+        if self.std == "source":
+            config["rustflags"] = list(self.std_rustflags)
+        elif self.std == "sysroot" and self.sysroot:
+            config.update(url=self.sysroot.url, sha256=self.sysroot.sha256)
+        return config
+
+    @property
+    def std_key(self) -> str:
+        """Names the toolchain folder together with its std, so that two ABIs on one toolchain with
+        different std builds never share (and overwrite) one std: ``src``, ``src-<digest of flags>``,
+        the sysroot archive's stem, or ``""`` for rustup's own."""
+        if self.std == "sysroot" and self.sysroot:
+            stem = self.sysroot.filename
+            for suffix in (".tar.bz2", ".tar.gz", ".tar.xz", ".tgz", ".tar"):
+                stem = stem.removesuffix(suffix)
+            return stem
+        if self.std == "source":
+            if not self.std_rustflags:
+                return "src"
+            return "src-" + hashlib.sha256("\0".join(flag_units(self.std_rustflags)).encode()).hexdigest()[:10]
+        return ""
 
     def compile_config(self) -> dict[str, Any]:
         """Everything from this ABI that shapes a compiled wheel."""
         return {
             "python": self.python_minor,
-            "emscripten": self.emscripten,
             "toolchain": self.rust_toolchain,
             "rustflags": list(self.rustflags),
-            "sysroot_sha256": self.sysroot.sha256 if self.sysroot else None,
+            "std": self.std_config(),
+            "exception_handling": self.exception_handling,
             "tag_env": self.maturin_tag_env(),
         }
 
@@ -139,6 +204,17 @@ def _check_sysroot_url(value: str) -> str | None:
         return problem
     if not value.split("?", 1)[0].endswith((".tar.bz2", ".tar.gz", ".tar.xz", ".tgz")):
         return "does not name a tar archive"
+    return None
+
+
+def _check_wasm_opt_flag(value: str) -> str | None:
+    if not value.startswith("-") or any(c.isspace() for c in value):
+        return "not one wasm-opt flag"
+    if re.fullmatch(r"-O[0-4sz]?", value):
+        return "the optimisation level comes from the link line (cargo's opt-level), as with emcc; remove it"
+    if value == "--all-features":
+        return ("enables features Pyodide's runtimes cannot instantiate (measured: 'unknown import kind 0x7f'); "
+                "name the ABI's features with --enable-...")
     return None
 
 
@@ -177,6 +253,25 @@ def load_abi(path: Path, root: Path | None = None) -> Abi:
     if SEMVER3_RE.match(toolchain or "") and any(f == "-Z" or f.startswith("-Z") for f in rustflags):
         raise rust.error("rustflags", f"-Z flags need a nightly toolchain; stable {toolchain} rejects them",
                          "remove the -Z flags (stable >= 1.93 needs no -Z emscripten-wasm-eh) or use a nightly")
+    std = rust.string("std", default="sysroot" if rust.has("sysroot") else "source",
+                      expect=" or ".join(f'"{k}" ({v})' for k, v in STD_SOURCES.items()),
+                      check=lambda v: None if v in STD_SOURCES else "not a way to get std")
+    std_rustflags = rust.string_list("std_rustflags", check=check_rustflag,
+                                     fix='one flag per item, e.g. ["-Z", "emscripten-wasm-eh"]')
+    if std_rustflags and std != "source":
+        raise rust.error("std_rustflags", f'only std = "source" builds std; std = "{std}" comes prebuilt',
+                         'remove std_rustflags, or set std = "source"')
+    missing = [f for f in flag_units(std_rustflags) if f not in flag_units(rustflags)]
+    if missing:
+        raise rust.error("std_rustflags", f"{' '.join(missing)} would build std differently from the crates "
+                         "(a wasm-EH crate against a JS-EH std links, then fails in Pyodide)",
+                         "give every std flag to rustflags too")
+    if std == "sysroot" and not rust.has("sysroot"):
+        raise rust.error("std", 'std = "sysroot" needs a [rust.sysroot] table with the archive\'s url and sha256',
+                         'add [rust.sysroot], or use std = "source"')
+    if std != "sysroot" and rust.has("sysroot"):
+        raise rust.error("sysroot", f'[rust.sysroot] is only used with std = "sysroot", and std = "{std}"',
+                         'set std = "sysroot", or remove the table (keep it as a comment)')
     sysroot = None
     if rust.has("sysroot"):
         st = rust.table("sysroot")
@@ -188,6 +283,16 @@ def load_abi(path: Path, root: Path | None = None) -> Abi:
         st.done()
         sysroot = Sysroot(url=url or "", sha256=sha or None)
     rust.done()
+
+    lean = None
+    if top.has("lean"):
+        lt = top.table("lean")
+        binaryen = lt.string("binaryen", required=True, expect='an npm version of binaryen like "132.0.0"',
+                             check=lambda v: None if NPM_VERSION_RE.match(v) else "not an npm version")
+        opt_flags = lt.string_list("wasm_opt_flags", check=_check_wasm_opt_flag,
+                                   fix='one flag per item, e.g. ["--post-emscripten", "--enable-exception-handling"]')
+        lt.done()
+        lean = Lean(binaryen=binaryen or "", wasm_opt_flags=opt_flags)
 
     pyodide = top.table("pyodide", required=True)
     pyodide_version = pyodide.string("version", required=True, expect='an npm version of pyodide like "314.0.7"',
@@ -207,6 +312,9 @@ def load_abi(path: Path, root: Path | None = None) -> Abi:
         sysroot=sysroot,
         pyodide_version=pyodide_version or "",
         status=status or "stable",
+        std=std or "source",
+        std_rustflags=std_rustflags,
+        lean=lean,
     )
 
 

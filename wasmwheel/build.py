@@ -4,24 +4,36 @@ The command and its environment are built by pure functions
 (:func:`compile_argv`, :func:`compile_env`) so tests can compare them with the
 ABI file without running anything. The cargo target folder is kept per crate and
 ABI between runs, so a rebuild after a small change is warm.
+
+Two toolchains link the module (``WASMWHEEL_TOOLCHAIN``): ``emsdk`` puts the ABI's emcc on
+PATH, which rustc calls as its linker; ``lean`` points rustc's linker at wasmwheel's own
+(:mod:`wasmwheel.linker`: the toolchain's rust-lld, then binaryen's wasm-opt) and refuses C
+compiles for the target with a message naming the crate (a C compiler for Emscripten comes
+only with emsdk). Either way std comes from the std step and the wheel's ``WHEEL`` file names
+the toolchain in its ``Generator`` line.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import shutil
+import sys
 import tempfile
 from pathlib import Path
 from typing import Any, Mapping
 
 from .abi import RUST_TARGET, Abi
 from .errors import WasmwheelError
-from .fsutil import clean_stale_temps, sha256_file
+from .fsutil import atomic_write_text, clean_stale_temps, sha256_file
 from .layout import Layout
 from .recipe import Recipe
 from .runner import StepLog, run
+from .wheel import set_generator
 
 RUSTFLAGS_VAR = "CARGO_TARGET_WASM32_UNKNOWN_EMSCRIPTEN_RUSTFLAGS"
+LINKER_VAR = "CARGO_TARGET_WASM32_UNKNOWN_EMSCRIPTEN_LINKER"
 # Inherited variables that would silently change or override the build.
 SCRUBBED_ENV = (
     "RUSTFLAGS",
@@ -44,6 +56,20 @@ SCRUBBED_ENV = (
     "PYODIDE_ABI_VERSION",
     "MATURIN_EMSCRIPTEN_VERSION",
     "WASMWHEEL_BUILD_WHEELS",
+    LINKER_VAR,
+    "CARGO_BUILD_LINKER",
+    "TARGET_CC",
+    "TARGET_CXX",
+    "CC_wasm32_unknown_emscripten",
+    "CC_wasm32-unknown-emscripten",
+    "CXX_wasm32_unknown_emscripten",
+    "CXX_wasm32-unknown-emscripten",
+    "PYO3_CROSS",
+    "WASMWHEEL_LINK_LLD",
+    "WASMWHEEL_LINK_EH",
+    "WASMWHEEL_WASM_OPT",
+    "WASMWHEEL_WASM_OPT_FLAGS",
+    "WASMWHEEL_LINK_LOG",
 )
 # Wheels built from the same inputs get the same bytes (zip timestamps).
 SOURCE_DATE_EPOCH = "315532800"
@@ -71,29 +97,112 @@ def compile_argv(maturin: str, abi: Abi, recipe: Recipe, out_dir: Path) -> list[
     return argv
 
 
+def linker_digest() -> str:
+    """The lean linker's own code: a change to it reruns the compiles it links."""
+    from . import linker
+
+    return hashlib.sha256(Path(linker.__file__).read_bytes()).hexdigest()
+
+
+def toolchain_config(abi: Abi, toolchain: str) -> dict[str, Any]:
+    """What of the linking toolchain shapes a compiled wheel (part of the compile step's config:
+    switching WASMWHEEL_TOOLCHAIN reruns the compiles and nothing before them)."""
+    if toolchain == "emsdk":
+        return {"kind": "emsdk", "emscripten": abi.emscripten}
+    return {"kind": "lean", "binaryen": abi.lean.binaryen if abi.lean else None,
+            "wasm_opt_flags": list(abi.lean.wasm_opt_flags) if abi.lean else None, "linker": linker_digest()}
+
+
+def generator(abi: Abi, toolchain: str, rust: Mapping[str, Any], linking: Mapping[str, Any]) -> str:
+    """The wheel's ``Generator`` line: maturin, and how wasmwheel linked it."""
+    how = (f"emsdk {abi.emscripten}" if toolchain == "emsdk"
+           else f"lean: rust-lld, binaryen {linking.get('binaryen', '?')}")
+    return f"maturin ({maturin_version()}) + wasmwheel ({_own_version()}; Rust {abi.rust_toolchain}, {how})"
+
+
+def _own_version() -> str:
+    try:
+        from importlib.metadata import version
+
+        return version("wasmwheel")
+    except Exception:
+        return "unknown"
+
+
+def _launcher(python: str, package_parent: Path, call: str) -> str:
+    return (f"#!{python}\n# Written by wasmwheel's compile step (lean toolchain); do not edit.\n"
+            f"import sys\nsys.path.insert(0, {str(package_parent)!r})\n"
+            f"from wasmwheel.linker import {call}\nsys.exit({call}())\n")
+
+
+def ensure_launchers(layout: Layout) -> tuple[Path, Path]:
+    """The lean toolchain's two executables in build/bin: the linker rustc calls, and the C compiler
+    that refuses (build scripts that compile C for the target need emcc). Rewritten only when their
+    text changes (another interpreter), atomically, so parallel compiles never see half a file."""
+    parent = Path(__file__).resolve().parent.parent
+    made = []
+    for path, call in ((layout.link_launcher, "main"), (layout.no_cc_launcher, "no_c_compiler")):
+        text = _launcher(sys.executable, parent, call)
+        try:
+            same = path.read_text(encoding="utf-8") == text and os.access(path, os.X_OK)
+        except OSError:
+            same = False
+        if not same:
+            atomic_write_text(path, text)
+            path.chmod(0o755)
+        made.append(path)
+    return made[0], made[1]
+
+
+def lean_env(abi: Abi, layout: Layout, rust: Mapping[str, Any], lean: Mapping[str, Any],
+             link_log: Path | None) -> dict[str, str]:
+    """What makes rustc link with wasmwheel's linker (and refuse C for the target)."""
+    return {
+        LINKER_VAR: str(layout.link_launcher),
+        "TARGET_CC": str(layout.no_cc_launcher),
+        "TARGET_CXX": str(layout.no_cc_launcher),
+        "WASMWHEEL_LINK_LLD": str(rust["lld"]),
+        "WASMWHEEL_LINK_EH": abi.exception_handling,
+        "WASMWHEEL_WASM_OPT": str(lean["wasm_opt"]),
+        "WASMWHEEL_WASM_OPT_FLAGS": json.dumps(list(abi.lean.wasm_opt_flags) if abi.lean else []),
+        **({"WASMWHEEL_LINK_LOG": str(link_log)} if link_log else {}),
+    }
+
+
 def compile_env(
     abi: Abi,
     recipe: Recipe,
     layout: Layout,
-    emsdk: Mapping[str, Any],
+    linking: Mapping[str, Any],
     rust: Mapping[str, Any],
     base: Mapping[str, str] | None = None,
     build_wheels: list[Path] = (),
+    link_log: Path | None = None,
 ) -> dict[str, str]:
-    """The complete environment of the maturin process."""
+    """The complete environment of the maturin process. ``linking``: the facts of the emsdk step
+    (emsdk toolchain) or of the binaryen step (lean toolchain), as their stamps hold them."""
     env = {k: v for k, v in (os.environ if base is None else base).items() if k not in SCRUBBED_ENV}
-    prepend = [*emsdk.get("path", []), *rust.get("path", [])]
+    lean = "wasm_opt" in linking
+    prepend = [*linking.get("path", []), *rust.get("path", [])]
     if prepend:
         env["PATH"] = os.pathsep.join([*prepend, env.get("PATH", "")])
-    env.update(emsdk.get("env", {}))
+    env.update(linking.get("env", {}))
     env.update(rust.get("env", {}))
     env.update({
+        # One registry for every ABI and toolchain (cargo locks it itself); rustup's own CARGO_HOME stays
+        # the toolchain's, but compiles call the toolchain's cargo and rustc directly (PATH).
+        "CARGO_HOME": str(layout.cargo_home),
         "CARGO_BUILD_TARGET": RUST_TARGET,
         RUSTFLAGS_VAR: " ".join(rustflags(abi, recipe)),
         "CARGO_TARGET_DIR": str(layout.target_dir(recipe.name, abi.name)),
         "SOURCE_DATE_EPOCH": env.get("SOURCE_DATE_EPOCH", SOURCE_DATE_EPOCH),
+        # PyO3 for the ABI's Python without that Python on this machine (maturin writes its config).
+        "PYO3_CROSS": "1",
+        "PYO3_CROSS_PYTHON_VERSION": abi.python_minor,
         **abi.maturin_tag_env(),
     })
+    if lean:
+        env.update(lean_env(abi, layout, rust, linking, link_log))
     if build_wheels:
         # Wheels of the recipes listed in [depends] build, for build scripts that need them.
         env["WASMWHEEL_BUILD_WHEELS"] = os.pathsep.join(str(p) for p in build_wheels)
@@ -116,12 +225,17 @@ def compile_wheel(
     abi: Abi,
     layout: Layout,
     crate_dir: Path,
-    emsdk: Mapping[str, Any],
+    linking: Mapping[str, Any],
     rust: Mapping[str, Any],
     log: StepLog,
     build_wheels: list[Path] = (),
 ) -> dict[str, Any]:
-    env = compile_env(abi, recipe, layout, emsdk, rust, build_wheels=build_wheels)
+    toolchain = "lean" if "wasm_opt" in linking else "emsdk"
+    link_log = layout.log("link", abi.name, recipe.name)
+    link_log.unlink(missing_ok=True)
+    if toolchain == "lean":
+        ensure_launchers(layout)
+    env = compile_env(abi, recipe, layout, linking, rust, build_wheels=build_wheels, link_log=link_log)
     maturin = shutil.which("maturin", path=env["PATH"])
     if not maturin:
         raise CompileError("maturin not found on PATH: `pip install maturin` (wasmwheel installs it as a dependency)")
@@ -131,19 +245,24 @@ def compile_wheel(
     layout.target_dir(recipe.name, abi.name).mkdir(parents=True, exist_ok=True)
     out = Path(tempfile.mkdtemp(prefix=".out.", suffix=".tmp", dir=wheels_dir))
     try:
+        how = f"Emscripten {abi.emscripten}" if toolchain == "emsdk" else "lean toolchain: rust-lld + wasm-opt"
         log.note(f"maturin build {recipe.name} {recipe.version} for {abi.name} (Python {abi.python_minor}, "
-                 f"Rust {abi.rust_toolchain}, Emscripten {abi.emscripten})")
-        run(compile_argv(maturin, abi, recipe, out), log=log, cwd=crate_dir, env=env,
-            what=f"maturin build ({recipe.name} for {abi.name})")
+                 f"Rust {abi.rust_toolchain}, {how})")
+        try:
+            run(compile_argv(maturin, abi, recipe, out), log=log, cwd=crate_dir, env=env,
+                what=f"maturin build ({recipe.name} for {abi.name})")
+        finally:
+            if link_log.exists():  # what the lean linker ran and dropped, in the step's own log
+                log.write(link_log.read_text(encoding="utf-8", errors="replace"))
         built = sorted(out.glob("*.whl"))
         if len(built) != 1:
             raise CompileError(f"maturin wrote {len(built)} wheels to {out}, expected exactly one: "
                                + (", ".join(p.name for p in built) or "none"))
         wheel = wheels_dir / built[0].name
-        os.replace(built[0], wheel)
+        set_generator(built[0], wheel, generator(abi, toolchain, rust, linking))
         for old in wheels_dir.glob("*.whl"):
             if old != wheel:
                 old.unlink()
     finally:
         shutil.rmtree(out, ignore_errors=True)
-    return {"wheel": str(wheel), "sha256": sha256_file(wheel)}
+    return {"wheel": str(wheel), "sha256": sha256_file(wheel), "toolchain": toolchain}

@@ -7,7 +7,11 @@ Cache (shared by checkouts, ``WASMWHEEL_CACHE``)::
 
     downloads/sha256/<sha256>/<file>     verified downloads (sdists, sysroots)
     emsdk/<emscripten version>/          one emsdk clone per Emscripten version
-    rust/<toolchain>[+<sysroot>]/        RUSTUP_HOME (rustup/) and CARGO_HOME (cargo/)
+    rust/<toolchain>[+<std>]/            RUSTUP_HOME (rustup/) and CARGO_HOME (cargo/) of a toolchain and its
+                                         std for the target (Abi.std_key: src, src-<flags digest>, a sysroot)
+    std-build/<toolchain>+<std>/         cargo's target folder of the last std build (kept warm)
+    cargo/                               CARGO_HOME of compiles: crates.io downloads, shared by every ABI
+    binaryen/<version>/node_modules/     binaryen (wasm-opt) from npm, one per version (lean toolchain)
     pyodide/<version>/node_modules/      one Pyodide npm runtime per version
 
 Build folder (per repository, ``WASMWHEEL_BUILD_DIR``)::
@@ -22,6 +26,8 @@ Build folder (per repository, ``WASMWHEEL_BUILD_DIR``)::
     recipes.cache                        parsed recipes, reused while their files are unchanged
     sources.cache                        file lists of local source folders, reused while unchanged
     index/<abi>/                        PEP 503/691 index and pyodide-lock.json of dist/<abi>
+    bin/wasmwheel-link, wasmwheel-no-cc  the lean toolchain's linker, and its refusal to compile C (launchers
+                                         of wasmwheel.linker)
     src/<crate>/                         unpacked, patched source
     target/<crate>/<abi>/                cargo target folder, kept warm between runs
     wheels/<abi>/<crate>/                maturin's wheel, as built
@@ -61,13 +67,19 @@ class Layout:
         return self.cache / "emsdk" / abi.emscripten
 
     def rust_dir(self, abi: Abi) -> Path:
-        key = abi.rust_toolchain
-        if abi.sysroot:
-            stem = abi.sysroot.filename
-            for suffix in (".tar.bz2", ".tar.gz", ".tar.xz", ".tgz", ".tar"):
-                stem = stem.removesuffix(suffix)
-            key += "+" + stem
+        key = abi.rust_toolchain + (f"+{abi.std_key}" if abi.std_key else "")
         return self.cache / "rust" / key
+
+    def std_build_dir(self, abi: Abi) -> Path:
+        return self.cache / "std-build" / self.rust_dir(abi).name
+
+    @property
+    def cargo_home(self) -> Path:
+        """CARGO_HOME of compiles and std builds: one registry for every ABI (cargo locks it itself)."""
+        return self.cache / "cargo"
+
+    def binaryen_dir(self, version: str) -> Path:
+        return self.cache / "binaryen" / version
 
     def runtime_dir(self, abi: Abi) -> Path:
         return self.cache / "pyodide" / abi.pyodide_version
@@ -76,6 +88,10 @@ class Layout:
     def runtime_lock_dir(self, abi: Abi) -> Path:
         """Committed npm lock for the ABI's Pyodide runtime."""
         return abi.runtime_dir
+
+    def binaryen_lock_dir(self, version: str) -> Path:
+        """Committed npm lock for binaryen ``version`` (abi/tools/binaryen/<version>/)."""
+        return self.settings.root / "abi" / "tools" / "binaryen" / version
 
     # -- build folder -----------------------------------------------------------
     @property
@@ -114,6 +130,14 @@ class Layout:
 
     def log(self, step: str, abi: str | None = None, crate: str | None = None) -> Path:
         return Path(self.log_str(step, abi, crate))
+
+    @property
+    def link_launcher(self) -> Path:
+        return self.build / "bin" / "wasmwheel-link"
+
+    @property
+    def no_cc_launcher(self) -> Path:
+        return self.build / "bin" / "wasmwheel-no-cc"
 
     def src_dir(self, crate: str) -> Path:
         return self.build / "src" / crate

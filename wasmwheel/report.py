@@ -23,7 +23,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 # Steps of one crate for one ABI, in pipeline order (source is per crate).
 CRATE_STEP_KINDS = ("compile", "retag", "audit", "smoke")
-TOOLCHAIN_KINDS = ("emsdk", "rust", "sysroot", "pyodide")
+TOOLCHAIN_KINDS = ("emsdk", "binaryen", "rust", "std", "pyodide")
 
 
 @dataclass

@@ -26,9 +26,18 @@ DEFAULT_NPM_REGISTRY = "https://registry.npmjs.org/"
 DEFAULT_UNPACK_MAX_BYTES = 4 << 30
 DEFAULT_UNPACK_MAX_FILES = 200_000
 
+# How wasm is linked (WASMWHEEL_TOOLCHAIN). "lean" needs nothing beyond rustup, crates.io and npm;
+# "emsdk" links with the ABI's Emscripten SDK (cloned from GitHub) like Pyodide's own builds.
+TOOLCHAINS = {
+    "lean": "rustc + std built from rust-src + the toolchain's rust-lld + binaryen's wasm-opt (no Emscripten SDK)",
+    "emsdk": "the ABI's exact Emscripten SDK (emcc links, as in Pyodide's own builds; C/C++ sources compile)",
+}
+DEFAULT_TOOLCHAIN = "lean"
+
 VARIABLES = {
     "WASMWHEEL_CACHE": "shared downloads and toolchains (default: $XDG_CACHE_HOME/wasmwheel or ~/.cache/wasmwheel)",
     "WASMWHEEL_BUILD_DIR": "per-repository build outputs, logs and doit state (default: <repo>/build)",
+    "WASMWHEEL_TOOLCHAIN": f"lean (default) or emsdk: how crates are linked ({TOOLCHAINS['lean']}; or {TOOLCHAINS['emsdk']})",
     "WASMWHEEL_EMSDK_URL": f"git URL of the Emscripten SDK (default: {DEFAULT_EMSDK_URL})",
     "WASMWHEEL_SYSROOT_MIRROR": "URL prefix; sysroot archives are fetched from <prefix>/<file name>",
     "WASMWHEEL_SDIST_MIRROR": "URL prefix; recipe sdists are fetched from <prefix>/<file name>",
@@ -61,6 +70,14 @@ def _truthy(name: str, value: str | None) -> bool:
     if lowered in ("0", "false", "no", "off"):
         return False
     raise ConfigError("environment", name, f"expected 1/0, true/false, yes/no; got {value!r}")
+
+
+def _choice(name: str, value: str | None, choices: dict[str, str], default: str) -> str:
+    if value is None or value.strip() == "":
+        return default
+    if value.strip() not in choices:
+        raise ConfigError("environment", name, f"expected one of {', '.join(choices)}; got {value!r}")
+    return value.strip()
 
 
 def _count(name: str, value: str | None, default: int, minimum: int) -> int:
@@ -102,6 +119,7 @@ class Settings:
     root: Path
     cache_dir: Path
     build_dir: Path
+    toolchain: str = DEFAULT_TOOLCHAIN  # a key of TOOLCHAINS
     emsdk_url: str = DEFAULT_EMSDK_URL
     sysroot_mirror: str | None = None
     sdist_mirror: str | None = None
@@ -137,6 +155,7 @@ class Settings:
             root=root,
             cache_dir=path("WASMWHEEL_CACHE", _default_cache()),
             build_dir=path("WASMWHEEL_BUILD_DIR", root / "build"),
+            toolchain=_choice("WASMWHEEL_TOOLCHAIN", env.get("WASMWHEEL_TOOLCHAIN"), TOOLCHAINS, DEFAULT_TOOLCHAIN),
             emsdk_url=url("WASMWHEEL_EMSDK_URL", DEFAULT_EMSDK_URL) or DEFAULT_EMSDK_URL,
             sysroot_mirror=url("WASMWHEEL_SYSROOT_MIRROR", None),
             sdist_mirror=url("WASMWHEEL_SDIST_MIRROR", None),

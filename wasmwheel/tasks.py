@@ -1,6 +1,7 @@
 """doit task dicts, built by plain functions (unit-testable without running doit).
 
-Per ABI:  emsdk:<abi> -> rust:<abi> -> sysroot:<abi> (where the ABI has one);
+Per ABI:  rust:<abi> -> std:<abi> (std for the target: built from rust-src, a sysroot archive or rustup's);
+          binaryen:<abi> (lean toolchain: wasm-opt) or emsdk:<abi> (emsdk toolchain: emcc);
           pyodide:<abi> (the runtime for smoke tests); pin-sysroot:<abi> (on demand).
 Per crate: source:<crate>; per crate and ABI: compile:<crate>@<abi> ->
           retag:<crate>@<abi> -> audit:<crate>@<abi> -> smoke:<crate>@<abi> (Node);
@@ -109,21 +110,32 @@ class Project:
         return type("WasmwheelReporter", (ProgressReporter,), {"project": self})
 
     # -- task generators (one per doit basename) -----------------------------------
+    @property
+    def toolchain(self) -> str:
+        return self.settings.toolchain
+
     def emsdk_tasks(self) -> Iterator[dict]:
-        yield group("emsdk", "Provision the Emscripten SDK of each ABI (exact version)")
-        for abi in self.abis.values():
-            yield emsdk_task(abi, self.layout)
+        yield group("emsdk", "Provision the Emscripten SDK of each ABI (exact version; WASMWHEEL_TOOLCHAIN=emsdk)")
+        if self.toolchain == "emsdk":
+            for abi in self.abis.values():
+                yield emsdk_task(abi, self.layout)
+
+    def binaryen_tasks(self) -> Iterator[dict]:
+        yield group("binaryen", "Install each ABI's binaryen (wasm-opt) from npm (lean toolchain, the default)")
+        if self.toolchain == "lean":
+            for abi in self.abis.values():
+                yield binaryen_task(abi, self.layout)
 
     def rust_tasks(self) -> Iterator[dict]:
-        yield group("rust", "Provision the Rust toolchain of each ABI (+ wasm32-unknown-emscripten)")
+        yield group("rust", "Provision the Rust toolchain of each ABI (exact version, with rust-src)")
         for abi in self.abis.values():
             yield rust_task(abi, self.layout)
 
-    def sysroot_tasks(self) -> Iterator[dict]:
-        yield group("sysroot", "Unpack the pinned sysroot into the ABI's toolchain (ABIs that need one)")
+    def std_tasks(self) -> Iterator[dict]:
+        yield group("std", "Put std for wasm32-unknown-emscripten into each ABI's toolchain "
+                           "(built once from rust-src, a pinned sysroot archive, or rustup's)")
         for abi in self.abis.values():
-            if abi.sysroot:
-                yield sysroot_task(abi, self.layout)
+            yield std_task(abi, self.layout)
 
     def pin_sysroot_tasks(self) -> Iterator[dict]:
         yield group("pin-sysroot", "Download an ABI's sysroot and write its sha256 into the ABI file")
@@ -307,12 +319,19 @@ def step_rust(abi: Abi, layout: Layout, log: StepLog):
     return facts, [str(Path(facts["sysroot"]) / "bin" / "rustc")]
 
 
-def step_sysroot(abi: Abi, layout: Layout, log: StepLog):
+def step_std(abi: Abi, layout: Layout, log: StepLog):
     from . import toolchain
 
     rust_facts = read_stamp(layout.stamp("rust", abi.name))
-    facts = toolchain.install_sysroot(abi, layout, rust_facts, log)
-    return facts, [str(Path(facts["rustlib"]) / toolchain.MARKER)]
+    facts = toolchain.provide_std(abi, layout, rust_facts, log)
+    return facts, [facts["marker"]]
+
+
+def step_binaryen(abi: Abi, layout: Layout, log: StepLog):
+    from . import toolchain
+
+    facts = toolchain.provision_binaryen(abi, layout, log)
+    return facts, [facts["wasm_opt"]]
 
 
 def step_pin_sysroot(abi: Abi, layout: Layout, log: StepLog):
@@ -345,9 +364,9 @@ def _dep_wheels(names: list[str], abi: Abi, layout: Layout) -> list[Path]:
 
 def step_compile(recipe: Recipe, abi: Abi, layout: Layout, build_deps: list[str], log: StepLog):
     src = read_stamp(layout.source_stamp(recipe.name))
-    emsdk = read_stamp(layout.stamp("emsdk", abi.name))
+    linking = read_stamp(layout.stamp(linking_step(layout.settings.toolchain), abi.name))
     rust = read_stamp(layout.stamp("rust", abi.name))
-    facts = build.compile_wheel(recipe, abi, layout, Path(src["crate_dir"]), emsdk, rust, log,
+    facts = build.compile_wheel(recipe, abi, layout, Path(src["crate_dir"]), linking, rust, log,
                                 build_wheels=_dep_wheels(build_deps, abi, layout))
     return facts, [facts["wheel"]]
 
@@ -422,8 +441,9 @@ def step_index(abi: Abi, layout: Layout, recipes: dict[str, Recipe], log: StepLo
 
 STEPS: dict[str, Callable[..., tuple[dict, list]]] = {
     "emsdk": step_emsdk,
+    "binaryen": step_binaryen,
     "rust": step_rust,
-    "sysroot": step_sysroot,
+    "std": step_std,
     "pin-sysroot": step_pin_sysroot,
     "pyodide": step_runtime,
     "source": step_source,
@@ -532,22 +552,42 @@ def emsdk_task(abi: Abi, layout: Layout) -> dict:
     )
 
 
-def rust_task(abi: Abi, layout: Layout) -> dict:
+def binaryen_task(abi: Abi, layout: Layout) -> dict:
+    version = abi.lean.binaryen if abi.lean else None
+    lock = layout.binaryen_lock_dir(version) / "package-lock.json" if version else None
     return _step_task(
-        "rust", abi.name, f"Rust {abi.rust_toolchain} + wasm32-unknown-emscripten for ABI {abi.name}",
-        layout.stamp_str("rust", abi.name), layout.log_str("rust", abi.name), (abi, layout),
-        {**abi.toolchain_config(), "mode": layout.settings.mode, "home": str(layout.rust_dir(abi))},
+        "binaryen", abi.name, f"binaryen {version} (npm: wasm-opt) for ABI {abi.name}'s lean toolchain",
+        layout.stamp_str("binaryen", abi.name), layout.log_str("binaryen", abi.name), (abi, layout),
+        {"binaryen": version},
+        file_dep=[lock] if lock is not None and lock.exists() else [],
     )
 
 
-def sysroot_task(abi: Abi, layout: Layout) -> dict:
-    assert abi.sysroot
+def rust_task(abi: Abi, layout: Layout) -> dict:
+    config = abi.toolchain_config()
+    what = "rust-src" if "component" in config else config.get("target", "no extra component")
     return _step_task(
-        "sysroot", abi.name, f"Unpack {abi.sysroot.filename} into Rust {abi.rust_toolchain} (ABI {abi.name})",
-        layout.stamp_str("sysroot", abi.name), layout.log_str("sysroot", abi.name), (abi, layout),
-        {"url": abi.sysroot.url, "sha256": abi.sysroot.sha256},
+        "rust", abi.name, f"Rust {abi.rust_toolchain} + {what} for ABI {abi.name}",
+        layout.stamp_str("rust", abi.name), layout.log_str("rust", abi.name), (abi, layout),
+        {**config, "mode": layout.settings.mode, "home": str(layout.rust_dir(abi))},
+    )
+
+
+def std_task(abi: Abi, layout: Layout) -> dict:
+    from .abi import STD_SOURCES
+
+    return _step_task(
+        "std", abi.name, f"std for wasm32-unknown-emscripten on Rust {abi.rust_toolchain} (ABI {abi.name}): "
+                         f"{STD_SOURCES[abi.std]}",
+        layout.stamp_str("std", abi.name), layout.log_str("std", abi.name), (abi, layout),
+        abi.std_config(),
         inputs=[layout.stamp_str("rust", abi.name)],
     )
+
+
+def linking_step(toolchain: str) -> str:
+    """The step that provides the linker of ``toolchain``: binaryen (lean) or emsdk."""
+    return "emsdk" if toolchain == "emsdk" else "binaryen"
 
 
 def pin_sysroot_task(abi: Abi, layout: Layout) -> dict:
@@ -606,18 +646,24 @@ def _retag_config(abi: Abi) -> dict:
     return {"platform_tag": abi.platform_tag}
 
 
+@lru_cache(maxsize=None)
+def _toolchain_config(abi: Abi, toolchain: str) -> dict:
+    return build.toolchain_config(abi, toolchain)
+
+
 def compile_task(recipe: Recipe, abi: Abi, layout: Layout, build_deps: list[str] = ()) -> dict:
-    deps = [layout.source_stamp_str(recipe.name), layout.stamp_str("emsdk", abi.name), layout.stamp_str("rust", abi.name)]
+    linking = linking_step(layout.settings.toolchain)
+    deps = [layout.source_stamp_str(recipe.name), layout.stamp_str(linking, abi.name),
+            layout.stamp_str("rust", abi.name), layout.stamp_str("std", abi.name)]
     deps += [layout.stamp_str("retag", abi.name, name) for name in build_deps]
-    order = [f"emsdk:{abi.name}", f"rust:{abi.name}"]  # file_dep alone leaves the order to chance
-    if abi.sysroot:
-        deps.append(layout.stamp_str("sysroot", abi.name))
-        order.append(f"sysroot:{abi.name}")
+    # file_dep alone leaves the order to chance
+    order = [f"{linking}:{abi.name}", f"rust:{abi.name}", f"std:{abi.name}"]
     return _step_task(
         "compile", f"{recipe.name}@{abi.name}", f"maturin build {recipe.name} for ABI {abi.name}",
         layout.stamp_str("compile", abi.name, recipe.name), layout.log_str("compile", abi.name, recipe.name),
         (recipe, abi, layout, list(build_deps)),
-        {"abi": _compile_config(abi), "build": recipe.build.config(), "maturin": _maturin_version()},
+        {"abi": _compile_config(abi), "build": recipe.build.config(), "maturin": _maturin_version(),
+         "toolchain": _toolchain_config(abi, layout.settings.toolchain)},
         inputs=deps, task_dep=order,
     )
 

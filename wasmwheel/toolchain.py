@@ -1,10 +1,13 @@
-"""Toolchain steps per ABI: the Emscripten SDK, the Rust toolchain, the sysroot.
+"""Toolchain steps per ABI: the Emscripten SDK or binaryen, the Rust toolchain, std for the target.
 
-Managed mode (the default) provisions each into the cache: emsdk is cloned from
-``WASMWHEEL_EMSDK_URL`` and the ABI's exact Emscripten version installed and
-activated; rustup installs the ABI's toolchain with the wasm32-unknown-emscripten
-target into a RUSTUP_HOME/CARGO_HOME of its own, so ABIs never share or fight over
-one. System mode (``WASMWHEEL_SYSTEM=1``) uses the emcc and rustup already on
+Managed mode (the default) provisions each into the cache: rustup installs the ABI's
+exact toolchain (with rust-src, or with the prebuilt wasm32-unknown-emscripten std where
+the ABI takes rustup's) into a RUSTUP_HOME/CARGO_HOME of its own, so ABIs never share or
+fight over one; the std step puts std for the target into that toolchain, built once
+from rust-src, unpacked from a pinned sysroot archive, or checked where rustup put it.
+The lean toolchain then needs only binaryen's wasm-opt (npm, locked); the emsdk toolchain
+clones emsdk from ``WASMWHEEL_EMSDK_URL`` and installs and activates the ABI's exact
+Emscripten. System mode (``WASMWHEEL_SYSTEM=1``) uses the emcc and rustup already on
 PATH and only verifies them.
 
 Each step returns the facts later steps need (paths, environment); the task
@@ -16,12 +19,13 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+import tomllib
 from pathlib import Path
 from typing import Any
 
 import tomlkit
 
-from .abi import RUST_TARGET, Abi
+from .abi import RUST_TARGET, STD_SOURCES, Abi
 from .archive import extract
 from .download import Origin, fetch
 from .errors import CommandFailed, ConfigError, WasmwheelError
@@ -35,6 +39,7 @@ from .fsutil import (
     write_json,
 )
 from .layout import Layout
+from .npm import NpmPackage, ensure_installed
 from .runner import StepLog, capture, run
 
 MARKER = ".wasmwheel-installed.json"
@@ -44,9 +49,9 @@ class ToolchainError(WasmwheelError):
     pass
 
 
-def _marker_matches(folder: Path, expected: dict[str, Any]) -> bool:
+def _marker_matches(folder: Path, expected: dict[str, Any], name: str = MARKER) -> bool:
     try:
-        return read_json(folder / MARKER) == expected
+        return read_json(folder / name) == expected
     except (OSError, ValueError):
         return False
 
@@ -70,6 +75,31 @@ def _dumpversion(emcc: str, env: dict[str, str], log: StepLog) -> str:
     lines = [line for line in out.splitlines() if line.strip()]
     version = lines[-1].strip() if lines else ""
     return version.removesuffix("-git")
+
+
+# -- binaryen (the lean toolchain's wasm-opt) --------------------------------------------
+
+
+def binaryen_package(abi: Abi, layout: Layout) -> NpmPackage:
+    assert abi.lean
+    version = abi.lean.binaryen
+    return NpmPackage("binaryen", version, layout.binaryen_dir(version), layout.binaryen_lock_dir(version),
+                      "binaryen's wasm-opt for wasmwheel's lean toolchain")
+
+
+def provision_binaryen(abi: Abi, layout: Layout, log: StepLog) -> dict[str, Any]:
+    """Install the ABI's binaryen (npm's Node build, which carries the wasm-opt command line) from its
+    committed lock, and check that its wasm-opt runs."""
+    if abi.lean is None:
+        raise ConfigError(abi.path, "lean", "missing: the lean toolchain needs the ABI's binaryen version and "
+                          "wasm-opt flags", 'add [lean] binaryen = "132.0.0" and wasm_opt_flags, or use '
+                          "WASMWHEEL_TOOLCHAIN=emsdk")
+    pkg = binaryen_package(abi, layout)
+    ensure_installed(pkg, layout.settings.npm_registry, log)
+    wasm_opt = pkg.package_dir / "bin" / "wasm-opt"
+    version = capture([wasm_opt, "--version"], log=log, what="wasm-opt --version", timeout=300)
+    log.note(f"{version} ready in {pkg.folder}")
+    return {"binaryen": pkg.version, "wasm_opt": str(wasm_opt), "wasm_opt_version": version.splitlines()[-1]}
 
 
 # -- Emscripten SDK ---------------------------------------------------------------
@@ -175,9 +205,36 @@ def _rustup(env: dict[str, str], system: bool) -> str:
     return found
 
 
+def _install_args(abi: Abi) -> list[str]:
+    """rustup's arguments for what the ABI's std needs: the prebuilt target, or rust-src to build it."""
+    config = abi.toolchain_config()
+    if "target" in config:
+        return ["--target", config["target"]]
+    if "component" in config:
+        return ["--component", config["component"]]
+    return []
+
+
+def rust_src_digest(sysroot: Path) -> str | None:
+    """The rust-src component's identity: its version and the sha256 rustup verified when installing it
+    (from the toolchain's channel manifest), or None when the component is not installed."""
+    rustlib = Path(sysroot) / "lib" / "rustlib"
+    if not (rustlib / "src" / "rust" / "library" / "Cargo.lock").is_file():
+        return None
+    try:
+        manifest = tomllib.loads((rustlib / "multirust-channel-manifest.toml").read_text(encoding="utf-8"))
+        pkg = manifest["pkg"]["rust-src"]
+        target = pkg["target"]["*"]
+        return f"{pkg.get('version', '')} {target.get('xz_hash') or target.get('hash') or ''}".strip()
+    except (OSError, KeyError, TypeError, tomllib.TOMLDecodeError):
+        # Not installed by rustup (a linked or system toolchain): the library's lock file identifies it.
+        return "Cargo.lock " + sha256_file(rustlib / "src" / "rust" / "library" / "Cargo.lock")
+
+
 def provision_rust(abi: Abi, layout: Layout, log: StepLog) -> dict[str, Any]:
     system = layout.settings.system
-    install_hint = f"rustup toolchain install {abi.rust_toolchain} --target {RUST_TARGET}"
+    install_args = _install_args(abi)
+    install_hint = f"rustup toolchain install {abi.rust_toolchain} {' '.join(install_args)}"
     if system:
         env = _tool_env(drop=("RUSTUP_TOOLCHAIN",))
         # Keep the user's own homes (if set): the compile step scrubs inherited ones.
@@ -199,17 +256,22 @@ def provision_rust(abi: Abi, layout: Layout, log: StepLog) -> dict[str, Any]:
         except WasmwheelError:
             raise ToolchainError(f"Rust toolchain {tc} is not installed" + (f": run `{install_hint}`" if system else "")) from None
         sysroot = sysroot.splitlines()[-1].strip() if sysroot else ""
-        target_lib = Path(sysroot) / "lib" / "rustlib" / RUST_TARGET
-        if not target_lib.is_dir():
-            raise ToolchainError(
-                f"Rust toolchain {tc} has no {RUST_TARGET} target (no {target_lib}): "
-                f"run `rustup target add {RUST_TARGET} --toolchain {tc}`"
-            )
+        info = dict(line.split(": ", 1) for line in version.splitlines() if ": " in line)
+        host = info.get("host", "")
+        src = rust_src_digest(Path(sysroot))
+        if abi.std == "source" and src is None:
+            raise ToolchainError(f"Rust toolchain {tc} has no rust-src component, which building std for "
+                                 f"{RUST_TARGET} needs: run `rustup component add rust-src --toolchain {tc}`"
+                                 + ("" if system else " (or delete the cached toolchain to reinstall it)"))
         return {
             "mode": layout.settings.mode,
             "toolchain": tc,
             "sysroot": sysroot,
+            "host": host,
             "rustc": version.splitlines()[0] if version else "",
+            # The toolchain's own linker (LLD, the same LLVM as its rustc): the lean toolchain links with it.
+            "lld": str(Path(sysroot) / "lib" / "rustlib" / host / "bin" / "rust-lld"),
+            "rust_src": src,
             "env": {**homes, "RUSTUP_TOOLCHAIN": tc},
             "path": [str(Path(sysroot) / "bin")],
         }
@@ -230,16 +292,25 @@ def provision_rust(abi: Abi, layout: Layout, log: StepLog) -> dict[str, Any]:
             except ToolchainError:
                 log.note("cached toolchain is incomplete; installing again")
         folder.mkdir(parents=True, exist_ok=True)
-        log.note(f"installing Rust {tc} with target {RUST_TARGET} into {folder}")
+        log.note(f"installing Rust {tc} ({' '.join(install_args)}) into {folder}")
         try:
-            run([rustup, "toolchain", "install", tc, "--profile", "minimal", "--target", RUST_TARGET,
-                 "--no-self-update"], log=log, env=env, what=f"rustup toolchain install {tc}", timeout=3600)
+            # --no-self-update: with a private CARGO_HOME, rustup would otherwise look for itself there,
+            # and exit 1 after a successful install ("rustup is not installed at ...").
+            run([rustup, "toolchain", "install", tc, "--profile", "minimal", *install_args, "--no-self-update"],
+                log=log, env=env, what=f"rustup toolchain install {tc}", timeout=3600)
         except WasmwheelError as exc:
             server = env.get("RUSTUP_DIST_SERVER", "https://static.rust-lang.org")
+            unavailable = "unavailable for download" in exc.output_tail if isinstance(exc, CommandFailed) else False
+            if unavailable and abi.std == "rustup":
+                raise ToolchainError(
+                    f"rustup has no prebuilt std for {RUST_TARGET} on Rust {tc} ({server}: "
+                    f"{_reason(exc)}): set std = \"source\" in [rust] of {abi.path.name} to build it from rust-src "
+                    "(nothing else to download), or point RUSTUP_DIST_SERVER at a mirror that has it"
+                ) from None
             raise ToolchainError(
-                f"could not install Rust {tc} with the {RUST_TARGET} target from {server}: "
-                f"{_reason(exc)}. No network, or a mirror without this target? "
-                "Set RUSTUP_DIST_SERVER to a rustup mirror that has it, or use WASMWHEEL_SYSTEM=1 "
+                f"could not install Rust {tc} from {server}: "
+                f"{_reason(exc)}. No network? "
+                "Set RUSTUP_DIST_SERVER to a reachable rustup mirror, or use WASMWHEEL_SYSTEM=1 "
                 f"with `{install_hint}` done by hand"
             ) from None
         facts = inspect()
@@ -247,7 +318,116 @@ def provision_rust(abi: Abi, layout: Layout, log: StepLog) -> dict[str, Any]:
         return facts
 
 
-# -- sysroot -----------------------------------------------------------------------
+# -- std for the target ----------------------------------------------------------------
+
+STD_MARKER = ".wasmwheel-std.json"  # in lib/rustlib/wasm32-unknown-emscripten/: how its lib/ was made
+# The crate std is built beside: empty, so that the build is std's alone.
+STD_CRATE = "wasmwheel-std"
+# -Cembed-bitcode=yes: crates built with `lto = true` read std's bitcode, as from rustup's own std
+# (which Rust's bootstrap builds with bitcode too); cargo would otherwise leave it out of rlibs.
+STD_BUILD_FLAGS = ("-Cembed-bitcode=yes",)
+
+
+def target_rustlib(rust_facts: dict[str, Any]) -> Path:
+    return Path(rust_facts["sysroot"]) / "lib" / "rustlib" / RUST_TARGET
+
+
+def provide_std(abi: Abi, layout: Layout, rust_facts: dict[str, Any], log: StepLog) -> dict[str, Any]:
+    """Put std for wasm32-unknown-emscripten where rustc looks (the toolchain's
+    lib/rustlib/wasm32-unknown-emscripten/lib), the ABI's way (``[rust] std``), once per toolchain
+    and std: every crate of the ABI links against it."""
+    way = abi.std
+    log.note(f"std for {RUST_TARGET} on Rust {abi.rust_toolchain}: {STD_SOURCES[way]}")
+    if way == "source":
+        facts = build_std(abi, layout, rust_facts, log)  # writes its own marker, with the rust-src it used
+    else:
+        facts = install_sysroot(abi, layout, rust_facts, log) if way == "sysroot" else check_rustup_std(abi, rust_facts)
+        if not _marker_matches(target_rustlib(rust_facts), abi.std_config(), STD_MARKER):
+            write_json(target_rustlib(rust_facts) / STD_MARKER, abi.std_config())
+    lib = target_rustlib(rust_facts) / "lib"
+    rlibs = sorted(p.name for p in lib.glob("*.rlib"))
+    if not any(name.startswith("libstd-") for name in rlibs):
+        raise ToolchainError(f"{lib} holds no libstd-*.rlib after the std step ({way}); "
+                             f"delete {target_rustlib(rust_facts)} and rerun `doit std:{abi.name}`")
+    return {"std": way, "lib": str(lib), "rlibs": len(rlibs), "marker": str(target_rustlib(rust_facts) / STD_MARKER),
+            **facts}
+
+
+def check_rustup_std(abi: Abi, rust_facts: dict[str, Any]) -> dict[str, Any]:
+    rustlib = target_rustlib(rust_facts)
+    if not any((rustlib / "lib").glob("libstd-*.rlib")):
+        raise ToolchainError(
+            f"Rust toolchain {abi.rust_toolchain} has no {RUST_TARGET} std (no {rustlib / 'lib'}/libstd-*.rlib): "
+            f"run `rustup target add {RUST_TARGET} --toolchain {abi.rust_toolchain}`, or set std = \"source\" in "
+            f"[rust] of {abi.path.name} to build it from rust-src")
+    return {}
+
+
+def std_build_env(abi: Abi, layout: Layout, rust_facts: dict[str, Any]) -> dict[str, str]:
+    """The environment of std's build: the toolchain's own cargo and rustc, the shared registry,
+    the ABI's std flags for the target only (build scripts and proc-macros use the host's std)."""
+    from .build import RUSTFLAGS_VAR, SCRUBBED_ENV
+
+    env = {k: v for k, v in os.environ.items() if k not in SCRUBBED_ENV}
+    bin_dir = Path(rust_facts["sysroot"]) / "bin"
+    env["PATH"] = os.pathsep.join([str(bin_dir), env.get("PATH", "")])
+    env.update(rust_facts.get("env", {}))
+    env.update({
+        "CARGO_HOME": str(layout.cargo_home),
+        "RUSTC": str(bin_dir / "rustc"),
+        "RUSTC_BOOTSTRAP": "1",  # -Zbuild-std on a stable toolchain, as Rust's own bootstrap does
+        RUSTFLAGS_VAR: " ".join([*abi.std_rustflags, *STD_BUILD_FLAGS]),
+    })
+    return env
+
+
+def build_std(abi: Abi, layout: Layout, rust_facts: dict[str, Any], log: StepLog) -> dict[str, Any]:
+    """Build std for the target once from the toolchain's rust-src (``cargo -Zbuild-std`` on an
+    empty crate, with the ABI's std_rustflags) and install its rlibs into the toolchain."""
+    rustlib = target_rustlib(rust_facts)
+    want = {**abi.std_config(), "rust_src": rust_facts.get("rust_src"), "build_flags": list(STD_BUILD_FLAGS)}
+    work = layout.std_build_dir(abi)
+    with file_lock(rustlib.parent / f"std-{RUST_TARGET}", what=f"std for {RUST_TARGET} on Rust {abi.rust_toolchain}",
+                   log=log):
+        if _marker_matches(rustlib, want, STD_MARKER) and any((rustlib / "lib").glob("libstd-*.rlib")):
+            log.note(f"std already built for these flags in {rustlib / 'lib'}")
+            return {"rust_src": want["rust_src"]}
+        crate = work / "crate"
+        crate.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(crate / "Cargo.toml", f'[package]\nname = "{STD_CRATE}"\nversion = "0.0.0"\n'
+                          'edition = "2021"\npublish = false\n\n[lib]\npath = "lib.rs"\n\n[workspace]\n')
+        atomic_write_text(crate / "lib.rs", "#![no_std]\n")
+        target_dir = work / "target"
+        flags = " ".join(abi.std_rustflags) or "no extra flags"
+        log.note(f"building std for {RUST_TARGET} from rust-src ({flags}); once per toolchain and flags", console=True)
+        try:
+            run([Path(rust_facts["sysroot"]) / "bin" / "cargo", "build", "--release", "--target", RUST_TARGET,
+                 "-Zbuild-std=std,panic_abort", "--manifest-path", crate / "Cargo.toml", "--target-dir", target_dir],
+                log=log, cwd=crate, env=std_build_env(abi, layout, rust_facts),
+                what=f"cargo -Zbuild-std (std for {RUST_TARGET}, Rust {abi.rust_toolchain})", timeout=3600)
+        except CommandFailed as exc:
+            raise ToolchainError(f"could not build std for {RUST_TARGET} from the rust-src of Rust "
+                                 f"{abi.rust_toolchain} with {flags}: {_reason(exc)}") from exc
+        built = [p for p in (target_dir / RUST_TARGET / "release" / "deps").glob("lib*.rlib")
+                 if not p.name.startswith(f"lib{STD_CRATE.replace('-', '_')}-")]
+        if not any(p.name.startswith("libstd-") for p in built):
+            raise ToolchainError(f"cargo -Zbuild-std made no libstd-*.rlib in {target_dir} (Rust {abi.rust_toolchain})")
+        rustlib.mkdir(parents=True, exist_ok=True)
+        clean_stale_temps(rustlib, prefix=".lib.")  # of an interrupted install (under the lock)
+        tmp = Path(tempfile.mkdtemp(prefix=".lib.", suffix=".tmp", dir=rustlib))
+        try:
+            for rlib in built:
+                shutil.copy2(rlib, tmp / rlib.name)
+            (rustlib / STD_MARKER).unlink(missing_ok=True)  # the lib folder changes: not done until the new marker
+            replace_dir(tmp, rustlib / "lib")
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        write_json(rustlib / STD_MARKER, want)
+        log.note(f"installed {len(built)} rlibs of std into {rustlib / 'lib'}")
+    return {"rust_src": want["rust_src"]}
+
+
+# -- sysroot archive ---------------------------------------------------------------------
 
 
 def _unpinned_error(abi: Abi) -> ConfigError:

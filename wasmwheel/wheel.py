@@ -137,7 +137,32 @@ def retag(wheel: Path, platform_tag: str, dest_dir: Path) -> Path:
             _verify(wheel)
             shutil.copyfile(wheel, tmp)
         else:
-            _rewrite(wheel, tmp, new_name.tags)
+            tags = new_name.tags
+            _rewrite(wheel, tmp, lambda text: rewrite_wheel_metadata(text, tags))
+        tmp.replace(dest)
+    return dest
+
+
+def set_generator_line(text: str, generator: str) -> str:
+    """A WHEEL file's text with its ``Generator:`` line replaced (or added after Wheel-Version)."""
+    lines = text.splitlines(keepends=True)
+    line = f"Generator: {generator}\n"
+    for i, old in enumerate(lines):
+        if old.startswith("Generator:"):
+            lines[i] = line
+            return "".join(lines)
+    at = next((i + 1 for i, old in enumerate(lines) if old.startswith("Wheel-Version:")), 0)
+    lines.insert(at, line)
+    return "".join(lines)
+
+
+def set_generator(wheel: Path, dest: Path, generator: str) -> Path:
+    """Write ``wheel`` to ``dest`` (atomically) with ``generator`` as its WHEEL Generator line; every
+    other member is kept byte for byte (RECORD is rewritten for the new WHEEL)."""
+    dest = Path(dest)
+    with temp_path_beside(dest, ".whl") as tmp:
+        tmp = tmp.with_name(dest.name)  # WheelFile reads the name and version from the file name
+        _rewrite(Path(wheel), tmp, lambda text: set_generator_line(text, generator))
         tmp.replace(dest)
     return dest
 
@@ -152,7 +177,8 @@ def _verify(wheel: Path) -> None:
         raise RetagError(f"{wheel.name}: not a valid wheel ({exc})") from None
 
 
-def _rewrite(src: Path, dest: Path, tags: frozenset[Tag]) -> None:
+def _rewrite(src: Path, dest: Path, change_wheel_file) -> None:
+    """Copy the wheel ``src`` to ``dest`` with its WHEEL file's text passed through ``change_wheel_file``."""
     try:
         with WheelFile(src) as wf_in:
             wheel_meta = f"{wf_in.dist_info_path}/WHEEL"
@@ -169,7 +195,7 @@ def _rewrite(src: Path, dest: Path, tags: frozenset[Tag]) -> None:
                         continue
                     data = wf_in.read(info)  # verified against RECORD by WheelFile
                     if info.filename == wheel_meta:
-                        data = rewrite_wheel_metadata(data.decode("utf-8"), tags).encode("utf-8")
+                        data = change_wheel_file(data.decode("utf-8")).encode("utf-8")
                     out_info = zipfile.ZipInfo(info.filename, date_time=info.date_time)
                     out_info.external_attr = info.external_attr
                     out_info.compress_type = zipfile.ZIP_DEFLATED
