@@ -22,7 +22,8 @@ sys.path.insert(0, str(TESTS))
 
 import wasmbuild  # noqa: E402
 from helpers import (  # noqa: E402
-    TEST_CACHE, TestProject, make_emsdk_mirror, make_sysroot_archive, provision_runtimes, serve_folder)
+    TEST_CACHE, TestProject, make_emsdk_mirror, make_sysroot_archive, provision_binaryens, provision_runtimes,
+    serve_folder)
 
 
 @pytest.fixture(scope="session")
@@ -43,6 +44,12 @@ def stand_in_modules(tmp_path_factory, wasm_tools) -> Path:
 def runtimes() -> dict[str, Path]:
     """Every ABI's Pyodide runtime, installed by wasmwheel's own runtime step from the committed locks."""
     return provision_runtimes(TEST_CACHE)
+
+
+@pytest.fixture(scope="session")
+def binaryens() -> dict[str, Path]:
+    """Every ABI's binaryen (wasm-opt), installed by wasmwheel's own binaryen step from the committed locks."""
+    return provision_binaryens(TEST_CACHE)
 
 
 # Real maturin-built wasm wheels from PyPI (and what pydantic-core imports), pinned.
@@ -109,7 +116,7 @@ def repo(tmp_path) -> Path:
 
 
 @pytest.fixture
-def project(tmp_path, stand_in_modules, runtimes, emsdk_mirror, sysroot_archive) -> TestProject:
+def project(tmp_path, stand_in_modules, runtimes, binaryens, emsdk_mirror, sysroot_archive) -> TestProject:
     """A copy of this repository's ABIs, example and recipe, wired to local mirrors and stand-ins."""
     return TestProject.create(tmp_path, runtimes=runtimes, modules=stand_in_modules,
-                              emsdk_url=emsdk_mirror, sysroot=sysroot_archive)
+                              emsdk_url=emsdk_mirror, sysroot=sysroot_archive, binaryens=binaryens)

@@ -26,6 +26,22 @@ STANDIN_BIN = TESTS / "standins" / "bin"
 # Persisted between local runs (gitignored); CI starts empty.
 TEST_CACHE = Path(os.environ.get("WASMWHEEL_TEST_CACHE", REPO / ".cache" / "test"))
 SYSROOT_NAME = "emcc-4.0.9_nightly-2025-02-01.tar.bz2"
+# Where Pyodide publishes it (pyodide-build's config.py); the tests serve it from a local mirror.
+SYSROOT_URL = ("https://github.com/pyodide/rust-emscripten-wasm-eh-sysroot/releases/download/"
+               f"emcc-4.0.9_nightly-2025-02-01/{SYSROOT_NAME}")
+
+
+def use_sysroot_std(abi_path: Path, url: str, sha256: str) -> None:
+    """Switch an ABI file to std from a sysroot archive (std = "sysroot" + [rust.sysroot])."""
+    doc = tomlkit.parse(Path(abi_path).read_text())
+    rust = doc["rust"]
+    rust["std"] = "sysroot"
+    rust.pop("std_rustflags", None)
+    table = tomlkit.table()
+    table["url"] = url
+    table["sha256"] = sha256
+    rust["sysroot"] = table
+    Path(abi_path).write_text(tomlkit.dumps(doc))
 
 
 # -- the local world the pipeline runs against (used by tests/conftest.py and benchmarks/) ------
@@ -48,6 +64,27 @@ def provision_runtimes(cache: Path) -> dict[str, Path]:
         with StepLog(cache / "logs" / f"pyodide-{abi.pyodide_version}.log") as log:
             facts = provision_runtime(abi, layout, log)
         found[abi.pyodide_version] = Path(facts["runtime"]).parent.parent  # cache/pyodide/<version>
+    return found
+
+
+def provision_binaryens(cache: Path) -> dict[str, Path]:
+    """Every ABI's binaryen (the lean toolchain's wasm-opt), installed by wasmwheel's own step from the
+    committed locks. Returns {binaryen version: cache/binaryen/<version>}."""
+    from wasmwheel.abi import load_abis
+    from wasmwheel.layout import Layout
+    from wasmwheel.runner import StepLog
+    from wasmwheel.settings import Settings
+    from wasmwheel.toolchain import provision_binaryen
+
+    settings = Settings.from_env(REPO, {**os.environ, "WASMWHEEL_CACHE": str(cache / "wasmwheel"),
+                                        "WASMWHEEL_BUILD_DIR": str(cache / "build")})
+    layout = Layout(settings)
+    found = {}
+    for abi in load_abis(REPO / "abi").values():
+        if abi.lean and abi.lean.binaryen not in found:
+            with StepLog(cache / "logs" / f"binaryen-{abi.lean.binaryen}.log") as log:
+                provision_binaryen(abi, layout, log)
+            found[abi.lean.binaryen] = layout.binaryen_dir(abi.lean.binaryen)
     return found
 
 
@@ -133,7 +170,7 @@ class TestProject:
 
     @classmethod
     def create(cls, tmp: Path, *, runtimes: dict[str, Path], modules: Path, emsdk_url: str,
-               sysroot: tuple[Path, str]) -> "TestProject":
+               sysroot: tuple[Path, str], binaryens: dict[str, Path] | None = None) -> "TestProject":
         root = tmp / "repo"
         root.mkdir()
         shutil.copy2(REPO / "dodo.py", root / "dodo.py")
@@ -145,12 +182,15 @@ class TestProject:
                         ignore=shutil.ignore_patterns("target"))
         archive, mirror = sysroot
         from wasmwheel.fsutil import sha256_file
-        from wasmwheel.toolchain import write_sysroot_sha
 
-        write_sysroot_sha(root / "abi" / "2025_0.toml", sha256_file(archive))
+        # 2025_0 takes its std from Pyodide's sysroot archive (served by the local mirror), so the
+        # stand-in world runs every way of getting std: a download and unpack (2025_0), a build from
+        # rust-src (the others, with the stand-in toolchain's cargo).
+        use_sysroot_std(root / "abi" / "2025_0.toml", SYSROOT_URL, sha256_file(archive))
         cache = tmp / "cache"
-        for version, folder in runtimes.items():
-            dest = cache / "pyodide" / version
+        shared = {cache / "pyodide" / v: f for v, f in runtimes.items()}
+        shared.update({cache / "binaryen" / v: f for v, f in (binaryens or {}).items()})
+        for dest, folder in shared.items():
             dest.parent.mkdir(parents=True, exist_ok=True)
             # Hard links (fast, read-only runtime files), but not the smoke servers' own files: a
             # server of the shared runtime writes its log there, which must not show up here.
@@ -165,6 +205,9 @@ class TestProject:
             "STANDIN_RECORD": str(record),
             "STANDIN_MODULES": str(modules),
             "WASMWHEEL_CACHE": str(cache),
+            # The stand-in world models the emsdk toolchain (emsdk, rustup and maturin stand-ins); the lean
+            # toolchain is tested with real builds (tests/test_lean.py) and with WASMWHEEL_TOOLCHAIN=lean.
+            "WASMWHEEL_TOOLCHAIN": "emsdk",
             "WASMWHEEL_EMSDK_URL": emsdk_url,
             "WASMWHEEL_SYSROOT_MIRROR": mirror,
             "WASMWHEEL_RETRY_BACKOFF": "0.01",

@@ -413,7 +413,7 @@ def test_a_crafted_sysroot_is_refused_and_the_toolchain_is_left_alone(project, h
     from wasmwheel.toolchain import write_sysroot_sha
 
     write_sysroot_sha(project.root / "abi" / "2025_0.toml", sha256_file(archive))
-    run = project.doit("sysroot:2025_0", check=False, env={"WASMWHEEL_SYSROOT_MIRROR": f"{base}/crafted"})
+    run = project.doit("std:2025_0", check=False, env={"WASMWHEEL_SYSROOT_MIRROR": f"{base}/crafted"})
     assert f"{name}: member 'wasm32-unknown-emscripten/lib/evil' is a symbolic link to the absolute path '/usr/lib'" \
            in run.output
     rust = project.layout.stamp("rust", "2025_0")

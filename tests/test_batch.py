@@ -69,7 +69,7 @@ def test_the_collection_keeps_going_past_a_failed_crate_and_reports(project):
                                          for a in ("2025_0", "2026_0"))
     assert "skip smoke:hello-two@2026_0  (compile:hello-two@2026_0 failed)" in run.output
     # Progress: one line per finished step with its time and a live count.
-    total = 3 * 2 + 1 + 2 * (1 + 4 * 2)  # toolchains per ABI, sysroot, per crate: source + 4 steps per ABI
+    total = 4 * 2 + 2 * (1 + 4 * 2)  # toolchains per ABI (emsdk, rust, std, pyodide), per crate: source + 4 steps per ABI
     assert f"[{total}/{total}]" in run.output
     assert f"{total - 6} steps ran (2 failed), 6 skipped, 0 up to date" in run.output
 
@@ -146,7 +146,7 @@ def test_parallel_build_gives_the_same_wheels_as_a_serial_one(project, tmp_path)
     _only(project, "2025_0", "2026_0")
     project.add_crate("hello-two", "hello_two")
     parallel = project.doit("-n", "2", "build")
-    assert len(parallel.executed) == 3 * 2 + 1 + 2 * (1 + 4 * 2) and parallel.failed == []
+    assert len(parallel.executed) == 4 * 2 + 2 * (1 + 4 * 2) and parallel.failed == []
     digests = _wheel_digests(project)
     assert len(digests) == 4
     # The same tree built serially in another build folder gives byte-identical wheels.

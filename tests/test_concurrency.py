@@ -40,7 +40,7 @@ def test_two_doit_processes_at_once_do_each_step_once_and_agree(project, tmp_pat
     executed = runs[0].executed + runs[1].executed
     waited = sum(run.output.count("done meanwhile by another wasmwheel process") for run in runs)
     steps = {t for t in executed if not t.startswith("build:")}
-    assert len(steps) == 3 * 2 + 1 + 1 + 4 * 2  # toolchains per ABI, sysroot, source, 4 steps per ABI
+    assert len(steps) == 4 * 2 + 1 + 4 * 2  # toolchains per ABI (emsdk, rust, std, pyodide), source, 4 steps per ABI
     assert waited >= len(steps) - 3, "most steps should have been taken from the other process"
     counts = _installs(project)
     assert counts and set(counts.values()) == {1}, counts
@@ -89,8 +89,8 @@ def test_two_doit_processes_at_once_one_killed_midway(project, tmp_path):
 
 
 def test_two_checkouts_sharing_one_cache_install_each_toolchain_and_runtime_once(project, tmp_path):
-    """Cache writes (emsdk, Rust, sysroot download and unpack, npm runtime) are guarded by locks."""
-    keep_abis(project, ("2025_0",))
+    """Cache writes (emsdk, Rust, sysroot download and unpack, std build, npm runtime) are guarded by locks."""
+    keep_abis(project, ("2025_0", "2026_0"))
     abi = project.abi("2025_0")
     runtime = project.layout.runtime_dir(abi)
     for path in sorted(runtime.rglob("*"), reverse=True):  # a hard-linked copy: remove, never write
@@ -102,13 +102,19 @@ def test_two_checkouts_sharing_one_cache_install_each_toolchain_and_runtime_once
     for run in runs:
         assert run.returncode == 0, run.output
     counts = _installs(project)
+    other = project.abi("2026_0")
     assert {k: v for k, v in counts.items() if not k.startswith("maturin")} == {
-        f"emsdk install {abi.emscripten}": 1, f"rustup install {abi.rust_toolchain}": 1}
+        f"emsdk install {abi.emscripten}": 1, f"rustup install {abi.rust_toolchain}": 1,
+        f"emsdk install {other.emscripten}": 1, f"rustup install {other.rust_toolchain}": 1}
     assert counts[f"maturin hello-pyo3 {abi.rust_toolchain}"] == 2  # one compile per checkout
+    # 2026_0 builds its std from rust-src: once, though both checkouts ran its std step.
+    assert len([r for r in project.records("cargo") if r["argv"][:1] == ["build"]]) == 1
+    std_logs = [(tmp_path / f"checkout-{i}" / "logs" / "2026_0" / "std.log").read_text() for i in range(2)]
+    assert sum("std already built for these flags" in log for log in std_logs) == 1
     logs = [(tmp_path / f"checkout-{i}" / "logs" / "2025_0" / "pyodide.log").read_text() for i in range(2)]
     assert sum(f"installing Pyodide {abi.pyodide_version}" in log for log in logs) == 1
     assert sum(f"Pyodide {abi.pyodide_version} already installed" in log for log in logs) == 1
-    sysroot_logs = [(tmp_path / f"checkout-{i}" / "logs" / "2025_0" / "sysroot.log").read_text() for i in range(2)]
+    sysroot_logs = [(tmp_path / f"checkout-{i}" / "logs" / "2025_0" / "std.log").read_text() for i in range(2)]
     assert sum("# GET " in log for log in sysroot_logs) == 1
     assert sum("unpacking " in log for log in sysroot_logs) == 1
     assert wheels(tmp_path / "checkout-0") == wheels(tmp_path / "checkout-1")
@@ -129,7 +135,7 @@ def test_each_step_writes_only_its_own_outputs(project, tmp_path):
     steps = {
         "emsdk:2025_0": [layout.emsdk_dir(abi)],
         "rust:2025_0": [rust_home],
-        "sysroot:2025_0": [cache / "downloads" / "sha256" / abi.sysroot.sha256, rust_home],  # rustlib is in it
+        "std:2025_0": [cache / "downloads" / "sha256" / abi.sysroot.sha256, rust_home],  # rustlib is in it
         "pyodide:2025_0": [layout.runtime_dir(abi)],
         "source:hello-pyo3": [layout.src_dir("hello-pyo3")],
         "compile:hello-pyo3@2025_0": [layout.wheels_dir("hello-pyo3", "2025_0"), layout.target_dir("hello-pyo3", "2025_0")],

@@ -28,7 +28,7 @@ from wasmwheel.fsutil import OutputsIntact, sha256_file
 
 TESTS = Path(__file__).resolve().parent
 KILLPOINT = [str(TESTS / "killpoint.py")]
-ABI = "2025_0"  # every step kind: emsdk, rust, a sysroot download and unpack, source, compile, retag, smoke
+ABI = "2025_0"  # every step kind: emsdk, rust, std (a sysroot download and unpack), source, compile, retag, smoke
 CRATE = "hello-pyo3"
 LEGACY = {"MATURIN_PYEMSCRIPTEN_PLATFORM_VERSION": "", "MATURIN_PYODIDE_ABI_VERSION": ""}
 
@@ -120,13 +120,13 @@ CHAIN = [
     ("emsdk cloned into a temporary folder, not moved into place", "emsdk", ("kill", "wasmwheel.toolchain:replace_dir")),
     ("emsdk install half done", "emsdk", ("pause", "emsdk:install")),
     ("rustup toolchain install half done", "rust", ("pause", "rustup:install")),
-    ("sysroot download in the middle of the body", "sysroot", ("download",)),
-    ("sysroot downloaded, not yet verified or renamed", "sysroot", ("kill", "wasmwheel.download:sha256_file")),
-    ("sysroot unpacking, one member written", "sysroot", ("kill", "tarfile:TarFile._extract_one:2")),
-    ("sysroot moved into the toolchain, no marker yet", "sysroot", ("kill", "after:wasmwheel.toolchain:replace_dir")),
-    # emsdk, rust and pyodide finished (and were recorded) in the runs before: the run's first write
-    # is the sysroot's record (when every run redid them, it was the 7th)
-    ("a step's output record written, its stamp not", "sysroot", ("kill", "after:wasmwheel.fsutil:write_json:1")),
+    ("sysroot download in the middle of the body", "std", ("download",)),
+    ("sysroot downloaded, not yet verified or renamed", "std", ("kill", "wasmwheel.download:sha256_file")),
+    ("sysroot unpacking, one member written", "std", ("kill", "tarfile:TarFile._extract_one:2")),
+    ("sysroot moved into the toolchain, no marker yet", "std", ("kill", "after:wasmwheel.toolchain:replace_dir")),
+    # emsdk, rust and pyodide finished (and were recorded) in the runs before: the run's first writes are
+    # the std step's (the sysroot's marker, std's marker, then its output record)
+    ("a step's output record written, its stamp not", "std", ("kill", "after:wasmwheel.fsutil:write_json:3")),
     ("source tree assembled, not moved into place", "source", ("kill", "wasmwheel.source:replace_dir")),
     ("maturin running, no wheel yet", "compile", ("pause", "maturin:before-wheel")),
     ("maturin writing the wheel", "compile", ("pause", "maturin:half-wheel")),

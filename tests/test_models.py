@@ -26,7 +26,13 @@ def test_shipped_abi_files_hold_the_abi_facts():
     assert (b.python, b.emscripten, b.rust_toolchain) == ("3.13.2", "4.0.9", "nightly-2025-02-01")
     assert b.platform_tag == "pyemscripten_2025_0_wasm32" and "pyodide_2025_0_wasm32" in b.legacy_tags
     assert b.rustflags == ("-C", "link-arg=-sSIDE_MODULE=2", "-Z", "link-native-libraries=yes", "-Z", "emscripten-wasm-eh")
-    assert b.sysroot and b.sysroot.url.endswith("/emcc-4.0.9_nightly-2025-02-01.tar.bz2") and b.sysroot.sha256 is None
+    # std built from the nightly's rust-src with wasm EH, as in Pyodide's sysroot archive; the crates agree.
+    assert (b.std, b.std_rustflags, b.sysroot) == ("source", ("-Z", "emscripten-wasm-eh"), None)
+    assert a.std == "source" and a.std_rustflags == () and "crate-attr=feature(ptr_fn_addr_eq)" in a.rustflags
+    # The lean toolchain's wasm-opt features follow each ABI's exception handling.
+    assert "--enable-exception-handling" not in a.lean.wasm_opt_flags
+    assert all("--enable-exception-handling" in abi.lean.wasm_opt_flags for abi in (b, *[abis[n] for n in ABIS[2:]]))
+    assert {abi.lean.binaryen for abi in abis.values()} == {"132.0.0"}
     c = abis["2026_0"]
     assert (c.python, c.emscripten, c.rust_toolchain, c.pyodide_version) == ("3.14.2", "5.0.3", "1.93.0", "314.0.7")
     assert c.rustflags == ("-C", "link-arg=-sSIDE_MODULE=2") and c.sysroot is None
@@ -71,6 +77,17 @@ def _abi_text(**changes: str) -> str:
     ('exception_handling = "wasm"', 'exception_handling = "wasm"\nexception_handlng = "js"',
      "exception_handlng: unknown key (did you mean `exception_handling`?)"),
     ('[pyodide]\n', '[pyodide]\nversion = "1"\n', "TOML syntax error"),
+    ('std = "source"', 'std = "prebuilt"', 'rust.std: not a way to get std; expected "source"'),
+    ('std = "source"', 'std = "sysroot"', 'rust.std: std = "sysroot" needs a [rust.sysroot] table'),
+    ('std = "source"', 'std = "rustup"\nstd_rustflags = ["-Zemscripten-wasm-eh"]',
+     'rust.std_rustflags: only std = "source" builds std'),
+    ('std = "source"', 'std = "source"\nstd_rustflags = ["-Cpanic=abort"]',
+     "rust.std_rustflags: -Cpanic=abort would build std differently from the crates"),
+    ('std = "source"', 'std = "source"\n[rust.sysroot]\nurl = "https://example.org/s.tar.bz2"\n',
+     'rust.sysroot: [rust.sysroot] is only used with std = "sysroot", and std = "source"'),
+    ('binaryen = "132.0.0"', 'binaryen = "latest"', "lean.binaryen: not an npm version; expected an npm version of binaryen"),
+    ('"--post-emscripten", ', '"--post-emscripten", "-O3", ', "the optimisation level comes from the link line"),
+    ('"--post-emscripten", ', '"--post-emscripten", "--all-features", ', "lean.wasm_opt_flags[2]: enables features"),
 ])
 def test_abi_mistakes_name_file_key_and_fix(tmp_path, old, new, message):
     path = tmp_path / "2026_0.toml"

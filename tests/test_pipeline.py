@@ -25,8 +25,8 @@ def _keep_abis(project, keep):
 def test_first_run_provisions_builds_and_smoke_tests_every_abi(project):
     run = project.doit("build:hello-pyo3")
 
-    expected = {f"{kind}:{abi}" for kind in ("emsdk", "rust", "pyodide") for abi in ALL_ABIS}
-    expected |= {"sysroot:2025_0", "source:hello-pyo3"}
+    expected = {f"{kind}:{abi}" for kind in ("emsdk", "rust", "std", "pyodide") for abi in ALL_ABIS}
+    expected |= {"source:hello-pyo3"}
     expected |= {f"{kind}:hello-pyo3@{abi}" for kind in CRATE_KINDS for abi in ALL_ABIS}
     assert set(run.executed) == expected
     assert len(run.executed) == len(expected), "a step ran twice"
@@ -37,14 +37,23 @@ def test_first_run_provisions_builds_and_smoke_tests_every_abi(project):
         v = project.abi(abi).emscripten
         assert emsdk_calls.count(("install", v)) == 1
         assert emsdk_calls.count(("activate", v)) == 1
-    # rustup: each toolchain with the target, into a RUSTUP_HOME of its own under the cache.
+    # rustup: each toolchain with rust-src (to build std from), into a RUSTUP_HOME of its own under the
+    # cache; 2025_0 takes its std from the sysroot archive here (helpers.TestProject), so no rust-src.
     installs = [r for r in project.records("rustup") if r["argv"][:2] == ["toolchain", "install"]]
     assert sorted(r["argv"][2] for r in installs) == sorted(project.abi(a).rust_toolchain for a in ALL_ABIS)
     homes = {r["env"]["RUSTUP_HOME"] for r in installs}
     assert len(homes) == len(ALL_ABIS)
     assert all(h.startswith(str(project.layout.cache)) for h in homes)
-    assert all(r["argv"][3:] == ["--profile", "minimal", "--target", "wasm32-unknown-emscripten",
-                                 "--no-self-update"] for r in installs)
+    for r in installs:
+        extra = [] if r["argv"][2] == "nightly-2025-02-01" else ["--component", "rust-src"]
+        assert r["argv"][3:] == ["--profile", "minimal", *extra, "--no-self-update"], r["argv"]
+    # std built once per ABI that builds it, by the toolchain's own cargo, for the target, with its flags.
+    std_builds = [r for r in project.records("cargo") if r["argv"][:1] == ["build"]]
+    assert sorted(Path(r["cwd"]).parent.name for r in std_builds) == \
+        sorted(project.layout.rust_dir(project.abi(a)).name for a in ("2024_0", "2026_0", "2026_5"))
+    for r in std_builds:
+        assert "-Zbuild-std=std,panic_abort" in r["argv"] and r["env"]["RUSTC_BOOTSTRAP"] == "1"
+        assert r["env"]["CARGO_TARGET_WASM32_UNKNOWN_EMSCRIPTEN_RUSTFLAGS"] == "-Cembed-bitcode=yes"
 
     # The sysroot was downloaded over HTTP, verified and unpacked into 2025_0's toolchain only.
     abi = project.abi("2025_0")
@@ -113,7 +122,7 @@ def test_staleness_per_step(project):
     project.add_crate("hello-two", "hello_two")
     first = project.doit("build")
     # emsdk, rust, pyodide per ABI + one sysroot + per crate: source + (compile, retag, audit, smoke) per ABI
-    assert len(first.executed) == 3 * 2 + 1 + 2 * (1 + 4 * 2)
+    assert len(first.executed) == 4 * 2 + 2 * (1 + 4 * 2)
 
     # A second run executes nothing.
     assert project.doit("build").executed == []
@@ -157,12 +166,29 @@ def test_staleness_per_step(project):
     run = project.doit("build")
     assert run.executed == ["compile:hello-two@2026_0"]
 
-    # A changed toolchain version reruns that ABI's toolchain and everything built with it.
+    # A changed toolchain version reruns that ABI's toolchain, its std and everything built with it.
     project.edit_toml("abi/2026_0.toml", lambda d: d["rust"].update({"toolchain": "1.93.1"}))
     run = project.doit("build")
-    assert sorted(run.executed) == sorted(["rust:2026_0"] + [f"{k}:{c}@2026_0" for k in CRATE_KINDS
-                                                            for c in ("hello-pyo3", "hello-two")])
+    assert sorted(run.executed) == sorted(["rust:2026_0", "std:2026_0"] + [f"{k}:{c}@2026_0" for k in CRATE_KINDS
+                                                                          for c in ("hello-pyo3", "hello-two")])
     assert project.doit("build").executed == []
+
+
+def test_switching_the_toolchain_reruns_the_compiles_and_nothing_before_them(project):
+    _keep_abis(project, ("2026_0",))
+    project.doit("build:hello-pyo3")
+    crate_steps = sorted(f"{k}:hello-pyo3@2026_0" for k in CRATE_KINDS)
+    # emsdk -> lean: binaryen is installed once (from the locked npm package), then only the crate's steps
+    # (the stand-in's wheel records how it was linked, as a real wheel's bytes and Generator line do).
+    lean = project.doit("build:hello-pyo3", env={"WASMWHEEL_TOOLCHAIN": "lean"})
+    assert sorted(lean.executed) == sorted(["binaryen:2026_0", *crate_steps])
+    (call,) = [r for r in project.records("maturin") if r["env"].get("WASMWHEEL_LINK_LLD")]
+    assert call["env"]["CARGO_TARGET_WASM32_UNKNOWN_EMSCRIPTEN_LINKER"] == str(project.layout.link_launcher)
+    assert call["env"]["WASMWHEEL_LINK_EH"] == "wasm" and call["emcc"] is None
+    # ... and back: emsdk is still provisioned, so only the crate's steps again.
+    back = project.doit("build:hello-pyo3")
+    assert sorted(back.executed) == crate_steps
+    assert project.doit("build:hello-pyo3").executed == []
 
 
 def test_toolchain_steps_run_once_per_abi_whatever_the_number_of_recipes(project):
@@ -196,15 +222,17 @@ def test_switching_2025_0_to_stable_rust_needs_no_code_change(project):
     def to_stable(doc):
         doc["rust"]["toolchain"] = "1.93.0"
         doc["rust"]["rustflags"] = ["-C", "link-arg=-sSIDE_MODULE=2"]
+        doc["rust"]["std"] = "source"
         del doc["rust"]["sysroot"]
 
     project.edit_toml("abi/2025_0.toml", to_stable)
     run = project.doit("build")
-    assert not any(t.startswith("sysroot:") for t in run.executed)
+    # std from 1.93.0's rust-src now, in a toolchain folder of its own: the sysroot's folder is left alone.
+    assert "std:2025_0" in run.executed and project.layout.rust_dir(project.abi("2025_0")).name == "1.93.0+src"
     (call,) = project.records("maturin")
     assert call["env"]["RUSTUP_TOOLCHAIN"] == "1.93.0"
     assert call["env"][RUSTFLAGS_VAR] == "-C link-arg=-sSIDE_MODULE=2"
-    assert project.doit("list", "--all").output.count("sysroot:") == 0
+    assert project.doit("list", "--all").output.count("pin-sysroot:") == 0
 
 
 @pytest.mark.parametrize("abi", ["2024_0", "2026_0"])

@@ -10,7 +10,8 @@ from wasmwheel.tasks import CRATE_STEPS, Project
 
 
 def _tasks(project: Project) -> dict[str, dict]:
-    gens = [project.emsdk_tasks(), project.rust_tasks(), project.sysroot_tasks(), project.runtime_tasks(),
+    gens = [project.emsdk_tasks(), project.binaryen_tasks(), project.rust_tasks(), project.std_tasks(),
+            project.runtime_tasks(),
             project.source_tasks(), *(project.crate_tasks(kind) for kind in CRATE_STEPS), project.index_tasks(),
             project.build_tasks(), project.pin_sysroot_tasks(), project.abi_error_tasks()]
     out = {}
@@ -60,7 +61,19 @@ def test_each_step_config_holds_what_shapes_it_and_nothing_else(repo, tmp_path):
 
     assert _config(tasks["retag:hello-pyo3@2025_0"]) == {"platform_tag": "pyemscripten_2025_0_wasm32"}
     assert "rustflags" not in str(_config(tasks["rust:2025_0"]))
-    assert _config(tasks["emsdk:2025_0"]) == {"emscripten": "4.0.9", "mode": "managed"}
+    # std is built with the ABI's std flags: they shape std and the compiles, not the toolchain install.
+    from wasmwheel.std import STD_BUILD
+
+    assert _config(tasks["std:2025_0"]) == {"toolchain": "nightly-2025-02-01", "std": "source",
+                                            "rustflags": ["-Z", "emscripten-wasm-eh"], "build": STD_BUILD}
+    assert compile_cfg["abi"]["std"] == abi.std_config()
+    # The default toolchain is lean: binaryen, not emsdk, and its wasm-opt flags shape the compile.
+    assert "emsdk:2025_0" not in tasks and _config(tasks["binaryen:2025_0"]) == {"binaryen": "132.0.0"}
+    assert compile_cfg["toolchain"]["kind"] == "lean"
+    assert compile_cfg["toolchain"]["wasm_opt_flags"] == list(abi.lean.wasm_opt_flags)
+    emsdk = _tasks(Project.load(repo, {"WASMWHEEL_CACHE": str(tmp_path / "cache"), "WASMWHEEL_TOOLCHAIN": "emsdk"}))
+    assert _config(emsdk["emsdk:2025_0"]) == {"emscripten": "4.0.9", "mode": "managed"}
+    assert "binaryen:2025_0" not in emsdk
     # Big archives never appear as file_dep; stamps do.
     for t in tasks.values():
         for dep in t.get("file_dep", []):
@@ -104,10 +117,26 @@ def test_tasks_are_plain_picklable_data_for_parallel_runs(repo, tmp_path):
 
 
 def test_system_mode_is_part_of_toolchain_configs(repo, tmp_path):
-    managed = _tasks(Project.load(repo, {"WASMWHEEL_CACHE": str(tmp_path / "c")}))
-    system = _tasks(Project.load(repo, {"WASMWHEEL_CACHE": str(tmp_path / "c"), "WASMWHEEL_SYSTEM": "1"}))
+    env = {"WASMWHEEL_CACHE": str(tmp_path / "c"), "WASMWHEEL_TOOLCHAIN": "emsdk"}
+    managed = _tasks(Project.load(repo, env))
+    system = _tasks(Project.load(repo, {**env, "WASMWHEEL_SYSTEM": "1"}))
     assert _config(managed["emsdk:2026_0"]) != _config(system["emsdk:2026_0"])
+    assert _config(managed["rust:2026_0"]) != _config(system["rust:2026_0"])
     assert _config(managed["compile:hello-pyo3@2026_0"]) == _config(system["compile:hello-pyo3@2026_0"])
+
+
+def test_switching_the_toolchain_changes_the_compiles_config_and_nothing_before_or_after(repo, tmp_path):
+    lean = _tasks(Project.load(repo, {"WASMWHEEL_CACHE": str(tmp_path / "c")}))
+    emsdk = _tasks(Project.load(repo, {"WASMWHEEL_CACHE": str(tmp_path / "c"), "WASMWHEEL_TOOLCHAIN": "emsdk"}))
+    changed = {name for name in lean.keys() & emsdk.keys()
+               if any(isinstance(u, config_changed) for u in lean[name].get("uptodate", []))
+               and _config(lean[name]) != _config(emsdk[name])}
+    compiles = {name for name in lean if name.startswith("compile:")}
+    assert changed == compiles and {f"compile:hello-pyo3@{a}" for a in ("2024_0", "2025_0", "2026_0", "2026_5")} <= compiles
+    assert {n.split(":")[0] for n in lean.keys() ^ emsdk.keys()} == {"binaryen", "emsdk"}
+    # The compiles of each toolchain wait for its own linker step.
+    assert "binaryen:2026_0" in lean["compile:hello-pyo3@2026_0"]["task_dep"]
+    assert "emsdk:2026_0" in emsdk["compile:hello-pyo3@2026_0"]["task_dep"]
 
 
 def test_loading_the_project_makes_the_garbage_collector_run_less_often(repo, tmp_path):

@@ -27,7 +27,7 @@ def test_an_unpinned_sysroot_is_never_unpacked(project):
     _only(project, "2025_0")
     _unpin(project)
     run = project.doit("build", check=False)
-    assert "sysroot:2025_0" in run.executed
+    assert "std:2025_0" in run.executed
     assert "rust.sysroot.sha256: not pinned" in run.output
     assert "run `doit pin-sysroot:2025_0`" in run.output
     rust = json.loads(project.layout.stamp("rust", "2025_0").read_text())
@@ -96,7 +96,7 @@ def test_emsdk_install_failure_is_reported_with_the_tools_output(project):
 def test_rustup_failure_names_the_dist_server_setting(project):
     _only(project, "2026_0")
     run = project.doit("build", check=False, env={"STANDIN_RUSTUP_FAIL": "1"})
-    assert "could not install Rust 1.93.0 with the wasm32-unknown-emscripten target" in run.output
+    assert "could not install Rust 1.93.0 from https://static.rust-lang.org" in run.output
     assert "RUSTUP_DIST_SERVER" in run.output
 
 
@@ -121,21 +121,25 @@ def test_system_mode_verifies_the_exact_versions_and_the_target(project, tmp_pat
 
     _fake_system_emcc(sysbin, "5.0.3")
     run = project.doit("build", check=False, env=env)
-    assert "Rust toolchain 1.93.0 is not installed: run `rustup toolchain install 1.93.0 --target " \
-           "wasm32-unknown-emscripten`" in run.output
+    assert "Rust toolchain 1.93.0 is not installed: run `rustup toolchain install 1.93.0 --component " \
+           "rust-src`" in run.output
 
-    # The user installs the toolchain without the target: that is named too.
+    # The user installs the toolchain without rust-src, which building std needs: that is named too.
     subprocess.run(["rustup", "toolchain", "install", "1.93.0"], env={**project.env, **env}, check=True)
     run = project.doit("build", check=False, env=env)
-    assert "has no wasm32-unknown-emscripten target" in run.output
+    assert "has no rust-src component" in run.output and "rustup component add rust-src --toolchain 1.93.0" in run.output
 
-    subprocess.run(["rustup", "toolchain", "install", "1.93.0", "--target", "wasm32-unknown-emscripten"],
+    subprocess.run(["rustup", "toolchain", "install", "1.93.0", "--component", "rust-src"],
                    env={**project.env, **env}, check=True)
     project.clear_records()
     project.doit("build", env=env)
-    # Nothing was provisioned; the build used the user's emcc and toolchain home.
+    # Nothing was provisioned; the build used the user's emcc and toolchain home, and std was built into it.
     assert project.records("emsdk") == []
     assert [r["argv"][:2] for r in project.records("rustup")] == [["run", "1.93.0"]] * 2
+    (std_build,) = project.records("cargo")
+    assert std_build["argv"][:2] == ["build", "--release"] and "-Zbuild-std=std,panic_abort" in std_build["argv"]
+    assert list((home / "toolchains" / "1.93.0-x86_64-unknown-linux-gnu" / "lib" / "rustlib" /
+                 "wasm32-unknown-emscripten" / "lib").glob("libstd-*.rlib"))
     (call,) = project.records("maturin")
     assert call["emcc"] == str(sysbin / "emcc")
     assert call["env"]["RUSTUP_HOME"] == str(home)
@@ -154,12 +158,17 @@ def test_toolchain_folders_are_shared_by_checkouts_through_the_cache(project, tm
 
 
 def test_abi_file_pinning_uses_tomlkit_round_trip(tmp_path):
+    from helpers import SYSROOT_URL, use_sysroot_std
+    from wasmwheel.abi import load_abi
     from wasmwheel.toolchain import write_sysroot_sha
 
     src = Path(__file__).resolve().parents[1] / "abi" / "2025_0.toml"
     path = tmp_path / "2025_0.toml"
     path.write_text(src.read_text())
+    use_sysroot_std(path, SYSROOT_URL, "")
+    before = path.read_text()
     write_sysroot_sha(path, "ab" * 32)
     doc = tomlkit.parse(path.read_text())
     assert doc["rust"]["sysroot"]["sha256"] == "ab" * 32
-    assert path.read_text().count("#") == src.read_text().count("#")
+    assert path.read_text().count("#") == before.count("#") == src.read_text().count("#")
+    assert load_abi(path).sysroot.sha256 == "ab" * 32 and load_abi(path).std == "sysroot"

@@ -19,14 +19,15 @@ import hashlib
 import json
 import os
 import shutil
-import sys
 import tempfile
 from pathlib import Path
 from typing import Any, Mapping
 
 from .abi import RUST_TARGET, Abi
 from .errors import WasmwheelError
-from .fsutil import atomic_write_text, clean_stale_temps, sha256_file
+from .fsutil import clean_stale_temps, sha256_file
+from .launcher import ensure_launcher
+from .linker import LINK_ENV
 from .layout import Layout
 from .recipe import Recipe
 from .runner import StepLog, run
@@ -65,11 +66,7 @@ SCRUBBED_ENV = (
     "CXX_wasm32_unknown_emscripten",
     "CXX_wasm32-unknown-emscripten",
     "PYO3_CROSS",
-    "WASMWHEEL_LINK_LLD",
-    "WASMWHEEL_LINK_EH",
-    "WASMWHEEL_WASM_OPT",
-    "WASMWHEEL_WASM_OPT_FLAGS",
-    "WASMWHEEL_LINK_LOG",
+    *LINK_ENV,
 )
 # Wheels built from the same inputs get the same bytes (zip timestamps).
 SOURCE_DATE_EPOCH = "315532800"
@@ -129,29 +126,11 @@ def _own_version() -> str:
         return "unknown"
 
 
-def _launcher(python: str, package_parent: Path, call: str) -> str:
-    return (f"#!{python}\n# Written by wasmwheel's compile step (lean toolchain); do not edit.\n"
-            f"import sys\nsys.path.insert(0, {str(package_parent)!r})\n"
-            f"from wasmwheel.linker import {call}\nsys.exit({call}())\n")
-
-
-def ensure_launchers(layout: Layout) -> tuple[Path, Path]:
+def ensure_launchers(layout: Layout) -> None:
     """The lean toolchain's two executables in build/bin: the linker rustc calls, and the C compiler
-    that refuses (build scripts that compile C for the target need emcc). Rewritten only when their
-    text changes (another interpreter), atomically, so parallel compiles never see half a file."""
-    parent = Path(__file__).resolve().parent.parent
-    made = []
-    for path, call in ((layout.link_launcher, "main"), (layout.no_cc_launcher, "no_c_compiler")):
-        text = _launcher(sys.executable, parent, call)
-        try:
-            same = path.read_text(encoding="utf-8") == text and os.access(path, os.X_OK)
-        except OSError:
-            same = False
-        if not same:
-            atomic_write_text(path, text)
-            path.chmod(0o755)
-        made.append(path)
-    return made[0], made[1]
+    that refuses (build scripts that compile C for the target need emcc)."""
+    ensure_launcher(layout.link_launcher, "linker", "main")
+    ensure_launcher(layout.no_cc_launcher, "linker", "no_c_compiler")
 
 
 def lean_env(abi: Abi, layout: Layout, rust: Mapping[str, Any], lean: Mapping[str, Any],

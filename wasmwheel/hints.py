@@ -37,17 +37,26 @@ KNOWN_ERRORS: tuple[KnownError, ...] = (
                       r"(panic_unwind|unwind).*(undefined|mismatch)|"
                       r'function="__cpp_exception" error: tag import requires a WebAssembly\.Tag|'
                       r"exception[- ]handling.*(mismatch|incompatible)",
-       "the crate and the Rust std it links disagree on exception handling: a 2025_0 nightly needs the wasm-EH "
-       "sysroot (`doit sysroot:2025_0`) with -Z emscripten-wasm-eh; stable Rust >= 1.93 needs neither; 2024_0 "
-       "uses JS exception handling and must not get -Z emscripten-wasm-eh"),
+       "the crate and the Rust std it links disagree on exception handling: a 2025_0 nightly needs a std built "
+       "with -Z emscripten-wasm-eh (std_rustflags in the ABI file, or Pyodide's sysroot) and the same flag for "
+       "the crates; stable Rust >= 1.93 needs neither; 2024_0 uses JS exception handling and must not get "
+       "-Z emscripten-wasm-eh"),
+    _k("panic-strategy", r"does not have the panic strategy `(abort|unwind)`|"
+                         r"is compiled with the panic strategy `\w+` which is incompatible",
+       "the crate's panic strategy differs from the std it links (Pyodide's std unwinds): remove panic = \"abort\" "
+       "/ -C panic=abort (with unwinding a Rust panic becomes a Python exception instead of ending the runtime)"),
+    _k("needs-emcc", r"wasmwheel lean toolchain: error: crate \S+ compiles C|failed to find tool\.? .?emcc",
+       "this crate compiles C/C++ for the target, which needs Emscripten's emcc: build it with "
+       "WASMWHEEL_TOOLCHAIN=emsdk, and give its recipe [build] needs_emsdk = \"<why>\" so that lean batches skip it"),
     _k("pthread", r"-pthread|--shared-memory|shared memory|mismatch in shared state of memory|"
                   r"atomics.*(require|not allowed)",
        "Pyodide modules cannot use threads or shared memory: remove -pthread (and +atomics) from the flags"),
     _k("missing-target", r"can't find crate for `(std|core)`|target may not be installed|"
                          r"component 'rust-std' for target 'wasm32-unknown-emscripten' is unavailable",
-       "the toolchain lacks the wasm32-unknown-emscripten target: rerun `doit rust:<abi>` (system mode: "
-       "`rustup target add wasm32-unknown-emscripten --toolchain <toolchain>`)"),
-    _k("wasm-bigint", r"WASM_BIGINT|legalstub\$|legalimport\$",
+       "rustc finds no std for wasm32-unknown-emscripten (rustup publishes no prebuilt one for most toolchains): "
+       "set std = \"source\" in the ABI file's [rust] to build it from rust-src, and run `doit std:<abi>`"),
+    # Legalization stubs and BigInt conversion errors, not the flag's name (which every maturin command shows).
+    _k("wasm-bigint", r"legalstub\$|legalimport\$|Cannot convert a BigInt value|BigInt.*(not|cannot).*(i64|convert)",
        "i64 values cross the JS boundary without BigInt: link with -sWASM_BIGINT (maturin adds it unless the "
        "flags already mention it; check the recipe's rustflags)"),
     _k("emcc-missing", r"linker `emcc` not found",

@@ -9,7 +9,7 @@ Cache (shared by checkouts, ``WASMWHEEL_CACHE``)::
     emsdk/<emscripten version>/          one emsdk clone per Emscripten version
     rust/<toolchain>[+<std>]/            RUSTUP_HOME (rustup/) and CARGO_HOME (cargo/) of a toolchain and its
                                          std for the target (Abi.std_key: src, src-<flags digest>, a sysroot)
-    std-build/<toolchain>+<std>/         cargo's target folder of the last std build (kept warm)
+    std-build/<toolchain>+<std>/         the crate std is built beside, and cargo's target folder
     cargo/                               CARGO_HOME of compiles: crates.io downloads, shared by every ABI
     binaryen/<version>/node_modules/     binaryen (wasm-opt) from npm, one per version (lean toolchain)
     pyodide/<version>/node_modules/      one Pyodide npm runtime per version
@@ -138,6 +138,11 @@ class Layout:
     @property
     def no_cc_launcher(self) -> Path:
         return self.build / "bin" / "wasmwheel-no-cc"
+
+    @property
+    def std_rustc_launcher(self) -> Path:
+        """rustc wrapper of std builds (wasmwheel.std.rustc_wrapper); in the cache, beside the builds."""
+        return self.cache / "std-build" / "wasmwheel-rustc"
 
     def src_dir(self, crate: str) -> Path:
         return self.build / "src" / crate

@@ -37,6 +37,9 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+# What the compile step tells the linker (wasmwheel.build.lean_env): set by wasmwheel, not by users.
+LINK_ENV = ("WASMWHEEL_LINK_LLD", "WASMWHEEL_LINK_EH", "WASMWHEEL_WASM_OPT", "WASMWHEEL_WASM_OPT_FLAGS",
+            "WASMWHEEL_LINK_LOG")
 # Settings that only shape a main module (its JavaScript, its malloc, its memory), none of which
 # a side module has: Pyodide's main module decides them. Refusing them would break recipes that
 # share flags with emsdk builds; they are dropped with a note instead.

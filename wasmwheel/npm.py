@@ -34,7 +34,8 @@ class NpmPackage:
     version: str
     folder: Path      # cache: <folder>/node_modules/<name>
     lock_dir: Path    # repository: package.json + package-lock.json
-    purpose: str      # for messages and package.json, e.g. "Pyodide runtime for wasmwheel smoke tests"
+    purpose: str      # for package.json, e.g. "Pyodide runtime for wasmwheel smoke tests"
+    title: str = ""   # for messages, e.g. "Pyodide" (default: the package name)
 
     @property
     def package_dir(self) -> Path:
@@ -63,7 +64,7 @@ def npm_tools() -> tuple[str, str]:
 def ensure_installed(pkg: NpmPackage, registry: str, log: StepLog) -> bool:
     """Install ``pkg`` unless the cache already holds exactly it; returns True when it installed."""
     npm, _ = npm_tools()
-    with file_lock(pkg.folder, what=f"{pkg.name} {pkg.version}", log=log):
+    with file_lock(pkg.folder, what=f"{pkg.title or pkg.name} {pkg.version}", log=log):
         try:
             installed = read_json(pkg.package_dir / "package.json").get("version")
         except (OSError, ValueError):
@@ -73,7 +74,7 @@ def ensure_installed(pkg: NpmPackage, registry: str, log: StepLog) -> bool:
         except (OSError, ValueError):
             marker = None
         if installed == pkg.version and marker == pkg.wanted():
-            log.note(f"{pkg.name} {pkg.version} already installed in {pkg.folder}")
+            log.note(f"{pkg.title or pkg.name} {pkg.version} already installed in {pkg.folder}")
             return False
         _install(pkg, npm, registry, log)
         write_json(pkg.folder / MARKER, pkg.wanted())
@@ -87,7 +88,7 @@ def _install(pkg: NpmPackage, npm: str, registry: str, log: StepLog) -> None:
     tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", suffix=".tmp", dir=folder.parent))
     args_common = ["--no-audit", "--no-fund", "--registry", registry]
     hint = f"(registry {registry}; set WASMWHEEL_NPM_REGISTRY to a reachable npm registry or mirror)"
-    what = f"{pkg.name} {pkg.version}"
+    what = f"{pkg.title or pkg.name} {pkg.version}"
     try:
         (tmp / "package.json").write_text(pkg.package_json())
         try:

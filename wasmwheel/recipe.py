@@ -110,6 +110,9 @@ class Build:
     rustflags: tuple[str, ...] = ()
     env: Mapping[str, str] = field(default_factory=dict)
     skip_abis: Mapping[str, str] = field(default_factory=dict)  # ABI name -> reason
+    # Why the crate needs the Emscripten SDK (it compiles C/C++ for the target), or None: under the lean
+    # toolchain such a recipe is skipped with this reason.
+    needs_emsdk: str | None = None
 
     def config(self) -> dict[str, Any]:
         return {
@@ -175,9 +178,18 @@ class Recipe:
         """Distribution name as it appears in wheel file names."""
         return re.sub(r"[-_.]+", "_", self.package_name).lower()
 
-    def abis(self, abi_names: list[str] | tuple[str, ...]) -> list[str]:
-        """The ABIs this recipe builds for, in the given order."""
-        return [a for a in abi_names if a not in self.build.skip_abis]
+    def skips(self, abi_names: list[str] | tuple[str, ...], toolchain: str = "emsdk") -> dict[str, str]:
+        """The ABIs of ``abi_names`` this recipe does not build for with ``toolchain``, with the reason."""
+        reasons = {a: self.build.skip_abis[a] for a in abi_names if a in self.build.skip_abis}
+        if toolchain == "lean" and self.build.needs_emsdk:
+            why = f"needs emsdk: {self.build.needs_emsdk} (build it with WASMWHEEL_TOOLCHAIN=emsdk)"
+            reasons.update({a: why for a in abi_names if a not in reasons})
+        return reasons
+
+    def abis(self, abi_names: list[str] | tuple[str, ...], toolchain: str = "emsdk") -> list[str]:
+        """The ABIs this recipe builds for with ``toolchain``, in the given order."""
+        skips = self.skips(abi_names, toolchain)
+        return [a for a in abi_names if a not in skips]
 
 
 def default_test_script(import_names: tuple[str, ...]) -> str:
@@ -458,8 +470,12 @@ def load_recipe(path: Path, abi_names: list[str] | tuple[str, ...], root: Path, 
                           value_check=lambda v: None if v.strip() else "empty reason",
                           expect='a table of ABI = "reason"', fix="say why the ABI is left out",
                           key_fix="name an ABI that has a file in abi/")
+    needs_emsdk = bld.string("needs_emsdk", expect='why the crate needs the Emscripten SDK, e.g. "compiles zstd\'s C '
+                             'sources (zstd-sys)"', check=lambda v: None if v.strip() else "empty reason",
+                             fix="say what needs emcc (the lean toolchain skips the recipe with this reason)")
     bld.done()
-    build = Build(maturin_args=maturin_args, features=features, rustflags=rustflags, env=env, skip_abis=skip)
+    build = Build(maturin_args=maturin_args, features=features, rustflags=rustflags, env=env, skip_abis=skip,
+                  needs_emsdk=needs_emsdk)
 
     tst = top.table("test")
     script = tst.string("script", expect="Python code run in Pyodide after installing the wheel", check=check_no_nul)

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from .fsutil import atomic_write_text, file_lock, read_json, write_json
 from .hints import hint_for
+from .settings import TOOLCHAINS
 
 if TYPE_CHECKING:  # pragma: no cover
     from .tasks import Project
@@ -78,11 +79,11 @@ def build_report(project: "Project", history: dict[str, Any], run: dict[str, Any
     rows = []
     abi_names = project.abi_names
     for recipe in project.recipes.recipes.values():
-        enabled = recipe.abis(abi_names)
+        skips = recipe.skips(abi_names, project.toolchain)
         for abi in abi_names:
             row: dict[str, Any] = {"crate": recipe.name, "version": recipe.version, "abi": abi}
-            if abi not in enabled:
-                row.update(status="skipped", reason=recipe.build.skip_abis.get(abi, ""))
+            if abi in skips:
+                row.update(status="skipped", reason=skips[abi])
                 rows.append(row)
                 continue
             names = {"source": f"source:{recipe.name}"} | {k: f"{k}:{recipe.name}@{abi}" for k in CRATE_STEP_KINDS}
@@ -136,6 +137,7 @@ def build_report(project: "Project", history: dict[str, Any], run: dict[str, Any
         summary[row["status"]] = summary.get(row["status"], 0) + 1
     return {
         "generated": utc_now(),
+        "toolchain": project.toolchain,
         "abis": abi_names,
         "summary": summary,
         "run": run,
@@ -246,7 +248,9 @@ def render_markdown(report: dict[str, Any]) -> str:
     abis = report["abis"]
     out = ["# wasmwheel build report", ""]
     counts = ", ".join(f"{n} {status}" for status, n in sorted(report["summary"].items()))
-    out.append(f"{counts or 'no crates'}. Generated {report['generated']}.")
+    toolchain = report.get("toolchain")
+    how = f" Toolchain: {toolchain} ({TOOLCHAINS[toolchain]})." if toolchain in TOOLCHAINS else ""
+    out.append(f"{counts or 'no crates'}. Generated {report['generated']}.{how}")
     run = report.get("run") or {}
     if run:
         out.append(f"Last run{' (interrupted)' if run.get('interrupted') else ''}: "
@@ -289,9 +293,10 @@ def render_markdown(report: dict[str, Any]) -> str:
 
 def report_inputs(project: "Project") -> str:
     """Digest of what the report shows besides the history: ABIs, recipes, skips, load errors."""
-    recipes = [[n, r.version, sorted(r.build.skip_abis.items())] for n, r in sorted(project.recipes.recipes.items())]
+    recipes = [[n, r.version, sorted(r.skips(project.abi_names, project.toolchain).items())]
+               for n, r in sorted(project.recipes.recipes.items())]
     errors = sorted(f"{k}: {v}" for k, v in [*project.recipes.errors.items(), *project.abi_errors.items()])
-    data = json.dumps([project.abi_names, recipes, errors], sort_keys=True)
+    data = json.dumps([project.abi_names, project.toolchain, recipes, errors], sort_keys=True)
     return hashlib.sha256(data.encode()).hexdigest()
 
 

@@ -20,7 +20,7 @@ from .runner import StepLog, capture
 
 def runtime_package(abi: Abi, layout: Layout) -> NpmPackage:
     return NpmPackage("pyodide", abi.pyodide_version, layout.runtime_dir(abi), layout.runtime_lock_dir(abi),
-                      "Pyodide runtime for wasmwheel smoke tests")
+                      "Pyodide runtime for wasmwheel smoke tests", "Pyodide")
 
 
 def provision_runtime(abi: Abi, layout: Layout, log: StepLog) -> dict[str, Any]:

@@ -132,7 +132,7 @@ def collection_items(project: "Project", crates: Iterable[str] = (), abis: Itera
     for name, recipe in sorted(project.recipes.recipes.items()):
         if crates and name not in crates:
             continue
-        for abi in recipe.abis(sorted(project.abis)):
+        for abi in recipe.abis(sorted(project.abis), project.toolchain):
             if not abis or abi in abis:
                 out.append(Item(name, abi))
     return out

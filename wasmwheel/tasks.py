@@ -170,7 +170,7 @@ class Project:
                 extra["build_deps"] = list(recipe.depends.build)
             elif kind in ("smoke", "smoke-browser"):
                 extra["test_deps"] = runtime_closure(recipe, recipes)
-            for abi_name in recipe.abis(self.abi_names):
+            for abi_name in recipe.abis(self.abi_names, self.toolchain):
                 abi = self.abis.get(abi_name)
                 if abi is not None:
                     yield maker(recipe, abi, self.layout, **extra)
@@ -186,7 +186,7 @@ class Project:
     def build_tasks(self) -> Iterator[dict]:
         yield group("build", "Build and smoke-test every crate for every ABI it enables")
         for recipe in self.recipes.recipes.values():
-            yield build_task(recipe, recipe.abis(self.abi_names), self.abi_errors)
+            yield build_task(recipe, self.abi_names, self.abi_errors, self.toolchain)
         for stem, error in self.recipes.errors.items():
             yield error_task("build", stem, error)
 
@@ -320,10 +320,10 @@ def step_rust(abi: Abi, layout: Layout, log: StepLog):
 
 
 def step_std(abi: Abi, layout: Layout, log: StepLog):
-    from . import toolchain
+    from . import std
 
     rust_facts = read_stamp(layout.stamp("rust", abi.name))
-    facts = toolchain.provide_std(abi, layout, rust_facts, log)
+    facts = std.provide_std(abi, layout, rust_facts, log)
     return facts, [facts["marker"]]
 
 
@@ -575,12 +575,13 @@ def rust_task(abi: Abi, layout: Layout) -> dict:
 
 def std_task(abi: Abi, layout: Layout) -> dict:
     from .abi import STD_SOURCES
+    from .std import STD_BUILD
 
     return _step_task(
         "std", abi.name, f"std for wasm32-unknown-emscripten on Rust {abi.rust_toolchain} (ABI {abi.name}): "
                          f"{STD_SOURCES[abi.std]}",
         layout.stamp_str("std", abi.name), layout.log_str("std", abi.name), (abi, layout),
-        abi.std_config(),
+        {**abi.std_config(), **({"build": STD_BUILD} if abi.std == "source" else {})},
         inputs=[layout.stamp_str("rust", abi.name)],
     )
 
@@ -788,13 +789,30 @@ def serve_task(layout: Layout) -> dict:
     }
 
 
-def build_task(recipe: Recipe, abi_names: list[str], abi_errors: dict[str, ConfigError]) -> dict:
+def build_task(recipe: Recipe, all_abis: list[str], abi_errors: dict[str, ConfigError], toolchain: str = "lean") -> dict:
+    abi_names = recipe.abis(all_abis, toolchain)
     deps = [f"abi:{a}" if a in abi_errors else f"smoke:{recipe.name}@{a}" for a in abi_names]
-    skipped = ", ".join(f"{a} ({why})" for a, why in recipe.build.skip_abis.items())
+    skips = recipe.skips(all_abis, toolchain)
     doc = f"{recipe.package_name} {recipe.version} for {', '.join(abi_names) or 'no ABI'}"
-    if skipped:
-        doc += f"; skips {skipped}"
-    return {"basename": "build", "name": recipe.name, "doc": doc, "task_dep": deps, "actions": None}
+    if toolchain == "lean" and recipe.build.needs_emsdk:
+        doc += f"; skipped: {next(iter(skips.values()))}"
+    elif skips:
+        doc += "; skips " + ", ".join(f"{a} ({why})" for a, why in skips.items())
+    task = {"basename": "build", "name": recipe.name, "doc": doc, "task_dep": deps, "actions": None}
+    if toolchain == "lean" and recipe.build.needs_emsdk:
+        # Asked for by name it fails, saying why; in a batch it is skipped with that reason and the rest go on.
+        task["actions"] = [(needs_emsdk_action, [recipe.name, recipe.build.needs_emsdk])]
+        task["verbosity"] = 2
+    return task
+
+
+def needs_emsdk_action(crate: str, why: str) -> bool | TaskFailed:
+    message = (f"{crate} needs emsdk ({why}), and this run uses the lean toolchain: "
+               f"build it with `WASMWHEEL_TOOLCHAIN=emsdk doit build:{crate}`")
+    if keep_going(sys.argv[1:]):
+        sys.stderr.write(f"skip build:{crate}  ({message})\n")
+        return True
+    return TaskFailed(message)
 
 
 # Options of `doit run` that take a value (so their value is not mistaken for a task name).

@@ -1,10 +1,9 @@
-"""Toolchain steps per ABI: the Emscripten SDK or binaryen, the Rust toolchain, std for the target.
+"""Toolchain steps per ABI: the Rust toolchain, the sysroot archive, binaryen or the Emscripten SDK.
 
 Managed mode (the default) provisions each into the cache: rustup installs the ABI's
 exact toolchain (with rust-src, or with the prebuilt wasm32-unknown-emscripten std where
 the ABI takes rustup's) into a RUSTUP_HOME/CARGO_HOME of its own, so ABIs never share or
-fight over one; the std step puts std for the target into that toolchain, built once
-from rust-src, unpacked from a pinned sysroot archive, or checked where rustup put it.
+fight over one; the std step (wasmwheel.std) then puts std for the target into it.
 The lean toolchain then needs only binaryen's wasm-opt (npm, locked); the emsdk toolchain
 clones emsdk from ``WASMWHEEL_EMSDK_URL`` and installs and activates the ABI's exact
 Emscripten. System mode (``WASMWHEEL_SYSTEM=1``) uses the emcc and rustup already on
@@ -25,7 +24,7 @@ from typing import Any
 
 import tomlkit
 
-from .abi import RUST_TARGET, STD_SOURCES, Abi
+from .abi import RUST_TARGET, Abi
 from .archive import extract
 from .download import Origin, fetch
 from .errors import CommandFailed, ConfigError, WasmwheelError
@@ -316,115 +315,6 @@ def provision_rust(abi: Abi, layout: Layout, log: StepLog) -> dict[str, Any]:
         facts = inspect()
         write_json(folder / MARKER, want)
         return facts
-
-
-# -- std for the target ----------------------------------------------------------------
-
-STD_MARKER = ".wasmwheel-std.json"  # in lib/rustlib/wasm32-unknown-emscripten/: how its lib/ was made
-# The crate std is built beside: empty, so that the build is std's alone.
-STD_CRATE = "wasmwheel-std"
-# -Cembed-bitcode=yes: crates built with `lto = true` read std's bitcode, as from rustup's own std
-# (which Rust's bootstrap builds with bitcode too); cargo would otherwise leave it out of rlibs.
-STD_BUILD_FLAGS = ("-Cembed-bitcode=yes",)
-
-
-def target_rustlib(rust_facts: dict[str, Any]) -> Path:
-    return Path(rust_facts["sysroot"]) / "lib" / "rustlib" / RUST_TARGET
-
-
-def provide_std(abi: Abi, layout: Layout, rust_facts: dict[str, Any], log: StepLog) -> dict[str, Any]:
-    """Put std for wasm32-unknown-emscripten where rustc looks (the toolchain's
-    lib/rustlib/wasm32-unknown-emscripten/lib), the ABI's way (``[rust] std``), once per toolchain
-    and std: every crate of the ABI links against it."""
-    way = abi.std
-    log.note(f"std for {RUST_TARGET} on Rust {abi.rust_toolchain}: {STD_SOURCES[way]}")
-    if way == "source":
-        facts = build_std(abi, layout, rust_facts, log)  # writes its own marker, with the rust-src it used
-    else:
-        facts = install_sysroot(abi, layout, rust_facts, log) if way == "sysroot" else check_rustup_std(abi, rust_facts)
-        if not _marker_matches(target_rustlib(rust_facts), abi.std_config(), STD_MARKER):
-            write_json(target_rustlib(rust_facts) / STD_MARKER, abi.std_config())
-    lib = target_rustlib(rust_facts) / "lib"
-    rlibs = sorted(p.name for p in lib.glob("*.rlib"))
-    if not any(name.startswith("libstd-") for name in rlibs):
-        raise ToolchainError(f"{lib} holds no libstd-*.rlib after the std step ({way}); "
-                             f"delete {target_rustlib(rust_facts)} and rerun `doit std:{abi.name}`")
-    return {"std": way, "lib": str(lib), "rlibs": len(rlibs), "marker": str(target_rustlib(rust_facts) / STD_MARKER),
-            **facts}
-
-
-def check_rustup_std(abi: Abi, rust_facts: dict[str, Any]) -> dict[str, Any]:
-    rustlib = target_rustlib(rust_facts)
-    if not any((rustlib / "lib").glob("libstd-*.rlib")):
-        raise ToolchainError(
-            f"Rust toolchain {abi.rust_toolchain} has no {RUST_TARGET} std (no {rustlib / 'lib'}/libstd-*.rlib): "
-            f"run `rustup target add {RUST_TARGET} --toolchain {abi.rust_toolchain}`, or set std = \"source\" in "
-            f"[rust] of {abi.path.name} to build it from rust-src")
-    return {}
-
-
-def std_build_env(abi: Abi, layout: Layout, rust_facts: dict[str, Any]) -> dict[str, str]:
-    """The environment of std's build: the toolchain's own cargo and rustc, the shared registry,
-    the ABI's std flags for the target only (build scripts and proc-macros use the host's std)."""
-    from .build import RUSTFLAGS_VAR, SCRUBBED_ENV
-
-    env = {k: v for k, v in os.environ.items() if k not in SCRUBBED_ENV}
-    bin_dir = Path(rust_facts["sysroot"]) / "bin"
-    env["PATH"] = os.pathsep.join([str(bin_dir), env.get("PATH", "")])
-    env.update(rust_facts.get("env", {}))
-    env.update({
-        "CARGO_HOME": str(layout.cargo_home),
-        "RUSTC": str(bin_dir / "rustc"),
-        "RUSTC_BOOTSTRAP": "1",  # -Zbuild-std on a stable toolchain, as Rust's own bootstrap does
-        RUSTFLAGS_VAR: " ".join([*abi.std_rustflags, *STD_BUILD_FLAGS]),
-    })
-    return env
-
-
-def build_std(abi: Abi, layout: Layout, rust_facts: dict[str, Any], log: StepLog) -> dict[str, Any]:
-    """Build std for the target once from the toolchain's rust-src (``cargo -Zbuild-std`` on an
-    empty crate, with the ABI's std_rustflags) and install its rlibs into the toolchain."""
-    rustlib = target_rustlib(rust_facts)
-    want = {**abi.std_config(), "rust_src": rust_facts.get("rust_src"), "build_flags": list(STD_BUILD_FLAGS)}
-    work = layout.std_build_dir(abi)
-    with file_lock(rustlib.parent / f"std-{RUST_TARGET}", what=f"std for {RUST_TARGET} on Rust {abi.rust_toolchain}",
-                   log=log):
-        if _marker_matches(rustlib, want, STD_MARKER) and any((rustlib / "lib").glob("libstd-*.rlib")):
-            log.note(f"std already built for these flags in {rustlib / 'lib'}")
-            return {"rust_src": want["rust_src"]}
-        crate = work / "crate"
-        crate.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(crate / "Cargo.toml", f'[package]\nname = "{STD_CRATE}"\nversion = "0.0.0"\n'
-                          'edition = "2021"\npublish = false\n\n[lib]\npath = "lib.rs"\n\n[workspace]\n')
-        atomic_write_text(crate / "lib.rs", "#![no_std]\n")
-        target_dir = work / "target"
-        flags = " ".join(abi.std_rustflags) or "no extra flags"
-        log.note(f"building std for {RUST_TARGET} from rust-src ({flags}); once per toolchain and flags", console=True)
-        try:
-            run([Path(rust_facts["sysroot"]) / "bin" / "cargo", "build", "--release", "--target", RUST_TARGET,
-                 "-Zbuild-std=std,panic_abort", "--manifest-path", crate / "Cargo.toml", "--target-dir", target_dir],
-                log=log, cwd=crate, env=std_build_env(abi, layout, rust_facts),
-                what=f"cargo -Zbuild-std (std for {RUST_TARGET}, Rust {abi.rust_toolchain})", timeout=3600)
-        except CommandFailed as exc:
-            raise ToolchainError(f"could not build std for {RUST_TARGET} from the rust-src of Rust "
-                                 f"{abi.rust_toolchain} with {flags}: {_reason(exc)}") from exc
-        built = [p for p in (target_dir / RUST_TARGET / "release" / "deps").glob("lib*.rlib")
-                 if not p.name.startswith(f"lib{STD_CRATE.replace('-', '_')}-")]
-        if not any(p.name.startswith("libstd-") for p in built):
-            raise ToolchainError(f"cargo -Zbuild-std made no libstd-*.rlib in {target_dir} (Rust {abi.rust_toolchain})")
-        rustlib.mkdir(parents=True, exist_ok=True)
-        clean_stale_temps(rustlib, prefix=".lib.")  # of an interrupted install (under the lock)
-        tmp = Path(tempfile.mkdtemp(prefix=".lib.", suffix=".tmp", dir=rustlib))
-        try:
-            for rlib in built:
-                shutil.copy2(rlib, tmp / rlib.name)
-            (rustlib / STD_MARKER).unlink(missing_ok=True)  # the lib folder changes: not done until the new marker
-            replace_dir(tmp, rustlib / "lib")
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
-        write_json(rustlib / STD_MARKER, want)
-        log.note(f"installed {len(built)} rlibs of std into {rustlib / 'lib'}")
-    return {"rust_src": want["rust_src"]}
 
 
 # -- sysroot archive ---------------------------------------------------------------------

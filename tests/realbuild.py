@@ -1,0 +1,146 @@
+"""Real builds for the tests: a copy of the repository wired to nothing but the real tools.
+
+No stand-in is on PATH: rustup installs each ABI's pinned toolchain, the std step builds std from
+its rust-src, maturin and cargo compile, the toolchain's rust-lld links and binaryen's wasm-opt
+optimises (the lean toolchain, the default), and the wheels are smoke-tested in the real Pyodide
+runtimes. Toolchains, std builds, crates.io downloads, binaryen and the runtimes live in the test
+cache (``$WASMWHEEL_TEST_CACHE``, kept between runs: CI's .ci/run points it at its cache folder), so
+only the first run pays for them; every test has a build folder of its own (cold cargo targets).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import zipfile
+from pathlib import Path
+
+import tomlkit
+
+from helpers import REPO, TEST_CACHE, DoitRun
+from wasmwheel.wasm import Module, parse_module
+
+CRATES = Path(__file__).resolve().parent / "crates"
+
+
+def real_cache() -> Path:
+    """WASMWHEEL_CACHE of real builds: the one the runtimes and binaryen fixtures provision."""
+    return TEST_CACHE / "wasmwheel"
+
+
+class RealProject:
+    __test__ = False
+
+    def __init__(self, root: Path, env: dict[str, str]):
+        self.root = root
+        self.env = env
+
+    @classmethod
+    def create(cls, tmp: Path, abis: tuple[str, ...], recipes: dict[str, str] = {},  # noqa: B006 - read only
+               example: bool = True) -> "RealProject":
+        """A repository with the given ABI files, the example crate's recipe (``example``) and ``recipes``
+        (name -> TOML text; their crates are copied from tests/crates/<name> into crates/<name>)."""
+        root = tmp / "repo"
+        root.mkdir()
+        shutil.copy2(REPO / "dodo.py", root / "dodo.py")
+        shutil.copy2(REPO / "pyproject.toml", root / "pyproject.toml")
+        (root / "abi").mkdir()
+        shutil.copytree(REPO / "abi" / "runtimes", root / "abi" / "runtimes")
+        shutil.copytree(REPO / "abi" / "tools", root / "abi" / "tools")
+        for abi in abis:
+            shutil.copy2(REPO / "abi" / f"{abi}.toml", root / "abi" / f"{abi}.toml")
+        (root / "recipes").mkdir()
+        if example:
+            shutil.copy2(REPO / "recipes" / "hello-pyo3.toml", root / "recipes" / "hello-pyo3.toml")
+            shutil.copytree(REPO / "examples" / "hello-pyo3", root / "examples" / "hello-pyo3",
+                            ignore=shutil.ignore_patterns("target"))
+        for name, text in recipes.items():
+            (root / "recipes" / f"{name}.toml").write_text(text)
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("WASMWHEEL_", "STANDIN_"))}
+        for var in ("RUSTUP_HOME", "CARGO_HOME", "RUSTUP_TOOLCHAIN", "CARGO_TARGET_DIR", "RUSTFLAGS"):
+            env.pop(var, None)
+        env.update({
+            "PATH": os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")]),
+            "WASMWHEEL_CACHE": str(real_cache()),
+            "WASMWHEEL_SMOKE_IDLE": "5",
+        })
+        return cls(root, env)
+
+    def add_crate(self, source: str, name: str | None = None) -> Path:
+        """Copy tests/crates/<source> to crates/<name>, renamed (package, module) when ``name`` differs."""
+        name = name or source
+        dest = self.root / "crates" / name
+        shutil.copytree(CRATES / source, dest, ignore=shutil.ignore_patterns("target"))
+        if name != source:
+            module, old_module = name.replace("-", "_"), source.replace("-", "_")
+            for rel in ("Cargo.toml", "pyproject.toml", "src/lib.rs", "Cargo.lock"):
+                path = dest / rel
+                text = path.read_text()
+                text = text.replace(f'name = "{source}"', f'name = "{name}"')
+                text = text.replace(f'module-name = "{old_module}"', f'module-name = "{module}"')
+                text = text.replace(f'name = "{old_module}"', f'name = "{module}"')
+                text = text.replace(f"fn {old_module}(", f"fn {module}(")
+                path.write_text(text)
+        return dest
+
+    def doit(self, *args: str, check: bool | None = True, env: dict[str, str] | None = None,
+             timeout: float = 3600) -> DoitRun:
+        import subprocess
+
+        argv = [sys.executable, "-m", "doit", *args]
+        proc = subprocess.run(argv, cwd=self.root, env={**self.env, **(env or {})}, capture_output=True, text=True,
+                              timeout=timeout)
+        run = DoitRun(argv, proc.returncode, proc.stdout + proc.stderr)
+        if check is True and proc.returncode != 0:
+            raise AssertionError(f"doit {' '.join(args)} failed ({proc.returncode}):\n{run.output}")
+        if check is False and proc.returncode == 0:
+            raise AssertionError(f"doit {' '.join(args)} should have failed:\n{run.output}")
+        return run
+
+    @property
+    def layout(self):
+        from wasmwheel.layout import Layout
+        from wasmwheel.settings import Settings
+
+        return Layout(Settings.from_env(self.root, self.env))
+
+    def abi(self, name: str):
+        from wasmwheel.abi import load_abi
+
+        return load_abi(self.root / "abi" / f"{name}.toml")
+
+    def dist(self, abi: str) -> list[Path]:
+        return sorted(self.layout.dist_dir(abi).glob("*.whl"))
+
+    def edit_toml(self, rel: str, change) -> None:
+        path = self.root / rel
+        doc = tomlkit.parse(path.read_text())
+        change(doc)
+        path.write_text(tomlkit.dumps(doc))
+
+
+def extension_module(wheel: Path) -> tuple[str, Module, bytes]:
+    """The wheel's one extension module: (member name, parsed module, bytes)."""
+    with zipfile.ZipFile(wheel) as zf:
+        (name,) = [n for n in zf.namelist() if n.endswith(".so")]
+        data = zf.read(name)
+    return name, parse_module(data), data
+
+
+def wheel_metadata(wheel: Path, member: str = "WHEEL") -> str:
+    with zipfile.ZipFile(wheel) as zf:
+        (name,) = [n for n in zf.namelist() if n.endswith(f".dist-info/{member}")]
+        return zf.read(name).decode()
+
+
+def recipe(name: str, script: str, build: dict | None = None, abis_skipped: dict[str, str] | None = None) -> str:
+    """A recipe for tests/crates/<name> copied to crates/<name>."""
+    doc = tomlkit.document()
+    doc["package"] = {"name": name, "version": "0.1.0", "import_names": [name.replace("-", "_")]}
+    doc["source"] = {"path": f"../crates/{name}"}
+    doc["build"] = dict(build or {})
+    if abis_skipped:
+        doc["build"]["skip_abis"] = abis_skipped
+    doc["test"] = {"script": script}
+    return tomlkit.dumps(doc)
