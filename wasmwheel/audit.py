@@ -1,14 +1,16 @@
 """Wheel audit: find what Pyodide would refuse before a user installs the wheel.
 
-Each check has a code, a severity and a one-line fix. An *error* predicts a real
-failure in the ABI's Pyodide runtime (the module does not load, the import fails,
-the runtime dies on first use) or an installer refusing the wheel's tags; a
-*warning* is something that loads and runs but may break later. What each check
-predicts was measured in the npm runtimes 0.27.8 (2024_0), 0.29.5 (2025_0), 314.0.7
-(2026_0) and 315.0.0a2 (2026_5) under Node 20; the tests load a module for every error
-code and confirm the runtime refuses it. How the runtime installs a wheel, finds needed
-libraries and resolves imports is modelled in loader.py, against the runtime's exports
-(runtime_exports.py).
+Each check has a code, a severity and a one-line fix. An *error* is only what the ABI's
+Pyodide runtime refuses: its installer does not install the wheel (micropip checks the
+tags), a module does not load, or importing it fails or ends the runtime. A *warning*
+is something that loads and imports but breaks when code reaches it, or may break later:
+Emscripten binds function imports lazily, so a function nobody defines only ends the
+runtime when it is called (WW132), unless the module's own initialisation always calls
+it (WW134). What each check predicts was measured in the npm runtimes 0.27.8 (2024_0),
+0.29.5 (2025_0), 314.0.7 (2026_0) and 315.0.0a2 (2026_5) under Node 20; the tests load a
+module for every code and confirm what the runtime does. How the runtime installs a
+wheel, finds needed libraries and resolves imports is modelled in loader.py, against
+the runtime's exports (runtime_exports.py).
 """
 
 from __future__ import annotations
@@ -31,13 +33,13 @@ from .abi import Abi
 from .errors import WasmwheelError
 from .loader import (DATA_DIR_RE, IMPORT_MODULES, SHAREDLIB_RE, WASM_MAGIC, Library, Linker, LoaderFacts,
                      unresolved_imports)
-from .wasm import DYLINK_SECTION, Module, WasmError, parse_module
+from .wasm import DYLINK_SECTION, Module, WasmError, always_called, parse_module
 from .wheel import RetagError, WheelName
 
 ERROR = "error"
 WARNING = "warning"
 # Bump when a check's logic changes: every audit step reruns (it is in audit_config()).
-RULES_VERSION = 2
+RULES_VERSION = 3
 
 
 @dataclass(frozen=True)
@@ -89,30 +91,37 @@ CHECKS: dict[str, Check] = {c.code: c for c in (
     Check("WW111", ERROR, "platform tag is not the ABI's",
           "retag it: python -m wasmwheel retag WHEEL --abi <abi>",
           "micropip/pip refuse to install it (Pyodide's loadPackage checks no tags)"),
-    Check("WW120", ERROR, "JavaScript exception handling (imports invoke_*) in a wasm-EH ABI",
+    Check("WW120", WARNING, "JavaScript exception handling (imports invoke_*) in a wasm-EH ABI",
           "rebuild with the ABI's toolchain: wasm exception handling (Rust >= 1.93, or -Z emscripten-wasm-eh with the wasm-EH sysroot)",
-          "loads, then the first call through an invoke_* wrapper is a fatal error "
-          "('cannot resolve symbol invoke_...'), with or without an exception; an init inside try/catch "
-          "(as PyO3's catch_unwind trampoline is) dies at import"),
+          "loads and imports (unless its initialisation calls one: WW123); then the first call through an invoke_* "
+          "wrapper is a fatal error ('cannot resolve symbol invoke_...'), with or without an exception (PyO3 "
+          "runs each function it exposes inside catch_unwind, src/impl_/trampoline.rs: in a PyO3 module, every call)"),
     Check("WW121", ERROR, "WebAssembly exception handling (imports a wasm EH tag) in a JS-EH ABI",
           "rebuild with the ABI's toolchain: JS exception handling (no -Z emscripten-wasm-eh / -fwasm-exceptions)",
           "load fails: 'tag import requires a WebAssembly.Tag' (or 'bad export type for __wasm_lpad_context')"),
     Check("WW122", WARNING, "WebAssembly exception-handling instructions in a JS-EH ABI",
           "rebuild with the ABI's toolchain (JS exception handling)",
           "loads and runs in 0.27.8; an exception unwinding through it meets a runtime built for JS exceptions"),
+    Check("WW123", ERROR, "JavaScript exception handling used as the module loads or is imported, in a wasm-EH ABI",
+          "rebuild with the ABI's toolchain: wasm exception handling (Rust >= 1.93, or -Z emscripten-wasm-eh with the wasm-EH sysroot)",
+          "the import (or the load, for constructors) ends the runtime: 'cannot resolve symbol invoke_...'"),
     Check("WW130", ERROR, "needed shared library not found where Pyodide looks",
           "ship the library at the wheel's root (site-packages), or next to the module with a $ORIGIN runtime path",
           "load fails: 'Failed to find dynamic library' (0.27: 'Didn't expect to load any more file_packager files!')"),
     Check("WW131", ERROR, "undefined data symbol or function address",
           LINK_FIX,
           "load fails: 'Dynamic linking error: undefined symbol' (0.27/0.29: \"bad export type for '...': undefined\")"),
-    Check("WW132", ERROR, "calls a function nobody defines",
+    Check("WW132", WARNING, "calls a function nobody defines",
           LINK_FIX,
-          "loads; the first call is a fatal error that ends the runtime "
-          "('Dynamic linking error: cannot resolve symbol ...')"),
+          "loads and imports (unless its initialisation calls it: WW134); code that reaches the call is a fatal "
+          "error that ends the runtime ('Dynamic linking error: cannot resolve symbol ...')"),
     Check("WW133", ERROR, "imports from a module the loader does not provide",
           "import only from env (and GOT.mem, GOT.func, wasi_snapshot_preview1): drop import_module attributes",
           "load fails: 'Import #N module=\"...\" error: module is not an object or function'"),
+    Check("WW134", ERROR, "calls a function nobody defines as the module loads or is imported",
+          LINK_FIX,
+          "the import (or the load, for constructors and the start function) ends the runtime: "
+          "'Dynamic linking error: cannot resolve symbol ...'"),
 )}
 
 
@@ -232,6 +241,7 @@ def supported_tags(abi: Abi) -> list[Tag]:
 @dataclass
 class _Member:
     path: str  # in the wheel = where the installer puts it, relative to site-packages
+    data: bytes = b""
     lib: Library | None = None  # None: the installer does not load it (an extension for another Python)
     kind: str = "library"  # "extension" or "library"
     ext_name: str = ""  # module name for extensions
@@ -364,7 +374,8 @@ def _check_exceptions(m: _Member, abi: Abi) -> list[Finding]:
         if invokes:
             shown = ", ".join(invokes[:3]) + (f" (+{len(invokes) - 3} more)" if len(invokes) > 3 else "")
             return [Finding("WW120", m.path, f"imports {shown}: built for JavaScript exception handling; "
-                                             f"ABI {abi.name} uses wasm exception handling")]
+                                             f"ABI {abi.name} uses wasm exception handling: the wheel loads, but "
+                                             "the first call through one of them ends the runtime")]
         return []
     tags = sorted({i.name for i in mod.imports_of("tag") if i.name in WASM_EH_TAGS} |
                   {i.name for i in mod.imports_of("global") if i.name in WASM_EH_DATA})
@@ -398,7 +409,7 @@ def _shown(names: Sequence[str], limit: int = 3) -> str:
     return ", ".join(names[:limit]) + (f" (+{len(names) - limit} more)" if len(names) > limit else "")
 
 
-def _check_symbols(m: _Member, closure: Sequence[Library], facts: LoaderFacts) -> list[Finding]:
+def _check_symbols(m: _Member, closure: Sequence[Library], facts: LoaderFacts, abi: Abi) -> list[Finding]:
     assert m.module is not None
     visible = [lib.module for lib in closure if lib.module is not None]
     un = unresolved_imports(m.module, visible, facts, skip=_eh_reported(m.module, m.findings))
@@ -411,7 +422,49 @@ def _check_symbols(m: _Member, closure: Sequence[Library], facts: LoaderFacts) -
                                             "its needed libraries define"))
     if un.call:
         out.append(Finding("WW132", m.path, f"calls {_shown(un.call)}, which neither Pyodide {facts.pyodide} nor "
-                                            "its needed libraries define"))
+                                            "its needed libraries define: the wheel loads and imports, but calling "
+                                            f"code that reaches {'it' if len(un.call) == 1 else 'one of them'} ends "
+                                            "the runtime ('cannot resolve symbol')"))
+    # Calls the module always makes as it loads or is imported: with one that cannot resolve, it never works.
+    unresolvable = set(unresolved_imports(m.module, visible, facts).call)
+    if unresolvable:
+        out += _check_init(m, unresolvable, facts, abi)
+    return out
+
+
+def _init_roots(m: _Member) -> list[tuple[str, int]]:
+    """(what runs it, function index) for the code a module runs as it loads, and as it is imported."""
+    mod = m.module
+    assert mod is not None
+    roots = []
+    if mod.start is not None:
+        roots.append(("its start function runs when it loads", mod.start))
+    ctors = mod.function_index("__wasm_call_ctors")  # Emscripten's loader calls it right after instantiating
+    if ctors is not None:
+        roots.append(("its constructors (__wasm_call_ctors) run when it loads", ctors))
+    init = mod.function_index(pyinit_name(m.ext_name)) if m.kind == "extension" else None
+    if init is not None:
+        roots.append((f"{pyinit_name(m.ext_name)} runs when it is imported", init))
+    return roots
+
+
+def _check_init(m: _Member, unresolvable: set[str], facts: LoaderFacts, abi: Abi) -> list[Finding]:
+    assert m.module is not None
+    out = []
+    for when, index in _init_roots(m):
+        called = [i.name for i in always_called(m.data, m.module, index) if i.name in unresolvable]
+        eh = [n for n in called if abi.exception_handling == "wasm" and n.startswith(JS_EH_SUPPORT)]
+        other = [n for n in called if n not in eh]
+        if eh:
+            out.append(Finding("WW123", m.path, f"{when} and always calls {_shown(eh)}, JavaScript exception "
+                                                f"handling, which Pyodide {facts.pyodide} (wasm exception handling) "
+                                                "does not provide: that ends the runtime"))
+        if other:
+            out.append(Finding("WW134", m.path, f"{when} and always calls {_shown(other)}, which neither Pyodide "
+                                                f"{facts.pyodide} nor its needed libraries define: that ends the "
+                                                "runtime"))
+        if called:
+            break  # the first failure ends it: later code never runs
     return out
 
 
@@ -473,7 +526,7 @@ def _audit(read: _Wheel, abi: Abi, facts: LoaderFacts, companions: Sequence[_Whe
     theirs = [_library(p, d, False)[0] for c in companions for p, d in c.libs if facts.loads(p)]
     members: list[_Member] = []
     for path, data in read.libs:
-        m = _Member(path)
+        m = _Member(path, data)
         if facts.loads(path):
             m.lib, error = _library(path, data, True)
             if error is not None:
@@ -491,7 +544,7 @@ def _audit(read: _Wheel, abi: Abi, facts: LoaderFacts, companions: Sequence[_Whe
             closure = linker.closure(m.lib)
             # A missing or unreadable needed library may define what the module imports: reported as such.
             if not unlinked & {m.path, *(lib.path for lib in closure)} and all(lib.module for lib in closure):
-                m.findings += _check_symbols(m, closure, facts)
+                m.findings += _check_symbols(m, closure, facts, abi)
         elif m.lib is not None and not m.lib.is_wasm and facts.legacy_loader and m.kind == "library" \
                 and id(m.lib) not in needed:
             # 0.27 skips a library that is not WebAssembly (a warning) when nothing needs it.
