@@ -433,6 +433,48 @@ def test_real_wheels_pass_their_abi_and_fail_others(real_wheels):
         assert {f.code for f in report.errors} == {"WW110", "WW111", "WW105"}
 
 
+@pytest.mark.parametrize("abi", ["2025_0", "2026_0"])
+def test_perspective_wheels_pass_with_a_warning(perspective_wheels, abi, capsys):
+    """perspective-python imports HaveOffsetConverter, which no runtime defines, and works (issue 11): the
+    audit passes it (exit 0) and says which function a call may not reach, as a warning."""
+    assert main(["--root", str(REPO), "audit", str(perspective_wheels[abi]), "--abi", abi, "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)["reports"][0]
+    assert report["ok"] and report["modules"] == ["perspective/perspective.abi3.so"]
+    assert [(f["code"], f["severity"]) for f in report["findings"]] == [("WW132", WARNING)]
+    message = report["findings"][0]["message"]
+    assert "HaveOffsetConverter" in message and "loads and imports" in message and "ends the runtime" in message
+    assert main(["--root", str(REPO), "audit", str(perspective_wheels[abi]), "--abi", abi]) == 0
+    out = capsys.readouterr().out
+    assert "WW132" in out and "warning" in out and "0 failed, 0 error(s), 1 warning(s)" in out
+
+
+@pytest.mark.parametrize("abi", ["2025_0", "2026_0"])
+def test_perspective_wheels_work_in_pyodide(perspective_wheels, runtimes, abi):
+    """What the warning promises: the wheel loads, imports and works in the ABI's runtime."""
+    script = ("import perspective\n"
+              "table = perspective.table({'a': [1, 2, 3], 'b': ['x', 'y', 'z']})\n"
+              "view = table.view(filter=[['a', '>', 1]])\n"
+              "assert view.to_json() == [{'a': 2, 'b': 'y'}, {'a': 3, 'b': 'z'}], view.to_json()\n")
+    result = smoke(runtimes, abi, [perspective_wheels[abi]], script)
+    assert result.ok, result.error[-2000:]
+
+
+def test_pypi_downloads_skip_only_when_pypi_is_unreachable(monkeypatch):
+    """The perspective tests skip offline, and only then: pip failing with PyPI unreachable raises
+    PyPIUnreachable (the fixture's skip); pip failing with PyPI answering fails the test."""
+    import conftest
+
+    monkeypatch.setenv("PIP_INDEX_URL", "http://127.0.0.1:9/simple/")  # nothing listens on port 9
+    monkeypatch.setenv("PIP_RETRIES", "0")
+    monkeypatch.setattr(conftest, "PYPI", "http://127.0.0.1:9/simple/")
+    with pytest.raises(conftest.PyPIUnreachable, match="PyPI is unreachable"):
+        conftest.pypi_wheel("no-such-wasmwheel-test-package==1.0", "pyemscripten_2026_0_wasm32", "3.14")
+    with conftest.serve_folder(Path(__file__).parent / "data") as url:  # answers, but has no such package
+        monkeypatch.setattr(conftest, "PYPI", url + "/")
+        with pytest.raises(pytest.fail.Exception, match="could not download no-such-wasmwheel-test-package"):
+            conftest.pypi_wheel("no-such-wasmwheel-test-package==1.0", None, "3.14")
+
+
 def _members(wheel: Path) -> dict[str, bytes]:
     with WheelFile(wheel) as wf:  # verifies every member against RECORD
         return {i.filename: wf.read(i) for i in wf.infolist()}
