@@ -334,10 +334,11 @@ def test_audit_predicts_what_pyodide_does(case: Case, tmp_path, runtimes, wasm_t
 
 
 def test_every_error_code_has_a_case_or_a_reason():
-    """Each error check is shown against a real runtime above, except the wheel-level ones
-    (bad zip/RECORD, tags: Pyodide's loadPackage checks no tags) and WW101 (tested below)."""
+    """Each check is shown against a real runtime above, except the wheel-level ones (WW100 and WW109,
+    tested against the runtime below), the tags (Pyodide's loadPackage checks none; micropip does) and
+    WW101 (tested below)."""
     covered = set().union(*(c.errors | c.warnings for c in CASES))
-    not_loader_checks = {"WW100", "WW101", "WW110", "WW111"}
+    not_loader_checks = {"WW100", "WW101", "WW109", "WW110", "WW111"}
     assert {c.code for c in CHECKS.values()} == covered | not_loader_checks
 
 
@@ -384,17 +385,75 @@ def test_broken_wheels_are_audit_errors(tmp_path, real_wheels, capsys):
     not_zip.write_bytes(b"not a zip")
     bad_name = tmp_path / "nonsense.whl"
     shutil.copyfile(real_wheels["jiter"], bad_name)
-    tampered = tmp_path / real_wheels["jiter"].name
-    with zipfile.ZipFile(real_wheels["jiter"]) as src, zipfile.ZipFile(tampered, "w") as dst:
-        for info in src.infolist():
-            data = src.read(info)
-            dst.writestr(info, data + b"#" if info.filename.endswith("__init__.py") else data)
-    for wheel in (not_zip, bad_name, tampered):
+    bad_member = _damaged_member(real_wheels["jiter"], tmp_path / "damaged")
+    for wheel in (not_zip, bad_name, bad_member):
         report = audit_wheel(wheel, ABIS["2026_0"])
         assert [f.code for f in report.findings] == ["WW100"], (wheel.name, report.findings)
-    assert main(["--root", str(REPO), "audit", str(not_zip), str(tampered), "--abi", "2026_0"]) == 1
+    assert main(["--root", str(REPO), "audit", str(not_zip), str(real_wheels["jiter"]), "--abi", "2026_0"]) == 1
     out = capsys.readouterr().out
     assert "WW100" in out and "Traceback" not in out
+
+
+def _damaged_member(src: Path, dest: Path) -> Path:
+    """A copy of a wheel with one byte of its largest member's stored data flipped (a bad CRC-32 or deflate
+    stream): the zip's directory is intact, the member cannot be read."""
+    dest.mkdir(parents=True, exist_ok=True)
+    blob = bytearray(src.read_bytes())
+    with zipfile.ZipFile(src) as zf:
+        info = max(zf.infolist(), key=lambda i: i.compress_size)
+    local = info.header_offset
+    name_len, extra_len = int.from_bytes(blob[local + 26:local + 28], "little"), int.from_bytes(blob[local + 28:local + 30], "little")
+    blob[local + 30 + name_len + extra_len + info.compress_size // 2] ^= 0xFF
+    (dest / src.name).write_bytes(bytes(blob))
+    return dest / src.name
+
+
+def _tampered(src: Path, dest: Path, how: str) -> Path:
+    """A copy of a wheel whose RECORD no longer matches: a changed file, a file RECORD does not list, no RECORD."""
+    dest.mkdir(parents=True, exist_ok=True)
+    with zipfile.ZipFile(src) as zin, zipfile.ZipFile(dest / src.name, "w") as zout:
+        for info in zin.infolist():
+            data = zin.read(info)
+            if how == "no RECORD" and info.filename.endswith(".dist-info/RECORD"):
+                continue
+            if how == "changed" and info.filename.endswith(".dist-info/METADATA"):
+                data += b"Summary: changed after RECORD was written\n"
+            zout.writestr(info, data)
+        if how == "unlisted":
+            zout.writestr("extra.txt", b"not in RECORD\n")
+    return dest / src.name
+
+
+@pytest.mark.parametrize("how, abi", [("changed", "2024_0"), ("unlisted", "2026_0"), ("no RECORD", "2025_0")])
+def test_a_record_that_does_not_match_is_a_warning(tmp_path, runtimes, small_wheels, how, abi):
+    """Pyodide installs a wheel whatever its RECORD says (measured): WW109 is a warning, and the wheel runs."""
+    wheel = _tampered(small_wheels[abi], tmp_path, how)
+    report = audit_wheel(wheel, ABIS[abi])
+    assert report.ok and [f.code for f in report.warnings] == ["WW109"], report.findings
+    result = smoke(runtimes, abi, [wheel], HELLO_SCRIPT)
+    assert result.ok, result.error[-1500:]
+
+
+def test_pyodide_refuses_what_ww100_reports(tmp_path, runtimes, small_wheels):
+    """A file that is not a zip, a member that cannot be read, a file name that is not a wheel's: loadPackage
+    fails on each."""
+    not_zip = tmp_path / "z" / small_wheels["2026_0"].name
+    not_zip.parent.mkdir()
+    not_zip.write_bytes(b"not a zip")
+    bad_name = tmp_path / "n" / "hello.whl"
+    bad_name.parent.mkdir()
+    shutil.copyfile(small_wheels["2026_0"], bad_name)
+    for wheel in (not_zip, bad_name, _damaged_member(small_wheels["2026_0"], tmp_path / "d")):
+        assert [f.code for f in audit_wheel(wheel, ABIS["2026_0"]).errors] == ["WW100"]
+        result = smoke(runtimes, "2026_0", [wheel], HELLO_SCRIPT)
+        assert not result.ok and result.stage == "load", (wheel.name, result.stage, result.error[-800:])
+
+
+@pytest.fixture(scope="module")
+def small_wheels(tmp_path_factory, wasm_tools) -> dict[str, Path]:
+    """A good hello_pyo3 wheel for each ABI."""
+    tmp = tmp_path_factory.mktemp("small-wheels")
+    return {abi: make_wheel(tmp / abi, "hello_pyo3", hello(abi)(tmp / f"{abi}-build"), wheel_tag(abi)) for abi in MINOR}
 
 
 @pytest.fixture(scope="module")

@@ -15,6 +15,10 @@ the runtime's exports (runtime_exports.py).
 
 from __future__ import annotations
 
+import base64
+import csv
+import hashlib
+import io
 import json
 import re
 import zipfile
@@ -24,8 +28,8 @@ from pathlib import Path, PurePosixPath
 from typing import Any, Iterable, Sequence
 
 from packaging.tags import Tag, compatible_tags, cpython_tags
+from packaging.utils import canonicalize_name
 from packaging.version import Version
-from wheel.wheelfile import WheelError, WheelFile
 
 from . import runtime_exports
 from .runtime_exports import WASM_PAGE
@@ -55,8 +59,8 @@ LINK_FIX = ("link the library that defines it (a needed library in the wheel), o
             "Python and Emscripten, whose runtime exports it")
 CHECKS: dict[str, Check] = {c.code: c for c in (
     Check("WW100", ERROR, "not a valid wheel",
-          "rebuild the wheel: its zip, file name or RECORD is broken",
-          "pip and micropip refuse it"),
+          "rebuild the wheel: it is not a zip, a member cannot be read, or its file name is not a wheel's",
+          "Pyodide's loadPackage and micropip refuse it"),
     Check("WW101", ERROR, "not a WebAssembly module",
           "rebuild for wasm32-unknown-emscripten; this .so is truncated or was built for another platform",
           "Pyodide fails to load the library"),
@@ -85,6 +89,10 @@ CHECKS: dict[str, Check] = {c.code: c for c in (
           "build without -mextended-const / -mcpu=bleeding-edge (Rust: no +extended-const target feature)",
           "load fails on Node.js 18 and 20 (which Pyodide supports): CompileError 'opcode i32.add is not allowed "
           "in constant expressions'"),
+    Check("WW109", WARNING, "RECORD does not match the wheel's files",
+          "rebuild the wheel (or repack it with `wheel pack`): RECORD lists every file with its sha256",
+          "loads and imports: Pyodide's installer (loadPackage, micropip) does not read RECORD, and pip does not "
+          "check its hashes (pypa/pip#4705); pip refuses a wheel without RECORD"),
     Check("WW110", ERROR, "Python/ABI tag does not fit the ABI's Python",
           "build for the ABI's Python (cp tag), or an abi3 wheel whose minimum is not newer",
           "micropip/pip refuse to install it (Pyodide's loadPackage checks no tags)"),
@@ -490,6 +498,47 @@ class _Wheel:
     name: WheelName
     names: tuple[str, ...]  # members, in zip order
     libs: tuple[tuple[str, bytes], ...]  # shared libraries, in zip order
+    findings: tuple[Finding, ...] = ()  # about the wheel as a whole (its RECORD)
+
+
+RECORD_RE = re.compile(r"^[^/]+\.dist-info/RECORD$")
+RECORD_SIGNATURES = re.compile(r"^[^/]+\.dist-info/RECORD\.(jws|p7s)$")
+
+
+def _record_problems(name: WheelName, members: dict[str, bytes]) -> list[str]:
+    """Where RECORD disagrees with the wheel's files (PEP 427: every file listed with its hash, but RECORD itself
+    and its signatures)."""
+    records = [n for n in members if RECORD_RE.match(n)]
+    if not records:
+        return ["there is no <name>-<version>.dist-info/RECORD"]
+    own = [n for n in records if canonicalize_name(n.split("-")[0]) == canonicalize_name(name.distribution)]
+    record = (own or records)[0]
+    try:
+        rows = list(csv.reader(io.StringIO(members[record].decode("utf-8"))))
+    except (UnicodeDecodeError, csv.Error) as exc:
+        return [f"{record} cannot be read ({exc})"]
+    listed: dict[str, str] = {}
+    problems = []
+    for number, row in enumerate(rows, 1):
+        if not row:
+            continue
+        if len(row) != 3:
+            problems.append(f"{record} line {number} has {len(row)} fields, not 3")
+            continue
+        listed[row[0]] = row[1]
+    for member, data in members.items():
+        if member == record or RECORD_SIGNATURES.match(member):
+            continue
+        if member not in listed:
+            problems.append(f"{member} is not listed")
+            continue
+        algorithm, _, digest = listed[member].partition("=")
+        if algorithm not in hashlib.algorithms_guaranteed or algorithm.startswith("shake"):
+            problems.append(f"{member} has no usable hash ({listed[member] or 'none'})")
+        elif base64.urlsafe_b64encode(hashlib.new(algorithm, data).digest()).rstrip(b"=").decode() != digest:
+            problems.append(f"{member} does not match its {algorithm} hash")
+    problems += [f"{path} is listed but not in the wheel" for path in listed if path not in members]
+    return problems
 
 
 def _read_wheel(wheel: Path) -> _Wheel | Finding:
@@ -497,21 +546,22 @@ def _read_wheel(wheel: Path) -> _Wheel | Finding:
         name = WheelName.parse(wheel.name)
     except RetagError as exc:
         return Finding("WW100", "", str(exc))
-    names: list[str] = []
-    libs: list[tuple[str, bytes]] = []
+    members: dict[str, bytes] = {}
     try:
-        with WheelFile(wheel) as wf:
-            for info in wf.infolist():
-                if info.is_dir():
-                    continue
-                names.append(info.filename)
-                data = wf.read(info)  # verified against RECORD
-                if SHAREDLIB_RE.search(info.filename):
-                    libs.append((info.filename, data))
-    except (WheelError, zipfile.BadZipFile, zlib.error, KeyError, ValueError, OSError, EOFError, RuntimeError,
+        with zipfile.ZipFile(wheel) as zf:
+            for info in zf.infolist():
+                if not info.is_dir():
+                    members[info.filename] = zf.read(info)  # checks each member's CRC-32
+    except (zipfile.BadZipFile, zlib.error, KeyError, ValueError, OSError, EOFError, RuntimeError,
             NotImplementedError) as exc:  # RuntimeError: an encrypted member
         return Finding("WW100", "", f"cannot read the wheel: {exc}")
-    return _Wheel(wheel, name, tuple(names), tuple(libs))
+    libs = tuple((n, d) for n, d in members.items() if SHAREDLIB_RE.search(n))
+    findings = ()
+    problems = _record_problems(name, members)
+    if problems:
+        findings = (Finding("WW109", "", f"RECORD does not match the wheel: {_shown(problems, 2)}; Pyodide's "
+                                         "installer (loadPackage and micropip) does not read RECORD, so it installs"),)
+    return _Wheel(wheel, name, tuple(members), libs, findings)
 
 
 def _library(path: str, data: bytes, ours: bool) -> tuple[Library, WasmError | None]:
@@ -522,7 +572,7 @@ def _library(path: str, data: bytes, ours: bool) -> tuple[Library, WasmError | N
 
 
 def _audit(read: _Wheel, abi: Abi, facts: LoaderFacts, companions: Sequence[_Wheel]) -> AuditReport:
-    findings: list[Finding] = _check_tags(read.name, abi) + _check_data_dirs(read.names)
+    findings: list[Finding] = [*read.findings, *_check_tags(read.name, abi), *_check_data_dirs(read.names)]
     theirs = [_library(p, d, False)[0] for c in companions for p, d in c.libs if facts.loads(p)]
     members: list[_Member] = []
     for path, data in read.libs:
