@@ -263,7 +263,17 @@ CASES = [
     # Files Pyodide's installer leaves alone: .data/platlib is not moved into site-packages ...
     LCase("module-in-data-platlib", "2026_0", lambda tmp: {f"linkage-1.0.data/platlib/{n}": b for n, b in linkage(
          "2026_0")(tmp).items()}, LINK_SCRIPT, {"WW106"}, ("No module named 'linkage'",)),
-    # ... an extension for another platform is not loaded (only its import fails), a library that is not
+    # ... other files there stay too: the package imports, but does not find them ...
+    LCase("files-in-data-purelib", "2026_0", linkage("2026_0", others=lambda tmp, minor: {
+         "linkage-1.0.data/purelib/linkage_data.txt": b"data\n"}),
+         LINK_SCRIPT + "import os\nassert not os.path.exists(os.path.join(os.path.dirname(linkage.__file__), "
+                       "'linkage_data.txt'))\n", warnings={"WW112"}),
+    # ... an extension for another Python or platform is never loaded: beside one that loads, harmless ...
+    LCase("extensions-for-others-beside", "2026_0", linkage("2026_0", others=lambda tmp, minor: {
+         "linkage.cpython-313-wasm32-emscripten.so": wasmbuild.build_module(
+             tmp / "m313.so", 13, source="linkage.c", defines={"MODULE_NAME": "linkage"}).read_bytes(),
+         **junk("linkage.cpython-314-x86_64-linux-gnu.so")(tmp, minor)}), LINK_SCRIPT),
+    # ... alone, its import fails; a library that is not
     # WebAssembly is refused by 0.28+ and skipped (a warning) by 0.27.
     LCase("linux-extension-beside", "2026_0", linkage("2026_0", others=junk("other.cpython-314-x86_64-linux-gnu.so")),
          LINK_SCRIPT + "import other\n", {"WW105"}, ("No module named 'other'",)),

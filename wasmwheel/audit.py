@@ -20,6 +20,7 @@ import csv
 import hashlib
 import io
 import json
+import posixpath
 import re
 import zipfile
 import zlib
@@ -76,7 +77,7 @@ CHECKS: dict[str, Check] = {c.code: c for c in (
     Check("WW105", ERROR, "extension suffix for another Python or platform",
           "build with the ABI's Python (maturin -i python3.X) so the file ends in .cpython-3X-wasm32-emscripten.so",
           "Pyodide does not load the file: import fails with ModuleNotFoundError"),
-    Check("WW106", ERROR, "files under <dist>.data/purelib or .data/platlib",
+    Check("WW106", ERROR, "modules under <dist>.data/purelib or .data/platlib",
           "put packages and extension modules at the wheel's root (for a binary wheel, Root-Is-Purelib: false "
           "puts them in platlib = the root); pip moves .data/platlib, Pyodide does not",
           "installs, then import fails with ModuleNotFoundError: they stay in site-packages/<dist>.data/..."),
@@ -99,6 +100,10 @@ CHECKS: dict[str, Check] = {c.code: c for c in (
     Check("WW111", ERROR, "platform tag is not the ABI's",
           "retag it: python -m wasmwheel retag WHEEL --abi <abi>",
           "micropip/pip refuse to install it (Pyodide's loadPackage checks no tags)"),
+    Check("WW112", WARNING, "files (no modules) under <dist>.data/purelib or .data/platlib",
+          "put them at the wheel's root, where their package looks for them (or under <dist>.data/data/ for files "
+          "meant for sys.prefix)",
+          "installs and imports; the files stay in site-packages/<dist>.data/..., so code that reads them fails"),
     Check("WW120", WARNING, "JavaScript exception handling (imports invoke_*) in a wasm-EH ABI",
           "rebuild with the ABI's toolchain: wasm exception handling (Rust >= 1.93, or -Z emscripten-wasm-eh with the wasm-EH sysroot)",
           "loads and imports (unless its initialisation calls one: WW123); then the first call through an invoke_* "
@@ -278,16 +283,29 @@ def _check_tags(name: WheelName, abi: Abi) -> list[Finding]:
     return out
 
 
+MODULE_SUFFIXES = (".py", ".pyc", ".so")  # what Python imports (Pyodide's extensions end in .so)
+
+
 def _check_data_dirs(names: Sequence[str]) -> list[Finding]:
-    """Pyodide's installer copies only <dist>.data/data; purelib and platlib stay unimportable."""
+    """Pyodide's installer copies only <dist>.data/data; purelib and platlib stay where they are: modules
+    there do not import (an error), other files are not where their package looks for them (a warning)."""
     stuck: dict[str, list[str]] = {}
     for n in names:
         m = DATA_DIR_RE.match(n)
         if m and m.group("scheme") in ("purelib", "platlib"):
             stuck.setdefault(f"{m.group('dir')}/{m.group('scheme')}/", []).append(m.group("rest"))
-    return [Finding("WW106", folder, f"{len(rest)} file(s) (e.g. {rest[0]}) stay in site-packages/{folder}: "
-                                     "Pyodide installs only .data/data/, so Python does not find them there")
-            for folder, rest in stuck.items()]
+    out = []
+    for folder, rest in stuck.items():
+        modules = [r for r in rest if r.endswith(MODULE_SUFFIXES)]
+        if modules:
+            out.append(Finding("WW106", folder, f"{len(modules)} module(s) (e.g. {modules[0]}) stay in "
+                                                f"site-packages/{folder}: Pyodide installs only .data/data/, so "
+                                                "Python does not find them"))
+        else:
+            out.append(Finding("WW112", folder, f"{len(rest)} file(s) (e.g. {rest[0]}) stay in site-packages/"
+                                                f"{folder}: Pyodide installs only .data/data/, so they are not "
+                                                "where their package looks for them"))
+    return out
 
 
 def _classify(m: _Member, abi: Abi) -> list[Finding]:
@@ -309,6 +327,24 @@ def _classify(m: _Member, abi: Abi) -> list[Finding]:
                                               for e in m.module.export_names("func")):
         m.kind, m.ext_name = "extension", base[:-3]
     return []
+
+
+def _drop_shadowed_foreign_extensions(members: Sequence[_Member], names: Sequence[str]) -> None:
+    """An extension for another Python or platform (WW105) is only a failure when nothing else in its folder
+    imports under its name: beside a loadable extension, a .py module or a package of that name, Pyodide
+    never loads it and Python never tries it (measured: a cpython-313 and a Linux build beside the cpython-314
+    one)."""
+    importable = {posixpath.split(m.path)[0] + "/" + m.ext_name for m in members
+                  if m.kind == "extension" and m.lib is not None}
+    for n in names:
+        folder, base = posixpath.split(n)
+        if base == "__init__.py":
+            importable.add("{}/{}".format(*posixpath.split(folder)))
+        elif base.endswith(".py"):
+            importable.add(f"{folder}/{base[:-3]}")
+    for m in members:
+        if m.kind == "extension" and m.lib is None and posixpath.split(m.path)[0] + "/" + m.ext_name in importable:
+            m.findings = [f for f in m.findings if f.code != "WW105"]
 
 
 def _check_module(m: _Member, abi: Abi, facts: LoaderFacts) -> list[Finding]:
@@ -589,6 +625,8 @@ def _audit(read: _Wheel, abi: Abi, facts: LoaderFacts, companions: Sequence[_Whe
     unlinked = {miss.library for miss in linker.missing}  # their symbols may be in the missing library
     for m in members:
         m.findings += _classify(m, abi)
+    _drop_shadowed_foreign_extensions(members, read.names)
+    for m in members:
         if m.module is not None and m.lib is not None:
             m.findings += _check_module(m, abi, facts)
             closure = linker.closure(m.lib)
@@ -601,7 +639,7 @@ def _audit(read: _Wheel, abi: Abi, facts: LoaderFacts, companions: Sequence[_Whe
             m.findings = [f for f in m.findings if f.code != "WW101"]
         findings += m.findings
     findings += _missing_findings(linker, abi, facts)
-    modules = tuple(sorted(m.path for m in members if m.kind == "extension"))
+    modules = tuple(sorted(m.path for m in members if m.kind == "extension" and m.lib is not None))
     notes = () if facts.exports else (
         f"Pyodide {facts.pyodide}'s exports are not recorded ({abi.runtime_dir}/"
         f"{runtime_exports.FILENAME}): imported symbols and memory limits were not checked; installing the runtime "
