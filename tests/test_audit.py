@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import functools
 import json
+import re
 import shutil
 import zipfile
 from dataclasses import dataclass, field
@@ -642,6 +643,13 @@ def test_libraries_of_wheels_installed_together(tmp_path, wasm_tools):
     provider = make_wheel(tmp_path / "d", "dep", {"libdep.so": lib}, "py3-none-any")
     assert [f.code for f in audit_wheel(user, ABIS["2026_0"]).errors] == ["WW130"]
     assert all(r.ok for r in audit_wheels([user, provider], ABIS["2026_0"]))
+
+
+def test_readme_lists_every_check_with_its_severity():
+    """README's "Auditing wheels" table shows each code with the severity the audit gives it."""
+    readme = (REPO / "README.md").read_text()
+    rows = re.findall(r"^\| (WW\d+) \| (\w+) \|", readme, re.MULTILINE)
+    assert rows == [(code, severity) for code, severity, _, _ in check_table()]
 
 
 def test_check_table_and_config():
