@@ -319,6 +319,9 @@ CASES = [
     # Instructions Node 20 (and 18) cannot compile.
     LCase("extended-const", "2025_0", linkage("2025_0", cflags=("-mextended-const",)), LINK_IMPORT, {"WW108"},
          ("opcode i32.add is not allowed in constant expressions",)),
+    # A custom section only the linker reads: broken, it does not stop the module loading.
+    LCase("broken-target-features", "2026_0", linkage("2026_0", rewrite=lambda b: b + wasmenc.custom(
+         "target_features", b"\x01?\x03bad")), LINK_SCRIPT),
     # A non-ASCII module name: PyInitU_<punycode>, multi-phase init.
     LCase("non-ascii-module-name", "2026_0", linkage("2026_0", name="pr\u00f6be", defines={
          "INIT_FN": "PyInitU_prbe_6qa", "MULTI_PHASE": "1"}), "import pr\u00f6be as m\nassert m.f(1) == 2\n"),

@@ -289,7 +289,6 @@ def test_extended_const_in_constant_expressions(tmp_path, wasm_tools):
     (module(custom("dylink.0", subsection(2, uleb(5)))), "cannot fit"),
     (module(custom("dylink.0", b"\x01\x09\x00")), "truncated"),
     (module(custom("dylink.0", subsection(1, b"\x00\x00\x00\x00\x00"))), "left over"),
-    (module(custom("target_features", vec([b"?" + name("x")]))), "prefix"),
     (module(section(6, vec([b"\x7f\x00\x10\x00\x0b"]))), "not allowed in a constant expression"),
     (module(section(6, vec([b"\x7f\x00\xfd\x0d\x0b"]))), "is not constant"),
     (module(section(6, vec([b"\x7f\x00\x41\x00"]))), "truncated"),
@@ -302,6 +301,13 @@ def test_malformed_input_names_the_problem(data, problem):
         parse_module(data)
     assert problem in str(info.value)
     assert isinstance(info.value, WasmwheelError)
+
+
+@pytest.mark.parametrize("body", [vec([b"?" + name("x")]), vec([b"+" + name("x")]) + b"\x00", uleb(9)])
+def test_a_broken_target_features_section_is_ignored(body):
+    """Engines and Emscripten's loader do not read target_features: its contents cannot break the module."""
+    m = parse_module(module(custom("target_features", body), section(2, vec([]))))
+    assert m.target_features == () and [s.label for s in m.sections] == ["custom:target_features", "import"]
 
 
 def test_read_module_names_the_file(tmp_path):

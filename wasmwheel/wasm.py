@@ -3,13 +3,16 @@
 It reads the module header, the section list, the ``dylink.0`` custom section that
 makes a module an Emscripten side module (memory and table sizes, needed libraries,
 runtime paths), ``target_features``, the imports (functions, tables, memories with
-their shared flag, globals, tags), the defined memories and tags, the exports, and the
-constant expressions of globals and segments (for extended-const instructions). Code and
-segment contents are skipped, so even a large module reads in milliseconds.
+their shared flag, globals, tags), the defined memories and tags, the exports, the start
+function, and the constant expressions of globals and segments (for extended-const
+instructions). Code and segment contents are skipped, so even a large module reads in
+milliseconds.
 
 Nothing here trusts the input: every length, count and LEB128 number is checked
 against the bytes that are left, and any malformed or truncated input raises
-:class:`WasmError` (with the byte offset), never another exception.
+:class:`WasmError` (with the byte offset), never another exception; but a broken
+``target_features`` section is ignored, as engines and Emscripten's loader ignore it.
+:func:`always_called` reads function bodies, on demand (see there).
 
 Formats: the WebAssembly core binary format (with the threads, exception-handling,
 memory64, custom-page-sizes and GC type encodings where they appear in imports), and
@@ -546,9 +549,14 @@ def parse_module(data: bytes) -> Module:
             elif name == LEGACY_DYLINK_SECTION and dylink is None:
                 dylink = _legacy_dylink(body)
             elif name == "target_features":
-                features = _target_features(body)
-                if body.remaining:
-                    raise WasmError(f"target_features has {body.remaining} bytes left over", body.pos)
+                # Only the linker reads it; engines and Emscripten's loader ignore its contents, so a broken
+                # one does not make the module malformed (its features are then unknown).
+                try:
+                    features = _target_features(body)
+                    if body.remaining:
+                        raise WasmError(f"target_features has {body.remaining} bytes left over", body.pos)
+                except WasmError:
+                    features = ()
         elif sid == 2:
             imports = [_import(body, i) for i in range(body.count("imports", 4))]
         elif sid == 5:
