@@ -9,9 +9,12 @@ record how they were called so the tests can check the exact commands.
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
+import tempfile
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -52,36 +55,77 @@ def binaryens() -> dict[str, Path]:
     return provision_binaryens(TEST_CACHE)
 
 
-# Real maturin-built wasm wheels from PyPI (and what pydantic-core imports), pinned.
+# Real maturin-built wasm wheels from PyPI (and what pydantic-core imports), pinned: (requirement, platform
+# tag or None for a pure wheel, Python version pip selects for).
 PYPI_WHEELS = {
-    "jiter": ("jiter==0.19.0", "pyemscripten_2026_0_wasm32"),
-    "pydantic_core": ("pydantic-core==2.50.4", "pyemscripten_2026_0_wasm32"),
-    "typing_extensions": ("typing-extensions==4.15.0", None),
-    "rustworkx": ("rustworkx==0.18.1", "pyemscripten_2026_0_wasm32"),  # abi3, built with wasm exception handling
+    "jiter": ("jiter==0.19.0", "pyemscripten_2026_0_wasm32", "3.14"),
+    "pydantic_core": ("pydantic-core==2.50.4", "pyemscripten_2026_0_wasm32", "3.14"),
+    "typing_extensions": ("typing-extensions==4.15.0", None, "3.14"),
+    "rustworkx": ("rustworkx==0.18.1", "pyemscripten_2026_0_wasm32", "3.14"),  # abi3, built with wasm exception handling
 }
+# Wheels that load and work although a function they import is defined nowhere (issue 11): the audit must pass them.
+PERSPECTIVE_WHEELS = {
+    "2025_0": ("perspective-python==5.5.1", "pyemscripten_2025_0_wasm32", "3.13"),
+    "2026_0": ("perspective-python==5.6.1", "pyemscripten_2026_0_wasm32", "3.14"),
+}
+PYPI = "https://pypi.org/simple/"
+
+
+class PyPIUnreachable(Exception):
+    pass
+
+
+def pypi_wheel(requirement: str, platform: str | None, python: str) -> Path:
+    """A wheel from PyPI, downloaded once into the test cache by pip. Raises PyPIUnreachable when pip fails
+    and PyPI does not answer either; fails the test when pip fails although PyPI answers."""
+    folder = TEST_CACHE / "pypi"
+    name, version = requirement.split("==")
+    prefix = f"{name.replace('-', '_')}-{version}-"
+    have = sorted(folder.glob(f"{prefix}*.whl"))
+    if have:
+        return have[0]
+    # Into a folder of this process first, then moved: test workers downloading the same wheel at once
+    # never see half a file.
+    with tempfile.TemporaryDirectory(dir=folder.parent if folder.parent.exists() else None) as tmp:
+        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "-d", tmp,
+               "--disable-pip-version-check", requirement]
+        if platform:
+            cmd += ["--platform", platform, "--implementation", "cp", "--python-version", python]
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+        if proc.returncode != 0:
+            try:
+                urllib.request.urlopen(PYPI, timeout=20).close()
+            except OSError as exc:
+                raise PyPIUnreachable(f"PyPI is unreachable ({PYPI}: {exc}), so {requirement} cannot be downloaded")
+            pytest.fail(f"could not download {requirement} from PyPI:\n{proc.stdout}{proc.stderr}")
+        folder.mkdir(parents=True, exist_ok=True)
+        for wheel in Path(tmp).glob("*.whl"):
+            os.replace(wheel, folder / wheel.name)
+    have = sorted(folder.glob(f"{prefix}*.whl"))
+    assert have, f"pip downloaded no {prefix}*.whl into {folder}"
+    return have[0]
 
 
 @pytest.fixture(scope="session")
 def real_wheels() -> dict[str, Path]:
     """Real wheels from PyPI, downloaded once into the test cache (PyPI is reachable in CI)."""
-    folder = TEST_CACHE / "pypi"
     found = {}
-    for key, (requirement, platform) in PYPI_WHEELS.items():
-        name, version = requirement.split("==")
-        prefix = f"{name.replace('-', '_')}-{version}-"
-        have = sorted(folder.glob(f"{prefix}*.whl"))
-        if not have:
-            cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "-d", str(folder),
-                   "--disable-pip-version-check", requirement]
-            if platform:
-                cmd += ["--platform", platform, "--implementation", "cp", "--python-version", "3.14"]
-            proc = subprocess.run(cmd, capture_output=True, text=True)
-            if proc.returncode != 0:
-                pytest.fail(f"could not download {requirement} from PyPI:\n{proc.stdout}{proc.stderr}")
-            have = sorted(folder.glob(f"{prefix}*.whl"))
-        assert have, f"pip downloaded no {prefix}*.whl into {folder}"
-        found[key] = have[0]
+    for key, spec in PYPI_WHEELS.items():
+        try:
+            found[key] = pypi_wheel(*spec)
+        except PyPIUnreachable as exc:
+            pytest.fail(str(exc))
     return found
+
+
+@pytest.fixture(scope="session")
+def perspective_wheels() -> dict[str, Path]:
+    """perspective-python's wasm wheels for 2025_0 and 2026_0 (8 MB each), from PyPI; skipped when PyPI is
+    unreachable."""
+    try:
+        return {abi: pypi_wheel(*spec) for abi, spec in PERSPECTIVE_WHEELS.items()}
+    except PyPIUnreachable as exc:
+        pytest.skip(str(exc))
 
 
 @pytest.fixture(scope="session")

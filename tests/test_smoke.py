@@ -96,6 +96,11 @@ def wheels(tmp_path_factory, wasm_tools) -> dict[str, Path]:
     wheel("no-dylink", nodylink, 14)
     wheel("missing-pyinit", wasmbuild.build_module(so / "noinit.so", 14, defines={"INIT_NAME": "other"}), 14)
     wheel("suffix-mismatch", wasmbuild.build_module(so / "py312.so", 12), 14, so_minor=12)
+    wheel("missing-function", wasmbuild.build_module(so / "nofunc.so", 14, source="linkage.c", defines={
+        "MODULE_NAME": "hello_pyo3", "UNDEF_FUNC": "1", "CALL_IN_INIT": "1"}), 14)
+    wheel("js-exceptions", wasmbuild.build_module(so / "jseh.so", 14, source="eh_module.cpp", defines={
+        "MODULE_NAME": "hello_pyo3", "INIT_TRY": "1"}, cflags=("-fexceptions", "-mllvm",
+                                                            "-enable-emscripten-cxx-exceptions")), 14)
     # use_dep needs libdep.so (dylink.0), which its wheel does not ship
     libdep = wasmbuild.build_module(so / "libdep.so", 14, source="dep.c")
     needs = wasmbuild.build_module(so / "needs.so", 14, source="use_dep.c", defines={"MODULE_NAME": "hello_pyo3"},
@@ -155,6 +160,10 @@ REAL_ERRORS = {
     "suffix-mismatch": ("the test script failed", "ModuleNotFoundError: No module named 'hello_pyo3'",
                         "for Python 3.12 (hello_pyo3.cpython-312-wasm32-emscripten.so) but this Pyodide runs "
                         "Python 3.14"),
+    "missing-function": ("the interpreter crashed", "cannot resolve symbol made_up_function",
+                         "the module called a function that neither Pyodide nor"),
+    "js-exceptions": ("the interpreter crashed", "cannot resolve symbol invoke_",
+                      "the module was built with JavaScript exception handling"),
     "missing-library": ("installing the wheel failed", 'Failed to find dynamic library "libdep.so"',
                         "needs a shared library that no installed wheel provides"),
 }

@@ -1,19 +1,26 @@
 """Wheel audit: find what Pyodide would refuse before a user installs the wheel.
 
-Each check has a code, a severity and a one-line fix. An *error* predicts a real
-failure in the ABI's Pyodide runtime (the module does not load, the import fails,
-the runtime dies on first use) or an installer refusing the wheel's tags; a
-*warning* is something that loads and runs but may break later. What each check
-predicts was measured in the npm runtimes 0.27.8 (2024_0), 0.29.5 (2025_0), 314.0.7
-(2026_0) and 315.0.0a2 (2026_5) under Node 20; the tests load a module for every error
-code and confirm the runtime refuses it. How the runtime installs a wheel, finds needed
-libraries and resolves imports is modelled in loader.py, against the runtime's exports
-(runtime_exports.py).
+Each check has a code, a severity and a one-line fix. An *error* is only what the ABI's
+Pyodide runtime refuses: its installer does not install the wheel (micropip checks the
+tags), a module does not load, or importing it fails or ends the runtime. A *warning*
+is something that loads and imports but breaks when code reaches it, or may break later:
+Emscripten binds function imports lazily, so a function nobody defines only ends the
+runtime when it is called (WW132), unless the module's own initialisation always calls
+it (WW134). What each check predicts was measured in the npm runtimes 0.27.8 (2024_0),
+0.29.5 (2025_0), 314.0.7 (2026_0) and 315.0.0a2 (2026_5) under Node 20; the tests load a
+module for every code and confirm what the runtime does. How the runtime installs a
+wheel, finds needed libraries and resolves imports is modelled in loader.py, against
+the runtime's exports (runtime_exports.py).
 """
 
 from __future__ import annotations
 
+import base64
+import csv
+import hashlib
+import io
 import json
+import posixpath
 import re
 import zipfile
 import zlib
@@ -22,8 +29,8 @@ from pathlib import Path, PurePosixPath
 from typing import Any, Iterable, Sequence
 
 from packaging.tags import Tag, compatible_tags, cpython_tags
+from packaging.utils import canonicalize_name
 from packaging.version import Version
-from wheel.wheelfile import WheelError, WheelFile
 
 from . import runtime_exports
 from .runtime_exports import WASM_PAGE
@@ -31,13 +38,13 @@ from .abi import Abi
 from .errors import WasmwheelError
 from .loader import (DATA_DIR_RE, IMPORT_MODULES, SHAREDLIB_RE, WASM_MAGIC, Library, Linker, LoaderFacts,
                      unresolved_imports)
-from .wasm import DYLINK_SECTION, Module, WasmError, parse_module
+from .wasm import DYLINK_SECTION, Module, WasmError, always_called, parse_module
 from .wheel import RetagError, WheelName
 
 ERROR = "error"
 WARNING = "warning"
 # Bump when a check's logic changes: every audit step reruns (it is in audit_config()).
-RULES_VERSION = 2
+RULES_VERSION = 3
 
 
 @dataclass(frozen=True)
@@ -53,8 +60,8 @@ LINK_FIX = ("link the library that defines it (a needed library in the wheel), o
             "Python and Emscripten, whose runtime exports it")
 CHECKS: dict[str, Check] = {c.code: c for c in (
     Check("WW100", ERROR, "not a valid wheel",
-          "rebuild the wheel: its zip, file name or RECORD is broken",
-          "pip and micropip refuse it"),
+          "rebuild the wheel: it is not a zip, a member cannot be read, or its file name is not a wheel's",
+          "Pyodide's loadPackage and micropip refuse it"),
     Check("WW101", ERROR, "not a WebAssembly module",
           "rebuild for wasm32-unknown-emscripten; this .so is truncated or was built for another platform",
           "Pyodide fails to load the library"),
@@ -70,7 +77,7 @@ CHECKS: dict[str, Check] = {c.code: c for c in (
     Check("WW105", ERROR, "extension suffix for another Python or platform",
           "build with the ABI's Python (maturin -i python3.X) so the file ends in .cpython-3X-wasm32-emscripten.so",
           "Pyodide does not load the file: import fails with ModuleNotFoundError"),
-    Check("WW106", ERROR, "files under <dist>.data/purelib or .data/platlib",
+    Check("WW106", ERROR, "modules under <dist>.data/purelib or .data/platlib",
           "put packages and extension modules at the wheel's root (for a binary wheel, Root-Is-Purelib: false "
           "puts them in platlib = the root); pip moves .data/platlib, Pyodide does not",
           "installs, then import fails with ModuleNotFoundError: they stay in site-packages/<dist>.data/..."),
@@ -83,36 +90,51 @@ CHECKS: dict[str, Check] = {c.code: c for c in (
           "build without -mextended-const / -mcpu=bleeding-edge (Rust: no +extended-const target feature)",
           "load fails on Node.js 18 and 20 (which Pyodide supports): CompileError 'opcode i32.add is not allowed "
           "in constant expressions'"),
+    Check("WW109", WARNING, "RECORD does not match the wheel's files",
+          "rebuild the wheel (or repack it with `wheel pack`): RECORD lists every file with its sha256",
+          "loads and imports: Pyodide's installer (loadPackage, micropip) does not read RECORD, and pip does not "
+          "check its hashes (pypa/pip#4705); pip refuses a wheel without RECORD"),
     Check("WW110", ERROR, "Python/ABI tag does not fit the ABI's Python",
           "build for the ABI's Python (cp tag), or an abi3 wheel whose minimum is not newer",
           "micropip/pip refuse to install it (Pyodide's loadPackage checks no tags)"),
     Check("WW111", ERROR, "platform tag is not the ABI's",
           "retag it: python -m wasmwheel retag WHEEL --abi <abi>",
           "micropip/pip refuse to install it (Pyodide's loadPackage checks no tags)"),
-    Check("WW120", ERROR, "JavaScript exception handling (imports invoke_*) in a wasm-EH ABI",
+    Check("WW112", WARNING, "files (no modules) under <dist>.data/purelib or .data/platlib",
+          "put them at the wheel's root, where their package looks for them (or under <dist>.data/data/ for files "
+          "meant for sys.prefix)",
+          "installs and imports; the files stay in site-packages/<dist>.data/..., so code that reads them fails"),
+    Check("WW120", WARNING, "JavaScript exception handling (imports invoke_*) in a wasm-EH ABI",
           "rebuild with the ABI's toolchain: wasm exception handling (Rust >= 1.93, or -Z emscripten-wasm-eh with the wasm-EH sysroot)",
-          "loads, then the first call through an invoke_* wrapper is a fatal error "
-          "('cannot resolve symbol invoke_...'), with or without an exception; an init inside try/catch "
-          "(as PyO3's catch_unwind trampoline is) dies at import"),
+          "loads and imports (unless its initialisation calls one: WW123); then the first call through an invoke_* "
+          "wrapper is a fatal error ('cannot resolve symbol invoke_...'), with or without an exception (PyO3 "
+          "runs each function it exposes inside catch_unwind, src/impl_/trampoline.rs: in a PyO3 module, every call)"),
     Check("WW121", ERROR, "WebAssembly exception handling (imports a wasm EH tag) in a JS-EH ABI",
           "rebuild with the ABI's toolchain: JS exception handling (no -Z emscripten-wasm-eh / -fwasm-exceptions)",
           "load fails: 'tag import requires a WebAssembly.Tag' (or 'bad export type for __wasm_lpad_context')"),
     Check("WW122", WARNING, "WebAssembly exception-handling instructions in a JS-EH ABI",
           "rebuild with the ABI's toolchain (JS exception handling)",
           "loads and runs in 0.27.8; an exception unwinding through it meets a runtime built for JS exceptions"),
+    Check("WW123", ERROR, "JavaScript exception handling used as the module loads or is imported, in a wasm-EH ABI",
+          "rebuild with the ABI's toolchain: wasm exception handling (Rust >= 1.93, or -Z emscripten-wasm-eh with the wasm-EH sysroot)",
+          "the import (or the load, for constructors) ends the runtime: 'cannot resolve symbol invoke_...'"),
     Check("WW130", ERROR, "needed shared library not found where Pyodide looks",
           "ship the library at the wheel's root (site-packages), or next to the module with a $ORIGIN runtime path",
           "load fails: 'Failed to find dynamic library' (0.27: 'Didn't expect to load any more file_packager files!')"),
     Check("WW131", ERROR, "undefined data symbol or function address",
           LINK_FIX,
           "load fails: 'Dynamic linking error: undefined symbol' (0.27/0.29: \"bad export type for '...': undefined\")"),
-    Check("WW132", ERROR, "calls a function nobody defines",
+    Check("WW132", WARNING, "calls a function nobody defines",
           LINK_FIX,
-          "loads; the first call is a fatal error that ends the runtime "
-          "('Dynamic linking error: cannot resolve symbol ...')"),
+          "loads and imports (unless its initialisation calls it: WW134); code that reaches the call is a fatal "
+          "error that ends the runtime ('Dynamic linking error: cannot resolve symbol ...')"),
     Check("WW133", ERROR, "imports from a module the loader does not provide",
           "import only from env (and GOT.mem, GOT.func, wasi_snapshot_preview1): drop import_module attributes",
           "load fails: 'Import #N module=\"...\" error: module is not an object or function'"),
+    Check("WW134", ERROR, "calls a function nobody defines as the module loads or is imported",
+          LINK_FIX,
+          "the import (or the load, for constructors and the start function) ends the runtime: "
+          "'Dynamic linking error: cannot resolve symbol ...'"),
 )}
 
 
@@ -232,6 +254,7 @@ def supported_tags(abi: Abi) -> list[Tag]:
 @dataclass
 class _Member:
     path: str  # in the wheel = where the installer puts it, relative to site-packages
+    data: bytes = b""
     lib: Library | None = None  # None: the installer does not load it (an extension for another Python)
     kind: str = "library"  # "extension" or "library"
     ext_name: str = ""  # module name for extensions
@@ -260,16 +283,29 @@ def _check_tags(name: WheelName, abi: Abi) -> list[Finding]:
     return out
 
 
+MODULE_SUFFIXES = (".py", ".pyc", ".so")  # what Python imports (Pyodide's extensions end in .so)
+
+
 def _check_data_dirs(names: Sequence[str]) -> list[Finding]:
-    """Pyodide's installer copies only <dist>.data/data; purelib and platlib stay unimportable."""
+    """Pyodide's installer copies only <dist>.data/data; purelib and platlib stay where they are: modules
+    there do not import (an error), other files are not where their package looks for them (a warning)."""
     stuck: dict[str, list[str]] = {}
     for n in names:
         m = DATA_DIR_RE.match(n)
         if m and m.group("scheme") in ("purelib", "platlib"):
             stuck.setdefault(f"{m.group('dir')}/{m.group('scheme')}/", []).append(m.group("rest"))
-    return [Finding("WW106", folder, f"{len(rest)} file(s) (e.g. {rest[0]}) stay in site-packages/{folder}: "
-                                     "Pyodide installs only .data/data/, so Python does not find them there")
-            for folder, rest in stuck.items()]
+    out = []
+    for folder, rest in stuck.items():
+        modules = [r for r in rest if r.endswith(MODULE_SUFFIXES)]
+        if modules:
+            out.append(Finding("WW106", folder, f"{len(modules)} module(s) (e.g. {modules[0]}) stay in "
+                                                f"site-packages/{folder}: Pyodide installs only .data/data/, so "
+                                                "Python does not find them"))
+        else:
+            out.append(Finding("WW112", folder, f"{len(rest)} file(s) (e.g. {rest[0]}) stay in site-packages/"
+                                                f"{folder}: Pyodide installs only .data/data/, so they are not "
+                                                "where their package looks for them"))
+    return out
 
 
 def _classify(m: _Member, abi: Abi) -> list[Finding]:
@@ -291,6 +327,24 @@ def _classify(m: _Member, abi: Abi) -> list[Finding]:
                                               for e in m.module.export_names("func")):
         m.kind, m.ext_name = "extension", base[:-3]
     return []
+
+
+def _drop_shadowed_foreign_extensions(members: Sequence[_Member], names: Sequence[str]) -> None:
+    """An extension for another Python or platform (WW105) is only a failure when nothing else in its folder
+    imports under its name: beside a loadable extension, a .py module or a package of that name, Pyodide
+    never loads it and Python never tries it (measured: a cpython-313 and a Linux build beside the cpython-314
+    one)."""
+    importable = {posixpath.split(m.path)[0] + "/" + m.ext_name for m in members
+                  if m.kind == "extension" and m.lib is not None}
+    for n in names:
+        folder, base = posixpath.split(n)
+        if base == "__init__.py":
+            importable.add("{}/{}".format(*posixpath.split(folder)))
+        elif base.endswith(".py"):
+            importable.add(f"{folder}/{base[:-3]}")
+    for m in members:
+        if m.kind == "extension" and m.lib is None and posixpath.split(m.path)[0] + "/" + m.ext_name in importable:
+            m.findings = [f for f in m.findings if f.code != "WW105"]
 
 
 def _check_module(m: _Member, abi: Abi, facts: LoaderFacts) -> list[Finding]:
@@ -364,7 +418,8 @@ def _check_exceptions(m: _Member, abi: Abi) -> list[Finding]:
         if invokes:
             shown = ", ".join(invokes[:3]) + (f" (+{len(invokes) - 3} more)" if len(invokes) > 3 else "")
             return [Finding("WW120", m.path, f"imports {shown}: built for JavaScript exception handling; "
-                                             f"ABI {abi.name} uses wasm exception handling")]
+                                             f"ABI {abi.name} uses wasm exception handling: the wheel loads, but "
+                                             "the first call through one of them ends the runtime")]
         return []
     tags = sorted({i.name for i in mod.imports_of("tag") if i.name in WASM_EH_TAGS} |
                   {i.name for i in mod.imports_of("global") if i.name in WASM_EH_DATA})
@@ -398,7 +453,7 @@ def _shown(names: Sequence[str], limit: int = 3) -> str:
     return ", ".join(names[:limit]) + (f" (+{len(names) - limit} more)" if len(names) > limit else "")
 
 
-def _check_symbols(m: _Member, closure: Sequence[Library], facts: LoaderFacts) -> list[Finding]:
+def _check_symbols(m: _Member, closure: Sequence[Library], facts: LoaderFacts, abi: Abi) -> list[Finding]:
     assert m.module is not None
     visible = [lib.module for lib in closure if lib.module is not None]
     un = unresolved_imports(m.module, visible, facts, skip=_eh_reported(m.module, m.findings))
@@ -411,7 +466,49 @@ def _check_symbols(m: _Member, closure: Sequence[Library], facts: LoaderFacts) -
                                             "its needed libraries define"))
     if un.call:
         out.append(Finding("WW132", m.path, f"calls {_shown(un.call)}, which neither Pyodide {facts.pyodide} nor "
-                                            "its needed libraries define"))
+                                            "its needed libraries define: the wheel loads and imports, but calling "
+                                            f"code that reaches {'it' if len(un.call) == 1 else 'one of them'} ends "
+                                            "the runtime ('cannot resolve symbol')"))
+    # Calls the module always makes as it loads or is imported: with one that cannot resolve, it never works.
+    unresolvable = set(unresolved_imports(m.module, visible, facts).call)
+    if unresolvable:
+        out += _check_init(m, unresolvable, facts, abi)
+    return out
+
+
+def _init_roots(m: _Member) -> list[tuple[str, int]]:
+    """(what runs it, function index) for the code a module runs as it loads, and as it is imported."""
+    mod = m.module
+    assert mod is not None
+    roots = []
+    if mod.start is not None:
+        roots.append(("its start function runs when it loads", mod.start))
+    ctors = mod.function_index("__wasm_call_ctors")  # Emscripten's loader calls it right after instantiating
+    if ctors is not None:
+        roots.append(("its constructors (__wasm_call_ctors) run when it loads", ctors))
+    init = mod.function_index(pyinit_name(m.ext_name)) if m.kind == "extension" else None
+    if init is not None:
+        roots.append((f"{pyinit_name(m.ext_name)} runs when it is imported", init))
+    return roots
+
+
+def _check_init(m: _Member, unresolvable: set[str], facts: LoaderFacts, abi: Abi) -> list[Finding]:
+    assert m.module is not None
+    out = []
+    for when, index in _init_roots(m):
+        called = [i.name for i in always_called(m.data, m.module, index) if i.name in unresolvable]
+        eh = [n for n in called if abi.exception_handling == "wasm" and n.startswith(JS_EH_SUPPORT)]
+        other = [n for n in called if n not in eh]
+        if eh:
+            out.append(Finding("WW123", m.path, f"{when} and always calls {_shown(eh)}, JavaScript exception "
+                                                f"handling, which Pyodide {facts.pyodide} (wasm exception handling) "
+                                                "does not provide: that ends the runtime"))
+        if other:
+            out.append(Finding("WW134", m.path, f"{when} and always calls {_shown(other)}, which neither Pyodide "
+                                                f"{facts.pyodide} nor its needed libraries define: that ends the "
+                                                "runtime"))
+        if called:
+            break  # the first failure ends it: later code never runs
     return out
 
 
@@ -437,6 +534,47 @@ class _Wheel:
     name: WheelName
     names: tuple[str, ...]  # members, in zip order
     libs: tuple[tuple[str, bytes], ...]  # shared libraries, in zip order
+    findings: tuple[Finding, ...] = ()  # about the wheel as a whole (its RECORD)
+
+
+RECORD_RE = re.compile(r"^[^/]+\.dist-info/RECORD$")
+RECORD_SIGNATURES = re.compile(r"^[^/]+\.dist-info/RECORD\.(jws|p7s)$")
+
+
+def _record_problems(name: WheelName, members: dict[str, bytes]) -> list[str]:
+    """Where RECORD disagrees with the wheel's files (PEP 427: every file listed with its hash, but RECORD itself
+    and its signatures)."""
+    records = [n for n in members if RECORD_RE.match(n)]
+    if not records:
+        return ["there is no <name>-<version>.dist-info/RECORD"]
+    own = [n for n in records if canonicalize_name(n.split("-")[0]) == canonicalize_name(name.distribution)]
+    record = (own or records)[0]
+    try:
+        rows = list(csv.reader(io.StringIO(members[record].decode("utf-8"))))
+    except (UnicodeDecodeError, csv.Error) as exc:
+        return [f"{record} cannot be read ({exc})"]
+    listed: dict[str, str] = {}
+    problems = []
+    for number, row in enumerate(rows, 1):
+        if not row:
+            continue
+        if len(row) != 3:
+            problems.append(f"{record} line {number} has {len(row)} fields, not 3")
+            continue
+        listed[row[0]] = row[1]
+    for member, data in members.items():
+        if member == record or RECORD_SIGNATURES.match(member):
+            continue
+        if member not in listed:
+            problems.append(f"{member} is not listed")
+            continue
+        algorithm, _, digest = listed[member].partition("=")
+        if algorithm not in hashlib.algorithms_guaranteed or algorithm.startswith("shake"):
+            problems.append(f"{member} has no usable hash ({listed[member] or 'none'})")
+        elif base64.urlsafe_b64encode(hashlib.new(algorithm, data).digest()).rstrip(b"=").decode() != digest:
+            problems.append(f"{member} does not match its {algorithm} hash")
+    problems += [f"{path} is listed but not in the wheel" for path in listed if path not in members]
+    return problems
 
 
 def _read_wheel(wheel: Path) -> _Wheel | Finding:
@@ -444,21 +582,22 @@ def _read_wheel(wheel: Path) -> _Wheel | Finding:
         name = WheelName.parse(wheel.name)
     except RetagError as exc:
         return Finding("WW100", "", str(exc))
-    names: list[str] = []
-    libs: list[tuple[str, bytes]] = []
+    members: dict[str, bytes] = {}
     try:
-        with WheelFile(wheel) as wf:
-            for info in wf.infolist():
-                if info.is_dir():
-                    continue
-                names.append(info.filename)
-                data = wf.read(info)  # verified against RECORD
-                if SHAREDLIB_RE.search(info.filename):
-                    libs.append((info.filename, data))
-    except (WheelError, zipfile.BadZipFile, zlib.error, KeyError, ValueError, OSError, EOFError, RuntimeError,
+        with zipfile.ZipFile(wheel) as zf:
+            for info in zf.infolist():
+                if not info.is_dir():
+                    members[info.filename] = zf.read(info)  # checks each member's CRC-32
+    except (zipfile.BadZipFile, zlib.error, KeyError, ValueError, OSError, EOFError, RuntimeError,
             NotImplementedError) as exc:  # RuntimeError: an encrypted member
         return Finding("WW100", "", f"cannot read the wheel: {exc}")
-    return _Wheel(wheel, name, tuple(names), tuple(libs))
+    libs = tuple((n, d) for n, d in members.items() if SHAREDLIB_RE.search(n))
+    findings = ()
+    problems = _record_problems(name, members)
+    if problems:
+        findings = (Finding("WW109", "", f"RECORD does not match the wheel: {_shown(problems, 2)}; Pyodide's "
+                                         "installer (loadPackage and micropip) does not read RECORD, so it installs"),)
+    return _Wheel(wheel, name, tuple(members), libs, findings)
 
 
 def _library(path: str, data: bytes, ours: bool) -> tuple[Library, WasmError | None]:
@@ -469,11 +608,11 @@ def _library(path: str, data: bytes, ours: bool) -> tuple[Library, WasmError | N
 
 
 def _audit(read: _Wheel, abi: Abi, facts: LoaderFacts, companions: Sequence[_Wheel]) -> AuditReport:
-    findings: list[Finding] = _check_tags(read.name, abi) + _check_data_dirs(read.names)
+    findings: list[Finding] = [*read.findings, *_check_tags(read.name, abi), *_check_data_dirs(read.names)]
     theirs = [_library(p, d, False)[0] for c in companions for p, d in c.libs if facts.loads(p)]
     members: list[_Member] = []
     for path, data in read.libs:
-        m = _Member(path)
+        m = _Member(path, data)
         if facts.loads(path):
             m.lib, error = _library(path, data, True)
             if error is not None:
@@ -486,19 +625,21 @@ def _audit(read: _Wheel, abi: Abi, facts: LoaderFacts, companions: Sequence[_Whe
     unlinked = {miss.library for miss in linker.missing}  # their symbols may be in the missing library
     for m in members:
         m.findings += _classify(m, abi)
+    _drop_shadowed_foreign_extensions(members, read.names)
+    for m in members:
         if m.module is not None and m.lib is not None:
             m.findings += _check_module(m, abi, facts)
             closure = linker.closure(m.lib)
             # A missing or unreadable needed library may define what the module imports: reported as such.
             if not unlinked & {m.path, *(lib.path for lib in closure)} and all(lib.module for lib in closure):
-                m.findings += _check_symbols(m, closure, facts)
+                m.findings += _check_symbols(m, closure, facts, abi)
         elif m.lib is not None and not m.lib.is_wasm and facts.legacy_loader and m.kind == "library" \
                 and id(m.lib) not in needed:
             # 0.27 skips a library that is not WebAssembly (a warning) when nothing needs it.
             m.findings = [f for f in m.findings if f.code != "WW101"]
         findings += m.findings
     findings += _missing_findings(linker, abi, facts)
-    modules = tuple(sorted(m.path for m in members if m.kind == "extension"))
+    modules = tuple(sorted(m.path for m in members if m.kind == "extension" and m.lib is not None))
     notes = () if facts.exports else (
         f"Pyodide {facts.pyodide}'s exports are not recorded ({abi.runtime_dir}/"
         f"{runtime_exports.FILENAME}): imported symbols and memory limits were not checked; installing the runtime "

@@ -63,6 +63,14 @@ KNOWN_ERRORS: tuple[KnownError, ...] = (
        "emcc is not on PATH for the compile: rerun `doit emsdk:<abi>` (system mode: `source emsdk_env.sh`)"),
     _k("dylink", r"need the dylink section to be first",
        "the module is not an Emscripten side module: link with -sSIDE_MODULE=2 (maturin adds it for this target)"),
+    _k("js-eh-call", r"cannot resolve symbol invoke_",
+       "the module was built with JavaScript exception handling (it calls invoke_* wrappers), which this ABI's "
+       "Pyodide does not provide (it uses wasm exception handling; audit WW120/WW123): rebuild with the ABI's "
+       "toolchain (Rust >= 1.93, or -Z emscripten-wasm-eh with the wasm-EH sysroot)"),
+    _k("missing-function", r"cannot resolve symbol ([\w$]+)",
+       "the module called a function that neither Pyodide nor the module's needed libraries define; it loads, "
+       "and the first call ends the runtime (audit WW132, or WW134 when its init makes the call): link the "
+       "library that defines it, or build against this ABI's Python and Emscripten"),
     _k("missing-library", r'Failed to find dynamic library "?([^"\s]+)',
        "the extension needs a shared library that no installed wheel provides: vendor it into the wheel "
        "(`pyodide auditwheel repair`), or install the wheel of the recipe that provides it first ([depends] test)"),

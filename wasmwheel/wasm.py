@@ -3,13 +3,16 @@
 It reads the module header, the section list, the ``dylink.0`` custom section that
 makes a module an Emscripten side module (memory and table sizes, needed libraries,
 runtime paths), ``target_features``, the imports (functions, tables, memories with
-their shared flag, globals, tags), the defined memories and tags, the exports, and the
-constant expressions of globals and segments (for extended-const instructions). Code and
-segment contents are skipped, so even a large module reads in milliseconds.
+their shared flag, globals, tags), the defined memories and tags, the exports, the start
+function, and the constant expressions of globals and segments (for extended-const
+instructions). Code and segment contents are skipped, so even a large module reads in
+milliseconds.
 
 Nothing here trusts the input: every length, count and LEB128 number is checked
 against the bytes that are left, and any malformed or truncated input raises
-:class:`WasmError` (with the byte offset), never another exception.
+:class:`WasmError` (with the byte offset), never another exception; but a broken
+``target_features`` section is ignored, as engines and Emscripten's loader ignore it.
+:func:`always_called` reads function bodies, on demand (see there).
 
 Formats: the WebAssembly core binary format (with the threads, exception-handling,
 memory64, custom-page-sizes and GC type encodings where they appear in imports), and
@@ -138,6 +141,8 @@ class Module:
     # Instructions of the extended-const proposal (i32.add, ...) found in constant expressions
     # (global initializers, element and data segment offsets).
     extended_const_ops: frozenset[str] = frozenset()
+    start: int | None = None  # the start function's index (it runs when the module is instantiated)
+    code: tuple[int, int] | None = None  # where the code section's contents begin and end in the bytes
 
     @property
     def first_section(self) -> Section | None:
@@ -158,6 +163,10 @@ class Module:
 
     def export_names(self, kind: str | None = None) -> frozenset[str]:
         return frozenset(e.name for e in self.exports if kind is None or e.kind == kind)
+
+    def function_index(self, export: str) -> int | None:
+        """The function index of an exported function (None: no such function export)."""
+        return next((e.index for e in self.exports if e.kind == "func" and e.name == export), None)
 
     @property
     def all_memories(self) -> tuple[Limits, ...]:
@@ -510,6 +519,8 @@ def parse_module(data: bytes) -> Module:
     extended_const: set[str] = set()
     dylink: Dylink | None = None
     features: tuple[tuple[str, str], ...] = ()
+    start: int | None = None
+    code: tuple[int, int] | None = None
     seen: set[int] = set()
     last_order = 0
     while r.remaining:
@@ -538,9 +549,14 @@ def parse_module(data: bytes) -> Module:
             elif name == LEGACY_DYLINK_SECTION and dylink is None:
                 dylink = _legacy_dylink(body)
             elif name == "target_features":
-                features = _target_features(body)
-                if body.remaining:
-                    raise WasmError(f"target_features has {body.remaining} bytes left over", body.pos)
+                # Only the linker reads it; engines and Emscripten's loader ignore its contents, so a broken
+                # one does not make the module malformed (its features are then unknown).
+                try:
+                    features = _target_features(body)
+                    if body.remaining:
+                        raise WasmError(f"target_features has {body.remaining} bytes left over", body.pos)
+                except WasmError:
+                    features = ()
         elif sid == 2:
             imports = [_import(body, i) for i in range(body.count("imports", 4))]
         elif sid == 5:
@@ -553,16 +569,197 @@ def parse_module(data: bytes) -> Module:
             extended_const |= _elements(body)
         elif sid == 11:
             extended_const |= _data(body)
+        elif sid == 8:
+            start = body.uleb(32, "the start function")
+        elif sid == 10:
+            code = (body.pos, body.end)
         elif sid == 13:
             tag_count = body.count("tags", 2)
             for i in range(tag_count):
                 body.byte(f"the attribute of tag {i}")
                 body.uleb(32, f"the type of tag {i}")
-        if sid in (2, 5, 6, 7, 9, 11, 13) and body.remaining:
+        if sid in (2, 5, 6, 7, 8, 9, 11, 13) and body.remaining:
             raise WasmError(f"the {SECTION_NAMES[sid]} section has {body.remaining} bytes left over", body.pos)
         sections.append(Section(sid, header_at, size, name))
     return Module(version, tuple(sections), tuple(imports), tuple(exports), tuple(memories), tag_count, dylink,
-                  features, frozenset(extended_const))
+                  features, frozenset(extended_const), start, code)
+
+
+# -- calls a function always makes -------------------------------------------------------------
+#
+# Which imported functions a function calls on every run, before anything can branch: enough to
+# tell that a module's initialisation (its start function, constructors, PyInit) calls a function
+# the runtime cannot resolve, without guessing which branches run. A function's *prefix* is its
+# code up to the first instruction that may skip what follows (a branch, an if, a return, a throw,
+# a try); a direct call in the prefix is always made, unless an earlier call never returns (then
+# the function fails or hangs anyway), and so are the calls in the callee's prefix. A body counts
+# only if this decoder reads all of it, exactly to its last byte, so an instruction it does not
+# know (or misreads) makes it miss calls, never invent one.
+
+# Opcodes after which the rest of the body may not run: unreachable, if, else, try, catch, throw,
+# rethrow, throw_ref, br, br_if, br_table, return, return_call(_indirect), return_call_ref,
+# delegate, catch_all, try_table, br_on_null, br_on_non_null.
+_PREFIX_ENDS = frozenset({0x00, 0x04, 0x05, 0x06, 0x07, 0x08, 0x09, 0x0A, 0x0C, 0x0D, 0x0E, 0x0F, 0x12, 0x13,
+                          0x15, 0x18, 0x19, 0x1F, 0xD5, 0xD6})
+_NO_IMMEDIATE = frozenset({0x00, 0x01, 0x05, 0x0A, 0x0F, 0x19, 0x1A, 0x1B, 0xD1, 0xD3, 0xD4, *range(0x45, 0xC5)})
+# One index: catch, throw, rethrow, br, br_if, call, return_call, call_ref, return_call_ref,
+# local/global/table get/set, memory.size/grow, ref.func, br_on_null, br_on_non_null.
+_ONE_INDEX = frozenset({0x07, 0x08, 0x09, 0x0C, 0x0D, 0x10, 0x12, 0x14, 0x15, 0x20, 0x21, 0x22, 0x23, 0x24,
+                        0x25, 0x26, 0x3F, 0x40, 0xD2, 0xD5, 0xD6})
+_BLOCKS = frozenset({0x02, 0x03, 0x04, 0x06})  # block, loop, if, try: a block type, then a body to its end
+# 0xFC prefix: how many index immediates each sub-opcode has (saturating truncations, bulk memory, tables).
+_FC_INDICES = {**dict.fromkeys(range(8), 0), 8: 2, 9: 1, 10: 2, 11: 1, 12: 2, 13: 1, 14: 2, 15: 1, 16: 1, 17: 1}
+
+
+def _skip_leb(r: _Reader, max_bytes: int, what: str) -> None:
+    start = r.pos
+    for _ in range(max_bytes):
+        if not r.byte(what) & 0x80:
+            return
+    raise WasmError(f"{what}: LEB128 number longer than {max_bytes} bytes", start)
+
+
+def _memarg(r: _Reader, what: str) -> None:
+    if r.uleb(32, f"the alignment of {what}") & 0x40:  # multi-memory: a memory index follows
+        r.uleb(32, f"the memory of {what}")
+    r.uleb(64, f"the offset of {what}")
+
+
+def _block_type(r: _Reader) -> None:
+    b = r.data[r.pos] if r.pos < r.end else None
+    if b == 0x40:
+        r.pos += 1
+    elif b is not None and (b in VALTYPES or b in SHORT_REFTYPES or b in (0x63, 0x64)):
+        _value_type(r, "a block type")
+    elif r.sleb33("a block type") < 0:
+        raise WasmError("a block type: not a type index", r.pos)
+
+
+def _prefix_calls(r: _Reader) -> list[int]:
+    """Read a whole function body at ``r``; the functions its prefix calls directly, in order.
+    Raises WasmError where it cannot read the body to its end."""
+    for _ in range(r.count("local declarations", 2)):
+        r.uleb(32, "a local count")
+        _value_type(r, "a local type")
+    calls: list[int] = []
+    prefix = True
+    depth = 0  # open blocks; the body itself is the outermost
+    while True:
+        at = r.pos
+        op = r.byte("an instruction")
+        if op in _PREFIX_ENDS:
+            prefix = False
+        if op == 0x0B or op == 0x18:  # end; delegate ends a try too
+            if op == 0x18:
+                r.uleb(32, "a label")
+            if not depth:
+                if op == 0x18 or r.remaining:
+                    raise WasmError("the function body ends before its last byte", at)
+                return calls
+            depth -= 1
+        elif op in _BLOCKS:
+            _block_type(r)
+            depth += 1
+        elif op == 0x1F:  # try_table: a block type, then catch clauses (kind, tag for kinds 0 and 1, label)
+            _block_type(r)
+            for _ in range(r.count("catch clauses")):
+                kind = r.byte("a catch kind")
+                if kind > 3:
+                    raise WasmError(f"unknown catch kind {kind}", r.pos - 1)
+                if kind < 2:
+                    r.uleb(32, "a tag")
+                r.uleb(32, "a label")
+            depth += 1
+        elif op in _NO_IMMEDIATE:
+            pass
+        elif op in _ONE_INDEX:
+            index = r.uleb(32, "an index")
+            if op == 0x10 and prefix:
+                calls.append(index)
+        elif op in (0x11, 0x13):  # call_indirect, return_call_indirect: a type and a table
+            r.uleb(32, "a type index")
+            r.uleb(32, "a table index")
+        elif op == 0x0E:  # br_table
+            for _ in range(r.count("branch labels") + 1):
+                r.uleb(32, "a label")
+        elif op == 0x1C:  # select with types
+            for _ in range(r.count("select types")):
+                _value_type(r, "a select type")
+        elif 0x28 <= op <= 0x3E:
+            _memarg(r, "a load or store")
+        elif op == 0x41:
+            _skip_leb(r, 5, "an i32.const")
+        elif op == 0x42:
+            _skip_leb(r, 10, "an i64.const")
+        elif op in (0x43, 0x44):
+            r.skip(4 if op == 0x43 else 8, "a float constant")
+        elif op == 0xD0:
+            _heap_type(r, "a ref.null")
+        elif op == 0xFC and (sub := r.uleb(32, "a 0xFC opcode")) in _FC_INDICES:
+            for _ in range(_FC_INDICES[sub]):
+                r.uleb(32, "an index")
+        elif op == 0xFD and (sub := r.uleb(32, "a SIMD opcode")) <= 0x113:
+            if sub <= 11 or sub in (92, 93):  # loads and stores; v128.load32_zero, v128.load64_zero
+                _memarg(r, "a SIMD load or store")
+            elif sub in (12, 13):  # v128.const, i8x16.shuffle
+                r.skip(16, "a SIMD immediate")
+            elif 21 <= sub <= 34:  # extract_lane, replace_lane
+                r.byte("a lane index")
+            elif 84 <= sub <= 91:  # load_lane, store_lane
+                _memarg(r, "a SIMD lane load or store")
+                r.byte("a lane index")
+        elif op == 0xFE and (sub := r.uleb(32, "an atomic opcode")) in _ATOMIC_OPS:
+            if sub == 0x03:  # atomic.fence
+                r.byte("atomic.fence")
+            else:
+                _memarg(r, "an atomic access")
+        else:
+            raise WasmError(f"instruction {op:#x} is not known to this reader", at)
+
+
+_ATOMIC_OPS = frozenset({0x00, 0x01, 0x02, 0x03, *range(0x10, 0x4F)})
+
+
+def function_bodies(data: bytes, module: Module) -> list[tuple[int, int]]:
+    """Where each defined function's body begins and ends in ``data`` (the module's bytes), in order."""
+    if module.code is None:
+        return []
+    r = _Reader(data, *module.code)
+    out = []
+    for _ in range(r.count("function bodies")):
+        size = r.uleb(32, "a function body size")
+        r.need(size, "a function body")
+        out.append((r.pos, r.pos + size))
+        r.pos += size
+    return out
+
+
+def always_called(data: bytes, module: Module, function: int, limit: int = 1000) -> tuple[Import, ...]:
+    """The imported functions that calling ``function`` always calls (see above), following direct calls
+    into the module's own functions (at most ``limit`` of them), in the order found."""
+    funcs = module.imports_of("func")
+    try:
+        bodies = function_bodies(data, module)
+    except WasmError:
+        return ()
+    found: dict[int, Import] = {}
+    todo, seen = [function], {function}
+    while todo and len(seen) <= limit:
+        index = todo.pop(0)
+        if index < len(funcs):
+            found.setdefault(index, funcs[index])
+            continue
+        if index - len(funcs) >= len(bodies):
+            continue
+        try:
+            calls = _prefix_calls(_Reader(data, *bodies[index - len(funcs)]))
+        except WasmError:
+            continue
+        for callee in calls:
+            if callee not in seen:
+                seen.add(callee)
+                todo.append(callee)
+    return tuple(found.values())
 
 
 def read_module(path: Path) -> Module:

@@ -1,7 +1,7 @@
 /* A module whose f(n) needs symbols from elsewhere, chosen by macros, for the audit's
  * linking checks (what the runtime, a needed library or nobody provides):
  *   UNDEF_FUNC       calls made_up_function(n), which nobody defines (in f, or in
- *                    PyInit with CALL_IN_INIT)
+ *                    PyInit with CALL_IN_INIT, or in a constructor with CALL_IN_CTOR)
  *   UNDEF_DATA       reads made_up_data, which nobody defines (a GOT.mem import)
  *   UNDEF_FUNC_ADDR  takes the address of made_up_fn_addr (a GOT.func import)
  *   WEAK_DATA        reads weak_data if it exists (a weak GOT.mem import)
@@ -23,6 +23,9 @@
 
 #ifdef UNDEF_FUNC
 long made_up_function(long);
+#endif
+#if defined(UNDEF_FUNC) && defined(CALL_IN_CTOR)
+__attribute__((constructor)) static void at_load(void) { made_up_function(3); }
 #endif
 #ifdef UNDEF_DATA
 extern long made_up_data;
