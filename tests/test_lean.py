@@ -11,10 +11,15 @@ is refused under the lean toolchain with the crate's name.
 from __future__ import annotations
 
 import json
+import re
 import shutil
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
+from helpers import TEST_CACHE
 from realbuild import RealProject, extension_module, recipe, wheel_metadata
 from wasmwheel import smoke
 from wasmwheel.runner import StepLog
@@ -31,12 +36,56 @@ def rustup():
                     "(https://rustup.rs; .ci/run installs it)")
 
 
-def run_script(project: RealProject, abi: str, wheel, script: str, tmp_path, name: str) -> smoke.SmokeResult:
-    """Run ``script`` after installing ``wheel`` in a fresh interpreter of the ABI's real Pyodide, the way
-    the smoke step does, but with a test of our own (not the recipe's)."""
+# micropip from PyPI, as users load it, per Python: 0.9.0 is the newest for 3.12 (ABI 2024_0); 0.11 needs
+# a runtime from 0.28 on (0.7.x does not import on 0.29.5). packaging is what micropip imports.
+MICROPIP = {"3.12": "micropip==0.9.0", "3.13": "micropip==0.11.1", "3.14": "micropip==0.11.1", "3.15": "micropip==0.11.1"}
+
+
+def pypi_wheels(requirement: str, python: str) -> Path:
+    """The pure wheel of ``requirement`` for ``python``, downloaded once into the test cache."""
+    folder = TEST_CACHE / "pypi" / f"py{python}"
+    name, version = requirement.split("==")
+    found = sorted(folder.glob(f"{name.replace('-', '_')}-{version}-*.whl"))
+    if not found:
+        proc = subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
+                               "--python-version", python, "-d", str(folder), "--disable-pip-version-check",
+                               requirement], capture_output=True, text=True)
+        assert proc.returncode == 0, f"could not download {requirement} from PyPI:\n{proc.stdout}{proc.stderr}"
+        found = sorted(folder.glob(f"{name.replace('-', '_')}-{version}-*.whl"))
+    return found[0]
+
+
+class Server:
+    """`doit serve --port 0` in the background; the port is read from the line it prints."""
+
+    def __init__(self, project: RealProject):
+        self.proc = subprocess.Popen([sys.executable, "-m", "doit", "serve", "--port", "0"], cwd=project.root,
+                                     env=project.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        seen = []
+        for line in self.proc.stdout:  # waits for the line, whatever the machine's speed
+            seen.append(line)
+            m = re.search(r"serving .* at (http://127\.0\.0\.1:\d+)/", line)
+            if m:
+                self.url = m.group(1)
+                return
+        raise AssertionError("doit serve ended without serving:\n" + "".join(seen))
+
+    def __enter__(self) -> "Server":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.proc.terminate()
+        self.proc.wait(timeout=60)
+
+
+def run_script(project: RealProject, abi: str, wheel, script: str, tmp_path, name: str,
+               preload: tuple = ()) -> smoke.SmokeResult:
+    """Run ``script`` after installing ``preload`` and ``wheel`` in a fresh interpreter of the ABI's real
+    Pyodide, the way the smoke step does, but with a test of our own (not the recipe's)."""
     a = project.abi(abi)
     runtime = project.layout.runtime_dir(a) / "node_modules" / "pyodide"
-    job = smoke.SmokeJob(wheel=wheel, script=script, filename=f"{name}.py", timeout=120, python=a.python_minor)
+    job = smoke.SmokeJob(wheel=wheel, script=script, filename=f"{name}.py", timeout=300, python=a.python_minor,
+                         preload=tuple(preload))
     with StepLog(tmp_path / f"{name}-{abi}.log") as log:
         return smoke.run_in_node(runtime, job, log, Settings.from_env(project.root, project.env))
 
@@ -44,15 +93,16 @@ def run_script(project: RealProject, abi: str, wheel, script: str, tmp_path, nam
 OWN_TEST = """
 import hello_pyo3, sys
 assert hello_pyo3.sum_as_string(40, 2) == "42"
-assert hello_pyo3.sum_as_string(2**31, 2**31) == str(2**32)  # usize is 32 bits here, its sum is not
+assert hello_pyo3.sum_as_string(2**31, 2**31 - 1) == str(2**32 - 1)  # usize is 32 bits on wasm32
 c = hello_pyo3.Counter()
 assert [c.increment() for _ in range(3)] == [1, 2, 3]
-try:
-    hello_pyo3.sum_as_string(-1, 2)
-except OverflowError:
-    pass
-else:
-    raise AssertionError("a negative usize must raise OverflowError")
+for bad in (-1, 2**32):
+    try:
+        hello_pyo3.sum_as_string(bad, 2)
+    except OverflowError:
+        pass
+    else:
+        raise AssertionError(f"{bad} is no 32-bit usize: OverflowError expected")
 print("python", sys.version_info[:2])
 """
 
@@ -101,6 +151,22 @@ def test_the_readme_first_command_builds_tested_wheels_for_every_abi_for_real(ru
                         tmp_path, "doc-test")
     assert result.ok, result.error + result.output
 
+    # The way users install: micropip (PyPI's wheel, loaded into the runtime) installs the crate by name from
+    # `doit serve`'s index, in each ABI's real Pyodide, which checks the wheel's tags against the runtime's.
+    project.doit("index")
+    with Server(project) as server:
+        for abi in ALL_ABIS:
+            a = project.abi(abi)
+            packaging, micropip = (pypi_wheels("packaging==26.1", a.python_minor),
+                                   pypi_wheels(MICROPIP[a.python_minor], a.python_minor))
+            script = (f"import micropip\nawait micropip.install('hello-pyo3', deps=False, "
+                      f"index_urls=['{server.url}/{abi}/simple/{{package_name}}/'])\n"
+                      "import hello_pyo3\nassert hello_pyo3.sum_as_string(40, 2) == '42'\n"
+                      "print('installed', [p.name for p in micropip.list().values() if p.name == 'hello-pyo3'])\n")
+            result = run_script(project, abi, micropip, script, tmp_path, "micropip", preload=(packaging,))
+            assert result.ok, f"{abi}: {result.error}\n{result.output}"
+            assert "installed ['hello-pyo3']" in result.output, result.output
+
 
 PROBE_TEST = """
 import probe
@@ -136,6 +202,9 @@ def test_recipe_flags_reach_rustc_and_panics_unwind_into_python_for_both_excepti
     assert sorted(run.failed) == [] and {f"smoke:probe@{a}" for a in ("2024_0", "2026_0")} <= set(run.executed)
     log = project.layout.log("compile", "2026_0", "probe").read_text()
     assert "CARGO_TARGET_WASM32_UNKNOWN_EMSCRIPTEN_RUSTFLAGS='-C link-arg=-sSIDE_MODULE=2 --cfg probe_flag'" in log
+    # Unwinding builds are not taken for panic=abort ones (the audit's WW124), with either exception handling.
+    for abi in ("2024_0", "2026_0"):
+        assert "WW124" not in project.layout.log("audit", abi, "probe").read_text()
 
 
 def test_panic_abort_builds_load_until_the_first_panic_which_ends_the_runtime(rustup, runtimes, binaryens, tmp_path):
@@ -143,7 +212,10 @@ def test_panic_abort_builds_load_until_the_first_panic_which_ends_the_runtime(ru
     project = RealProject.create(tmp_path, ("2026_0",), example=False, recipes={
         "probe-abort": recipe("probe-abort", script, {"rustflags": ["-C", "panic=abort"]})})
     project.add_crate("probe", "probe-abort")
-    project.doit("build:probe-abort")
+    run = project.doit("build:probe-abort")
+    # The audit says what panic=abort costs (a warning: the wheel loads and works until a panic).
+    assert "warning WW124" in project.layout.log("audit", "2026_0", "probe-abort").read_text()
+    assert "smoke:probe-abort@2026_0" in run.executed
     (wheel,) = project.dist("2026_0")
     _, module, _ = extension_module(wheel)
     # No unwinding left in the module: no exception tag, no C++ runtime calls, no invoke_*.

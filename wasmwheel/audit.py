@@ -44,7 +44,7 @@ from .wheel import RetagError, WheelName
 ERROR = "error"
 WARNING = "warning"
 # Bump when a check's logic changes: every audit step reruns (it is in audit_config()).
-RULES_VERSION = 3
+RULES_VERSION = 4
 
 
 @dataclass(frozen=True)
@@ -118,6 +118,11 @@ CHECKS: dict[str, Check] = {c.code: c for c in (
     Check("WW123", ERROR, "JavaScript exception handling used as the module loads or is imported, in a wasm-EH ABI",
           "rebuild with the ABI's toolchain: wasm exception handling (Rust >= 1.93, or -Z emscripten-wasm-eh with the wasm-EH sysroot)",
           "the import (or the load, for constructors) ends the runtime: 'cannot resolve symbol invoke_...'"),
+    Check("WW124", WARNING, "a PyO3 module built with panic=abort",
+          "build with unwinding, as the ABI's std does: remove panic = \"abort\" from the crate's profile and "
+          "-C panic=abort from the flags",
+          "loads and runs until the first Rust panic, which ends the whole interpreter ('RuntimeError: unreachable', "
+          "'Aborted()' on 2024_0) instead of raising pyo3_runtime.PanicException"),
     Check("WW130", ERROR, "needed shared library not found where Pyodide looks",
           "ship the library at the wheel's root (site-packages), or next to the module with a $ORIGIN runtime path",
           "load fails: 'Failed to find dynamic library' (0.27: 'Didn't expect to load any more file_packager files!')"),
@@ -374,7 +379,30 @@ def _check_module(m: _Member, abi: Abi, facts: LoaderFacts) -> list[Finding]:
             has = f"it exports {', '.join(others)}" if others else "it exports no PyInit function"
             out.append(Finding("WW104", m.path, f"Python imports it as {m.ext_name!r} and calls {want}, but {has}"))
     out += _check_exceptions(m, abi)
+    out += _check_panic_strategy(m)
     return out
+
+
+# PyO3 names its panic type in every module it builds (pyo3's src/panic.rs, create_exception!).
+PYO3_MARK = b"pyo3_runtime.PanicException"
+# What an unwinding Rust module uses to throw: the wasm EH tag, or Emscripten's JS exception runtime.
+UNWIND_IMPORTS = ("_Unwind_RaiseException", "__cxa_throw", "__resumeException")
+
+
+def _check_panic_strategy(m: _Member) -> list[Finding]:
+    """A PyO3 module with no way to unwind: built with panic=abort. PyO3 runs every function it exposes
+    inside catch_unwind, so an unwinding build always has the machinery (a wasm EH tag, or invoke_*
+    wrappers, and a throw); with panic=abort catch_unwind is a plain call and a panic calls abort()."""
+    mod = m.module
+    if mod is None or PYO3_MARK not in m.data:
+        return []
+    if mod.imports_of("tag") or mod.tag_count:
+        return []
+    funcs = {i.name for i in mod.imports_of("func")}
+    if any(name.startswith("invoke_") or name in UNWIND_IMPORTS for name in funcs):
+        return []
+    return [Finding("WW124", m.path, "PyO3 module without unwinding (no exception tag, no invoke_* wrappers, no "
+                                     "throw): built with panic=abort, so a Rust panic ends the interpreter")]
 
 
 def _check_memory(m: _Member, facts: LoaderFacts) -> list[Finding]:

@@ -92,7 +92,7 @@ def build_index(abi: Abi, dist_dir: Path, dest: Path, runtime_lock: Path | None,
             projects.setdefault(canonicalize_name(name), []).append(
                 {"filename": wheel.name, "version": str(version), "sha256": digest,
                  "size": wheel.stat().st_size})
-        _write_simple(tmp / "simple", projects)
+        _write_simple(tmp / "simple", projects, wheel_url(abi, base_url))
         lock = _pyodide_lock(abi, runtime_lock, projects, recipes, base_url)
         (tmp / "pyodide-lock.json").write_text(json.dumps(lock, indent=1, sort_keys=True) + "\n")
         replace_dir(tmp, dest)
@@ -101,7 +101,18 @@ def build_index(abi: Abi, dist_dir: Path, dest: Path, runtime_lock: Path | None,
     return {"index": str(dest), "wheels": [w.name for w in wheels], "projects": sorted(projects), "left_out": left_out}
 
 
-def _write_simple(root: Path, projects: dict[str, list[dict[str, Any]]]) -> None:
+def wheel_url(abi: Abi, base_url: str | None):
+    """How the simple pages link a wheel: under ``base_url`` (WASMWHEEL_INDEX_URL) when it is set, else
+    root-relative, ``/<abi>/<file>``, as `doit serve` serves build/index. Not relative to the page:
+    micropip 0.9.0, the newest for Python 3.12 (ABI 2024_0), resolves a relative link against the server's
+    root rather than the page (it fetched /x.whl for href="../../x.whl" on /2024_0/simple/x/), where
+    0.11 and pip resolve all three forms right."""
+    if base_url:
+        return lambda filename: f"{base_url.rstrip('/')}/{filename}"
+    return lambda filename: f"/{abi.name}/{filename}"
+
+
+def _write_simple(root: Path, projects: dict[str, list[dict[str, Any]]], url) -> None:
     root.mkdir(parents=True)
     meta = {"api-version": "1.1"}
     links = "".join(f'    <a href="{html.escape(p)}/">{html.escape(p)}</a><br>\n' for p in sorted(projects))
@@ -114,7 +125,7 @@ def _write_simple(root: Path, projects: dict[str, list[dict[str, Any]]]) -> None
         folder = root / project
         folder.mkdir()
         anchors = "".join(
-            f'    <a href="../../{html.escape(f["filename"])}#sha256={f["sha256"]}">{html.escape(f["filename"])}</a><br>\n'
+            f'    <a href="{html.escape(url(f["filename"]))}#sha256={f["sha256"]}">{html.escape(f["filename"])}</a><br>\n'
             for f in files)
         (folder / "index.html").write_text(
             "<!DOCTYPE html>\n<html>\n  <head>\n    <meta name=\"pypi:repository-version\" content=\"1.1\">\n"
@@ -123,7 +134,7 @@ def _write_simple(root: Path, projects: dict[str, list[dict[str, Any]]]) -> None
         (folder / "index.json").write_text(json.dumps({
             "meta": meta, "name": project,
             "versions": sorted({f["version"] for f in files}),
-            "files": [{"filename": f["filename"], "url": f"../../{f['filename']}", "hashes": {"sha256": f["sha256"]},
+            "files": [{"filename": f["filename"], "url": url(f["filename"]), "hashes": {"sha256": f["sha256"]},
                        "size": f["size"]} for f in files],
         }, indent=1) + "\n")
 
