@@ -145,7 +145,14 @@ def test_the_server_sends_cors_headers_and_negotiates_pep691(served):
                                  headers={"Accept": "application/vnd.pypi.simple.v1+json"})
     with urllib.request.urlopen(req) as resp:
         assert resp.headers["Content-Type"] == "application/vnd.pypi.simple.v1+json"
-        assert json.load(resp)["name"] == "hello-pyo3"
+        page = json.load(resp)
+        assert page["name"] == "hello-pyo3"
+    # Served, the wheel links are absolute (micropip 0.9 downloads a link as written: wasmwheel/serve.py).
+    wheel = f"{url}/2026_0/hello_pyo3-0.1.0-cp314-cp314-pyemscripten_2026_0_wasm32.whl"
+    assert [f["url"] for f in page["files"]] == [wheel]
+    with urllib.request.urlopen(f"{url}/2026_0/simple/hello-pyo3/") as resp:
+        assert resp.headers["Content-Type"] == "text/html; charset=utf-8"
+        assert f'href="{wheel}#sha256=' in resp.read().decode()
 
 
 def test_pip_installs_from_the_served_index(served, tmp_path):

@@ -1,8 +1,9 @@
 """`doit serve` / `python -m wasmwheel serve`: serve build/index over HTTP with CORS headers.
 
-Browsers refuse cross-origin wheel and lock-file fetches without CORS headers (see
-shared/LANDSCAPE.md, "Hosting"); this small stdlib server sends them on every
-response, answers preflight requests, and negotiates PEP 691 JSON for ``simple/`` pages.
+Browsers refuse cross-origin wheel and lock-file fetches without CORS headers (the Fetch
+standard's CORS protocol, https://fetch.spec.whatwg.org/#http-cors-protocol); this small
+stdlib server sends them on every response, answers preflight requests, negotiates PEP 691
+JSON for ``simple/`` pages and makes their wheel links absolute for micropip 0.9.
 """
 
 from __future__ import annotations
@@ -21,6 +22,15 @@ CORS_HEADERS = {
     "Access-Control-Allow-Headers": "*",
     "Access-Control-Expose-Headers": "Content-Length, Content-Type",
 }
+
+
+def absolute_links(page: bytes, base: str) -> bytes:
+    """A project page with its root-relative wheel links (``/<abi>/<file>``, wasmwheel.index) made absolute
+    under ``base``: micropip 0.9.0, the newest for Python 3.12 (ABI 2024_0), downloads a link as written and
+    refuses one without a host ("Cannot download from a non-remote location"); pip and micropip >= 0.10
+    resolve every form. Pages built with WASMWHEEL_INDEX_URL are absolute already and pass unchanged."""
+    base = base.rstrip("/").encode()
+    return page.replace(b'href="/', b'href="' + base + b"/").replace(b'"url": "/', b'"url": "' + base + b"/")
 
 
 class IndexHandler(http.server.SimpleHTTPRequestHandler):
@@ -44,16 +54,26 @@ class IndexHandler(http.server.SimpleHTTPRequestHandler):
         self.end_headers()
 
     def send_head(self):
-        # PEP 691: a simple/ page asked for as JSON gets the index.json beside its index.html.
         path = Path(self.translate_path(self.path))
-        if path.is_dir() and PEP691_TYPE in self.headers.get("Accept", "") and (path / "index.json").exists():
-            data = (path / "index.json").read_bytes()
-            self.send_response(200)
-            self.send_header("Content-Type", PEP691_TYPE)
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            return io.BytesIO(data)
-        return super().send_head()
+        if path.is_dir() and not self.path.split("?", 1)[0].endswith("/"):
+            return super().send_head()  # redirects to "<folder>/"
+        page = path / "index.html" if path.is_dir() else path
+        try:
+            inside_simple = "simple" in page.relative_to(Path(self.directory).resolve()).parts[:-1]
+        except ValueError:
+            inside_simple = False
+        if not inside_simple or page.name not in ("index.html", "index.json") or not page.is_file():
+            return super().send_head()
+        # PEP 691: a simple/ page asked for as JSON gets the index.json beside its index.html.
+        as_json = page.name == "index.json" or (path.is_dir() and PEP691_TYPE in self.headers.get("Accept", ""))
+        page = page.with_name("index.json") if as_json else page
+        host = self.headers.get("Host") or "%s:%d" % self.server.server_address[:2]
+        data = absolute_links(page.read_bytes(), f"http://{host}")
+        self.send_response(200)
+        self.send_header("Content-Type", PEP691_TYPE if as_json else "text/html; charset=utf-8")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        return io.BytesIO(data)
 
     def log_message(self, format, *args):  # noqa: A002 - http.server signature
         if not self.quiet:
