@@ -7,6 +7,7 @@ import hashlib
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from helpers import DoitRun, TestProject
@@ -31,6 +32,19 @@ def start_doit(project: TestProject, *args: str, env: dict[str, str] | None = No
     proc.output_path = out  # type: ignore[attr-defined]
     proc.argv = argv  # type: ignore[attr-defined]
     return proc
+
+
+def wait_for(condition, what: str, proc: subprocess.Popen, timeout: float = 300) -> None:
+    """Until ``condition()`` holds while ``proc`` (from start_doit) runs; fails at once if it ends first.
+    The bound only stops a test that would otherwise wait forever."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if proc.poll() is not None:
+            raise AssertionError(f"doit ended ({proc.returncode}) before {what}:\n"
+                                 + Path(proc.output_path).read_text())  # type: ignore[attr-defined]
+        if time.monotonic() > deadline:
+            raise AssertionError(f"gave up waiting for {what} after {timeout:.0f} s")
+        time.sleep(0.02)
 
 
 def finish(proc: subprocess.Popen, timeout: float = 600) -> DoitRun:
