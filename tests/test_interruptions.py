@@ -370,15 +370,17 @@ def test_kill_9_of_a_parallel_run_with_two_abis(project, tmp_path):
     pause_file = tmp_path / "paused"
     env = {"STANDIN_PAUSE": "maturin:half-wheel", "STANDIN_PAUSE_FILE": str(pause_file), "PYTHONUNBUFFERED": "1"}
     proc = start_doit(project, "-n", "2", "build", env=env)
-    wait_for(pause_file.exists, "a compile to be half written", proc)
-    time.sleep(0.5)  # let the other worker get going
-    # The whole tree dies at once, as on a crash: doit, its worker processes and the stand-in.
+    paused = Path(f"{pause_file}.all")  # a line per maturin stopped with its wheel half written
+    wait_for(lambda: paused.exists() and len(paused.read_text().split()) == 2, "both compiles to be half written",
+             proc)
+    # The whole tree dies at once, as on a crash: doit, its worker processes and the stand-ins.
     workers = _children(proc.pid, "doit")
-    assert workers, "doit -n 2 should run its tasks in worker processes"
-    _kill(proc.pid, int(pause_file.read_text()), *workers)
+    assert len(workers) == 2, "doit -n 2 should run its tasks in two worker processes"
+    _kill(proc.pid, *map(int, paused.read_text().split()), *workers)
     killed = finish(proc)
     check_nothing_partial_looks_done(project)
     assert {"emsdk:2025_0", "emsdk:2026_0", "source:hello-pyo3"} <= set(killed.executed)
+    assert not [t for t in killed.executed if t.startswith("compile:")]
     run = project.doit("-n", "2", "build")
     assert any(t.startswith("compile:") for t in run.executed)
     assert not set(killed.executed) & set(run.executed), "steps the killed run finished ran again"

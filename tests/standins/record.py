@@ -18,10 +18,14 @@ def record(tool: str, **extra) -> None:
 
 def pause(tool: str, point: str) -> None:
     """With STANDIN_PAUSE=<tool>:<point>, write this process's id to $STANDIN_PAUSE_FILE and wait
-    there to be killed (the test kills the doit process and this one, as a crash would)."""
+    there to be killed (the test kills the doit process and this one, as a crash would). Every
+    process that stops there (the compiles of a `doit -n` run, say) also adds a line with its id to
+    $STANDIN_PAUSE_FILE.all."""
     if os.environ.get("STANDIN_PAUSE") != f"{tool}:{point}":
         return
     marker = os.environ["STANDIN_PAUSE_FILE"]
+    with open(marker + ".all", "a") as f:  # one short write with O_APPEND: lines never interleave
+        f.write(f"{os.getpid()}\n")
     with open(marker + ".tmp", "w") as f:
         f.write(str(os.getpid()))
     os.replace(marker + ".tmp", marker)
