@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
-import time
 from pathlib import Path
 
-from reliability import changed, finish, keep_abis, reference_wheels, snapshot, start_doit, wheels
+from reliability import changed, finish, keep_abis, reference_wheels, snapshot, start_doit, wait_for, wheels
 
 ABIS = ("2025_0", "2026_0")  # 2025_0 downloads and unpacks a sysroot
 
@@ -72,18 +72,21 @@ def test_two_doit_processes_at_once_one_killed_midway(project, tmp_path):
     pause_file = tmp_path / "paused"
     victim = start_doit(project, "build", env={"STANDIN_PAUSE": "maturin:half-wheel",
                                                "STANDIN_PAUSE_FILE": str(pause_file), "PYTHONUNBUFFERED": "1"})
-    deadline = time.monotonic() + 300
-    while not pause_file.exists():
-        assert victim.poll() is None and time.monotonic() < deadline, "the first run never reached a compile"
-        time.sleep(0.05)
+    wait_for(pause_file.exists, "the first run to be in the middle of a compile", victim)
     survivor = start_doit(project, "build", env={"PYTHONUNBUFFERED": "1"})
-    time.sleep(1)
+    # Everything before that compile is recorded: the second run goes straight to it and waits for
+    # the lock the first one holds.
+    wait_for(lambda: "waiting for another wasmwheel process using" in Path(survivor.output_path).read_text(),
+             "the second run to wait for the compile the first one holds", survivor)
     for pid in (victim.pid, int(pause_file.read_text())):
         os.kill(pid, signal.SIGKILL)
     killed, done = finish(victim), finish(survivor)
     assert killed.returncode == -signal.SIGKILL
     assert done.returncode == 0 and "Traceback" not in done.output, done.output
     assert not set(killed.executed) & set(done.executed)
+    # ... and took over the compile it waited for, the first step it ran.
+    held = re.search(r"waiting for another wasmwheel process using (\S+)", done.output)[1]
+    assert done.executed[0] == held, done.output
     assert project.doit("build").executed == []
     assert wheels(project.layout.build) == reference_wheels(project, tmp_path)
 
