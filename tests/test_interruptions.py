@@ -20,14 +20,14 @@ import re
 import shutil
 import signal
 import sqlite3
-import time
 from pathlib import Path
 
 import pytest
 from wheel.wheelfile import WheelFile
 
 from faultserver import FaultServer
-from reliability import finish, keep_abis, reference_wheels, running_step, start_doit, wait_for, wheels
+from reliability import (finish, keep_abis, reference_wheels, running_step, start_doit, step_logs, wait_for,
+                         wheels)
 from wasmwheel.fsutil import OUTPUTS_VALUE, OutputsIntact, outputs_intact, sha256_file
 
 TESTS = Path(__file__).resolve().parent
@@ -181,7 +181,7 @@ def test_kill_9_at_every_step_kind_then_finish_with_the_wheels_of_an_uninterrupt
     for what, step, how in CHAIN:
         pause_file.unlink(missing_ok=True)
         env = {"STANDIN_PAUSE_FILE": str(pause_file)}
-        started = time.time()
+        logs = step_logs(project)
         if how[0] == "kill":
             proc = start_doit(project, "build", wrapper=[*KILLPOINT, how[1]])
         elif how[0] == "pause":
@@ -205,7 +205,7 @@ def test_kill_9_at_every_step_kind_then_finish_with_the_wheels_of_an_uninterrupt
             _kill(proc.pid)
         run = finish(proc)
         assert run.returncode == -signal.SIGKILL, f"{what}: not killed:\n{run.output}"
-        killed_in = running_step(project, started)
+        killed_in = running_step(project, logs, run)
         if previous:  # the run redid the work the previous kill interrupted (or was killed redoing it)
             assert previous[1] in run.executed or previous[1] == killed_in, \
                 f"after '{previous[0]}' the next run did not rerun {previous[1]}"
