@@ -193,10 +193,10 @@ def test_two_fetches_of_one_file_at_once_download_it_once(server, tmp_path):
     threads = [threading.Thread(target=one) for _ in range(2)]
     for t in threads:
         t.start()
-    assert server.paused.wait(10)
+    assert server.paused.wait(300)
     server.release.set()
     for t in threads:
-        t.join(30)
+        t.join(300)
     assert results == [True, True]
     assert len(server.requests_for(PATH)) == 1
 
