@@ -34,14 +34,15 @@ def start_doit(project: TestProject, *args: str, env: dict[str, str] | None = No
     return proc
 
 
-def wait_for(condition, what: str, proc: subprocess.Popen, timeout: float = 300) -> None:
-    """Until ``condition()`` holds while ``proc`` (from start_doit) runs; fails at once if it ends first.
+def wait_for(condition, what: str, *procs: subprocess.Popen, timeout: float = 300) -> None:
+    """Until ``condition()`` holds while ``procs`` (from start_doit) run; fails at once if one ends first.
     The bound only stops a test that would otherwise wait forever."""
     deadline = time.monotonic() + timeout
     while not condition():
-        if proc.poll() is not None:
-            raise AssertionError(f"doit ended ({proc.returncode}) before {what}:\n"
-                                 + Path(proc.output_path).read_text())  # type: ignore[attr-defined]
+        for proc in procs:
+            if proc.poll() is not None:
+                raise AssertionError(f"doit ended ({proc.returncode}) before {what}:\n"
+                                     + Path(proc.output_path).read_text())  # type: ignore[attr-defined]
         if time.monotonic() > deadline:
             raise AssertionError(f"gave up waiting for {what} after {timeout:.0f} s")
         time.sleep(0.02)
