@@ -33,7 +33,7 @@ import signal
 import sys
 import threading
 
-# (point, what it is); "after:" points are reached when the call returns.
+# Where a step's moments are ("after:": when the call returns); the first one starts a step.
 MOMENTS = (
     "doit.task:Task.execute",  # the step starts
     "wasmwheel.runner:StepLog.write",  # its log grows: a command, a tool's output as the tool runs
@@ -138,7 +138,6 @@ class Moments:
 
     def __init__(self, on_moment, on_record=None):
         self.on_moment = on_moment
-        self.on_record = on_record
         self.current: str | None = None  # the step this process runs (doit runs one at a time)
         self.lock = threading.Lock()  # a tool's output is logged by a thread beside the step's own
         for point in MOMENTS:
