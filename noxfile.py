@@ -10,7 +10,7 @@ nox.options.sessions = ["tests"]
 def tests(session: nox.Session) -> None:
     """Install wasmwheel with its test extras and run the test suite (pytest args after --)."""
     session.install("-e", ".[test]")
-    session.run("python", "-m", "pytest", "-n", "2", *session.posargs)
+    session.run("python", "-m", "pytest", "-n", "2", "--durations=15", *session.posargs)
 
 
 @nox.session(venv_backend="none")

@@ -15,7 +15,7 @@ Actions (a path with no plan left answers "ok"):
   ignore-range         200 and the whole file, whatever Range asked
   bad-range            206, but from byte 0 whatever Range asked
   wrong-bytes          other bytes of the same length
-  stall:<s>            headers, then silence for <s> seconds, then the body
+  stall                headers, then silence until the client gives up (or ``server.release``)
   label-gzip           the file as is, labelled Content-Encoding: gzip (a classic misconfiguration)
   pause:<n>            <n> bytes, then ``server.paused`` is set and the answer waits for
                        ``server.release`` (or for the client to go away) before the rest
@@ -28,7 +28,6 @@ import http.server
 import re
 import socket
 import threading
-import time
 
 
 class FaultServer:
@@ -136,8 +135,10 @@ class FaultServer:
                 h.wfile.flush()
                 h.connection.shutdown(socket.SHUT_RDWR)
                 return
-            if action.startswith("stall:"):
-                time.sleep(float(action.split(":")[1]))
+            if action == "stall":
+                while not self.release.wait(0.05):
+                    if _peer_gone(h.connection):
+                        return
             if action.startswith("pause:"):
                 n = int(action.split(":")[1])
                 h.wfile.write(body[:n])

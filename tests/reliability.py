@@ -7,6 +7,7 @@ import hashlib
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from helpers import DoitRun, TestProject
@@ -33,23 +34,49 @@ def start_doit(project: TestProject, *args: str, env: dict[str, str] | None = No
     return proc
 
 
+def wait_for(condition, what: str, *procs: subprocess.Popen, timeout: float = 300) -> None:
+    """Until ``condition()`` holds while ``procs`` (from start_doit) run; fails at once if one ends first.
+    The bound only stops a test that would otherwise wait forever."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        for proc in procs:
+            if proc.poll() is not None:
+                raise AssertionError(f"doit ended ({proc.returncode}) before {what}:\n"
+                                     + Path(proc.output_path).read_text())  # type: ignore[attr-defined]
+        if time.monotonic() > deadline:
+            raise AssertionError(f"gave up waiting for {what} after {timeout:.0f} s")
+        time.sleep(0.02)
+
+
 def finish(proc: subprocess.Popen, timeout: float = 600) -> DoitRun:
     proc.wait(timeout=timeout)
     return DoitRun(proc.argv, proc.returncode, Path(proc.output_path).read_text())  # type: ignore[attr-defined]
 
 
-def running_step(project: TestProject, since: float) -> str | None:
-    """The step a killed run was in: the one whose log was written last (a step's log starts with
-    ``# <task>`` and is written from its first moment), since ``since`` (a time.time())."""
-    latest = None
+def step_logs(project: TestProject) -> dict[Path, tuple[int, int, int]]:
+    """Every step log -> (inode, size, mtime_ns): take it before a run, for running_step."""
+    found = {}
     for log in (project.layout.build / "logs").rglob("*.log"):
-        mtime = log.stat().st_mtime
-        if mtime >= since and (latest is None or mtime > latest[0]):
+        st = log.stat()
+        found[log] = (st.st_ino, st.st_size, st.st_mtime_ns)
+    return found
+
+
+def running_step(project: TestProject, before: dict[Path, tuple[int, int, int]], run: DoitRun) -> str | None:
+    """The step a killed run (one process) was in: the one whose log the run wrote (a step's log starts
+    with ``# <task>`` and is rewritten from its first moment) that the run did not report finished.
+    None when it was killed between steps. (Not the last log written: two logs written within one
+    tick of the clock that stamps files have the same mtime.)"""
+    started = set()
+    for log, state in step_logs(project).items():
+        if before.get(log) != state:
             with open(log, encoding="utf-8", errors="replace") as f:
                 first = f.readline()
             if first.startswith("# "):
-                latest = (mtime, first[2:].strip())
-    return latest[1] if latest else None
+                started.add(first[2:].strip())
+    unfinished = started - set(run.executed)
+    assert len(unfinished) <= 1, f"a run of one process was in several steps at once: {sorted(unfinished)}"
+    return unfinished.pop() if unfinished else None
 
 
 def wheels(build_dir: Path) -> dict[str, str]:

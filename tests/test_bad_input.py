@@ -231,7 +231,7 @@ def test_a_folder_fifo_or_symbolic_link_in_place_of_a_file_is_one_line(tmp_path,
     make(path, outside)
     message = message.format(outside=outside)
     check = subprocess.run([sys.executable, "-m", "wasmwheel", "--root", str(root), "check"], capture_output=True,
-                           text=True, env=_env(), timeout=120)
+                           text=True, env=_env(), timeout=600)
     assert check.returncode == 1 and "Traceback" not in check.stderr
     (line,) = check.stderr.splitlines()
     assert line.startswith(f"error: {path}: {message}"), line

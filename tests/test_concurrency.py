@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
-import time
 from pathlib import Path
 
-from reliability import changed, finish, keep_abis, reference_wheels, snapshot, start_doit, wheels
+from reliability import changed, finish, keep_abis, reference_wheels, snapshot, start_doit, wait_for, wheels
 
 ABIS = ("2025_0", "2026_0")  # 2025_0 downloads and unpacks a sysroot
+WAITING = "waiting for another wasmwheel process using "  # a run that waits for a step another one holds
 
 
 def _installs(project) -> dict[str, int]:
@@ -31,17 +32,33 @@ def _installs(project) -> dict[str, int]:
 
 def test_two_doit_processes_at_once_do_each_step_once_and_agree(project, tmp_path, sysroot_archive):
     keep_abis(project, ABIS)
-    procs = [start_doit(project, "build"), start_doit(project, "build")]
+    # The first compile stops until the other process waits for it: at least that step is certainly
+    # done by one process while the other waits (the rest overlap as the two runs happen to).
+    pause_file = tmp_path / "paused"
+    env = {"STANDIN_PAUSE": "maturin:before-wheel", "STANDIN_PAUSE_FILE": str(pause_file), "PYTHONUNBUFFERED": "1"}
+    procs = [start_doit(project, "build", env=env), start_doit(project, "build", env=env)]
+
+    def one_waits_for_the_compile() -> bool:
+        return pause_file.exists() and any(re.search(WAITING + "compile:", Path(p.output_path).read_text())
+                                           for p in procs)
+
+    wait_for(one_waits_for_the_compile, "a compile to be held by one run and awaited by the other", *procs)
+    Path(f"{pause_file}.release").touch()
     runs = [finish(p) for p in procs]
     for run in runs:
         assert run.returncode == 0, run.output
         assert "Traceback" not in run.output
-    # Every step ran in exactly one of the two processes; the other waited and took its result.
-    executed = runs[0].executed + runs[1].executed
-    waited = sum(run.output.count("done meanwhile by another wasmwheel process") for run in runs)
-    steps = {t for t in executed if not t.startswith("build:")}
-    assert len(steps) == 4 * 2 + 1 + 4 * 2  # toolchains per ABI (emsdk, rust, std, pyodide), source, 4 steps per ABI
-    assert waited >= len(steps) - 3, "most steps should have been taken from the other process"
+    # Every step was done by exactly one of the two processes; the other waited and took its result
+    # (or, reaching it later, found it done).
+    meanwhile = [set(re.findall(r"^ +(\S+): done meanwhile by another wasmwheel process$", run.output, flags=re.M))
+                 for run in runs]
+    did = [set(run.executed) - took for run, took in zip(runs, meanwhile)]
+    assert not did[0] & did[1], f"done twice: {sorted(did[0] & did[1])}"
+    assert len(did[0] | did[1]) == 4 * 2 + 1 + 4 * 2  # toolchains per ABI (emsdk, rust, std, pyodide), source, 4 steps per ABI
+    assert meanwhile[0] <= did[1] and meanwhile[1] <= did[0]
+    waiter = next(i for i, run in enumerate(runs) if re.search(WAITING + "compile:", run.output))
+    held = re.search(WAITING + r"(compile:\S+)", runs[waiter].output)[1]
+    assert held in meanwhile[waiter], runs[waiter].output
     counts = _installs(project)
     assert counts and set(counts.values()) == {1}, counts
     assert len([k for k in counts if k.startswith("maturin")]) == 2
@@ -72,18 +89,21 @@ def test_two_doit_processes_at_once_one_killed_midway(project, tmp_path):
     pause_file = tmp_path / "paused"
     victim = start_doit(project, "build", env={"STANDIN_PAUSE": "maturin:half-wheel",
                                                "STANDIN_PAUSE_FILE": str(pause_file), "PYTHONUNBUFFERED": "1"})
-    deadline = time.monotonic() + 300
-    while not pause_file.exists():
-        assert victim.poll() is None and time.monotonic() < deadline, "the first run never reached a compile"
-        time.sleep(0.05)
+    wait_for(pause_file.exists, "the first run to be in the middle of a compile", victim)
     survivor = start_doit(project, "build", env={"PYTHONUNBUFFERED": "1"})
-    time.sleep(1)
+    # Everything before that compile is recorded: the second run goes straight to it and waits for
+    # the lock the first one holds.
+    wait_for(lambda: WAITING in Path(survivor.output_path).read_text(),
+             "the second run to wait for the compile the first one holds", survivor)
     for pid in (victim.pid, int(pause_file.read_text())):
         os.kill(pid, signal.SIGKILL)
     killed, done = finish(victim), finish(survivor)
     assert killed.returncode == -signal.SIGKILL
     assert done.returncode == 0 and "Traceback" not in done.output, done.output
     assert not set(killed.executed) & set(done.executed)
+    # ... and took over the compile it waited for, the first step it ran.
+    held = re.search(WAITING + r"(\S+)", done.output)[1]
+    assert done.executed[0] == held, done.output
     assert project.doit("build").executed == []
     assert wheels(project.layout.build) == reference_wheels(project, tmp_path)
 

@@ -96,7 +96,7 @@ def test_load_package_from_the_lock_installs_a_built_crate_offline(built, runtim
     if abi == "2024_0":
         # Pyodide 0.27 resolves lock file names against packageCacheDir in Node (see wasmwheel/index.py).
         args.append(str(index))
-    proc = subprocess.run(args, capture_output=True, text=True, timeout=180)
+    proc = subprocess.run(args, capture_output=True, text=True, timeout=600)
     assert "RESULT 42/2" in proc.stdout, proc.stdout + proc.stderr
 
 
@@ -161,7 +161,7 @@ def test_pip_installs_from_the_served_index(served, tmp_path):
         [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "--platform",
          "pyemscripten_2026_0_wasm32", "--implementation", "cp", "--python-version", "3.14",
          "--index-url", f"{url}/2026_0/simple/", "-d", str(tmp_path / "dl"), "hello-two"],
-        capture_output=True, text=True, timeout=120)
+        capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert [p.name for p in (tmp_path / "dl").iterdir()] == ["hello_two-0.1.0-cp314-cp314-pyemscripten_2026_0_wasm32.whl"]
 
@@ -197,7 +197,7 @@ def test_a_browser_on_another_origin_can_fetch_the_index(served, tmp_path):
             [_chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
              "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic",
              f"--user-data-dir={tmp_path / 'profile'}", "--virtual-time-budget=10000", "--dump-dom", page],
-            capture_output=True, text=True, timeout=120)
+            capture_output=True, text=True, timeout=600)
     finally:
         page_server.shutdown()
         page_server.server_close()

@@ -11,20 +11,24 @@ step finishes (wasmwheel/doitdb.py), so no run repeats a step an earlier, killed
 
 from __future__ import annotations
 
+import collections
+import contextlib
 import json
 import os
 import random
 import re
+import shutil
 import signal
-import time
+import sqlite3
 from pathlib import Path
 
 import pytest
 from wheel.wheelfile import WheelFile
 
 from faultserver import FaultServer
-from reliability import finish, keep_abis, reference_wheels, running_step, start_doit, wheels
-from wasmwheel.fsutil import OutputsIntact, sha256_file
+from reliability import (finish, keep_abis, reference_wheels, running_step, start_doit, step_logs, wait_for,
+                         wheels)
+from wasmwheel.fsutil import OUTPUTS_VALUE, OutputsIntact, outputs_intact, sha256_file
 
 TESTS = Path(__file__).resolve().parent
 KILLPOINT = [str(TESTS / "killpoint.py")]
@@ -33,42 +37,12 @@ CRATE = "hello-pyo3"
 LEGACY = {"MATURIN_PYEMSCRIPTEN_PLATFORM_VERSION": "", "MATURIN_PYODIDE_ABI_VERSION": ""}
 
 
-def _wait_for(condition, what: str, proc, timeout: float = 300):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        if proc.poll() is not None:
-            raise AssertionError(f"doit ended ({proc.returncode}) before {what}:\n"
-                                 + Path(proc.output_path).read_text())
-        time.sleep(0.02)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
 def _kill(*pids: int) -> None:
     for pid in pids:
         try:
             os.kill(pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
-
-
-def _descendants(pid: int) -> list[int]:
-    """Every process below ``pid`` (children, their children, ...)."""
-    parents: dict[int, int] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                parents[int(entry.name)] = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            except (OSError, ValueError, IndexError):
-                continue
-    found, todo = [], [pid]
-    while todo:
-        parent = todo.pop()
-        kids = [p for p, pp in parents.items() if pp == parent]
-        found += kids
-        todo += kids
-    return found
 
 
 def _children(pid: int, needle: str) -> list[int]:
@@ -87,12 +61,40 @@ def _children(pid: int, needle: str) -> list[int]:
     return found
 
 
+def _records(project) -> dict[str, dict]:
+    """The record doit's database holds of each step (committed as each one finished, wasmwheel/doitdb.py)."""
+    db = project.layout.build / ".doit.db"
+    if not db.exists():
+        return {}
+    with contextlib.closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True)) as conn:
+        return {task: json.loads(data) for task, data in conn.execute("select task_id, task_data from doit")}
+
+
+def _recorded(project) -> set[str]:
+    return set(_records(project))
+
+
+def _step_of(stamp: Path) -> str:
+    """build/stamps/<abi>/<kind>.json, <abi>/<crate>.<kind>.json, src/<crate>.source.json -> the step's name."""
+    *crate, kind, _ = stamp.name.split(".")
+    if stamp.parent.name == "src":
+        return f"{kind}:{crate[0]}"
+    return f"{kind}:{crate[0]}@{stamp.parent.name}" if crate else f"{kind}:{stamp.parent.name}"
+
+
 def check_nothing_partial_looks_done(project) -> None:
     """What a later step or run would take as finished is complete."""
     layout = project.layout
+    records = _records(project)
+    for task, record in records.items():  # what doit takes as done (its outputs as it recorded them)
+        outputs = record.get("_values_:", {}).get(OUTPUTS_VALUE)
+        assert outputs is None or outputs_intact(outputs), f"doit holds {task} as done, but its outputs changed"
     for stamp in (layout.build / "stamps").rglob("*.json"):
         json.loads(stamp.read_text())
-        assert OutputsIntact(stamp)(), f"{stamp} names outputs that are gone or changed"
+        # A stamp whose outputs changed since is no step's result: its step was running again (a run
+        # killed after the stamp, before doit recorded the step, left it) and runs again.
+        assert OutputsIntact(stamp)() or _step_of(stamp) not in records, \
+            f"{stamp} names outputs that are gone or changed"
     for kind in ("dist", "wheels"):
         for wheel in (layout.build / kind).rglob("*.whl"):
             if any(part.startswith(".") for part in wheel.relative_to(layout.build).parts):
@@ -179,12 +181,12 @@ def test_kill_9_at_every_step_kind_then_finish_with_the_wheels_of_an_uninterrupt
     for what, step, how in CHAIN:
         pause_file.unlink(missing_ok=True)
         env = {"STANDIN_PAUSE_FILE": str(pause_file)}
-        started = time.time()
+        logs = step_logs(project)
         if how[0] == "kill":
             proc = start_doit(project, "build", wrapper=[*KILLPOINT, how[1]])
         elif how[0] == "pause":
             proc = start_doit(project, "build", env={**env, "STANDIN_PAUSE": how[1]})
-            _wait_for(pause_file.exists, f"the stand-in to reach {how[1]}", proc)
+            wait_for(pause_file.exists, f"the stand-in to reach {how[1]}", proc)
             _kill(proc.pid, int(pause_file.read_text()))
         elif how[0] == "download":
             server.plan(project.sysroot_path, f"pause:{2 << 20}")
@@ -192,18 +194,18 @@ def test_kill_9_at_every_step_kind_then_finish_with_the_wheels_of_an_uninterrupt
             proc = start_doit(project, "build")
             abi = project.abi(ABI)
             part = project.layout.download(abi.sysroot.sha256, abi.sysroot.filename).with_suffix(".bz2.part")
-            _wait_for(lambda: server.paused.is_set() and part.exists() and part.stat().st_size > 0,
-                      "the download to stall in the middle, with bytes on disk", proc)
+            wait_for(lambda: server.paused.is_set() and part.exists() and part.stat().st_size > 0,
+                     "the download to stall in the middle, with bytes on disk", proc)
             _kill(proc.pid)
         else:  # kill the client while its job runs on the (shared, long-lived) smoke server
             proc = start_doit(project, "build")
             smoke_log = project.layout.log("smoke", ABI, "hello-pyo3")
-            _wait_for(lambda: smoke_log.exists() and "# smoke-testing " in smoke_log.read_text(),
-                      "the smoke test to start", proc)
+            wait_for(lambda: smoke_log.exists() and "# smoke-testing " in smoke_log.read_text(),
+                     "the smoke test to start", proc)
             _kill(proc.pid)
         run = finish(proc)
         assert run.returncode == -signal.SIGKILL, f"{what}: not killed:\n{run.output}"
-        killed_in = running_step(project, started)
+        killed_in = running_step(project, logs, run)
         if previous:  # the run redid the work the previous kill interrupted (or was killed redoing it)
             assert previous[1] in run.executed or previous[1] == killed_in, \
                 f"after '{previous[0]}' the next run did not rerun {previous[1]}"
@@ -260,32 +262,48 @@ def test_kill_9_keeps_doit_s_record_of_every_step_that_finished(project, tmp_pat
 
 
 def test_kill_9_at_random_moments_loses_no_finished_step(project, tmp_path):
-    """The whole process tree (doit, its -n 2 workers, the stand-ins they run) killed at random
-    moments, as a crash would, until a run gets through: after every kill nothing partial looks
-    done and no step a killed run finished runs again; the end is an uninterrupted run's wheels.
-    WASMWHEEL_KILL_SEED picks other moments."""
+    """The whole process tree (doit, its -n 2 workers, the stand-ins and smoke servers they run)
+    killed at once, as a crash would, at random moments inside random steps, run after run: after
+    every kill nothing partial looks done, every step the run reported finished is recorded, and
+    no recorded step runs again; the run that gets through runs exactly the steps not recorded and
+    ends with an uninterrupted run's wheels. The moments are drawn from those each step has in an
+    uninterrupted run (tests/killpoint.py --trace); every seed kills as often as it plans (the
+    chosen step is one not recorded yet, so the run must reach it). WASMWHEEL_KILL_SEED picks
+    other moments."""
     keep_abis(project, ("2025_0", "2026_0"))
     project.add_crate("hello-two", "hello_two")
-    reference = project.doit("build", env={"WASMWHEEL_BUILD_DIR": str(tmp_path / "reference-build")})
-    rng = random.Random(int(os.environ.get("WASMWHEEL_KILL_SEED", "5")))
-    finished: set[str] = set()
-    kills = 0
-    for _ in range(15):
+    # The reference installs its toolchains into a cache of its own: the runs below install them too.
+    cache = tmp_path / "reference-cache"
+    shutil.copytree(project.layout.cache / "pyodide", cache / "pyodide", symlinks=True, copy_function=os.link)
+    trace = tmp_path / "moments.tsv"
+    reference = finish(start_doit(project, "build", env={"WASMWHEEL_BUILD_DIR": str(tmp_path / "reference-build"),
+                                                         "WASMWHEEL_CACHE": str(cache)},
+                                  wrapper=[*KILLPOINT, "--trace", str(trace)]))
+    assert reference.returncode == 0, reference.output
+    steps = set(reference.executed)
+    moments = collections.Counter(line.split("\t")[0] for line in trace.read_text().splitlines())
+    assert all(moments[step] >= 2 for step in steps), moments  # its start and its log's first line at least
+    seed = int(os.environ.get("WASMWHEEL_KILL_SEED", "5"))
+    rng = random.Random(seed)
+    plan = rng.randint(3, 6)
+    for kill in range(1, plan + 1):
+        recorded = _recorded(project)
+        step = rng.choice(sorted(steps - recorded))
+        moment = rng.randint(1, moments[step] + 1)  # one more: done, not yet recorded
         args = ["-n", "2", "build"] if rng.random() < 0.5 else ["build"]
-        proc = start_doit(project, *args, env={"PYTHONUNBUFFERED": "1"})
-        time.sleep(rng.uniform(0.2, 1.5))  # a whole uninterrupted build takes about 4 s here
-        _kill(proc.pid, *_descendants(proc.pid))
-        run = finish(proc)
-        assert not finished & set(run.executed), f"reran {sorted(finished & set(run.executed))}"
-        finished |= set(run.executed)
+        how = f"seed {seed}, kill {kill} of {plan}: doit {' '.join(args)} at moment {moment} of {step}"
+        run = finish(start_doit(project, *args, env={"PYTHONUNBUFFERED": "1"},
+                                wrapper=[*KILLPOINT, "--in-step", step, str(moment)]))
+        assert run.returncode == -signal.SIGKILL, f"{how}: not killed:\n{run.output}"
+        assert "killpoint: crash " in run.output, f"{how}:\n{run.output}"
+        assert not recorded & set(run.executed), f"{how}: reran {sorted(recorded & set(run.executed))}"
+        now = _recorded(project)
+        assert set(run.executed) <= now, f"{how}: lost {sorted(set(run.executed) - now)}\n{run.output}"
+        assert step not in now, f"{how}: the step killed was recorded"
         check_nothing_partial_looks_done(project)
-        if run.returncode == 0:
-            break
-        kills += 1
-    assert kills >= 3
+    recorded = _recorded(project)
     final = project.doit("build")
-    assert not finished & set(final.executed), f"reran {sorted(finished & set(final.executed))}"
-    assert finished | set(final.executed) <= set(reference.executed)
+    assert sorted(final.executed) == sorted(steps - recorded), final.output
     assert project.doit("build").executed == []
     assert wheels(project.layout.build) == wheels(tmp_path / "reference-build")
 
@@ -295,7 +313,7 @@ def test_sigterm_keeps_the_steps_already_finished(project, tmp_path):
     pause_file = tmp_path / "paused"
     env = {"STANDIN_PAUSE": "maturin:before-wheel", "STANDIN_PAUSE_FILE": str(pause_file), "PYTHONUNBUFFERED": "1"}
     proc = start_doit(project, "build", env=env)
-    _wait_for(pause_file.exists, "maturin to start", proc)
+    wait_for(pause_file.exists, "maturin to start", proc)
     maturin = int(pause_file.read_text())
     proc.send_signal(signal.SIGTERM)
     run = finish(proc, timeout=60)
@@ -329,7 +347,7 @@ def test_without_the_sigterm_handler(project, tmp_path, backend):
     pause_file = tmp_path / "paused"
     env = {"STANDIN_PAUSE": "maturin:before-wheel", "STANDIN_PAUSE_FILE": str(pause_file), "PYTHONUNBUFFERED": "1"}
     proc = start_doit(project, "-f", "dodo_plain.py", "build", env=env)
-    _wait_for(pause_file.exists, "maturin to start", proc)
+    wait_for(pause_file.exists, "maturin to start", proc)
     proc.send_signal(signal.SIGTERM)
     finish(proc, timeout=60)
     maturin = int(pause_file.read_text())
@@ -352,15 +370,17 @@ def test_kill_9_of_a_parallel_run_with_two_abis(project, tmp_path):
     pause_file = tmp_path / "paused"
     env = {"STANDIN_PAUSE": "maturin:half-wheel", "STANDIN_PAUSE_FILE": str(pause_file), "PYTHONUNBUFFERED": "1"}
     proc = start_doit(project, "-n", "2", "build", env=env)
-    _wait_for(pause_file.exists, "a compile to be half written", proc)
-    time.sleep(0.5)  # let the other worker get going
-    # The whole tree dies at once, as on a crash: doit, its worker processes and the stand-in.
+    paused = Path(f"{pause_file}.all")  # a line per maturin stopped with its wheel half written
+    wait_for(lambda: paused.exists() and len(paused.read_text().split()) == 2, "both compiles to be half written",
+             proc)
+    # The whole tree dies at once, as on a crash: doit, its worker processes and the stand-ins.
     workers = _children(proc.pid, "doit")
-    assert workers, "doit -n 2 should run its tasks in worker processes"
-    _kill(proc.pid, int(pause_file.read_text()), *workers)
+    assert len(workers) == 2, "doit -n 2 should run its tasks in two worker processes"
+    _kill(proc.pid, *map(int, paused.read_text().split()), *workers)
     killed = finish(proc)
     check_nothing_partial_looks_done(project)
     assert {"emsdk:2025_0", "emsdk:2026_0", "source:hello-pyo3"} <= set(killed.executed)
+    assert not [t for t in killed.executed if t.startswith("compile:")]
     run = project.doit("-n", "2", "build")
     assert any(t.startswith("compile:") for t in run.executed)
     assert not set(killed.executed) & set(run.executed), "steps the killed run finished ran again"

@@ -8,6 +8,7 @@ broken on purpose in the ways Pyodide users meet (ABI-FACTS.md section 4).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -19,6 +20,7 @@ import threading
 import time
 import zipfile
 from pathlib import Path
+from typing import Iterator
 
 import pytest
 
@@ -128,10 +130,27 @@ def settings(**env: str) -> Settings:
 SCRIPT = 'import hello_pyo3\nassert hello_pyo3.sum_as_string(2, 3) == "5"\n'
 
 
-def job(wheel: Path, script: str = SCRIPT, version: str = NEWEST.pyodide_version, timeout: int = 60,
+# A job's timeout counts from its interpreter's boot and covers installing the wheel: tests that must
+# pass get one no loaded machine reaches; only a test that hangs on purpose waits for its own.
+PASSING_TIMEOUT = 600
+
+
+def job(wheel: Path, script: str = SCRIPT, version: str = NEWEST.pyodide_version, timeout: int = PASSING_TIMEOUT,
         preload: tuple[Path, ...] = ()) -> smoke.SmokeJob:
     return smoke.SmokeJob(wheel=wheel, script=script, filename="recipes/t.toml [test] script", timeout=timeout,
                           python=PYTHON[version], preload=preload)
+
+
+@contextlib.contextmanager
+def own_server(runtimes, idle: int, **env: str) -> Iterator[Settings]:
+    """Settings for a smoke server of the test's own: no other test uses its ``idle`` time (part of a
+    server's identity), so it is up from the test's first job to its last however slow the machine
+    is, and nothing else stops it or sends it jobs. Stopped at the end."""
+    config = settings(WASMWHEEL_SMOKE_IDLE=str(idle), **env)
+    try:
+        yield config
+    finally:
+        smokeserver.stop(smokeserver.Server.for_runtime(runtime_package(runtimes, NEWEST.pyodide_version), config))
 
 
 def smoke_test(runtimes, the_job: smoke.SmokeJob, tmp_path: Path, version: str = NEWEST.pyodide_version,
@@ -332,25 +351,38 @@ def test_every_runtime_passes_good_wheels_and_names_real_errors(version, wheels,
         assert "hint: Pyodide modules cannot use threads or shared memory: remove -pthread" in message
 
 
+def _server_pid(log: str) -> str:
+    return [line for line in log.splitlines() if "smoke server pid" in line][0].split()[4]
+
+
 def test_a_hung_test_is_killed_after_its_timeout_and_the_server_goes_on(wheels, runtimes, tmp_path):
-    start = time.monotonic()
+    # Killed by its own 3 s timeout (the message says which limit ended it), not by the client giving
+    # up on the server (GRACE later: "stopped answering"); the same server then runs the next test.
     hung = job(wheels["good-3.14"], "import hello_pyo3\nwhile True:\n    pass\n", timeout=3)
-    facts, message, log = smoke_test(runtimes, hung, tmp_path)
-    assert facts is None
-    assert "timed out: the smoke test did not finish within 3 s and was killed" in message
-    assert "larger [test] timeout in recipes/t.toml (now 3 s)" in message
-    assert time.monotonic() - start < 60
-    facts, message, _ = smoke_test(runtimes, job(wheels["good-3.14"]), tmp_path, name="after")
+    with own_server(runtimes, idle=3601) as config:
+        facts, message, log = smoke_test(runtimes, hung, tmp_path, config=config)
+        assert facts is None
+        assert message.splitlines()[0].endswith("timed out: the smoke test did not finish within 3 s and was killed")
+        assert "larger [test] timeout in recipes/t.toml (now 3 s)" in message
+        facts, message, after = smoke_test(runtimes, job(wheels["good-3.14"]), tmp_path, config=config, name="after")
     assert message == "" and facts["outcome"] == "passed"
+    assert _server_pid(after) == _server_pid(log)
+
+
+# Blocks the test's thread for good without using a core (the worker thread waits on a lock nobody
+# releases).
+BLOCK_FOREVER = ("from js import Atomics, Int32Array, SharedArrayBuffer\n"
+                 "Atomics.wait(Int32Array.new(SharedArrayBuffer.new(4)), 0, 0)\n")
 
 
 def test_one_node_process_per_job_kills_a_hung_test_after_its_own_timeout(wheels, runtimes, tmp_path):
-    # The test blocks its thread; the process's main thread still ends it after 3 s, not
-    # after the 120 s allowed for booting.
-    hung = job(wheels["good-3.14"], "import hello_pyo3\nprint('before the loop')\nwhile True:\n    pass\n", timeout=3)
+    # The test blocks its thread; the process's main thread still ends it after its own timeout, not
+    # after the 120 s allowed for booting, and what it printed first is in the log. The timeout also
+    # covers installing the wheel (about 1 s here): 20 s lets the print come first on a loaded machine.
+    hung = job(wheels["good-3.14"], "import hello_pyo3\nprint('before the wait')\n" + BLOCK_FOREVER, timeout=20)
     facts, message, log = smoke_test(runtimes, hung, tmp_path, config=settings(WASMWHEEL_SMOKE_SERVER="0"))
-    assert message.splitlines()[0].endswith("timed out: the smoke test did not finish within 3 s and was killed")
-    assert "before the loop" in log
+    assert message.splitlines()[0].endswith("timed out: the smoke test did not finish within 20 s and was killed")
+    assert "before the wait" in log
 
 
 def test_one_node_process_boots_in_full_when_the_snapshot_is_broken(wheels, runtimes, tmp_path):
@@ -422,19 +454,18 @@ CHECK_CLEAN = textwrap.dedent('''\
 
 def test_each_wheel_meets_a_fresh_interpreter(wheels, runtimes, tmp_path):
     # One interpreter slot: the second job runs on the same server after the first.
-    one_slot = settings(WASMWHEEL_SMOKE_WORKERS="1")
-    first, message, log_a = smoke_test(runtimes, job(wheels["good-3.14"], POLLUTE), tmp_path, config=one_slot,
-                                       name="a")
-    assert message == ""
-    second, message, log_b = smoke_test(runtimes, job(wheels["two-3.14"], CHECK_CLEAN), tmp_path, config=one_slot,
-                                        name="b")
-    assert message == "", message
-    pid = [line for line in log_a.splitlines() if "smoke server pid" in line][0].split()[4]
-    assert f"smoke server pid {pid} " in log_b  # the same server ran both
+    with own_server(runtimes, idle=3602, WASMWHEEL_SMOKE_WORKERS="1") as one_slot:
+        first, message, log_a = smoke_test(runtimes, job(wheels["good-3.14"], POLLUTE), tmp_path, config=one_slot,
+                                           name="a")
+        assert message == ""
+        second, message, log_b = smoke_test(runtimes, job(wheels["two-3.14"], CHECK_CLEAN), tmp_path,
+                                            config=one_slot, name="b")
+        assert message == "", message
+        assert _server_pid(log_b) == _server_pid(log_a)  # the same server ran both
 
-    # The control: the same check after the same pollution in one interpreter fails.
-    both = job(wheels["two-3.14"], POLLUTE + CHECK_CLEAN, preload=(wheels["good-3.14"],))
-    _, message, _ = smoke_test(runtimes, both, tmp_path, config=one_slot, name="control")
+        # The control: the same check after the same pollution in one interpreter fails.
+        both = job(wheels["two-3.14"], POLLUTE + CHECK_CLEAN, preload=(wheels["good-3.14"],))
+        _, message, _ = smoke_test(runtimes, both, tmp_path, config=one_slot, name="control")
     assert "visible" in message.splitlines()[0]
 
 
@@ -443,16 +474,43 @@ def test_each_wheel_meets_a_fresh_interpreter(wheels, runtimes, tmp_path):
 CLIENT = textwrap.dedent('''\
     import sys
     from pathlib import Path
-    from wasmwheel import smoke
+    from wasmwheel import smoke, smokeserver
     from wasmwheel.runner import StepLog
     from wasmwheel.settings import Settings
-    runtime, wheel, log = sys.argv[1:4]
-    job = smoke.SmokeJob(wheel=Path(wheel), script="import hello_pyo3", filename="t", timeout=60, python="3.14")
+    runtime, wheel, log, script = sys.argv[1:5]
+    connect = smokeserver.connect
+
+    def connect_and_say_so(server, step_log):  # the test waits for every client to be connected
+        sock = connect(server, step_log)
+        step_log.note("connected to the smoke server")
+        return sock
+
+    smokeserver.connect = connect_and_say_so
+    job = smoke.SmokeJob(wheel=Path(wheel), script=script, filename="t", timeout=600, python="3.14")
     with StepLog(Path(log)) as step_log:
         result = smoke.run_in_node(Path(runtime), job, step_log, Settings.from_env(Path.cwd()))
     print(result)
     sys.exit(0 if result.ok else 1)
     ''')
+
+
+def wait_until_exists(path: Path) -> str:
+    """A test script that runs until ``path`` exists on the host (the test's signal to finish)."""
+    return ("import time, hello_pyo3\nfrom pyodide.code import run_js\n"
+            "exists = run_js(\"(path) => process.getBuiltinModule('fs').existsSync(path)\")\n"
+            f"while not exists({str(path)!r}):\n    time.sleep(0.05)\n")
+
+
+def wait_for(condition, what: str, timeout: float = 300) -> None:
+    """Until ``condition()``; the bound only stops a test that would otherwise wait forever."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"gave up waiting for {what}"
+        time.sleep(0.05)
+
+
+def _text(path: Path) -> str:
+    return path.read_text() if path.exists() else ""
 
 
 def test_parallel_steps_start_one_server_and_it_exits_when_idle(wheels, runtimes, tmp_path):
@@ -461,20 +519,31 @@ def test_parallel_steps_start_one_server_and_it_exits_when_idle(wheels, runtimes
     runtime = runtime_package(runtimes, NEWEST.pyodide_version)
     server = smokeserver.Server.for_runtime(runtime, settings(WASMWHEEL_SMOKE_IDLE="3"))
     smokeserver.stop(server)
-    clients = [subprocess.Popen([sys.executable, "-c", CLIENT, str(runtime), str(wheels["good-3.14"]),
-                                 str(tmp_path / f"client{i}.log")], env=env, cwd=REPO,
-                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for i in range(3)]
+    # Three clients for two interpreters: every test runs until all three clients are connected (two
+    # tests running, one queued), so however slowly the clients start, the server is never idle
+    # before the last one has come.
+    go = tmp_path / "go"
+    logs = [tmp_path / f"client{i}.log" for i in range(3)]
+    clients = [subprocess.Popen([sys.executable, "-c", CLIENT, str(runtime), str(wheels["good-3.14"]), str(log),
+                                 wait_until_exists(go)], env=env, cwd=REPO,
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for log in logs]
+
+    def all_connected() -> bool:
+        if any(c.poll() is not None for c in clients):  # a client that ended before its test could
+            for c in clients:
+                c.kill()
+            raise AssertionError([c.communicate()[0] for c in clients])
+        return all("# connected to the smoke server" in _text(log) for log in logs)
+
+    wait_for(all_connected, "the three clients to connect")
+    go.touch()
     outputs = [c.communicate(timeout=300)[0] for c in clients]
     assert [c.returncode for c in clients] == [0, 0, 0], outputs
     server_log = server.log_path.read_text()
     assert server_log.count("listening on") == 1
-    pids = {line.split()[4] for i in range(3) for line in (tmp_path / f"client{i}.log").read_text().splitlines()
-            if "smoke server pid" in line}
+    pids = {_server_pid(log.read_text()) for log in logs}
     assert len(pids) == 1
-    deadline = time.monotonic() + 30
-    while server.socket.exists() and time.monotonic() < deadline:
-        time.sleep(0.2)
-    assert not server.socket.exists()
+    wait_for(lambda: not server.socket.exists(), "the server to stop after 3 s without work")
     assert "stopping: idle for" in server.log_path.read_text()
 
 
@@ -483,20 +552,19 @@ def test_a_lost_server_falls_back_to_one_process(wheels, runtimes, tmp_path):
     runtime = runtime_package(runtimes, NEWEST.pyodide_version)
     server = smokeserver.Server.for_runtime(runtime, config)
     log_path = tmp_path / "lost.log"
+    stopped = tmp_path / "server-stopped"  # the test runs until then: the server cannot finish it
 
     def stop_once_the_test_runs() -> None:  # the server goes away in the middle of the test
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            if log_path.exists() and "# running the test script" in log_path.read_text():
-                smokeserver.stop(server)
-                return
-            time.sleep(0.05)
+        try:
+            wait_for(lambda: "# running the test script" in _text(log_path), "the test to run")
+            smokeserver.stop(server)
+        finally:
+            stopped.touch()
 
     stopper = threading.Thread(target=stop_once_the_test_runs)
     stopper.start()
     with StepLog(log_path) as log:
-        result = smoke.run_in_node(runtime, job(wheels["good-3.14"], "import time, hello_pyo3\ntime.sleep(5)\n"),
-                                   log, config)
+        result = smoke.run_in_node(runtime, job(wheels["good-3.14"], wait_until_exists(stopped)), log, config)
     stopper.join()
     assert result.ok
     text = log_path.read_text()
@@ -739,7 +807,7 @@ def test_doit_smoke_shows_a_line_per_wheel_and_keeps_the_output_in_its_log(proje
     assert "Loaded hello_pyo3" in log and "a fresh interpreter booted" in log
     assert "hello_pyo3-0.1.0-cp314-cp314-pyemscripten_2026_0_wasm32.whl in Pyodide 314.0.7 (Node): ok (" in log
     assert project.doit("smoke:hello-pyo3@2026_0").executed == []
-    project.edit_toml("recipes/hello-pyo3.toml", lambda doc: doc["test"].__setitem__("timeout", 30))
+    project.edit_toml("recipes/hello-pyo3.toml", lambda doc: doc["test"].__setitem__("timeout", 900))
     assert project.doit("smoke:hello-pyo3@2026_0").executed == ["smoke:hello-pyo3@2026_0"]
 
 

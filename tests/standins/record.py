@@ -18,12 +18,19 @@ def record(tool: str, **extra) -> None:
 
 def pause(tool: str, point: str) -> None:
     """With STANDIN_PAUSE=<tool>:<point>, write this process's id to $STANDIN_PAUSE_FILE and wait
-    there to be killed (the test kills the doit process and this one, as a crash would)."""
+    there to be killed (the test kills the doit process and this one, as a crash would), or until
+    the test creates $STANDIN_PAUSE_FILE.release (then go on). Every process that stops there (the
+    compiles of a `doit -n` run, say) also adds a line with its id to $STANDIN_PAUSE_FILE.all."""
     if os.environ.get("STANDIN_PAUSE") != f"{tool}:{point}":
         return
     marker = os.environ["STANDIN_PAUSE_FILE"]
+    with open(marker + ".all", "a") as f:  # one short write with O_APPEND: lines never interleave
+        f.write(f"{os.getpid()}\n")
     with open(marker + ".tmp", "w") as f:
         f.write(str(os.getpid()))
     os.replace(marker + ".tmp", marker)
-    time.sleep(300)
-    sys.exit(f"{tool} stand-in: nobody came to kill it at {point}")
+    deadline = time.monotonic() + 300  # only ends a stand-in whose test has gone
+    while not os.path.exists(marker + ".release"):
+        if time.monotonic() > deadline:
+            sys.exit(f"{tool} stand-in: nobody came to kill or release it at {point}")
+        time.sleep(0.05)
