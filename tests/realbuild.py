@@ -72,16 +72,20 @@ class RealProject:
         name = name or source
         dest = self.root / "crates" / name
         shutil.copytree(CRATES / source, dest, ignore=shutil.ignore_patterns("target"))
-        if name != source:
+        if name != source:  # the package and its module renamed, everything else as it was
             module, old_module = name.replace("-", "_"), source.replace("-", "_")
-            for rel in ("Cargo.toml", "pyproject.toml", "src/lib.rs", "Cargo.lock"):
-                path = dest / rel
-                text = path.read_text()
-                text = text.replace(f'name = "{source}"', f'name = "{name}"')
-                text = text.replace(f'module-name = "{old_module}"', f'module-name = "{module}"')
-                text = text.replace(f'name = "{old_module}"', f'name = "{module}"')
-                text = text.replace(f"fn {old_module}(", f"fn {module}(")
-                path.write_text(text)
+            cargo = tomlkit.parse((dest / "Cargo.toml").read_text())
+            cargo["package"]["name"] = name
+            cargo["lib"]["name"] = module
+            (dest / "Cargo.toml").write_text(tomlkit.dumps(cargo))
+            pyproject = tomlkit.parse((dest / "pyproject.toml").read_text())
+            pyproject["project"]["name"] = name
+            pyproject["tool"]["maturin"]["module-name"] = module
+            (dest / "pyproject.toml").write_text(tomlkit.dumps(pyproject))
+            lock = dest / "Cargo.lock"
+            lock.write_text(lock.read_text().replace(f'name = "{source}"\nversion', f'name = "{name}"\nversion'))
+            lib = dest / "src" / "lib.rs"
+            lib.write_text(lib.read_text().replace(f"fn {old_module}(", f"fn {module}("))
         return dest
 
     def doit(self, *args: str, check: bool | None = True, env: dict[str, str] | None = None,
