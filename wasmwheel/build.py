@@ -110,7 +110,7 @@ def toolchain_config(abi: Abi, toolchain: str) -> dict[str, Any]:
             "wasm_opt_flags": list(abi.lean.wasm_opt_flags) if abi.lean else None, "linker": linker_digest()}
 
 
-def generator(abi: Abi, toolchain: str, rust: Mapping[str, Any], linking: Mapping[str, Any]) -> str:
+def generator(abi: Abi, toolchain: str, linking: Mapping[str, Any]) -> str:
     """The wheel's ``Generator`` line: maturin, and how wasmwheel linked it."""
     how = (f"emsdk {abi.emscripten}" if toolchain == "emsdk"
            else f"lean: rust-lld, binaryen {linking.get('binaryen', '?')}")
@@ -158,10 +158,10 @@ def compile_env(
     build_wheels: list[Path] = (),
     link_log: Path | None = None,
 ) -> dict[str, str]:
-    """The complete environment of the maturin process. ``linking``: the facts of the emsdk step
-    (emsdk toolchain) or of the binaryen step (lean toolchain), as their stamps hold them."""
+    """The complete environment of the maturin process. ``linking``: the facts of the step that provides the
+    linker of ``layout.settings.toolchain`` (emsdk, or binaryen for lean), as its stamp holds them."""
     env = {k: v for k, v in (os.environ if base is None else base).items() if k not in SCRUBBED_ENV}
-    lean = "wasm_opt" in linking
+    lean = layout.settings.toolchain == "lean"
     prepend = [*linking.get("path", []), *rust.get("path", [])]
     if prepend:
         env["PATH"] = os.pathsep.join([*prepend, env.get("PATH", "")])
@@ -209,7 +209,7 @@ def compile_wheel(
     log: StepLog,
     build_wheels: list[Path] = (),
 ) -> dict[str, Any]:
-    toolchain = "lean" if "wasm_opt" in linking else "emsdk"
+    toolchain = layout.settings.toolchain
     link_log = layout.log("link", abi.name, recipe.name)
     link_log.unlink(missing_ok=True)
     if toolchain == "lean":
@@ -238,7 +238,7 @@ def compile_wheel(
             raise CompileError(f"maturin wrote {len(built)} wheels to {out}, expected exactly one: "
                                + (", ".join(p.name for p in built) or "none"))
         wheel = wheels_dir / built[0].name
-        set_generator(built[0], wheel, generator(abi, toolchain, rust, linking))
+        set_generator(built[0], wheel, generator(abi, toolchain, linking))
         for old in wheels_dir.glob("*.whl"):
             if old != wheel:
                 old.unlink()
