@@ -163,5 +163,5 @@ def test_the_collection_workflow_builds_merges_and_indexes_over_shards(project, 
     assert "emsdk:2025_0" in run.executed and not run.failed
     assert len(project.records("emsdk")) == emsdk_before
     assert not [r for r in project.records("rustup")[rustup_before:] if r["argv"][:2] == ["toolchain", "install"]]
-    log = (tmp_path / "rerun" / "logs" / "2025_0" / "sysroot.log").read_text()
+    log = (tmp_path / "rerun" / "logs" / "2025_0" / "std.log").read_text()
     assert "already unpacked" in log
