@@ -41,9 +41,10 @@ from .errors import CommandFailed, ConfigError, WasmwheelError
 from .fsutil import (
     UPTODATE_SIGNATURE,
     OutputsIntact,
-    atomic_write_text,
     clean_stale_temps,
     file_lock,
+    file_snapshot,
+    keep_if_same,
     read_stamp,
     sha256_file,
     stamp_inputs,
@@ -390,15 +391,20 @@ def step_smoke(recipe: Recipe, abi: Abi, layout: Layout, test_deps: list[str], l
     wheel = Path(retagged["wheel"])
     runtime = Path(read_stamp(layout.stamp("pyodide", abi.name))["runtime"])
     marker = layout.tested_marker(abi.name, wheel.name)
+    before = None
     if environment == "node":  # until this test passes, the wheel is not one the index may take
+        before = file_snapshot(marker)
         marker.unlink(missing_ok=True)
     facts = smoke.smoke_wheel(recipe, abi, wheel, runtime, layout, log, environment=environment,
                               dependencies=_dep_wheels(test_deps, abi, layout))
     if environment != "node":
         return {"wheel": str(wheel), **facts}, []
     marker.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(marker, json.dumps({"wheel": wheel.name, "sha256": retagged["sha256"], "crate": recipe.name,
-                                          "version": recipe.version}, sort_keys=True) + "\n")
+    mark = json.dumps({"wheel": wheel.name, "sha256": retagged["sha256"], "crate": recipe.name,
+                       "version": recipe.version}, sort_keys=True) + "\n"
+    # The same wheel passed again (a changed test, say): the mark comes back exactly as it was, its
+    # time included, so the index (which sees marks by their stat) does not rerun for nothing.
+    keep_if_same(marker, mark.encode(), before)
     return {"wheel": str(wheel), **facts}, [str(marker)]
 
 
