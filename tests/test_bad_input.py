@@ -89,7 +89,8 @@ def test_each_bad_file_gives_one_line_naming_file_key_and_problem(tmp_path, caps
     assert lines[0].startswith(f"error: {dest}: {expectation(case)}"), lines[0]
     good_recipes = 0 if case.stem == "hello-pyo3" else 1
     good_abis = len(GOOD_ABIS) - (kind == "abi" and case.stem in GOOD_ABIS)
-    assert f"{good_abis} ABIs, {good_recipes} recipes, 1 problems" in out
+    recipes = "1 recipe" if good_recipes == 1 else "0 recipes"
+    assert f"{good_abis} ABIs, {recipes}, 1 problem\n" in out
 
 
 @pytest.fixture(scope="module")
@@ -120,7 +121,7 @@ def test_check_over_the_whole_corpus_prints_one_line_per_file_and_no_traceback(b
     for kind, case in CASES:
         prefix = f"error: {bad_repo / kind / case.name}: {expectation(case)}"
         assert sum(line.startswith(prefix) for line in lines) == 1, prefix
-    assert f"{len(GOOD_ABIS)} ABIs, 1 recipes, {len(CASES)} problems" in proc.stdout
+    assert f"{len(GOOD_ABIS)} ABIs, 1 recipe, {len(CASES)} problems\n" in proc.stdout
 
 
 def _doit(root: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:

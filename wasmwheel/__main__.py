@@ -10,7 +10,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from .errors import WasmwheelError
+from .errors import WasmwheelError, plural
 
 
 def _project_root(arg: str | None) -> Path:
@@ -42,7 +42,8 @@ def cmd_check(args: argparse.Namespace) -> int:
     problems = [*project.abi_errors.values(), *project.recipes.errors.values()]
     for error in problems:
         print(f"error: {error}", file=sys.stderr)
-    print(f"{len(project.abis)} ABIs, {len(project.recipes.recipes)} recipes, {len(problems)} problems")
+    print(f"{plural(len(project.abis), 'ABI')}, {plural(len(project.recipes.recipes), 'recipe')}, "
+          f"{plural(len(problems), 'problem')}")
     return 1 if problems else 0
 
 
@@ -154,7 +155,8 @@ def cmd_merge(args: argparse.Namespace) -> int:
     build_dir = Path(args.build_dir) if args.build_dir else Settings.from_env(_project_root(args.root)).build_dir
     result = merge_shards([Path(d) for d in args.shards], build_dir, Path(args.report) if args.report else None)
     summary = ", ".join(f"{n} {s}" for s, n in sorted(result["report"]["summary"].items()))
-    print(f"merged {len(args.shards)} shards into {build_dir}: {result['wheels']} wheels copied; {summary}; "
+    print(f"merged {plural(len(args.shards), 'shard')} into {build_dir}: {plural(result['wheels'], 'wheel')} copied; "
+          f"{summary}; "
           f"report: {result['report_path']}")
     for problem in result["report"]["missing_reports"]:
         print(f"warning: no report from {problem}", file=sys.stderr)

@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .errors import plural
 from .fsutil import atomic_write_text, file_lock, read_json, write_json
 from .hints import hint_for
 
@@ -250,7 +251,7 @@ def render_markdown(report: dict[str, Any]) -> str:
     run = report.get("run") or {}
     if run:
         out.append(f"Last run{' (interrupted)' if run.get('interrupted') else ''}: "
-                   f"{run.get('executed', 0)} steps ran ({run.get('failed', 0)} failed), "
+                   f"{plural(run.get('executed', 0), 'step')} ran ({run.get('failed', 0)} failed), "
                    f"{run.get('skipped', 0)} skipped after a failure, {run.get('uptodate', 0)} up to date, "
                    f"{run.get('seconds', 0):.1f}s.")
     out += ["", "| crate | " + " | ".join(abis) + " |", "|---|" + "---|" * len(abis)]

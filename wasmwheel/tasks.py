@@ -37,7 +37,7 @@ from doit.tools import config_changed
 # smoke, index, wheel, hints) are imported by the step functions when a step runs.
 from . import audit, build, source
 from .abi import Abi, abi_files, load_abi
-from .errors import CommandFailed, ConfigError, WasmwheelError
+from .errors import CommandFailed, ConfigError, WasmwheelError, plural
 from .fsutil import (
     UPTODATE_SIGNATURE,
     OutputsIntact,
@@ -420,7 +420,7 @@ def step_index(abi: Abi, layout: Layout, recipes: dict[str, Recipe], log: StepLo
     digest = index.listing_digest(dist, _index_inputs(recipes, layout))
     facts = index.build_index(abi, dist, layout.index_dir(abi.name), Path(rt["runtime"]) / "pyodide-lock.json",
                               recipes, layout.settings.index_url)
-    log.note(f"indexed {len(facts['wheels'])} wheels of ABI {abi.name} in {facts['index']}")
+    log.note(f"indexed {plural(len(facts['wheels']), 'wheel')} of ABI {abi.name} in {facts['index']}")
     for name, why in facts["left_out"].items():
         log.note(f"left out {name}: {why}", console=True)
     return {**facts, "digest": digest}, [str(layout.index_dir(abi.name) / "pyodide-lock.json")]
