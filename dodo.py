@@ -3,16 +3,22 @@
 import sys
 from pathlib import Path
 
+from doit import loader
+
 from wasmwheel.errors import WasmwheelError
-from wasmwheel.tasks import Project, install_signal_handlers, misplaced_options
+from wasmwheel.tasks import Project, install_signal_handlers, misplaced_options, started_elsewhere, unknown_task_hint
 
 install_signal_handlers()
+if started_elsewhere(getattr(loader, "initial_workdir", None), Path(__file__).parent):  # `doit -k` in a subfolder
+    sys.exit(f"error: {started_elsewhere(loader.initial_workdir, Path(__file__).parent)}")
 if misplaced_options(sys.argv[1:]):  # `doit build -n 2`: doit itself would say "option -n not recognized"
     sys.exit(f"error: {misplaced_options(sys.argv[1:])}")
 try:
     project = Project.load(Path(__file__).parent)
 except WasmwheelError as exc:  # a bad setting: nothing can be built, say why in one line
     sys.exit(f"error: {exc}")
+if unknown_task_hint(sys.argv[1:], project.task_names):  # doit: a bare "Invalid parameter" (`doit info`: a traceback)
+    sys.exit(f"error: {unknown_task_hint(sys.argv[1:], project.task_names)}")
 DOIT_CONFIG = project.doit_config()
 
 

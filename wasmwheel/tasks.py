@@ -172,6 +172,21 @@ class Project:
     def serve_task(self) -> dict:
         return serve_task(self.layout)
 
+    def task_names(self) -> set[str]:
+        """Every task name the generators above yield (``build``, ``build:<crate>``, ...), without
+        building a task: for the hint that names the closest ones to a misspelt name."""
+        names = {*BASENAMES, *(f"abi:{name}" for name in self.abi_errors)}
+        for abi in self.abis.values():
+            names.update(f"{kind}:{abi.name}" for kind in ("emsdk", "rust", "pyodide", "index"))
+            if abi.sysroot:
+                names.update((f"sysroot:{abi.name}", f"pin-sysroot:{abi.name}"))
+        for recipe in self.recipes.recipes.values():
+            names.update((f"source:{recipe.name}", f"build:{recipe.name}"))
+            names.update(f"{kind}:{recipe.name}@{abi}" for abi in recipe.abis(self.abi_names) if abi in self.abis
+                         for kind in CRATE_STEPS)
+        names.update(f"build:{stem}" for stem in self.recipes.errors)
+        return names
+
     def build_tasks(self) -> Iterator[dict]:
         yield group("build", "Build and smoke-test every crate for every ABI it enables")
         for recipe in self.recipes.recipes.values():
@@ -198,6 +213,11 @@ def fewer_gc_passes() -> None:
 
 def group(basename: str, doc: str) -> dict:
     return {"basename": basename, "name": None, "doc": doc}
+
+
+# The task groups dodo.py yields (each generator's group()), and the serve task.
+BASENAMES = ("abi", "emsdk", "rust", "sysroot", "pin-sysroot", "pyodide", "source", "compile", "retag", "audit",
+             "smoke", "smoke-browser", "build", "index", "serve")
 
 
 # -- running a step -----------------------------------------------------------------------
@@ -806,6 +826,109 @@ def misplaced_options(argv: list[str]) -> str | None:
     fixed = " ".join(["doit", *prefix, *options, *rest])
     return (f"doit reads its options before the task names, and {', '.join(repr(m) for m in moved)} came after "
             f"one; run `{fixed}`")
+
+
+# doit's commands whose arguments (after their options) are task names, targets or patterns.
+_TASK_COMMANDS = ("run", "list", "info", "clean", "forget", "ignore", "strace")
+
+
+@lru_cache(maxsize=None)
+def _doit_options(command: str) -> tuple[frozenset[str], frozenset[str]]:
+    """doit's own command names, and the options of ``command`` that take a value (``-n``,
+    ``--process``), read from doit's option tables."""
+    from doit.cmd_base import DodoTaskLoader, DoitCmdBase
+    from doit.doit_cmd import DoitMain
+
+    commands = {cmd.name or cmd.__name__.lower(): cmd for cmd in DoitMain.DOIT_CMDS}
+    options = [*DoitCmdBase.base_options, *DodoTaskLoader.cmd_options,
+               *getattr(commands.get(command), "cmd_options", ())]
+    valued = {f"-{o['short']}" for o in options if o.get("short") and o.get("type") is not bool}
+    valued |= {f"--{o['long']}" for o in options if o.get("long") and o.get("type") is not bool}
+    return frozenset(commands), frozenset(valued)
+
+
+def task_arguments(argv: list[str]) -> list[str]:
+    """The task names (or targets, or patterns) a doit command line gives: its arguments without
+    the command, options and their values, task parameters (``serve --port 8001``) and
+    ``key=value`` arguments. Empty for a command that takes no task names (``help``, ``dumpdb``)."""
+    args = list(argv)
+    commands, _ = _doit_options("run")
+    command = args.pop(0) if args and args[0] in commands else "run"
+    if command not in _TASK_COMMANDS:
+        return []
+    _, valued = _doit_options(command)
+    task_valued = {f"--{p['long']}" for p in SERVE_TASK_PARAMS if p.get("type", str) is not bool}
+    names: list[str] = []
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        i += 1
+        if arg.startswith("-") and len(arg) > 1:
+            name = arg.split("=", 1)[0] if arg.startswith("--") else arg[:2]
+            attached = "=" in arg if arg.startswith("--") else len(arg) > 2
+            if not attached and (name in valued or (names and name in task_valued)):
+                i += 1  # its value
+        elif "=" not in arg:
+            names.append(arg)
+    return names
+
+
+def unknown_task_hint(argv: list[str], known: Callable[[], set[str]]) -> str | None:
+    """For a task name on the command line that no task has: the closest real names
+    ("did you mean build:hello-pyo3?"), or where to find them. None when every name is a task
+    (``known`` is called only then, and patterns and target paths are left to doit)."""
+    wanted = [n for n in task_arguments(argv) if n not in BASENAMES and "*" not in n and "/" not in n]
+    if not wanted:
+        return None
+    names = known()
+    lines = []
+    for name in dict.fromkeys(n for n in wanted if n not in names):
+        close = _closest(name, names)
+        lines.append(f"no task is named {name!r}: " + (f"did you mean {_either(close)}?" if close else
+                                                          "`doit list` shows every task"))
+    return "; ".join(lines) or None
+
+
+def _closest(name: str, names: set[str]) -> list[str]:
+    """The real task names closest to a misspelt one: of the same group first (``build:helo-pyo3``),
+    then with the group corrected (``buidl:hello-pyo3``), then any; only those about as close as
+    the closest one."""
+    base, colon, rest = name.partition(":")
+    same_group = [n for n in names if n.startswith(f"{base}:")]
+    if colon and same_group:
+        return _best(name, same_group)
+    regrouped = [f"{b}{colon}{rest}" for b in _best(base, BASENAMES) if f"{b}{colon}{rest}" in names]
+    return regrouped or _best(name, names)
+
+
+def _best(word: str, candidates, cutoff: float = 0.6, spread: float = 0.05, most: int = 3) -> list[str]:
+    import difflib
+
+    scored = []
+    for candidate in candidates:
+        matcher = difflib.SequenceMatcher(None, word, candidate)
+        if matcher.real_quick_ratio() >= cutoff and matcher.quick_ratio() >= cutoff and matcher.ratio() >= cutoff:
+            scored.append((-matcher.ratio(), candidate))
+    scored.sort()
+    return [c for score, c in scored[:most] if -score >= -scored[0][0] - spread]
+
+
+def _either(names: list[str]) -> str:
+    return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " or " + names[-1]
+
+
+def started_elsewhere(started_in: str | Path | None, root: Path) -> str | None:
+    """The fix when doit was started outside the repository root (``doit -k`` from a subfolder,
+    ``doit -f ../dodo.py``): it reads its settings (pyproject.toml: the backend that keeps each
+    finished step, subtasks in ``doit list``) from the folder it starts in. None if all is well."""
+    if started_in is None:
+        return None
+    here, root = Path(started_in).resolve(), Path(root).resolve()
+    if here == root:
+        return None
+    where = "a subfolder of" if root in here.parents else "outside"
+    return (f"doit started in {here}, {where} the repository, whose root is {root}; doit reads its settings "
+            f"(pyproject.toml) from the folder it starts in: run it from the root (cd {root})")
 
 
 def keep_going(argv: list[str]) -> bool:
