@@ -163,7 +163,7 @@ def test_doit_running_bad_tasks_fails_with_their_one_line_and_no_traceback(bad_r
 
 @pytest.mark.parametrize("name,value,message", [
     ("WASMWHEEL_SYSTEM", "maybe", "error: environment: WASMWHEEL_SYSTEM: expected 1/0, true/false, yes/no; got 'maybe'"),
-    ("WASMWHEEL_SYSROOT_MIRROR", "mirror.example", "error: environment: WASMWHEEL_SYSROOT_MIRROR: expected a URL, got 'mirror.example'"),
+    ("WASMWHEEL_PYPI_URL", "pypi.example", "error: environment: WASMWHEEL_PYPI_URL: expected a URL, got 'pypi.example'"),
     ("WASMWHEEL_UNPACK_MAX_SIZE", "lots", "error: environment: WASMWHEEL_UNPACK_MAX_SIZE: expected a size in bytes, or "
                                           "with K, M, G or T (e.g. 8G); got 'lots'"),
 ])
@@ -173,6 +173,18 @@ def test_a_bad_setting_stops_doit_with_one_line(tmp_path, name, value, message):
     assert proc.returncode != 0
     assert proc.stderr.strip().splitlines() == [message + (" (e.g. http://localhost:8000/mirror)" if "URL" in message else "")]
     assert proc.stdout == ""
+
+
+@pytest.mark.parametrize("name", ["WASMWHEEL_EMSDK_URL", "WASMWHEEL_SYSROOT_MIRROR", "WASMWHEEL_SDIST_MIRROR"])
+def test_a_setting_that_takes_a_local_folder_names_the_missing_one(tmp_path, name):
+    root = make_repo(tmp_path)
+    proc = _doit(root, "list", env={name: "mirror.example"})
+    assert proc.returncode != 0 and proc.stdout == ""
+    assert proc.stderr.strip().splitlines() == [
+        f"error: environment: {name}: expected a URL or a local folder, got 'mirror.example', and "
+        f"{root / 'mirror.example'} is no folder (e.g. http://localhost:8000/mirror or /srv/mirror)"]
+    (root / "mirror.example").mkdir()  # relative to the folder doit runs in, as the other path settings
+    assert _doit(root, "list", env={name: "mirror.example"}).returncode == 0
 
 
 def test_editor_lock_and_backup_files_are_not_recipes(tmp_path):

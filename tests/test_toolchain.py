@@ -64,6 +64,19 @@ def test_a_sysroot_with_the_wrong_sha256_is_deleted_and_both_hashes_named(projec
     assert leftovers == []
 
 
+def test_local_folders_serve_as_the_emsdk_repository_and_the_sysroot_mirror(project, emsdk_mirror, sysroot_archive):
+    """Plain paths work where file:// does: the emsdk clone and a mirror that is a folder."""
+    from wasmwheel.download import local_path
+
+    _only(project, "2025_0")
+    emsdk_repo = local_path(emsdk_mirror)
+    env = {"WASMWHEEL_EMSDK_URL": str(emsdk_repo), "WASMWHEEL_SYSROOT_MIRROR": str(sysroot_archive[0].parent)}
+    run = project.doit("emsdk:2025_0", "sysroot:2025_0", env=env)
+    assert run.failed == [] and {"emsdk:2025_0", "sysroot:2025_0"} <= set(run.executed)
+    assert f"cloning emsdk from {emsdk_repo}" in project.layout.log("emsdk", "2025_0").read_text()
+    assert f"# copy {sysroot_archive[0]}" in project.layout.log("sysroot", "2025_0").read_text()
+
+
 def test_no_network_names_the_url_and_the_mirror_setting(project):
     _only(project, "2025_0")
     run = project.doit("build", check=False, env={"WASMWHEEL_SYSROOT_MIRROR": "http://127.0.0.1:9/mirror"})
