@@ -6,7 +6,8 @@ from pathlib import Path
 from doit import loader
 
 from wasmwheel.errors import WasmwheelError
-from wasmwheel.tasks import Project, install_signal_handlers, misplaced_options, started_elsewhere, unknown_task_hint
+from wasmwheel.tasks import (Project, install_signal_handlers, misplaced_options, started_elsewhere, names_of_tasks,
+                             unknown_task_hint)
 
 install_signal_handlers()
 if started_elsewhere(getattr(loader, "initial_workdir", None), Path(__file__).parent):  # `doit -k` in a subfolder
@@ -17,8 +18,6 @@ try:
     project = Project.load(Path(__file__).parent)
 except WasmwheelError as exc:  # a bad setting: nothing can be built, say why in one line
     sys.exit(f"error: {exc}")
-if unknown_task_hint(sys.argv[1:], project.task_names):  # doit: a bare "Invalid parameter" (`doit info`: a traceback)
-    sys.exit(f"error: {unknown_task_hint(sys.argv[1:], project.task_names)}")
 DOIT_CONFIG = project.doit_config()
 
 
@@ -80,3 +79,9 @@ def task_index():
 
 def task_serve():
     return project.serve_task()
+
+
+# Last, with every task_* function defined: a misspelt task name gets the closest real ones (doit alone
+# says a bare "Invalid parameter", and `doit info` fails with a traceback).
+if unknown_task_hint(sys.argv[1:], project.task_names, lambda: names_of_tasks(globals())):
+    sys.exit(f"error: {unknown_task_hint(sys.argv[1:], project.task_names, lambda: names_of_tasks(globals()))}")

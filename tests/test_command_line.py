@@ -13,7 +13,8 @@ import pytest
 
 from wasmwheel.__main__ import find_root, is_repository
 from wasmwheel.errors import WasmwheelError, plural
-from wasmwheel.tasks import BASENAMES, Project, started_elsewhere, task_arguments, unknown_task_hint
+from wasmwheel.tasks import (BASENAMES, Project, names_of_tasks, started_elsewhere, task_arguments,
+                             unknown_task_hint)
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -147,6 +148,22 @@ def test_a_misspelt_task_gets_the_closest_real_names(repo, tmp_path):
                  [str(repo / "build" / "stamps" / "x")], ["serve", "--port", "8001"], ["help", "buidl"]):
         assert hint(*argv) is None, argv
     assert len(calls) == 2  # only for the two lines that name a single task
+
+
+def test_a_task_missing_from_the_quick_list_is_never_refused():
+    """Project.task_names is the quick answer; a name it lacks is looked up among the tasks the dodo
+    file really makes before anything is said (so a new task group is not refused by a stale list)."""
+    namespace = {
+        "task_std": lambda: iter([{"basename": "std", "name": None}, {"basename": "std", "name": "2026_0"}]),
+        "task_serve": lambda: {"actions": []},
+        "task_made": lambda: iter([{"basename": "other", "name": "x"}]),
+        "not_a_task": lambda: 1 / 0,
+    }
+    assert names_of_tasks(namespace) == {"std", "std:2026_0", "serve", "other:x"}
+    quick = lambda: {"build", "build:hello-pyo3"}  # noqa: E731
+    assert unknown_task_hint(["std:2026_0"], quick, lambda: names_of_tasks(namespace)) is None
+    assert unknown_task_hint(["std:2026"], quick, lambda: names_of_tasks(namespace)) == (
+        "no task is named 'std:2026': did you mean std:2026_0?")
 
 
 def test_doit_with_a_misspelt_task_names_the_closest_and_runs_nothing(checkout, tmp_path):

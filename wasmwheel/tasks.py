@@ -873,20 +873,41 @@ def task_arguments(argv: list[str]) -> list[str]:
     return names
 
 
-def unknown_task_hint(argv: list[str], known: Callable[[], set[str]]) -> str | None:
+def unknown_task_hint(argv: list[str], known: Callable[[], set[str]],
+                      every: Callable[[], set[str]] | None = None) -> str | None:
     """For a task name on the command line that no task has: the closest real names
-    ("did you mean build:hello-pyo3?"), or where to find them. None when every name is a task
-    (``known`` is called only then, and patterns and target paths are left to doit)."""
+    ("did you mean build:hello-pyo3?"), or where to find them. None when every name is a task.
+
+    ``known`` gives the task names cheaply (Project.task_names), called only when a name is not a
+    group; ``every`` gives them exactly (by making every task), called only when a name is not in
+    ``known``: a name missing from the cheap list is never refused. Patterns and target paths are
+    left to doit."""
     wanted = [n for n in task_arguments(argv) if n not in BASENAMES and "*" not in n and "/" not in n]
     if not wanted:
         return None
     names = known()
+    if every is not None and any(n not in names for n in wanted):
+        names = every()
     lines = []
     for name in dict.fromkeys(n for n in wanted if n not in names):
         close = _closest(name, names)
         lines.append(f"no task is named {name!r}: " + (f"did you mean {_either(close)}?" if close else
                                                           "`doit list` shows every task"))
     return "; ".join(lines) or None
+
+
+def names_of_tasks(namespace: dict[str, Any]) -> set[str]:
+    """The names of the tasks the ``task_*`` functions of a dodo file make, named as doit names them
+    (``basename:name``; a group, or a task made by a function returning a dict, by its basename)."""
+    names: set[str] = set()
+    for key, func in namespace.items():
+        if not key.startswith("task_") or not callable(func):
+            continue
+        made = func()
+        for task in [made] if isinstance(made, dict) else made or ():
+            base = task.get("basename", key[len("task_"):])
+            names.add(f"{base}:{task['name']}" if task.get("name") else base)
+    return names
 
 
 def _closest(name: str, names: set[str]) -> list[str]:
