@@ -43,9 +43,15 @@ KNOWN_ERRORS: tuple[KnownError, ...] = (
     _k("pthread", r"-pthread|--shared-memory|shared memory|mismatch in shared state of memory|"
                   r"atomics.*(require|not allowed)",
        "Pyodide modules cannot use threads or shared memory: remove -pthread (and +atomics) from the flags"),
-    _k("missing-target", r"can't find crate for `(std|core)`|target may not be installed|"
-                         r"component 'rust-std' for target 'wasm32-unknown-emscripten' is unavailable",
-       "the toolchain lacks the wasm32-unknown-emscripten target: rerun `doit rust:<abi>` (system mode: "
+    # Before missing-target: installing again cannot help here.
+    _k("std-unpublished", r"component 'rust-std' for target 'wasm32-unknown-emscripten' is unavailable",
+       "no prebuilt std for wasm32-unknown-emscripten is published for this toolchain, so installing it again "
+       "cannot help: the std has to come from a sysroot archive (a [rust.sysroot] table in the ABI file; "
+       "`doit pin-sysroot:<abi>` records its sha256) or be built from the toolchain's rust-src, or the ABI has "
+       "to name a toolchain for which rustup publishes it"),
+    _k("missing-target", r"can't find crate for `(std|core)`|target may not be installed",
+       "the toolchain lacks the wasm32-unknown-emscripten target: `doit -a rust:<abi>` installs it again (-a: "
+       "the step is up to date as far as doit knows) (system mode: "
        "`rustup target add wasm32-unknown-emscripten --toolchain <toolchain>`)"),
     _k("wasm-bigint", r"WASM_BIGINT|legalstub\$|legalimport\$",
        "i64 values cross the JS boundary without BigInt: link with -sWASM_BIGINT (maturin adds it unless the "
