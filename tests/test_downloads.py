@@ -263,6 +263,26 @@ def test_every_setting_is_documented_in_the_settings_module_and_the_readme():
     assert used <= set(VARIABLES), used - set(VARIABLES)
 
 
+def test_no_file_points_at_notes_outside_the_repository():
+    """Facts are stated with their public source, not by a pointer to notes that are not in the repository
+    (shared/ABI-FACTS.md, shared/LANDSCAPE.md of the workspace this was written in)."""
+    import subprocess
+
+    files = subprocess.run(["git", "ls-files", "-z"], cwd=REPO, capture_output=True, text=True,
+                           check=True).stdout.split("\0")
+    pointers = re.compile(r"\bshared/[\w.-]+|ABI-FACTS|LANDSCAPE\.md")
+    found = []
+    for name in filter(None, files):
+        if name == Path(__file__).relative_to(REPO).as_posix():
+            continue  # this test names them
+        try:
+            text = (REPO / name).read_text(encoding="utf-8")
+        except (UnicodeDecodeError, OSError):
+            continue  # binary (wheels, gzip) or gone from the work tree
+        found += [f"{name}: {m.group()}" for m in pointers.finditer(text)]
+    assert found == []
+
+
 def test_the_sdist_mirror_is_used_for_url_sources(project, server):
     import io
     import tarfile

@@ -1,7 +1,9 @@
 """`doit serve` / `python -m wasmwheel serve`: serve build/index over HTTP with CORS headers.
 
-Browsers refuse cross-origin wheel and lock-file fetches without CORS headers (see
-shared/LANDSCAPE.md, "Hosting"); this small stdlib server sends them on every
+Pyodide fetches the lock file and the wheels with ``fetch()``, and a browser hands a page the
+answer of another origin only when it carries ``Access-Control-Allow-Origin`` (CORS, see
+https://developer.mozilla.org/en-US/docs/Web/HTTP/Guides/CORS): an index served from another
+origin than the page needs it. This small stdlib server sends the CORS headers on every
 response, answers preflight requests, and negotiates PEP 691 JSON for ``simple/`` pages.
 """
 
