@@ -48,4 +48,5 @@ if __name__ == "__main__":
     install(sys.argv[1])
     from doit.doit_cmd import DoitMain
 
-    sys.exit(DoitMain().run(sys.argv[2:]))
+    del sys.argv[1]  # dodo.py reads doit's arguments from sys.argv, as under the real `doit`
+    sys.exit(DoitMain().run(sys.argv[1:]))
