@@ -3,10 +3,15 @@
 import sys
 from pathlib import Path
 
+from doit import loader
+
 from wasmwheel.errors import WasmwheelError
-from wasmwheel.tasks import Project, install_signal_handlers, misplaced_options
+from wasmwheel.tasks import (Project, install_signal_handlers, misplaced_options, started_elsewhere, names_of_tasks,
+                             unknown_task_hint)
 
 install_signal_handlers()
+if started_elsewhere(getattr(loader, "initial_workdir", None), Path(__file__).parent):  # `doit -k` in a subfolder
+    sys.exit(f"error: {started_elsewhere(loader.initial_workdir, Path(__file__).parent)}")
 if misplaced_options(sys.argv[1:]):  # `doit build -n 2`: doit itself would say "option -n not recognized"
     sys.exit(f"error: {misplaced_options(sys.argv[1:])}")
 try:
@@ -78,3 +83,9 @@ def task_index():
 
 def task_serve():
     return project.serve_task()
+
+
+# Last, with every task_* function defined: a misspelt task name gets the closest real ones (doit alone
+# says a bare "Invalid parameter", and `doit info` fails with a traceback).
+if unknown_task_hint(sys.argv[1:], project.task_names, lambda: names_of_tasks(globals())):
+    sys.exit(f"error: {unknown_task_hint(sys.argv[1:], project.task_names, lambda: names_of_tasks(globals()))}")

@@ -19,7 +19,9 @@ def build(session: nox.Session) -> None:
     session.run("doit", *(session.posargs or ["build:hello-pyo3"]))
 
 
-@nox.session(venv_backend="none")
+@nox.session
 def bench(session: nox.Session) -> None:
-    """Benchmarks, ratios measured in one run: `nox -s bench` (all), `nox -s bench -- noop --quick`."""
+    """Benchmarks, ratios measured in one run: `nox -s bench` (all), `nox -s bench -- reruns --quick`."""
+    # Their own venv, as for the tests: the benchmarks import wasmwheel, and `python` on PATH need not have it.
+    session.install("-e", ".")
     session.run("python", "benchmarks/run.py", *session.posargs)

@@ -230,4 +230,5 @@ if __name__ == "__main__":
     sys.argv[1:] = args  # dodo.py reads doit's arguments from here
     from doit.doit_cmd import DoitMain
 
-    sys.exit(DoitMain().run(args))
+    del sys.argv[1]  # dodo.py reads doit's arguments from sys.argv, as under the real `doit`
+    sys.exit(DoitMain().run(sys.argv[1:]))

@@ -89,7 +89,8 @@ def test_each_bad_file_gives_one_line_naming_file_key_and_problem(tmp_path, caps
     assert lines[0].startswith(f"error: {dest}: {expectation(case)}"), lines[0]
     good_recipes = 0 if case.stem == "hello-pyo3" else 1
     good_abis = len(GOOD_ABIS) - (kind == "abi" and case.stem in GOOD_ABIS)
-    assert f"{good_abis} ABIs, {good_recipes} recipes, 1 problems" in out
+    recipes = "1 recipe" if good_recipes == 1 else "0 recipes"
+    assert f"{good_abis} ABIs, {recipes}, 1 problem\n" in out
 
 
 @pytest.fixture(scope="module")
@@ -120,7 +121,7 @@ def test_check_over_the_whole_corpus_prints_one_line_per_file_and_no_traceback(b
     for kind, case in CASES:
         prefix = f"error: {bad_repo / kind / case.name}: {expectation(case)}"
         assert sum(line.startswith(prefix) for line in lines) == 1, prefix
-    assert f"{len(GOOD_ABIS)} ABIs, 1 recipes, {len(CASES)} problems" in proc.stdout
+    assert f"{len(GOOD_ABIS)} ABIs, 1 recipe, {len(CASES)} problems\n" in proc.stdout
 
 
 def _doit(root: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
@@ -162,7 +163,7 @@ def test_doit_running_bad_tasks_fails_with_their_one_line_and_no_traceback(bad_r
 
 @pytest.mark.parametrize("name,value,message", [
     ("WASMWHEEL_SYSTEM", "maybe", "error: environment: WASMWHEEL_SYSTEM: expected 1/0, true/false, yes/no; got 'maybe'"),
-    ("WASMWHEEL_SYSROOT_MIRROR", "mirror.example", "error: environment: WASMWHEEL_SYSROOT_MIRROR: expected a URL, got 'mirror.example'"),
+    ("WASMWHEEL_PYPI_URL", "pypi.example", "error: environment: WASMWHEEL_PYPI_URL: expected a URL, got 'pypi.example'"),
     ("WASMWHEEL_UNPACK_MAX_SIZE", "lots", "error: environment: WASMWHEEL_UNPACK_MAX_SIZE: expected a size in bytes, or "
                                           "with K, M, G or T (e.g. 8G); got 'lots'"),
 ])
@@ -172,6 +173,18 @@ def test_a_bad_setting_stops_doit_with_one_line(tmp_path, name, value, message):
     assert proc.returncode != 0
     assert proc.stderr.strip().splitlines() == [message + (" (e.g. http://localhost:8000/mirror)" if "URL" in message else "")]
     assert proc.stdout == ""
+
+
+@pytest.mark.parametrize("name", ["WASMWHEEL_EMSDK_URL", "WASMWHEEL_SYSROOT_MIRROR", "WASMWHEEL_SDIST_MIRROR"])
+def test_a_setting_that_takes_a_local_folder_names_the_missing_one(tmp_path, name):
+    root = make_repo(tmp_path)
+    proc = _doit(root, "list", env={name: "mirror.example"})
+    assert proc.returncode != 0 and proc.stdout == ""
+    assert proc.stderr.strip().splitlines() == [
+        f"error: environment: {name}: expected a URL or a local folder, got 'mirror.example', and "
+        f"{root / 'mirror.example'} is no folder (e.g. http://localhost:8000/mirror or /srv/mirror)"]
+    (root / "mirror.example").mkdir()  # relative to the folder doit runs in, as the other path settings
+    assert _doit(root, "list", env={name: "mirror.example"}).returncode == 0
 
 
 def test_editor_lock_and_backup_files_are_not_recipes(tmp_path):

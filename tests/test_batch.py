@@ -93,9 +93,18 @@ def test_the_collection_keeps_going_past_a_failed_crate_and_reports(project):
     detail = next(line for line in md.splitlines() if line.startswith("| hello-two | 2026_0 |"))
     cells = [c.strip() for c in detail.split("|")[1:-1]]
     assert cells[5].startswith("FAILED ") and cells[5].endswith("s") and cells[6:9] == ["not run"] * 3
-    # ... and the error list gives the tool's own error line, not only "failed with exit code 1".
-    assert ("- **hello-two @ 2026_0**: maturin build (hello-two for 2026_0) failed with exit code 1 (Caused by: "
-            "error: linking with `emcc` failed: exit status: 1 (STANDIN_MATURIN_FAIL))") in md
+    # ... and the report leads with what failed, each step with the tool's own error line (not only
+    # "failed with exit code 1"), its log and the hint.
+    assert md.splitlines()[0] == "# wasmwheel build report: 2 failed, 2 ok"
+    failed = md.split("## What failed\n\n", 1)[1].split("\n\n", 1)[0].splitlines()
+    assert failed[:3] == [
+        "- **compile:hello-two@2025_0**: maturin build (hello-two for 2025_0) failed with exit code 1 (Caused by: "
+        "error: linking with `emcc` failed: exit status: 1 (STANDIN_MATURIN_FAIL))",
+        f"  - log: `{project.layout.log('compile', '2025_0', 'hello-two')}`",
+        f"  - hint: {bad['hint']}"]
+    assert [line for line in failed if line.startswith("- ")] == [
+        "- **compile:hello-two@2025_0**: " + failed[0].split(": ", 1)[1],
+        "- **compile:hello-two@2026_0**: " + failed[0].split(": ", 1)[1].replace("2025_0", "2026_0")]
 
     # Fixed: the next run resumes where it stopped and only the failed crate's steps run.
     run = project.doit("build")
@@ -132,6 +141,58 @@ def test_a_failed_toolchain_blocks_only_its_abi(project):
     rows = {r["abi"]: r for r in json.loads(project.layout.report_json.read_text())["rows"]}
     assert rows["2026_0"]["status"] == "blocked" and rows["2026_0"]["blocked_by"] == ["emsdk:2026_0"]
     assert "tool or SDK not found" in rows["2026_0"]["error"]
+
+
+def test_a_run_stopped_by_a_toolchain_step_says_so_first_in_the_report(project):
+    """A single target stops at its first failure: here emsdk, before any crate step ran. The report
+    does not show a table of "not built" crates with the cause only in report.json: its first line
+    says why nothing was built, and its first section gives the step, its error, its log and hint."""
+    _only(project, "2026_0")
+    run = project.doit("build:hello-pyo3", check=False, env={"STANDIN_EMSDK_UNKNOWN": "5.0.3"})
+    assert run.failed == ["emsdk:2026_0"] and not any(t.startswith("compile:") for t in run.executed)
+    md = project.layout.report_md.read_text()
+    lines = md.splitlines()
+    assert lines[0] == "# Nothing built: emsdk:2026_0 failed"
+    report = json.loads(project.layout.report_json.read_text())
+    (failure,) = report["failures"]
+    error = next(t["error"] for t in report["toolchains"] if t["task"] == "emsdk:2026_0")
+    assert failure["task"] == "emsdk:2026_0" and failure["error"] == error and "5.0.3" in error
+    assert failure["log"] == str(project.layout.log("emsdk", "2026_0"))
+    assert failure["blocks"] == ["hello-pyo3@2026_0"]
+    # The section that leads the report: the step, its error line, its log (and a hint where one is known).
+    section = lines[lines.index("## What failed") + 2:]
+    assert section[0].startswith(f"- **emsdk:2026_0**: {error.splitlines()[0].strip()} (")
+    assert section[0].endswith("tool or SDK not found: '5.0.3')")  # emsdk's own error line
+    assert section[1] == f"  - log: `{project.layout.log('emsdk', '2026_0')}`"
+    assert section[2] == "  - blocks 1 crate build: hello-pyo3@2026_0"
+    assert lines.index("## What failed") < lines.index("## Crates")
+    # The crate is not "not built" as if nothing were wrong: blocked by the toolchain, which compile needs.
+    (row,) = report["rows"]
+    assert row["status"] == "blocked" and row["blocked_by"] == ["emsdk:2026_0"] and row["blocked_step"] == "compile"
+    assert "| hello-pyo3 | blocked (emsdk:2026_0) |" in md
+
+    # Fixed, the next run builds the crate: the report leads with its counts again.
+    project.doit("build:hello-pyo3")
+    md = project.layout.report_md.read_text()
+    assert md.splitlines()[0] == "# wasmwheel build report: 1 ok" and "## What failed" not in md
+
+
+def test_a_failed_runtime_step_blocks_only_the_smoke_tests(project):
+    _only(project, "2026_0")
+    project.doit("compile:hello-pyo3@2026_0", "retag:hello-pyo3@2026_0", "audit:hello-pyo3@2026_0")
+    # The runtime looks half installed, so the pyodide step installs it, from a registry that does not answer
+    # (and an empty npm cache: npm would take the tarballs from its own).
+    (project.layout.runtime_dir(project.abi("2026_0")) / "node_modules" / "pyodide" / "package.json").unlink()
+    env = {"WASMWHEEL_NPM_REGISTRY": "http://127.0.0.1:9/", "npm_config_cache": str(project.root / "npm-cache"),
+           "npm_config_fetch_retries": "0"}
+    run = project.doit("build:hello-pyo3", check=False, env=env)
+    assert run.failed == ["pyodide:2026_0"], run.output
+    report = json.loads(project.layout.report_json.read_text())
+    (row,) = report["rows"]
+    assert row["status"] == "blocked" and row["blocked_step"] == "smoke" and row["blocked_by"] == ["pyodide:2026_0"]
+    assert [f["task"] for f in report["failures"]] == ["pyodide:2026_0"]
+    # Its wheel was built, but no wheel passed a smoke test.
+    assert project.layout.report_md.read_text().startswith("# No wheel passed its smoke test: pyodide:2026_0 failed\n")
 
 
 def _wheel_digests(project) -> dict[str, str]:

@@ -52,6 +52,28 @@ def _leftovers(tmp_path: Path) -> list[str]:
     return sorted(p.name for p in (tmp_path / "cache").iterdir() if not p.name.endswith(".lock"))
 
 
+@pytest.mark.parametrize("form", ["path", "file-url"])
+def test_a_mirror_that_is_a_local_folder_is_copied_and_verified(tmp_path, form):
+    folder = tmp_path / "mirror dir"  # a space: the file:// form quotes it
+    folder.mkdir()
+    (folder / NAME).write_bytes(DATA)
+    mirror = str(folder) if form == "path" else folder.as_uri()
+    origin = Origin(UPSTREAM, mirror, "WASMWHEEL_SYSROOT_MIRROR")
+    with StepLog(None, echo=False) as log:
+        dest = fetch(origin, tmp_path / "cache" / NAME, SHA, log)
+        assert dest.read_bytes() == DATA and _leftovers(tmp_path) == [NAME]
+        dest.unlink()
+        (folder / NAME).write_bytes(DATA + b"changed")  # verified like any download
+        with pytest.raises(DownloadError, match=f"sha256 mismatch for {re.escape(mirror)}/{NAME}: expected {SHA}"):
+            fetch(origin, dest, SHA, log)
+        (folder / NAME).unlink()
+        with pytest.raises(DownloadError) as err:
+            fetch(origin, dest, SHA, log)
+    assert str(err.value) == (f"could not read {mirror}/{NAME}: No such file or directory (from the mirror "
+                              f"WASMWHEEL_SYSROOT_MIRROR={mirror}: check that it serves {NAME})")
+    assert _leftovers(tmp_path) == []
+
+
 def test_transient_errors_are_retried_with_backoff(server, tmp_path):
     server.plan(PATH, "status:503", "reset", "status:502")  # three failures in a row is one too many...
     with pytest.raises(DownloadError) as err:
@@ -242,6 +264,26 @@ def test_every_setting_is_documented_in_the_settings_module_and_the_readme():
 
     used -= {"WASMWHEEL_BUILD_WHEELS", *LINK_ENV}
     assert used <= set(VARIABLES), used - set(VARIABLES)
+
+
+def test_no_file_points_at_notes_outside_the_repository():
+    """Facts are stated with their public source, not by a pointer to notes that are not in the repository
+    (shared/ABI-FACTS.md, shared/LANDSCAPE.md of the workspace this was written in)."""
+    import subprocess
+
+    files = subprocess.run(["git", "ls-files", "-z"], cwd=REPO, capture_output=True, text=True,
+                           check=True).stdout.split("\0")
+    pointers = re.compile(r"\bshared/[\w.-]+|ABI-FACTS|LANDSCAPE\.md")
+    found = []
+    for name in filter(None, files):
+        if name == Path(__file__).relative_to(REPO).as_posix():
+            continue  # this test names them
+        try:
+            text = (REPO / name).read_text(encoding="utf-8")
+        except (UnicodeDecodeError, OSError):
+            continue  # binary (wheels, gzip) or gone from the work tree
+        found += [f"{name}: {m.group()}" for m in pointers.finditer(text)]
+    assert found == []
 
 
 def test_the_sdist_mirror_is_used_for_url_sources(project, server):

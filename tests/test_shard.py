@@ -199,14 +199,14 @@ def _wheel(path: Path, payload: str) -> Path:
     return path
 
 
-def _shard(folder: Path, rows: list[dict], wheels: dict[str, str]) -> Path:
+def _shard(folder: Path, rows: list[dict], wheels: dict[str, str], toolchains: list[dict] = ()) -> Path:
     for rel, payload in wheels.items():
         _wheel(folder / "dist" / rel, payload)
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "report.json").write_text(json.dumps({
         "generated": "2026-01-01T00:00:00+00:00", "abis": ["2025_0", "2026_0"], "rows": rows,
         "run": {"executed": len(wheels), "failed": 0, "skipped": 0, "uptodate": 0, "seconds": 5.0},
-        "toolchains": [], "invalid_recipes": [], "invalid_abis": []}))
+        "toolchains": list(toolchains), "invalid_recipes": [], "invalid_abis": []}))
     return folder
 
 
@@ -218,7 +218,8 @@ def test_merge_takes_each_row_from_the_shard_that_built_it(tmp_path):
     a = _shard(tmp_path / "shard-1", [_row("x", "2025_0", "ok", 3.0), _row("x", "2026_0", "not built")],
                {"2025_0/x-1-a.whl": "x25"})
     b = _shard(tmp_path / "shard-2", [_row("x", "2025_0", "not built"), _row("x", "2026_0", "failed", 1.0)],
-               {"2026_0/y-1-b.whl": "y26"})
+               {"2026_0/y-1-b.whl": "y26"},
+               [{"task": "rust:2026_0", "status": "failed", "error": "could not install Rust", "log": "rust.log"}])
     build = tmp_path / "build"
     result = merge_shards([b, a], build)
     assert result["wheels"] == 2
@@ -227,7 +228,11 @@ def test_merge_takes_each_row_from_the_shard_that_built_it(tmp_path):
     assert [(r["abi"], r["status"]) for r in report["rows"]] == [("2025_0", "ok"), ("2026_0", "failed")]
     assert report["summary"] == {"ok": 1, "failed": 1}
     assert report["run"]["executed"] == 2 and report["run"]["shards"] == 2 and report["run"]["seconds"] == 5.0
-    assert "| x | ok | FAILED" in (build / "report.md").read_text()
+    md = (build / "report.md").read_text()
+    assert "| x | ok | FAILED" in md
+    # ... and leads with what failed in any shard, its toolchain steps included.
+    assert [f["task"] for f in report["failures"]] == ["rust:2026_0", "x@2026_0"]
+    assert md.index("- **rust:2026_0**: could not install Rust\n  - log: `rust.log`") < md.index("## Crates")
     # The merged report balances the next matrix.
     assert read_durations(build / "report.json")[0] == {Item("x", "2025_0"): 3.0, Item("x", "2026_0"): 1.0}
 

@@ -3,7 +3,9 @@ a fresh interpreter per wheel, the smoke server shared by parallel steps, test
 requirements from a local wheelhouse, headless Chromium, and all of it through doit.
 
 The wheels hold real side modules built by clang-19/wasm-ld-19 from tests/wasm/*.c,
-broken on purpose in the ways Pyodide users meet (ABI-FACTS.md section 4).
+broken on purpose in the ways Pyodide users meet: shared memory (-pthread, which Pyodide's ABI
+pages say does not load), no dylink.0 section (not a side module), no PyInit_<name>, an
+extension for another Python, a needed shared library no wheel provides.
 """
 
 from __future__ import annotations

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import stat
 import subprocess
 from pathlib import Path
@@ -64,6 +65,19 @@ def test_a_sysroot_with_the_wrong_sha256_is_deleted_and_both_hashes_named(projec
     assert leftovers == []
 
 
+def test_local_folders_serve_as_the_emsdk_repository_and_the_sysroot_mirror(project, emsdk_mirror, sysroot_archive):
+    """Plain paths work where file:// does: the emsdk clone and a mirror that is a folder."""
+    from wasmwheel.download import local_path
+
+    _only(project, "2025_0")
+    emsdk_repo = local_path(emsdk_mirror)
+    env = {"WASMWHEEL_EMSDK_URL": str(emsdk_repo), "WASMWHEEL_SYSROOT_MIRROR": str(sysroot_archive[0].parent)}
+    run = project.doit("emsdk:2025_0", "sysroot:2025_0", env=env)
+    assert run.failed == [] and {"emsdk:2025_0", "sysroot:2025_0"} <= set(run.executed)
+    assert f"cloning emsdk from {emsdk_repo}" in project.layout.log("emsdk", "2025_0").read_text()
+    assert f"# copy {sysroot_archive[0]}" in project.layout.log("sysroot", "2025_0").read_text()
+
+
 def test_no_network_names_the_url_and_the_mirror_setting(project):
     _only(project, "2025_0")
     run = project.doit("build", check=False, env={"WASMWHEEL_SYSROOT_MIRROR": "http://127.0.0.1:9/mirror"})
@@ -91,6 +105,30 @@ def test_emsdk_install_failure_is_reported_with_the_tools_output(project):
     assert not (project.layout.emsdk_dir(project.abi("2026_0")) / ".wasmwheel-installed.json").exists()
     # Fixed upstream (here: the stand-in knows the version again): the next run resumes from the clone.
     project.doit("build")
+
+
+def test_a_std_rustup_does_not_publish_gets_a_hint_that_can_help(project):
+    """rustup has no prebuilt std for the target on some toolchains: the hint says so and where the std
+    can come from, instead of sending the user to rerun the step that just failed."""
+    _only(project, "2026_0")
+    message = ("error: component 'rust-std' for target 'wasm32-unknown-emscripten' is unavailable for download "
+               "for channel '1.93.0'")
+    run = project.doit("rust:2026_0", check=False, env={"STANDIN_RUSTUP_FAIL": "1", "STANDIN_RUSTUP_FAIL_MESSAGE": message})
+    assert run.failed == ["rust:2026_0"]
+    assert "hint: no prebuilt std for wasm32-unknown-emscripten is published for this toolchain" in run.output
+    assert "doit rust:" not in run.output.split("hint:", 1)[1]
+    # Where the target is merely missing from an installed toolchain, the hint names the command that reinstalls
+    # it: with -a, since doit holds the step for up to date.
+    from wasmwheel.hints import hint_for
+
+    assert "`doit -a rust:<abi>`" in hint_for("error[E0463]: can't find crate for `std`").fix
+    # ... and that command does put it back.
+    project.doit("rust:2026_0")
+    sysroot = Path(json.loads(project.layout.stamp("rust", "2026_0").read_text())["sysroot"])
+    target = sysroot / "lib" / "rustlib" / "wasm32-unknown-emscripten"
+    shutil.rmtree(target)
+    assert project.doit("rust:2026_0").executed == []  # up to date for doit: rerunning it does nothing
+    assert project.doit("-a", "rust:2026_0").executed == ["rust:2026_0"] and target.is_dir()
 
 
 def test_rustup_failure_names_the_dist_server_setting(project):

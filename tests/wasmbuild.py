@@ -1,6 +1,9 @@
 """Build real Pyodide side modules from tests/wasm/*.c with Debian's clang-19 and lld-19.
 
-No Emscripten SDK is needed (shared/ABI-FACTS.md section 5): compile with
+No Emscripten SDK is needed: a side module is a WebAssembly module with a ``dylink.0`` custom
+section, its imports resolved at load time (WebAssembly tool conventions, DynamicLinking.md:
+https://github.com/WebAssembly/tool-conventions/blob/main/DynamicLinking.md), which upstream
+clang and wasm-ld make as they are; emcc adds its own runtime around the same link. Compile with
 ``clang-19 --target=wasm32-unknown-emscripten -fPIC`` and link with
 ``wasm-ld-19 --shared --experimental-pic --unresolved-symbols=import-dynamic``.
 Extra flags make deliberately broken modules (shared memory, no dylink section, ...).

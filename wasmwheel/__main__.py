@@ -8,19 +8,43 @@ from __future__ import annotations
 
 import argparse
 import sys
+import tomllib
 from pathlib import Path
 
-from .errors import WasmwheelError
+from .errors import WasmwheelError, plural
+
+
+def is_repository(folder: Path) -> bool:
+    """A wasmwheel repository: ``abi/`` and ``recipes/`` folders beside the pyproject.toml of the
+    project named wasmwheel."""
+    if not ((folder / "abi").is_dir() and (folder / "recipes").is_dir()):
+        return False
+    try:
+        with open(folder / "pyproject.toml", "rb") as f:
+            return tomllib.load(f).get("project", {}).get("name") == "wasmwheel"
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+def find_root(start: Path) -> Path:
+    """The repository holding ``start``: the nearest folder from ``start`` up that is one (as git
+    finds its repository)."""
+    start = Path(start).resolve()
+    for folder in (start, *start.parents):
+        if is_repository(folder):
+            return folder
+    raise WasmwheelError(f"not inside a wasmwheel repository: no folder from {start} up holds abi/, recipes/ and "
+                         "wasmwheel's pyproject.toml; run this from the repository or pass --root DIR")
 
 
 def _project_root(arg: str | None) -> Path:
-    if arg:
-        return Path(arg).resolve()
-    here = Path.cwd().resolve()
-    for folder in (here, *here.parents):
-        if (folder / "dodo.py").exists() and (folder / "abi").is_dir():
-            return folder
-    return here
+    if not arg:
+        return find_root(Path.cwd())
+    root = Path(arg).resolve()
+    missing = [f"{name}/" for name in ("abi", "recipes") if not (root / name).is_dir()]
+    if missing:
+        raise WasmwheelError(f"--root {arg}: not a wasmwheel repository (no {' or '.join(missing)} folder in {root})")
+    return root
 
 
 def _load_abi(root: Path, name: str):
@@ -42,7 +66,8 @@ def cmd_check(args: argparse.Namespace) -> int:
     problems = [*project.abi_errors.values(), *project.recipes.errors.values()]
     for error in problems:
         print(f"error: {error}", file=sys.stderr)
-    print(f"{len(project.abis)} ABIs, {len(project.recipes.recipes)} recipes, {len(problems)} problems")
+    print(f"{plural(len(project.abis), 'ABI')}, {plural(len(project.recipes.recipes), 'recipe')}, "
+          f"{plural(len(problems), 'problem')}")
     return 1 if problems else 0
 
 
@@ -154,7 +179,8 @@ def cmd_merge(args: argparse.Namespace) -> int:
     build_dir = Path(args.build_dir) if args.build_dir else Settings.from_env(_project_root(args.root)).build_dir
     result = merge_shards([Path(d) for d in args.shards], build_dir, Path(args.report) if args.report else None)
     summary = ", ".join(f"{n} {s}" for s, n in sorted(result["report"]["summary"].items()))
-    print(f"merged {len(args.shards)} shards into {build_dir}: {result['wheels']} wheels copied; {summary}; "
+    print(f"merged {plural(len(args.shards), 'shard')} into {build_dir}: {plural(result['wheels'], 'wheel')} copied; "
+          f"{summary}; "
           f"report: {result['report_path']}")
     for problem in result["report"]["missing_reports"]:
         print(f"warning: no report from {problem}", file=sys.stderr)
@@ -163,7 +189,8 @@ def cmd_merge(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="wasmwheel", description=__doc__.splitlines()[0])
-    parser.add_argument("--root", help="repository root (default: the nearest folder with dodo.py and abi/)")
+    parser.add_argument("--root", help="repository root (default: the nearest folder from the current one up "
+                        "that holds abi/, recipes/ and wasmwheel's pyproject.toml)")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("check", help="validate every ABI file and recipe")

@@ -10,7 +10,8 @@ with a Range request; a server that ignores Range (or answers with another
 range) gets the file from the start. A resumed file that does not match its
 sha256 is downloaded once more from the start before the mismatch is reported.
 Bytes are stored as sent (``Accept-Encoding: identity``, no decoding), since
-the sha256 is that of the file on the server.
+the sha256 is that of the file on the server. A ``file://`` URL or a local path (a mirror
+that is a folder) is copied, and verified the same way.
 """
 
 from __future__ import annotations
@@ -19,7 +20,10 @@ import email.utils
 import hashlib
 import os
 import re
+import shutil
 import time
+import urllib.parse
+import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -97,12 +101,12 @@ def fetch(origin: Origin, dest: Path, sha256: str | None, log: StepLog, timeout:
         left_over = part.exists() and part.stat().st_size > 0
         if left_over:
             log.note(f"resuming {part.name} ({part.stat().st_size:,} bytes from an earlier run)")
-        _download(url, part, origin, log, timeout)
+        _get(url, part, origin, log, timeout)
         actual = sha256_file(part)
         if sha256 is not None and actual != sha256 and left_over:
             log.note("the resumed file does not match its sha256; downloading it again from the start")
             part.unlink()
-            _download(url, part, origin, log, timeout)
+            _get(url, part, origin, log, timeout)
             actual = sha256_file(part)
         if sha256 is not None and actual != sha256:
             part.unlink(missing_ok=True)
@@ -113,6 +117,26 @@ def fetch(origin: Origin, dest: Path, sha256: str | None, log: StepLog, timeout:
         os.replace(part, dest)
         log.note(f"downloaded {dest.name} ({dest.stat().st_size:,} bytes, sha256 {actual[:12]}...)")
         return dest
+
+
+def local_path(url: str) -> Path | None:
+    """The file a ``file://`` URL or an absolute path names; None for other URLs."""
+    if url.startswith("file://"):
+        return Path(urllib.request.url2pathname(urllib.parse.urlsplit(url).path))
+    return Path(url) if os.path.isabs(url) else None
+
+
+def _get(url: str, part: Path, origin: Origin, log: StepLog, timeout: float) -> None:
+    local = local_path(url)
+    if local is None:
+        _download(url, part, origin, log, timeout)
+        return
+    log.write(f"# copy {local}\n")
+    try:
+        shutil.copyfile(local, part)
+    except OSError as exc:
+        part.unlink(missing_ok=True)
+        raise DownloadError(f"could not read {url}: {exc.strerror or exc} {_hint(origin)}".rstrip()) from None
 
 
 def _download(url: str, part: Path, origin: Origin, log: StepLog, timeout: float) -> None:

@@ -13,6 +13,11 @@ def one_line(text: str) -> str:
     return _CONTROL.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), text)
 
 
+def plural(count: int, word: str, words: str | None = None) -> str:
+    """``count`` and the noun in the form that goes with it: "1 step", "2 steps", "0 steps"."""
+    return f"{count} {word if count == 1 else words or word + 's'}"
+
+
 class WasmwheelError(Exception):
     """An error the user can act on. ``str(err)`` is the whole message."""
 

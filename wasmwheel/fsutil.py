@@ -40,7 +40,9 @@ def _fsync_dir(path: Path) -> None:
             os.close(fd)
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
+def atomic_write_bytes(path: Path, data: bytes, mtime_ns: int | None = None) -> None:
+    """Write ``data`` to ``path`` through a temporary file renamed into place. ``mtime_ns``: the
+    modification time the file gets (to put back a file exactly as it was, see keep_if_same)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -49,6 +51,8 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
+        if mtime_ns is not None:
+            os.utime(tmp, ns=(time.time_ns(), mtime_ns))
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
@@ -59,6 +63,23 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
 
 def atomic_write_text(path: Path, text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def file_snapshot(path: Path) -> tuple[bytes, int] | None:
+    """A small file's bytes and modification time (None if it does not exist), for keep_if_same."""
+    try:
+        with open(path, "rb") as f:
+            return f.read(), os.fstat(f.fileno()).st_mtime_ns
+    except FileNotFoundError:
+        return None
+
+
+def keep_if_same(path: Path, data: bytes, before: tuple[bytes, int] | None) -> None:
+    """Write ``data`` to ``path`` (atomically); when that is what ``path`` held at ``before``
+    (a file_snapshot), with the modification time it had then: readers that see files by their
+    stat (the index's up-to-date check) see the file unchanged."""
+    same = before is not None and before[0] == data
+    atomic_write_bytes(path, data, mtime_ns=before[1] if same else None)
 
 
 def write_json(path: Path, data: Any) -> None:

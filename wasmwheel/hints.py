@@ -51,10 +51,16 @@ KNOWN_ERRORS: tuple[KnownError, ...] = (
     _k("pthread", r"-pthread|--shared-memory|shared memory|mismatch in shared state of memory|"
                   r"atomics.*(require|not allowed)",
        "Pyodide modules cannot use threads or shared memory: remove -pthread (and +atomics) from the flags"),
-    _k("missing-target", r"can't find crate for `(std|core)`|target may not be installed|"
-                         r"component 'rust-std' for target 'wasm32-unknown-emscripten' is unavailable",
-       "rustc finds no std for wasm32-unknown-emscripten (rustup publishes no prebuilt one for most toolchains): "
-       "set std = \"source\" in the ABI file's [rust] to build it from rust-src, and run `doit std:<abi>`"),
+    # Before missing-target: installing again cannot help here.
+    _k("std-unpublished", r"component 'rust-std' for target 'wasm32-unknown-emscripten' is unavailable",
+       "no prebuilt std for wasm32-unknown-emscripten is published for this toolchain, so installing it again "
+       "cannot help: set std = \"source\" in the ABI file's [rust] to build it from the toolchain's rust-src "
+       "(the std step, `doit std:<abi>`), or take it from a sysroot archive (std = \"sysroot\" with a "
+       "[rust.sysroot] table; `doit pin-sysroot:<abi>` records its sha256)"),
+    _k("missing-target", r"can't find crate for `(std|core)`|target may not be installed",
+       "rustc finds no std for wasm32-unknown-emscripten in the toolchain: `doit -a std:<abi>` builds or installs "
+       "it again (-a: the step is up to date as far as doit knows); with std = \"rustup\" in system mode, "
+       "`rustup target add wasm32-unknown-emscripten --toolchain <toolchain>`"),
     # Legalization stubs and BigInt conversion errors, not the flag's name (which every maturin command shows).
     _k("wasm-bigint", r"legalstub\$|legalimport\$|Cannot convert a BigInt value|BigInt.*(not|cannot).*(i64|convert)",
        "i64 values cross the JS boundary without BigInt: link with -sWASM_BIGINT (maturin adds it unless the "

@@ -18,6 +18,7 @@ from typing import Any
 
 from doit.reporter import ConsoleReporter
 
+from .errors import plural
 from .report import StepResult, utc_now, write_report
 
 WIDTH = 44
@@ -161,7 +162,7 @@ class ProgressReporter(ConsoleReporter):
                 report_note = f"; could not write the report: {exc}"
         if interrupted:
             left = max(self.total - self.done, 0)
-            self.write(f"{run['executed']} steps ran ({counts['failed']} failed), {counts['skipped']} skipped, "
+            self.write(f"{plural(run['executed'], 'step')} ran ({counts['failed']} failed), {counts['skipped']} skipped, "
                        f"{counts['uptodate']} up to date, {left} not finished: interrupted after {seconds:.1f}s"
                        f"{report_note}\n")
         elif run["executed"] or run["skipped"]:
@@ -169,10 +170,10 @@ class ProgressReporter(ConsoleReporter):
             # A single target (doit build:<crate>) stops at its first failure: say what it left.
             stopped = (f", {left} not run (doit stops at the first failure of a single target; -c keeps going)"
                        if left and counts["failed"] else "")
-            self.write(f"{run['executed']} steps ran ({counts['failed']} failed), {counts['skipped']} skipped, "
+            self.write(f"{plural(run['executed'], 'step')} ran ({counts['failed']} failed), {counts['skipped']} skipped, "
                        f"{counts['uptodate']} up to date{stopped} in {seconds:.1f}s{report_note}\n")
         elif self.results:
-            self.write(f"nothing to do: {counts['uptodate']} steps up to date{report_note}\n")
+            self.write(f"nothing to do: {plural(counts['uptodate'], 'step')} up to date{report_note}\n")
         for abi, steps in sorted(self.after_index.items()):
             self.write(f"note: index:{abi} started before {', '.join(steps)} passed (doit -n runs steps side by "
                        f"side), so it may lack their wheels: run `doit index` to add them\n")

@@ -2,8 +2,10 @@
 
 It describes the whole collection, not only the last run: the last outcome and
 duration of every step are kept in ``build/history.json`` and merged with what
-this run did. One row per crate and ABI: status, wheel name and size, step times, the
-log to read, and a hint when the error is a known one (wasmwheel.hints).
+this run did. ``report.md`` leads with what failed (any step: toolchains and runtime
+included) and, when no wheel passed its smoke test, says why in its first line. Then one
+row per crate and ABI: status, wheel name and size, step times, the log to read, and a
+hint when the error is a known one (wasmwheel.hints).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .errors import plural
 from .fsutil import atomic_write_text, file_lock, read_json, write_json
 from .hints import hint_for
 from .settings import TOOLCHAINS
@@ -24,7 +27,12 @@ if TYPE_CHECKING:  # pragma: no cover
 
 # Steps of one crate for one ABI, in pipeline order (source is per crate).
 CRATE_STEP_KINDS = ("compile", "retag", "audit", "smoke")
-TOOLCHAIN_KINDS = ("emsdk", "binaryen", "rust", "std", "pyodide")
+# Steps of one ABI (its toolchains, its runtime, its index), listed under "toolchains".
+TOOLCHAIN_KINDS = ("emsdk", "binaryen", "rust", "std", "pyodide", "index")
+# Which crate step needs which ABI step: a failed one blocks it.
+NEEDED_BY = {"emsdk": "compile", "binaryen": "compile", "rust": "compile", "std": "compile", "pyodide": "smoke"}
+# Rows that have a wheel that passed (or failed as expected) its smoke test.
+BUILT = ("ok", "xfail", "xpass")
 
 
 @dataclass
@@ -112,7 +120,7 @@ def build_report(project: "Project", history: dict[str, Any], run: dict[str, Any
                 if recipe.test.expected_failures:
                     _smoke_outcome(row, layout.stamp("smoke", abi, recipe.name), recipe)
             else:
-                row["status"] = "not built"
+                _not_built(row, steps, history, layout, project.abis[abi])
             retag = layout.stamp("retag", abi, recipe.name)
             if retag.exists():
                 try:
@@ -131,11 +139,12 @@ def build_report(project: "Project", history: dict[str, Any], run: dict[str, Any
             entry = history.get(f"{kind}:{abi}")
             if entry:
                 toolchains.append({"task": f"{kind}:{abi}", "status": entry.get("status"),
-                                   "seconds": entry.get("seconds"), "error": entry.get("error", "")})
+                                   "seconds": entry.get("seconds"), "error": entry.get("error", ""),
+                                   "log": _task_log(layout, f"{kind}:{abi}")})
     summary: dict[str, int] = {}
     for row in rows:
         summary[row["status"]] = summary.get(row["status"], 0) + 1
-    return {
+    report = {
         "generated": utc_now(),
         "toolchain": project.toolchain,
         "abis": abi_names,
@@ -146,6 +155,87 @@ def build_report(project: "Project", history: dict[str, Any], run: dict[str, Any
         "invalid_recipes": [{"recipe": stem, "error": str(err)} for stem, err in project.recipes.errors.items()],
         "invalid_abis": [{"abi": name, "error": str(err)} for name, err in project.abi_errors.items()],
     }
+    report["failures"] = failures(report)
+    return report
+
+
+def _not_built(row: dict[str, Any], steps: dict[str, Any], history: dict[str, Any], layout, abi) -> None:
+    """A row without a tested wheel and without a failed or skipped step of its own: blocked when a
+    step of its ABI that its next step needs failed last (a single target stops at the first failure,
+    so its crate steps never ran), else not built."""
+    done = [k for k in CRATE_STEP_KINDS if (steps.get(k) or {}).get("status") == "ok"]
+    waiting = next((k for k in CRATE_STEP_KINDS if k not in done), "smoke")
+    kinds = [k for k, needer in NEEDED_BY.items() if needer not in done and (k != "sysroot" or abi.sysroot)]
+    blockers = [f"{k}:{abi.name}" for k in kinds if (history.get(f"{k}:{abi.name}") or {}).get("status") == "failed"]
+    if not blockers:
+        row["status"] = "not built"
+        return
+    row.update(status="blocked", blocked_step=waiting, blocked_by=blockers, error=_blocking_error(history, blockers),
+               log=_task_log(layout, blockers[0]))
+
+
+def _row_task(row: dict[str, Any]) -> str:
+    step = row.get("failed_step", "")
+    if step == "source":
+        return f"source:{row['crate']}"
+    return f"{step}:{row['crate']}@{row['abi']}" if step else f"{row['crate']}@{row['abi']}"
+
+
+def failures(report: dict[str, Any]) -> list[dict[str, Any]]:
+    """What failed, first what blocks most: the ABI steps (toolchains, runtime, index), then each
+    crate's failed step, then invalid ABI files and recipes. Each with its error, log, hint and the
+    crates x ABIs it blocks. From the report's own data (so a merged report has it too)."""
+    out: dict[str, dict[str, Any]] = {}
+
+    def add(task: str, error: str, log: str | None) -> None:
+        if task in out:
+            return
+        entry: dict[str, Any] = {"task": task, "error": error}
+        if log:
+            entry["log"] = log
+        known = hint_for(error)
+        if known:
+            entry.update(hint=known.fix, hint_code=known.code)
+        out[task] = entry
+
+    for entry in report.get("toolchains", []):
+        if entry.get("status") == "failed":
+            add(entry["task"], entry.get("error", ""), entry.get("log"))
+    for row in report.get("rows", []):
+        if row.get("status") == "failed":
+            add(_row_task(row), row.get("error", ""), row.get("log"))
+    for bad in report.get("invalid_abis", []):
+        add(f"abi:{bad['abi']}", bad["error"], None)
+    for bad in report.get("invalid_recipes", []):
+        add(f"build:{bad['recipe']}", bad["error"], None)
+    for row in report.get("rows", []):
+        for task in row.get("blocked_by", []) if row.get("status") == "blocked" else []:
+            if task in out:
+                out[task].setdefault("blocks", []).append(f"{row['crate']}@{row['abi']}")
+    return list(out.values())
+
+
+def headline(report: dict[str, Any]) -> str:
+    """The report's first line: what it holds, or, when no crate has a tested wheel, why."""
+    rows = report.get("rows", [])
+    built = sum(1 for r in rows if r.get("status") in BUILT)
+    counts = ", ".join(f"{n} {status}" for status, n in sorted(report.get("summary", {}).items()))
+    if built:
+        return f"wasmwheel build report: {counts}"
+    failed = [f["task"] for f in report.get("failures", failures(report))]
+    run = report.get("run") or {}
+    # A wheel that was made but not tested (blocked, or its test failed) is not one the index takes.
+    nothing = "No wheel passed its smoke test" if any(r.get("wheel") for r in rows) else "Nothing built"
+    if failed:
+        more = f" and {plural(len(failed) - 1, 'other step')}" if len(failed) > 1 else ""
+        return f"{nothing}: {failed[0]}{more} failed"
+    if run.get("interrupted"):
+        return f"{nothing}: the last run was interrupted (run doit again to go on)"
+    if not rows:
+        return "Nothing built: no recipe builds for any ABI"
+    if all(r.get("status") == "skipped" for r in rows):
+        return "Nothing built: every recipe skips every ABI"
+    return f"{nothing} yet: no step failed, the crates' steps have not run (run `doit build`)"
 
 
 def _task_log(layout, task: str) -> str | None:
@@ -246,18 +336,33 @@ def error_summary(error: str) -> str:
 
 def render_markdown(report: dict[str, Any]) -> str:
     abis = report["abis"]
-    out = ["# wasmwheel build report", ""]
+    first = headline(report)
+    out = [f"# {_md_escape(first)}", ""]
     counts = ", ".join(f"{n} {status}" for status, n in sorted(report["summary"].items()))
     toolchain = report.get("toolchain")
     how = f" Toolchain: {toolchain} ({TOOLCHAINS[toolchain]})." if toolchain in TOOLCHAINS else ""
-    out.append(f"{counts or 'no crates'}. Generated {report['generated']}.{how}")
+    out.append(f"Generated {report['generated']}.{how}" if counts and counts in first else
+               f"{counts or 'no crates'}. Generated {report['generated']}.{how}")
     run = report.get("run") or {}
     if run:
         out.append(f"Last run{' (interrupted)' if run.get('interrupted') else ''}: "
-                   f"{run.get('executed', 0)} steps ran ({run.get('failed', 0)} failed), "
+                   f"{plural(run.get('executed', 0), 'step')} ran ({run.get('failed', 0)} failed), "
                    f"{run.get('skipped', 0)} skipped after a failure, {run.get('uptodate', 0)} up to date, "
                    f"{run.get('seconds', 0):.1f}s.")
-    out += ["", "| crate | " + " | ".join(abis) + " |", "|---|" + "---|" * len(abis)]
+    failed = report.get("failures", failures(report))
+    if failed:
+        out += ["", "## What failed", ""]
+        for entry in failed:
+            out.append(f"- **{entry['task']}**: {_md_escape(error_summary(entry['error']))}")
+            if entry.get("log"):
+                out.append(f"  - log: `{entry['log']}`")
+            if entry.get("hint"):
+                out.append(f"  - hint: {_md_escape(entry['hint'])}")
+            blocks = entry.get("blocks", [])
+            if blocks:
+                shown = ", ".join(blocks[:8]) + (f" and {len(blocks) - 8} more" if len(blocks) > 8 else "")
+                out.append(f"  - blocks {plural(len(blocks), 'crate build')}: {shown}")
+    out += ["", "## Crates", "", "| crate | " + " | ".join(abis) + " |", "|---|" + "---|" * len(abis)]
     by_crate: dict[str, dict[str, dict[str, Any]]] = {}
     for row in report["rows"]:
         by_crate.setdefault(row["crate"], {})[row["abi"]] = row
@@ -276,18 +381,14 @@ def render_markdown(report: dict[str, Any]) -> str:
             *(_step_cell(steps.get(k)) for k in ("compile", "retag", "audit", "smoke")),
             f"`{row['log']}`" if row.get("log") else "", _md_escape(row.get("hint", "")),
         ]) + " |")
-    problems = [r for r in report["rows"] if r.get("error")]
-    if problems or report["invalid_recipes"] or report["invalid_abis"]:
-        out += ["", "## Errors", ""]
-        for row in problems:
+    blocked = [r for r in report["rows"] if r["status"] == "blocked" and r.get("error")]
+    if blocked:
+        out += ["", "## Blocked", ""]
+        for row in blocked:
             summary = error_summary(row["error"])
-            if row["status"] == "blocked" and row.get("blocked_step"):
+            if row.get("blocked_step"):
                 summary = f"{row['blocked_step']} not run, since {summary}"
             out.append(f"- **{row['crate']} @ {row['abi']}**: {_md_escape(summary)}")
-        for bad in report["invalid_recipes"]:
-            out.append(f"- **{bad['recipe']}** (invalid recipe): {_md_escape(bad['error'])}")
-        for bad in report["invalid_abis"]:
-            out.append(f"- **abi/{bad['abi']}.toml**: {_md_escape(bad['error'])}")
     return "\n".join(out) + "\n"
 
 

@@ -1,9 +1,11 @@
 """`doit serve` / `python -m wasmwheel serve`: serve build/index over HTTP with CORS headers.
 
-Browsers refuse cross-origin wheel and lock-file fetches without CORS headers (the Fetch
-standard's CORS protocol, https://fetch.spec.whatwg.org/#http-cors-protocol); this small
-stdlib server sends them on every response, answers preflight requests, negotiates PEP 691
-JSON for ``simple/`` pages and makes their wheel links absolute for micropip 0.9.
+Pyodide fetches the lock file and the wheels with ``fetch()``, and a browser hands a page the
+answer of another origin only when it carries ``Access-Control-Allow-Origin`` (CORS, see
+https://developer.mozilla.org/en-US/docs/Web/HTTP/Guides/CORS): an index served from another
+origin than the page needs it. This small stdlib server sends the CORS headers on every
+response, answers preflight requests, negotiates PEP 691 JSON for ``simple/`` pages and makes
+their wheel links absolute for micropip 0.9.
 """
 
 from __future__ import annotations

@@ -38,9 +38,9 @@ VARIABLES = {
     "WASMWHEEL_CACHE": "shared downloads and toolchains (default: $XDG_CACHE_HOME/wasmwheel or ~/.cache/wasmwheel)",
     "WASMWHEEL_BUILD_DIR": "per-repository build outputs, logs and doit state (default: <repo>/build)",
     "WASMWHEEL_TOOLCHAIN": f"lean (default) or emsdk: how crates are linked ({TOOLCHAINS['lean']}; or {TOOLCHAINS['emsdk']})",
-    "WASMWHEEL_EMSDK_URL": f"git URL of the Emscripten SDK (default: {DEFAULT_EMSDK_URL})",
-    "WASMWHEEL_SYSROOT_MIRROR": "URL prefix; sysroot archives are fetched from <prefix>/<file name>",
-    "WASMWHEEL_SDIST_MIRROR": "URL prefix; recipe sdists are fetched from <prefix>/<file name>",
+    "WASMWHEEL_EMSDK_URL": f"git URL or local path of the Emscripten SDK repository (default: {DEFAULT_EMSDK_URL})",
+    "WASMWHEEL_SYSROOT_MIRROR": "URL prefix or local folder; sysroot archives are fetched from <prefix>/<file name>",
+    "WASMWHEEL_SDIST_MIRROR": "URL prefix or local folder; recipe sdists are fetched from <prefix>/<file name>",
     "WASMWHEEL_PYPI_URL": f"PyPI base URL for the JSON API used by `new`/`bump` (default: {DEFAULT_PYPI_URL})",
     "WASMWHEEL_NPM_REGISTRY": f"npm registry for Pyodide runtimes (default: {DEFAULT_NPM_REGISTRY})",
     "WASMWHEEL_SYSTEM": "1 = use emcc and rustup toolchains already installed; verify them instead of provisioning",
@@ -143,22 +143,29 @@ class Settings:
             value = env.get(name)
             return Path(value).expanduser().resolve() if value else default
 
-        def url(name: str, default: str | None) -> str | None:
+        def url(name: str, default: str | None, folder: bool = False) -> str | None:
+            """A URL; with ``folder``, also a local folder (what file:// names), given as a path."""
             value = (env.get(name) or "").strip()
             if not value:
                 return default
-            if "://" not in value:
+            if "://" in value:
+                return value
+            if not folder:
                 raise ConfigError("environment", name, f"expected a URL, got {value!r}", "e.g. http://localhost:8000/mirror")
-            return value
+            local = Path(value).expanduser().resolve()
+            if not local.is_dir():
+                raise ConfigError("environment", name, f"expected a URL or a local folder, got {value!r}, and {local} "
+                                  "is no folder", "e.g. http://localhost:8000/mirror or /srv/mirror")
+            return str(local)
 
         return cls(
             root=root,
             cache_dir=path("WASMWHEEL_CACHE", _default_cache()),
             build_dir=path("WASMWHEEL_BUILD_DIR", root / "build"),
             toolchain=_choice("WASMWHEEL_TOOLCHAIN", env.get("WASMWHEEL_TOOLCHAIN"), TOOLCHAINS, DEFAULT_TOOLCHAIN),
-            emsdk_url=url("WASMWHEEL_EMSDK_URL", DEFAULT_EMSDK_URL) or DEFAULT_EMSDK_URL,
-            sysroot_mirror=url("WASMWHEEL_SYSROOT_MIRROR", None),
-            sdist_mirror=url("WASMWHEEL_SDIST_MIRROR", None),
+            emsdk_url=url("WASMWHEEL_EMSDK_URL", DEFAULT_EMSDK_URL, folder=True) or DEFAULT_EMSDK_URL,
+            sysroot_mirror=url("WASMWHEEL_SYSROOT_MIRROR", None, folder=True),
+            sdist_mirror=url("WASMWHEEL_SDIST_MIRROR", None, folder=True),
             pypi_url=url("WASMWHEEL_PYPI_URL", DEFAULT_PYPI_URL) or DEFAULT_PYPI_URL,
             npm_registry=url("WASMWHEEL_NPM_REGISTRY", DEFAULT_NPM_REGISTRY) or DEFAULT_NPM_REGISTRY,
             system=_truthy("WASMWHEEL_SYSTEM", env.get("WASMWHEEL_SYSTEM")),

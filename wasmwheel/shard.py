@@ -279,6 +279,8 @@ def _rank(row: dict[str, Any]) -> int:
 
 def merge_reports(reports: list[dict[str, Any]]) -> dict[str, Any]:
     """One report of the collection from the shards' reports: each row from the shard that built it."""
+    from .report import failures
+
     if not reports:
         raise ShardError("no shard reports to merge")
     rows: dict[tuple[str, str], dict[str, Any]] = {}
@@ -300,7 +302,7 @@ def merge_reports(reports: list[dict[str, Any]]) -> dict[str, Any]:
                finished=max((r.get("finished") or "" for r in runs), default=""), shards=len(reports))
     first = reports[0]
     abis = sorted({a for r in reports for a in r.get("abis", [])})
-    return {
+    merged = {
         "generated": max(r.get("generated", "") for r in reports),
         "abis": abis,
         "summary": summary,
@@ -310,6 +312,8 @@ def merge_reports(reports: list[dict[str, Any]]) -> dict[str, Any]:
         "invalid_recipes": first.get("invalid_recipes", []),
         "invalid_abis": first.get("invalid_abis", []),
     }
+    merged["failures"] = failures(merged)  # what the merged report.md leads with
+    return merged
 
 
 def _copy_wheel(wheel: Path, dest: Path, owners: dict[Path, Path]) -> bool:

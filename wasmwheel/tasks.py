@@ -38,13 +38,14 @@ from doit.tools import config_changed
 # smoke, index, wheel, hints) are imported by the step functions when a step runs.
 from . import audit, build, source
 from .abi import Abi, abi_files, load_abi
-from .errors import CommandFailed, ConfigError, WasmwheelError
+from .errors import CommandFailed, ConfigError, WasmwheelError, plural
 from .fsutil import (
     UPTODATE_SIGNATURE,
     OutputsIntact,
-    atomic_write_text,
     clean_stale_temps,
     file_lock,
+    file_snapshot,
+    keep_if_same,
     read_stamp,
     sha256_file,
     stamp_inputs,
@@ -183,6 +184,22 @@ class Project:
     def serve_task(self) -> dict:
         return serve_task(self.layout)
 
+    def task_names(self) -> set[str]:
+        """Every task name the generators above yield (``build``, ``build:<crate>``, ...), without
+        building a task: for the hint that names the closest ones to a misspelt name."""
+        names = {*BASENAMES, *(f"abi:{name}" for name in self.abi_errors)}
+        for abi in self.abis.values():
+            names.update(f"{kind}:{abi.name}" for kind in (linking_step(self.toolchain), "rust", "std", "pyodide",
+                                                          "index"))
+            if abi.sysroot:
+                names.add(f"pin-sysroot:{abi.name}")
+        for recipe in self.recipes.recipes.values():
+            names.update((f"source:{recipe.name}", f"build:{recipe.name}"))
+            names.update(f"{kind}:{recipe.name}@{abi}" for abi in recipe.abis(self.abi_names, self.toolchain)
+                         if abi in self.abis for kind in CRATE_STEPS)
+        names.update(f"build:{stem}" for stem in self.recipes.errors)
+        return names
+
     def build_tasks(self) -> Iterator[dict]:
         yield group("build", "Build and smoke-test every crate for every ABI it enables")
         for recipe in self.recipes.recipes.values():
@@ -209,6 +226,11 @@ def fewer_gc_passes() -> None:
 
 def group(basename: str, doc: str) -> dict:
     return {"basename": basename, "name": None, "doc": doc}
+
+
+# The task groups dodo.py yields (each generator's group()), and the serve task.
+BASENAMES = ("abi", "emsdk", "binaryen", "rust", "std", "pin-sysroot", "pyodide", "source", "compile", "retag",
+             "audit", "smoke", "smoke-browser", "build", "index", "serve")
 
 
 # -- running a step -----------------------------------------------------------------------
@@ -409,15 +431,20 @@ def step_smoke(recipe: Recipe, abi: Abi, layout: Layout, test_deps: list[str], l
     wheel = Path(retagged["wheel"])
     runtime = Path(read_stamp(layout.stamp("pyodide", abi.name))["runtime"])
     marker = layout.tested_marker(abi.name, wheel.name)
+    before = None
     if environment == "node":  # until this test passes, the wheel is not one the index may take
+        before = file_snapshot(marker)
         marker.unlink(missing_ok=True)
     facts = smoke.smoke_wheel(recipe, abi, wheel, runtime, layout, log, environment=environment,
                               dependencies=_dep_wheels(test_deps, abi, layout))
     if environment != "node":
         return {"wheel": str(wheel), **facts}, []
     marker.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(marker, json.dumps({"wheel": wheel.name, "sha256": retagged["sha256"], "crate": recipe.name,
-                                          "version": recipe.version}, sort_keys=True) + "\n")
+    mark = json.dumps({"wheel": wheel.name, "sha256": retagged["sha256"], "crate": recipe.name,
+                       "version": recipe.version}, sort_keys=True) + "\n"
+    # The same wheel passed again (a changed test, say): the mark comes back exactly as it was, its
+    # time included, so the index (which sees marks by their stat) does not rerun for nothing.
+    keep_if_same(marker, mark.encode(), before)
     return {"wheel": str(wheel), **facts}, [str(marker)]
 
 
@@ -433,7 +460,7 @@ def step_index(abi: Abi, layout: Layout, recipes: dict[str, Recipe], log: StepLo
     digest = index.listing_digest(dist, _index_inputs(recipes, layout))
     facts = index.build_index(abi, dist, layout.index_dir(abi.name), Path(rt["runtime"]) / "pyodide-lock.json",
                               recipes, layout.settings.index_url)
-    log.note(f"indexed {len(facts['wheels'])} wheels of ABI {abi.name} in {facts['index']}")
+    log.note(f"indexed {plural(len(facts['wheels']), 'wheel')} of ABI {abi.name} in {facts['index']}")
     for name, why in facts["left_out"].items():
         log.note(f"left out {name}: {why}", console=True)
     return {**facts, "digest": digest}, [str(layout.index_dir(abi.name) / "pyodide-lock.json")]
@@ -864,6 +891,130 @@ def misplaced_options(argv: list[str]) -> str | None:
     fixed = " ".join(["doit", *prefix, *options, *rest])
     return (f"doit reads its options before the task names, and {', '.join(repr(m) for m in moved)} came after "
             f"one; run `{fixed}`")
+
+
+# doit's commands whose arguments (after their options) are task names, targets or patterns.
+_TASK_COMMANDS = ("run", "list", "info", "clean", "forget", "ignore", "strace")
+
+
+@lru_cache(maxsize=None)
+def _doit_options(command: str) -> tuple[frozenset[str], frozenset[str]]:
+    """doit's own command names, and the options of ``command`` that take a value (``-n``,
+    ``--process``), read from doit's option tables."""
+    from doit.cmd_base import DodoTaskLoader, DoitCmdBase
+    from doit.doit_cmd import DoitMain
+
+    commands = {cmd.name or cmd.__name__.lower(): cmd for cmd in DoitMain.DOIT_CMDS}
+    options = [*DoitCmdBase.base_options, *DodoTaskLoader.cmd_options,
+               *getattr(commands.get(command), "cmd_options", ())]
+    valued = {f"-{o['short']}" for o in options if o.get("short") and o.get("type") is not bool}
+    valued |= {f"--{o['long']}" for o in options if o.get("long") and o.get("type") is not bool}
+    return frozenset(commands), frozenset(valued)
+
+
+def task_arguments(argv: list[str]) -> list[str]:
+    """The task names (or targets, or patterns) a doit command line gives: its arguments without
+    the command, options and their values, task parameters (``serve --port 8001``) and
+    ``key=value`` arguments. Empty for a command that takes no task names (``help``, ``dumpdb``)."""
+    args = list(argv)
+    commands, _ = _doit_options("run")
+    command = args.pop(0) if args and args[0] in commands else "run"
+    if command not in _TASK_COMMANDS:
+        return []
+    _, valued = _doit_options(command)
+    task_valued = {f"--{p['long']}" for p in SERVE_TASK_PARAMS if p.get("type", str) is not bool}
+    names: list[str] = []
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        i += 1
+        if arg.startswith("-") and len(arg) > 1:
+            name = arg.split("=", 1)[0] if arg.startswith("--") else arg[:2]
+            attached = "=" in arg if arg.startswith("--") else len(arg) > 2
+            if not attached and (name in valued or (names and name in task_valued)):
+                i += 1  # its value
+        elif "=" not in arg:
+            names.append(arg)
+    return names
+
+
+def unknown_task_hint(argv: list[str], known: Callable[[], set[str]],
+                      every: Callable[[], set[str]] | None = None) -> str | None:
+    """For a task name on the command line that no task has: the closest real names
+    ("did you mean build:hello-pyo3?"), or where to find them. None when every name is a task.
+
+    ``known`` gives the task names cheaply (Project.task_names), called only when a name is not a
+    group; ``every`` gives them exactly (by making every task), called only when a name is not in
+    ``known``: a name missing from the cheap list is never refused. Patterns and target paths are
+    left to doit."""
+    wanted = [n for n in task_arguments(argv) if n not in BASENAMES and "*" not in n and "/" not in n]
+    if not wanted:
+        return None
+    names = known()
+    if every is not None and any(n not in names for n in wanted):
+        names = every()
+    lines = []
+    for name in dict.fromkeys(n for n in wanted if n not in names):
+        close = _closest(name, names)
+        lines.append(f"no task is named {name!r}: " + (f"did you mean {_either(close)}?" if close else
+                                                          "`doit list` shows every task"))
+    return "; ".join(lines) or None
+
+
+def names_of_tasks(namespace: dict[str, Any]) -> set[str]:
+    """The names of the tasks the ``task_*`` functions of a dodo file make, named as doit names them
+    (``basename:name``; a group, or a task made by a function returning a dict, by its basename)."""
+    names: set[str] = set()
+    for key, func in namespace.items():
+        if not key.startswith("task_") or not callable(func):
+            continue
+        made = func()
+        for task in [made] if isinstance(made, dict) else made or ():
+            base = task.get("basename", key[len("task_"):])
+            names.add(f"{base}:{task['name']}" if task.get("name") else base)
+    return names
+
+
+def _closest(name: str, names: set[str]) -> list[str]:
+    """The real task names closest to a misspelt one: of the same group first (``build:helo-pyo3``),
+    then with the group corrected (``buidl:hello-pyo3``), then any; only those about as close as
+    the closest one."""
+    base, colon, rest = name.partition(":")
+    same_group = [n for n in names if n.startswith(f"{base}:")]
+    if colon and same_group:
+        return _best(name, same_group)
+    regrouped = [f"{b}{colon}{rest}" for b in _best(base, BASENAMES) if f"{b}{colon}{rest}" in names]
+    return regrouped or _best(name, names)
+
+
+def _best(word: str, candidates, cutoff: float = 0.6, spread: float = 0.05, most: int = 3) -> list[str]:
+    import difflib
+
+    scored = []
+    for candidate in candidates:
+        matcher = difflib.SequenceMatcher(None, word, candidate)
+        if matcher.real_quick_ratio() >= cutoff and matcher.quick_ratio() >= cutoff and matcher.ratio() >= cutoff:
+            scored.append((-matcher.ratio(), candidate))
+    scored.sort()
+    return [c for score, c in scored[:most] if -score >= -scored[0][0] - spread]
+
+
+def _either(names: list[str]) -> str:
+    return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " or " + names[-1]
+
+
+def started_elsewhere(started_in: str | Path | None, root: Path) -> str | None:
+    """The fix when doit was started outside the repository root (``doit -k`` from a subfolder,
+    ``doit -f ../dodo.py``): it reads its settings (pyproject.toml: the backend that keeps each
+    finished step, subtasks in ``doit list``) from the folder it starts in. None if all is well."""
+    if started_in is None:
+        return None
+    here, root = Path(started_in).resolve(), Path(root).resolve()
+    if here == root:
+        return None
+    where = "a subfolder of" if root in here.parents else "outside"
+    return (f"doit started in {here}, {where} the repository, whose root is {root}; doit reads its settings "
+            f"(pyproject.toml) from the folder it starts in: run it from the root (cd {root})")
 
 
 def keep_going(argv: list[str]) -> bool:
