@@ -227,8 +227,7 @@ if __name__ == "__main__":
     else:
         install(args[0])
         args = args[1:]
-    sys.argv[1:] = args  # dodo.py reads doit's arguments from here
+    sys.argv[1:] = args  # dodo.py reads doit's arguments from sys.argv, as under the real `doit`
     from doit.doit_cmd import DoitMain
 
-    del sys.argv[1]  # dodo.py reads doit's arguments from sys.argv, as under the real `doit`
-    sys.exit(DoitMain().run(sys.argv[1:]))
+    sys.exit(DoitMain().run(args))

@@ -422,5 +422,5 @@ def test_a_crafted_sysroot_is_refused_and_the_toolchain_is_left_alone(project, h
     rustlib = Path(json.loads(rust.read_text())["sysroot"]) / "lib" / "rustlib"
     assert not (rustlib / ".wasmwheel-installed.json").exists()
     assert not (rustlib / "wasm32-unknown-emscripten" / "lib" / "libstd.rlib").exists()
-    assert not project.layout.stamp("sysroot", "2025_0").exists()
+    assert not project.layout.stamp("std", "2025_0").exists()
     assert [p.name for p in rustlib.iterdir() if p.name.startswith(".sysroot.")] == []

@@ -115,16 +115,21 @@ def test_task_names_are_the_names_of_the_tasks_the_generators_yield(repo, tmp_pa
     (repo / "recipes" / "broken.toml").write_text("[package]\nname = 'broken'\n")
     path = repo / "abi" / "2026_5.toml"
     path.write_text(path.read_text().replace('python = "3.15.0rc1"', 'python = "three"'))
+    # The 2025_0 ABI takes its std from a sysroot archive here, so that pin-sysroot:2025_0 exists.
+    from helpers import SYSROOT_URL, use_sysroot_std
+
+    use_sysroot_std(repo / "abi" / "2025_0.toml", SYSROOT_URL, "")
     project = Project.load(repo, {"WASMWHEEL_CACHE": str(tmp_path / "cache")})
     yielded = set()
-    for method in ("abi_error_tasks", "emsdk_tasks", "rust_tasks", "sysroot_tasks", "pin_sysroot_tasks",
+    for method in ("abi_error_tasks", "emsdk_tasks", "binaryen_tasks", "rust_tasks", "std_tasks", "pin_sysroot_tasks",
                    "runtime_tasks", "source_tasks", "index_tasks", "build_tasks"):
         yielded |= {t["basename"] + (f":{t['name']}" if t.get("name") else "") for t in getattr(project, method)()}
     for kind in ("compile", "retag", "audit", "smoke", "smoke-browser"):
         yielded |= {t["basename"] + (f":{t['name']}" if t.get("name") else "") for t in project.crate_tasks(kind)}
     yielded.add(project.serve_task()["basename"])
     assert project.task_names() == yielded
-    assert {"build:broken", "abi:2026_5", "sysroot:2025_0"} <= yielded and set(BASENAMES) <= yielded
+    assert {"build:broken", "abi:2026_5", "std:2025_0", "pin-sysroot:2025_0", "binaryen:2026_0"} <= yielded
+    assert set(BASENAMES) <= yielded
 
 
 def test_a_misspelt_task_gets_the_closest_real_names(repo, tmp_path):
@@ -140,7 +145,7 @@ def test_a_misspelt_task_gets_the_closest_real_names(repo, tmp_path):
     assert hint("build:helo-pyo3") == "no task is named 'build:helo-pyo3': did you mean build:hello-pyo3?"
     assert hint("smok:jiter@2026_0") == "no task is named 'smok:jiter@2026_0': did you mean smoke:jiter@2026_0?"
     assert hint("-n", "2", "bild") == "no task is named 'bild': did you mean build?"
-    assert hint("emsdk:2026").endswith("did you mean emsdk:2026_0 or emsdk:2026_5?")
+    assert hint("binaryen:2026").endswith("did you mean binaryen:2026_0 or binaryen:2026_5?")
     assert hint("zzzzzz") == "no task is named 'zzzzzz': `doit list` shows every task"
     calls.clear()
     # Real names, patterns and target paths get no hint; groups alone are known without listing every task.

@@ -72,10 +72,10 @@ def test_local_folders_serve_as_the_emsdk_repository_and_the_sysroot_mirror(proj
     _only(project, "2025_0")
     emsdk_repo = local_path(emsdk_mirror)
     env = {"WASMWHEEL_EMSDK_URL": str(emsdk_repo), "WASMWHEEL_SYSROOT_MIRROR": str(sysroot_archive[0].parent)}
-    run = project.doit("emsdk:2025_0", "sysroot:2025_0", env=env)
-    assert run.failed == [] and {"emsdk:2025_0", "sysroot:2025_0"} <= set(run.executed)
+    run = project.doit("emsdk:2025_0", "std:2025_0", env=env)
+    assert run.failed == [] and {"emsdk:2025_0", "std:2025_0"} <= set(run.executed)
     assert f"cloning emsdk from {emsdk_repo}" in project.layout.log("emsdk", "2025_0").read_text()
-    assert f"# copy {sysroot_archive[0]}" in project.layout.log("sysroot", "2025_0").read_text()
+    assert f"# copy {sysroot_archive[0]}" in project.layout.log("std", "2025_0").read_text()
 
 
 def test_no_network_names_the_url_and_the_mirror_setting(project):
@@ -117,18 +117,19 @@ def test_a_std_rustup_does_not_publish_gets_a_hint_that_can_help(project):
     assert run.failed == ["rust:2026_0"]
     assert "hint: no prebuilt std for wasm32-unknown-emscripten is published for this toolchain" in run.output
     assert "doit rust:" not in run.output.split("hint:", 1)[1]
-    # Where the target is merely missing from an installed toolchain, the hint names the command that reinstalls
-    # it: with -a, since doit holds the step for up to date.
+    # Where std is merely missing from an installed toolchain, the hint names the command that puts it back:
+    # with -a, since doit holds the step for up to date while its marker is there.
     from wasmwheel.hints import hint_for
 
-    assert "`doit -a rust:<abi>`" in hint_for("error[E0463]: can't find crate for `std`").fix
+    assert "`doit -a std:<abi>`" in hint_for("error[E0463]: can't find crate for `std`").fix
     # ... and that command does put it back.
-    project.doit("rust:2026_0")
+    project.doit("std:2026_0")
     sysroot = Path(json.loads(project.layout.stamp("rust", "2026_0").read_text())["sysroot"])
-    target = sysroot / "lib" / "rustlib" / "wasm32-unknown-emscripten"
-    shutil.rmtree(target)
-    assert project.doit("rust:2026_0").executed == []  # up to date for doit: rerunning it does nothing
-    assert project.doit("-a", "rust:2026_0").executed == ["rust:2026_0"] and target.is_dir()
+    lib = sysroot / "lib" / "rustlib" / "wasm32-unknown-emscripten" / "lib"
+    shutil.rmtree(lib)
+    assert project.doit("std:2026_0").executed == []  # up to date for doit: rerunning it does nothing
+    # (-a runs the steps it needs too: rust:2026_0 finds its toolchain installed)
+    assert project.doit("-a", "std:2026_0").executed[-1] == "std:2026_0" and list(lib.glob("libstd-*.rlib"))
 
 
 def test_rustup_failure_names_the_dist_server_setting(project):
