@@ -10,7 +10,8 @@ with a Range request; a server that ignores Range (or answers with another
 range) gets the file from the start. A resumed file that does not match its
 sha256 is downloaded once more from the start before the mismatch is reported.
 Bytes are stored as sent (``Accept-Encoding: identity``, no decoding), since
-the sha256 is that of the file on the server.
+the sha256 is that of the file on the server. A ``file://`` URL (a mirror that is
+a local folder) is copied, and verified the same way.
 """
 
 from __future__ import annotations
@@ -19,9 +20,12 @@ import email.utils
 import hashlib
 import os
 import re
+import shutil
 import time
+import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import requests
 import urllib3
@@ -46,17 +50,23 @@ class Origin:
     """Where a file comes from and which setting points it at a mirror."""
 
     url: str
-    mirror: str | None = None  # URL prefix; the file is fetched from <mirror>/<file name>
+    mirror: str | None = None  # URL prefix; the file is fetched from <mirror>/[<subfolder>/]<file name>
     setting: str = ""  # the environment variable that sets the mirror
+    subfolder: str = ""  # where a mirror keeps the file, for files whose names repeat (Pyodide's patches per tag)
 
     @property
     def filename(self) -> str:
         return self.url.split("?", 1)[0].rstrip("/").rsplit("/", 1)[-1]
 
     @property
+    def mirror_name(self) -> str:
+        """The file's path under a mirror's prefix."""
+        return f"{self.subfolder}/{self.filename}" if self.subfolder else self.filename
+
+    @property
     def effective_url(self) -> str:
         if self.mirror:
-            return self.mirror.rstrip("/") + "/" + self.filename
+            return self.mirror.rstrip("/") + "/" + self.mirror_name
         return self.url
 
 
@@ -72,8 +82,8 @@ def _hint(origin: Origin) -> str:
     if not origin.setting:
         return ""
     if origin.mirror:
-        return f"(from the mirror {origin.setting}={origin.mirror}: check that it serves {origin.filename})"
-    return f"(no mirror is set: point {origin.setting} at a URL prefix that serves {origin.filename})"
+        return f"(from the mirror {origin.setting}={origin.mirror}: check that it serves {origin.mirror_name})"
+    return f"(no mirror is set: point {origin.setting} at a URL prefix that serves {origin.mirror_name})"
 
 
 def fetch(origin: Origin, dest: Path, sha256: str | None, log: StepLog, timeout: float = 60.0) -> Path:
@@ -117,6 +127,9 @@ def fetch(origin: Origin, dest: Path, sha256: str | None, log: StepLog, timeout:
 
 def _download(url: str, part: Path, origin: Origin, log: StepLog, timeout: float) -> None:
     """Get ``url`` into ``part`` completely, resuming what is there, or raise DownloadError."""
+    if url.lower().startswith("file:"):
+        _copy_local(url, part, origin, log)
+        return
     failures = 0
     for request in range(MAX_REQUESTS):
         try:
@@ -133,6 +146,17 @@ def _download(url: str, part: Path, origin: Origin, log: StepLog, timeout: float
             log.note(f"retrying in {delay:g}s ({exc})", console=True)
             time.sleep(delay)
     raise DownloadError(f"could not download {url}: gave up after {MAX_REQUESTS} requests {_hint(origin)}".rstrip())
+
+
+def _copy_local(url: str, part: Path, origin: Origin, log: StepLog) -> None:
+    """A file:// URL: copy the local file (a mirror that is a folder, for offline machines)."""
+    source = Path(urllib.request.url2pathname(urlsplit(url).path))
+    log.write(f"# copy {source}\n")
+    try:
+        shutil.copyfile(source, part)
+    except OSError as exc:
+        part.unlink(missing_ok=True)
+        raise DownloadError(f"could not copy {url}: {exc.strerror or exc} {_hint(origin)}".rstrip()) from None
 
 
 class _Transient(Exception):
