@@ -45,6 +45,10 @@ def task_pin_sysroot():
     yield from project.pin_sysroot_tasks()
 
 
+def task_pin_patches():
+    yield from project.pin_patches_tasks()
+
+
 def task_pyodide():
     yield from project.runtime_tasks()
 

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import difflib
 import functools
+import hashlib
 import http.server
 import io
 import json
@@ -88,18 +90,98 @@ def provision_binaryens(cache: Path) -> dict[str, Path]:
     return found
 
 
+STANDIN_EMSDK = TESTS / "standins" / "emsdk"
+# The files the emsdk stand-in installs into upstream/emscripten (beside its emcc): what the tests' patches patch.
+STANDIN_EMSCRIPTEN = STANDIN_EMSDK / "emscripten"
+
+
 def make_emsdk_mirror(folder: Path) -> str:
     """A local git repository standing in for github.com/emscripten-core/emsdk; returns its URL."""
     repo = folder / "emsdk.git"
     work = folder / "work"
     work.mkdir(parents=True)
-    shutil.copy2(TESTS / "standins" / "emsdk" / "emsdk", work / "emsdk")
+    shutil.copy2(STANDIN_EMSDK / "emsdk", work / "emsdk")
+    shutil.copytree(STANDIN_EMSCRIPTEN, work / "emscripten")
     git = ["git", "-c", "user.name=test", "-c", "user.email=test@example.invalid", "-c", "init.defaultBranch=main"]
     subprocess.run([*git, "init", "-q", str(work)], check=True)
-    subprocess.run([*git, "-C", str(work), "add", "emsdk"], check=True)
+    subprocess.run([*git, "-C", str(work), "add", "emsdk", "emscripten"], check=True)
     subprocess.run([*git, "-C", str(work), "commit", "-q", "-m", "emsdk stand-in"], check=True)
     subprocess.run([*git, "clone", "-q", "--bare", str(work), str(repo)], check=True)
     return repo.as_uri()
+
+
+# -- Pyodide's patches to Emscripten, for the stand-in's Emscripten files -------------------------------
+
+
+def unified_patch(subject: str, changes: dict[str, tuple[str, str]]) -> str:
+    """A patch as `git format-patch` writes one: a header, then a unified diff per file (``-p1`` paths)."""
+    out = [f"From 0000000000000000000000000000000000000000 Mon Sep 17 00:00:00 2001\nSubject: [PATCH] {subject}\n\n---\n"]
+    for rel, (before, after) in changes.items():
+        diff = difflib.unified_diff(before.splitlines(keepends=True), after.splitlines(keepends=True),
+                                    fromfile=f"a/{rel}", tofile=f"b/{rel}")
+        out.append(f"diff --git a/{rel} b/{rel}\n" + "".join(diff))
+    return "".join(out) + "-- \n2.43.0\n"
+
+
+DYLINK = "src/lib/libdylink.js"
+EXPORTS = "tools/emscripten.py"
+
+
+def standin_patch_series() -> tuple[list[tuple[str, str]], dict[str, str]]:
+    """Three patches to the stand-in's Emscripten files, as Pyodide's patch the real ones, in their order
+    (0003 changes lines 0001 adds: it applies only after it); and the files' text once all are applied."""
+    dylink = (STANDIN_EMSCRIPTEN / DYLINK).read_text()
+    exports = (STANDIN_EMSCRIPTEN / EXPORTS).read_text()
+    anchor = "      resolved ||= resolveSymbol(prop);\n"
+    assert anchor in dylink
+    dylink1 = dylink.replace(anchor, anchor + "      if (!resolved) {\n"
+                             "        throw new Error(`Dynamic linking error: cannot resolve symbol ${prop}`);\n"
+                             "      }\n")
+    exports2 = exports.replace("  for name in exports:\n    if not name.isidentifier():\n      raise",
+                               "  if settings.SIDE_MODULE:\n    return  # Rust side modules export mangled names\n"
+                               "  for name in exports:\n    if not name.isidentifier():\n      raise")
+    assert exports2 != exports
+    dylink3 = dylink1.replace("cannot resolve symbol ${prop}`", "cannot resolve symbol ${prop} (is it loaded?)`")
+    series = [
+        ("0001-Add-useful-error-when-symbol-resolution-fails.patch",
+         unified_patch("Add useful error when symbol resolution fails", {DYLINK: (dylink, dylink1)})),
+        ("0002-Don-t-check-exports-of-side-modules.patch",
+         unified_patch("Don't check exports of side modules", {EXPORTS: (exports, exports2)})),
+        ("0003-Say-which-library-to-load.patch",
+         unified_patch("Say which library to load", {DYLINK: (dylink1, dylink3)})),
+    ]
+    return series, {DYLINK: dylink3, EXPORTS: exports2}
+
+
+def write_patches(folder: Path, series: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """Write patches into ``folder`` (a mirror's <pyodide tag>/ folder); returns [(name, sha256)]."""
+    folder.mkdir(parents=True, exist_ok=True)
+    pins = []
+    for name, text in series:
+        (folder / name).write_text(text)
+        pins.append((name, hashlib.sha256(text.encode()).hexdigest()))
+    return pins
+
+
+def patch_url(tag: str, name: str) -> str:
+    return f"https://raw.githubusercontent.com/pyodide/pyodide/{tag}/emsdk/patches/{name}"
+
+
+def use_patches(abi_path: Path, pins: list[tuple[str, str]], tag: str | None = None) -> str:
+    """Make an ABI file's [emsdk] name these patches (of its own pyodide_tag, or ``tag``); returns the tag."""
+    doc = tomlkit.parse(Path(abi_path).read_text())
+    emsdk = doc.setdefault("emsdk", tomlkit.table())
+    tag = tag or str(emsdk["pyodide_tag"])
+    emsdk["pyodide_tag"] = tag
+    aot = tomlkit.aot()
+    for name, sha in pins:
+        entry = tomlkit.table()
+        entry["url"] = patch_url(tag, name)
+        entry["sha256"] = sha
+        aot.append(entry)
+    emsdk["patches"] = aot
+    Path(abi_path).write_text(tomlkit.dumps(doc))
+    return tag
 
 
 class _QuietHandler(http.server.SimpleHTTPRequestHandler):
@@ -187,6 +269,13 @@ class TestProject:
         # stand-in world runs every way of getting std: a download and unpack (2025_0), a build from
         # rust-src (the others, with the stand-in toolchain's cargo).
         use_sysroot_std(root / "abi" / "2025_0.toml", SYSROOT_URL, sha256_file(archive))
+        # Each ABI names patches of its own Pyodide tag, made here against the stand-in's Emscripten files and
+        # kept in a local folder, the patch mirror (Pyodide's real ones patch the real Emscripten).
+        patches = tmp / "emsdk-patches"
+        series, _ = standin_patch_series()
+        for abi_file in sorted((root / "abi").glob("*.toml")):
+            tag = str(tomlkit.parse(abi_file.read_text())["emsdk"]["pyodide_tag"])
+            use_patches(abi_file, write_patches(patches / tag, series))
         cache = tmp / "cache"
         shared = {cache / "pyodide" / v: f for v, f in runtimes.items()}
         shared.update({cache / "binaryen" / v: f for v, f in (binaryens or {}).items()})
@@ -210,6 +299,7 @@ class TestProject:
             "WASMWHEEL_TOOLCHAIN": "emsdk",
             "WASMWHEEL_EMSDK_URL": emsdk_url,
             "WASMWHEEL_SYSROOT_MIRROR": mirror,
+            "WASMWHEEL_PATCH_MIRROR": str(patches),
             "WASMWHEEL_RETRY_BACKOFF": "0.01",
             "WASMWHEEL_SMOKE_IDLE": "5",  # smoke servers of throw-away caches exit soon
         })

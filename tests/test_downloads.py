@@ -241,8 +241,8 @@ class socket_closed_port:
 
 # -- mirrors: honoured and documented ----------------------------------------------------------------
 
-MIRROR_SETTINGS = ("WASMWHEEL_EMSDK_URL", "WASMWHEEL_SYSROOT_MIRROR", "WASMWHEEL_SDIST_MIRROR", "WASMWHEEL_PYPI_URL",
-                   "WASMWHEEL_NPM_REGISTRY")
+MIRROR_SETTINGS = ("WASMWHEEL_EMSDK_URL", "WASMWHEEL_SYSROOT_MIRROR", "WASMWHEEL_PATCH_MIRROR",
+                   "WASMWHEEL_SDIST_MIRROR", "WASMWHEEL_PYPI_URL", "WASMWHEEL_NPM_REGISTRY")
 
 
 def test_every_setting_is_documented_in_the_settings_module_and_the_readme():

@@ -40,6 +40,11 @@ def test_shipped_abi_files_hold_the_abi_facts():
     assert a.maturin_tag_env() == {"MATURIN_PYODIDE_ABI_VERSION": "2024_0"}
     d = abis["2026_5"]
     assert (d.python_minor, d.rust_toolchain, d.rustflags, d.status) == ("3.15", "1.97.1", (), "development")
+    # Pyodide's patches to each Emscripten, pinned (see tests/test_emsdk_patches.py for every ABI's list).
+    assert b.emsdk.pyodide_tag == "0.29.4" and b.emsdk.patches[1].name == \
+        "0002-Don-t-check-exports-for-being-valid-C-C-identifiers-.patch"
+    assert b.emsdk.patches[1].sha256 == "3cfc92700778eff9a39a9638f034a7cf4cf41092ef8cf6bb76475eb7c5887c50"
+    assert b.emsdk_config()["patches"][1] == [b.emsdk.patches[1].name, b.emsdk.patches[1].sha256]
 
 
 def test_every_shipped_runtime_has_a_committed_lock():
@@ -88,6 +93,21 @@ def _abi_text(**changes: str) -> str:
     ('binaryen = "132.0.0"', 'binaryen = "latest"', "lean.binaryen: not an npm version; expected an npm version of binaryen"),
     ('"--post-emscripten", ', '"--post-emscripten", "-O3", ', "the optimisation level comes from the link line"),
     ('"--post-emscripten", ', '"--post-emscripten", "--all-features", ', "lean.wasm_opt_flags[2]: enables features"),
+    # [emsdk]: Pyodide's patches to Emscripten
+    ('pyodide_tag = "314.0.5"', 'pyodide_tag = "314.0.4"',
+     "emsdk.patches[0].url: is Pyodide 314.0.5's patch, but pyodide_tag = '314.0.4' (use https://raw."
+     "githubusercontent.com/pyodide/pyodide/314.0.4/emsdk/patches/<name>)"),
+    ('pyodide_tag = "314.0.5"\n', '', "emsdk.pyodide_tag: missing; expected the Pyodide release tag"),
+    ('sha256 = "4e96b6', 'sha256 = "4E96B6', "emsdk.patches[3].sha256: not a sha256"),
+    ('Append-pic-directory-when-SIDE_MODULE.patch"', 'Append-pic-directory-when-SIDE_MODULE.diff"',
+     "emsdk.patches[3].url: does not name a .patch file"),
+    ('0002-Fix-promise-order.patch"', '0001-Add-useful-error-when-symbol-resolution-fails.patch"',
+     "emsdk.patches[1].url: names 0001-Add-useful-error-when-symbol-resolution-fails.patch a second time"),
+    ('[[emsdk.patches]]\nurl = "https://raw.githubusercontent.com/pyodide/pyodide/314.0.5/emsdk/patches/0002',
+     '[[emsdk.patches]]\nsha = ""\nurl = "https://raw.githubusercontent.com/pyodide/pyodide/314.0.5/emsdk/patches/0002',
+     "emsdk.patches[1].sha: unknown key (did you mean `sha256`?)"),
+    ('pyodide_tag = "314.0.5"', 'pyodide_tag = "314.0.5"\npyodide_version = "314.0.5"',
+     "emsdk.pyodide_version: unknown key"),
 ])
 def test_abi_mistakes_name_file_key_and_fix(tmp_path, old, new, message):
     path = tmp_path / "2026_0.toml"

@@ -13,7 +13,7 @@ def _tasks(project: Project) -> dict[str, dict]:
     gens = [project.emsdk_tasks(), project.binaryen_tasks(), project.rust_tasks(), project.std_tasks(),
             project.runtime_tasks(),
             project.source_tasks(), *(project.crate_tasks(kind) for kind in CRATE_STEPS), project.index_tasks(),
-            project.build_tasks(), project.pin_sysroot_tasks(), project.abi_error_tasks()]
+            project.build_tasks(), project.pin_sysroot_tasks(), project.pin_patches_tasks(), project.abi_error_tasks()]
     out = {}
     for gen in gens:
         for t in gen:
@@ -72,12 +72,46 @@ def test_each_step_config_holds_what_shapes_it_and_nothing_else(repo, tmp_path):
     assert compile_cfg["toolchain"]["kind"] == "lean"
     assert compile_cfg["toolchain"]["wasm_opt_flags"] == list(abi.lean.wasm_opt_flags)
     emsdk = _tasks(Project.load(repo, {"WASMWHEEL_CACHE": str(tmp_path / "cache"), "WASMWHEEL_TOOLCHAIN": "emsdk"}))
-    assert _config(emsdk["emsdk:2025_0"]) == {"emscripten": "4.0.9", "mode": "managed"}
+    # emsdk: the version and Pyodide's patches applied to it (names and digests, in order), for the step and
+    # for the compiles that link with it; not the patches' URLs (a mirror or a moved file is the same patch).
+    patches = [[p.name, p.sha256] for p in abi.emsdk.patches]
+    assert [name for name, _ in patches] == ["0001-Add-useful-error-when-symbol-resolution-fails.patch",
+                                             "0002-Don-t-check-exports-for-being-valid-C-C-identifiers-.patch",
+                                             "0003-dylink-Fix-rpath-calculation-in-nested-dependencies.patch",
+                                             "0004-Fix-promise-order.patch"]
+    assert _config(emsdk["emsdk:2025_0"]) == {"emscripten": "4.0.9", "pyodide_tag": "0.29.4", "patches": patches,
+                                               "mode": "managed"}
+    assert _config(emsdk["compile:hello-pyo3@2025_0"])["toolchain"] == {
+        "kind": "emsdk", "emscripten": "4.0.9", "pyodide_tag": "0.29.4", "patches": patches}
+    assert "https://" not in str(_config(emsdk["emsdk:2025_0"]))
     assert "binaryen:2025_0" not in emsdk
     # Big archives never appear as file_dep; stamps do.
     for t in tasks.values():
         for dep in t.get("file_dep", []):
             assert not dep.endswith((".tar.bz2", ".tar.gz", ".whl")), dep
+
+
+def test_a_changed_patch_pin_changes_that_abi_s_emsdk_step_and_compiles_only(repo, tmp_path):
+    env = {"WASMWHEEL_CACHE": str(tmp_path / "c"), "WASMWHEEL_TOOLCHAIN": "emsdk"}
+    before = _tasks(Project.load(repo, env))
+    path = repo / "abi" / "2026_0.toml"
+    sha = Project.load(repo, env).abis["2026_0"].emsdk.patches[3].sha256
+    path.write_text(path.read_text().replace(sha, "0" * 64))
+    after = _tasks(Project.load(repo, env))
+    changed = {name for name in before.keys() & after.keys()
+               if any(isinstance(u, config_changed) for u in before[name].get("uptodate", []))
+               and _config(before[name]) != _config(after[name])}
+    compiles = {name for name in after if name.startswith("compile:") and name.endswith("@2026_0")}
+    assert "compile:hello-pyo3@2026_0" in compiles
+    assert changed == {"emsdk:2026_0", *compiles}
+
+
+def test_pin_patches_is_a_task_per_abi_with_patches(repo, tmp_path):
+    tasks = _tasks(Project.load(repo, {"WASMWHEEL_CACHE": str(tmp_path / "c")}))
+    assert {n for n in tasks if n.startswith("pin-patches:")} == {f"pin-patches:{a}" for a in
+                                                                 ("2024_0", "2025_0", "2026_0", "2026_5")}
+    assert "Pyodide 0.29.4's 4 patches to Emscripten 4.0.9" in tasks["pin-patches:2025_0"]["doc"]
+    assert "uptodate" not in tasks["pin-patches:2025_0"]  # on demand: it runs whenever asked for
 
 
 def test_build_group_follows_skip_abis(repo, tmp_path):

@@ -1,9 +1,9 @@
 """Pyodide ABIs: one TOML file per ABI under ``abi/``, parsed into frozen dataclasses.
 
 An ABI file pins everything that must match the Pyodide runtime: the Python and
-Emscripten versions, the Rust toolchain and its target-only flags, the sysroot
-(where the toolchain needs one), the wheel tags and the Pyodide runtime used for
-smoke tests. See ``abi/2026_0.toml`` for an annotated example.
+Emscripten versions (with the patches Pyodide applies to that Emscripten), the Rust
+toolchain and its target-only flags, the sysroot (where the toolchain needs one), the
+wheel tags and the Pyodide runtime used for smoke tests. See ``abi/2026_0.toml`` for an annotated example.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from typing import Any
 from packaging.version import Version
 
 from .errors import ConfigError
-from .schema import Table, check_http_url, check_rustflag, check_sha256, parse_toml
+from .schema import NAME_RE, Table, check_http_url, check_rustflag, check_sha256, parse_toml
 
 ABI_NAME_RE = re.compile(r"^[0-9]{4}_[0-9]+\Z")
 PEP783_TAG_RE = re.compile(r"^(pyemscripten|pyodide)_([0-9]{4}_[0-9]+)_wasm32\Z")
@@ -44,6 +44,31 @@ class Sysroot:
     @property
     def filename(self) -> str:
         return self.url.rstrip("/").rsplit("/", 1)[-1]
+
+
+@dataclass(frozen=True)
+class Patch:
+    """One of Pyodide's patches to Emscripten (``[[emsdk.patches]]``)."""
+
+    url: str
+    sha256: str | None  # None: not pinned yet (`doit pin-patches:<abi>`)
+
+    @property
+    def name(self) -> str:
+        return self.url.split("?", 1)[0].rstrip("/").rsplit("/", 1)[-1]
+
+
+@dataclass(frozen=True)
+class EmscriptenPatches:
+    """The patches the ABI's Pyodide release applies to its Emscripten (pyodide's ``emsdk/patches/`` at
+    ``pyodide_tag``), in the order they are applied."""
+
+    pyodide_tag: str
+    patches: tuple[Patch, ...]
+
+    def config(self) -> dict[str, Any]:
+        """What of them shapes an installed Emscripten: the release, and each patch's name and digest."""
+        return {"pyodide_tag": self.pyodide_tag, "patches": [[p.name, p.sha256 or ""] for p in self.patches]}
 
 
 def flag_units(flags: tuple[str, ...] | list[str]) -> list[str]:
@@ -87,6 +112,7 @@ class Abi:
     std: str = "source"  # a key of STD_SOURCES
     std_rustflags: tuple[str, ...] = ()
     lean: Lean | None = None
+    emsdk: EmscriptenPatches | None = None  # [emsdk]: Pyodide's patches to Emscripten (None: a plain Emscripten)
 
     @property
     def runtime_dir(self) -> Path:
@@ -144,6 +170,12 @@ class Abi:
         if self.std == "source":
             return {"toolchain": self.rust_toolchain, "component": "rust-src"}
         return {"toolchain": self.rust_toolchain}
+
+    def emsdk_config(self) -> dict[str, Any]:
+        """What shapes the ABI's installed Emscripten: its version and the patches applied to it (names and
+        sha256, in order), so that a changed pin reruns the emsdk step and the compiles that link with it."""
+        patches = self.emsdk.config() if self.emsdk else {"pyodide_tag": None, "patches": []}
+        return {"emscripten": self.emscripten, **patches}
 
     def std_config(self) -> dict[str, Any]:
         """What shapes std for the target: where it comes from and, built from source, its flags."""
@@ -216,6 +248,49 @@ def _check_wasm_opt_flag(value: str) -> str | None:
         return ("enables features Pyodide's runtimes cannot instantiate (measured: 'unknown import kind 0x7f'); "
                 "name the ABI's features with --enable-...")
     return None
+
+
+# raw.githubusercontent.com/pyodide/pyodide/<ref>/...: the ref must be the ABI's Pyodide tag.
+PYODIDE_RAW_RE = re.compile(r"^https://raw\.githubusercontent\.com/pyodide/pyodide/([^/]+)/")
+
+
+def _check_patch_url(value: str) -> str | None:
+    problem = check_http_url(value)
+    if problem:
+        return problem
+    name = value.split("?", 1)[0].rstrip("/").rsplit("/", 1)[-1]
+    if not name.endswith(".patch"):
+        return "does not name a .patch file"
+    if not NAME_RE.match(name):
+        return "its file name is not plain (letters, digits, '.', '_', '-')"
+    return None
+
+
+def _load_patches(top: Table, name: str) -> EmscriptenPatches | None:
+    if not top.has("emsdk"):
+        return None
+    et = top.table("emsdk")
+    fix = f"run `doit pin-patches:{name}` to record it"
+    tag = et.string("pyodide_tag", required=True, expect='the Pyodide release tag whose emsdk/patches/ these are, '
+                    'like "0.29.4"', check=lambda v: None if NAME_RE.match(v) else "not a git tag name")
+    patches: list[Patch] = []
+    for pt in et.table_list("patches", expect="a list of [[emsdk.patches]] tables (url, sha256)",
+                            fix='write each as [[emsdk.patches]] with url = "..." and sha256 = "..."'):
+        url = pt.string("url", required=True, expect="the URL of one of Pyodide's emsdk/patches/*.patch files",
+                        check=_check_patch_url)
+        sha = pt.string("sha256", default="", expect="64 hex characters or empty (not pinned yet)",
+                        check=lambda v: None if v == "" else check_sha256(v), fix=fix)
+        pt.done()
+        m = PYODIDE_RAW_RE.match(url or "")
+        if m and m.group(1) != tag:
+            raise pt.error("url", f"is Pyodide {m.group(1)}'s patch, but pyodide_tag = {tag!r}",
+                           f"use https://raw.githubusercontent.com/pyodide/pyodide/{tag}/emsdk/patches/<name>")
+        patch = Patch(url=url or "", sha256=sha or None)
+        if any(p.name == patch.name for p in patches):
+            raise pt.error("url", f"names {patch.name} a second time", "list each patch once")
+        patches.append(patch)
+    et.done()
+    return EmscriptenPatches(pyodide_tag=tag or "", patches=tuple(patches))
 
 
 def load_abi(path: Path, root: Path | None = None) -> Abi:
@@ -294,6 +369,8 @@ def load_abi(path: Path, root: Path | None = None) -> Abi:
         lt.done()
         lean = Lean(binaryen=binaryen or "", wasm_opt_flags=opt_flags)
 
+    emsdk = _load_patches(top, name)
+
     pyodide = top.table("pyodide", required=True)
     pyodide_version = pyodide.string("version", required=True, expect='an npm version of pyodide like "314.0.7"',
                                      check=lambda v: None if NPM_VERSION_RE.match(v) else "not an npm version")
@@ -315,6 +392,7 @@ def load_abi(path: Path, root: Path | None = None) -> Abi:
         std=std or "source",
         std_rustflags=std_rustflags,
         lean=lean,
+        emsdk=emsdk,
     )
 
 

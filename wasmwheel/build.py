@@ -105,15 +105,19 @@ def toolchain_config(abi: Abi, toolchain: str) -> dict[str, Any]:
     """What of the linking toolchain shapes a compiled wheel (part of the compile step's config:
     switching WASMWHEEL_TOOLCHAIN reruns the compiles and nothing before them)."""
     if toolchain == "emsdk":
-        return {"kind": "emsdk", "emscripten": abi.emscripten}
+        return {"kind": "emsdk", **abi.emsdk_config()}  # the version and Pyodide's patches applied to it
     return {"kind": "lean", "binaryen": abi.lean.binaryen if abi.lean else None,
             "wasm_opt_flags": list(abi.lean.wasm_opt_flags) if abi.lean else None, "linker": linker_digest()}
 
 
 def generator(abi: Abi, toolchain: str, linking: Mapping[str, Any]) -> str:
     """The wheel's ``Generator`` line: maturin, and how wasmwheel linked it."""
-    how = (f"emsdk {abi.emscripten}" if toolchain == "emsdk"
-           else f"lean: rust-lld, binaryen {linking.get('binaryen', '?')}")
+    if toolchain == "emsdk":
+        how = f"emsdk {abi.emscripten}"
+        if linking.get("patches"):  # a managed emsdk, patched as the ABI's Pyodide patches it
+            how += f" + Pyodide {linking.get('pyodide_tag')}'s {len(linking['patches'])} patches"
+    else:
+        how = f"lean: rust-lld, binaryen {linking.get('binaryen', '?')}"
     return f"maturin ({maturin_version()}) + wasmwheel ({_own_version()}; Rust {abi.rust_toolchain}, {how})"
 
 

@@ -50,17 +50,23 @@ class Origin:
     """Where a file comes from and which setting points it at a mirror."""
 
     url: str
-    mirror: str | None = None  # URL prefix; the file is fetched from <mirror>/<file name>
+    mirror: str | None = None  # URL prefix; the file is fetched from <mirror>/[<subfolder>/]<file name>
     setting: str = ""  # the environment variable that sets the mirror
+    subfolder: str = ""  # where a mirror keeps the file, for files whose names repeat (Pyodide's patches per tag)
 
     @property
     def filename(self) -> str:
         return self.url.split("?", 1)[0].rstrip("/").rsplit("/", 1)[-1]
 
     @property
+    def mirror_name(self) -> str:
+        """The file's path under a mirror's prefix."""
+        return f"{self.subfolder}/{self.filename}" if self.subfolder else self.filename
+
+    @property
     def effective_url(self) -> str:
         if self.mirror:
-            return self.mirror.rstrip("/") + "/" + self.filename
+            return self.mirror.rstrip("/") + "/" + self.mirror_name
         return self.url
 
 
@@ -76,8 +82,8 @@ def _hint(origin: Origin) -> str:
     if not origin.setting:
         return ""
     if origin.mirror:
-        return f"(from the mirror {origin.setting}={origin.mirror}: check that it serves {origin.filename})"
-    return f"(no mirror is set: point {origin.setting} at a URL prefix that serves {origin.filename})"
+        return f"(from the mirror {origin.setting}={origin.mirror}: check that it serves {origin.mirror_name})"
+    return f"(no mirror is set: point {origin.setting} at a URL prefix that serves {origin.mirror_name})"
 
 
 def fetch(origin: Origin, dest: Path, sha256: str | None, log: StepLog, timeout: float = 60.0) -> Path:

@@ -5,8 +5,10 @@ string, so all paths come from here and are never spelled twice.
 
 Cache (shared by checkouts, ``WASMWHEEL_CACHE``)::
 
-    downloads/sha256/<sha256>/<file>     verified downloads (sdists, sysroots)
-    emsdk/<emscripten version>/          one emsdk clone per Emscripten version
+    downloads/sha256/<sha256>/<file>     verified downloads (sdists, sysroots, Pyodide's patches to Emscripten)
+    downloads/unpinned/                  what pin-sysroot and pin-patches measure, before it moves to sha256/
+    emsdk/<emscripten version>/          one emsdk clone per Emscripten version (patched as its ABI says:
+                                         .wasmwheel-installed.json, upstream/emscripten/.wasmwheel-patches.json)
     rust/<toolchain>[+<std>]/            RUSTUP_HOME (rustup/) and CARGO_HOME (cargo/) of a toolchain and its
                                          std for the target (Abi.std_key: src, src-<flags digest>, a sysroot)
     std-build/<toolchain>+<std>/         the crate std is built beside, and cargo's target folder

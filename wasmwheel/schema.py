@@ -203,6 +203,20 @@ class Table:
                 raise self.error(name, f"{problem}; expected {expect}, got {_show(value)}", fix)
         return value
 
+    def table_list(self, name: str, expect: str = "a list of tables", fix: str = "") -> list["Table"]:
+        """An array of tables (``[[name]]``), each as a Table keyed ``name[i]``."""
+        value = self._get(name, False, expect)
+        if value is None:
+            return []
+        if not isinstance(value, list):
+            raise self.error(name, f"expected {expect}, got {_type_name(value)} {_show(value)}", fix)
+        tables = []
+        for i, item in enumerate(value):
+            if not isinstance(item, dict):
+                raise self.error(f"{name}[{i}]", f"expected a table, got {_type_name(item)} {_show(item)}", fix)
+            tables.append(Table(self.file, item, self.key(f"{name}[{i}]")))
+        return tables
+
     def boolean(self, name: str, default: bool = False) -> bool:
         value = self._get(name, False, "true or false")
         if value is None:

@@ -40,6 +40,8 @@ VARIABLES = {
     "WASMWHEEL_TOOLCHAIN": f"lean (default) or emsdk: how crates are linked ({TOOLCHAINS['lean']}; or {TOOLCHAINS['emsdk']})",
     "WASMWHEEL_EMSDK_URL": f"git URL or local path of the Emscripten SDK repository (default: {DEFAULT_EMSDK_URL})",
     "WASMWHEEL_SYSROOT_MIRROR": "URL prefix or local folder; sysroot archives are fetched from <prefix>/<file name>",
+    "WASMWHEEL_PATCH_MIRROR": "URL prefix or local folder (a path or file:// URL); Pyodide's Emscripten patches are "
+                              "fetched from <prefix>/<pyodide tag>/<file name> (emsdk toolchain)",
     "WASMWHEEL_SDIST_MIRROR": "URL prefix or local folder; recipe sdists are fetched from <prefix>/<file name>",
     "WASMWHEEL_PYPI_URL": f"PyPI base URL for the JSON API used by `new`/`bump` (default: {DEFAULT_PYPI_URL})",
     "WASMWHEEL_NPM_REGISTRY": f"npm registry for Pyodide runtimes (default: {DEFAULT_NPM_REGISTRY})",
@@ -122,6 +124,7 @@ class Settings:
     toolchain: str = DEFAULT_TOOLCHAIN  # a key of TOOLCHAINS
     emsdk_url: str = DEFAULT_EMSDK_URL
     sysroot_mirror: str | None = None
+    patch_mirror: str | None = None  # a URL prefix (http, https or file://); a plain path is stored as file://
     sdist_mirror: str | None = None
     pypi_url: str = DEFAULT_PYPI_URL
     npm_registry: str = DEFAULT_NPM_REGISTRY
@@ -165,6 +168,7 @@ class Settings:
             toolchain=_choice("WASMWHEEL_TOOLCHAIN", env.get("WASMWHEEL_TOOLCHAIN"), TOOLCHAINS, DEFAULT_TOOLCHAIN),
             emsdk_url=url("WASMWHEEL_EMSDK_URL", DEFAULT_EMSDK_URL, folder=True) or DEFAULT_EMSDK_URL,
             sysroot_mirror=url("WASMWHEEL_SYSROOT_MIRROR", None, folder=True),
+            patch_mirror=url("WASMWHEEL_PATCH_MIRROR", None, folder=True),
             sdist_mirror=url("WASMWHEEL_SDIST_MIRROR", None, folder=True),
             pypi_url=url("WASMWHEEL_PYPI_URL", DEFAULT_PYPI_URL) or DEFAULT_PYPI_URL,
             npm_registry=url("WASMWHEEL_NPM_REGISTRY", DEFAULT_NPM_REGISTRY) or DEFAULT_NPM_REGISTRY,

@@ -2,7 +2,7 @@
 
 Per ABI:  rust:<abi> -> std:<abi> (std for the target: built from rust-src, a sysroot archive or rustup's);
           binaryen:<abi> (lean toolchain: wasm-opt) or emsdk:<abi> (emsdk toolchain: emcc);
-          pyodide:<abi> (the runtime for smoke tests); pin-sysroot:<abi> (on demand).
+          pyodide:<abi> (the runtime for smoke tests); pin-sysroot:<abi>, pin-patches:<abi> (on demand).
 Per crate: source:<crate>; per crate and ABI: compile:<crate>@<abi> ->
           retag:<crate>@<abi> -> audit:<crate>@<abi> -> smoke:<crate>@<abi> (Node);
           smoke-browser:<crate>@<abi> (headless Chromium, on demand).
@@ -143,6 +143,13 @@ class Project:
         for abi in self.abis.values():
             if abi.sysroot:
                 yield pin_sysroot_task(abi, self.layout)
+
+    def pin_patches_tasks(self) -> Iterator[dict]:
+        yield group("pin-patches", "Download the Pyodide patches to Emscripten an ABI names and write their sha256 "
+                                   "into the ABI file")
+        for abi in self.abis.values():
+            if abi.emsdk and abi.emsdk.patches:
+                yield pin_patches_task(abi, self.layout)
 
     def runtime_tasks(self) -> Iterator[dict]:
         yield group("pyodide", "Install each ABI's Pyodide runtime from npm (exact version, committed lock)")
@@ -363,6 +370,12 @@ def step_pin_sysroot(abi: Abi, layout: Layout, log: StepLog):
     return {"sha256": sha}, []
 
 
+def step_pin_patches(abi: Abi, layout: Layout, log: StepLog):
+    from . import toolchain
+
+    return {"sha256": toolchain.pin_patches(abi, layout, log)}, []
+
+
 def step_runtime(abi: Abi, layout: Layout, log: StepLog):
     from . import runtime, runtime_exports
 
@@ -472,6 +485,7 @@ STEPS: dict[str, Callable[..., tuple[dict, list]]] = {
     "rust": step_rust,
     "std": step_std,
     "pin-sysroot": step_pin_sysroot,
+    "pin-patches": step_pin_patches,
     "pyodide": step_runtime,
     "source": step_source,
     "compile": step_compile,
@@ -572,10 +586,13 @@ def _step_task(basename: str, name: str, doc: str, stamp: str, log: str, args: t
 
 
 def emsdk_task(abi: Abi, layout: Layout) -> dict:
+    patches = f" + Pyodide {abi.emsdk.pyodide_tag}'s {len(abi.emsdk.patches)} patches" \
+        if abi.emsdk and abi.emsdk.patches else ""
+    # The patch list (names and sha256) is part of the config: a changed pin reruns this step and its compiles.
     return _step_task(
-        "emsdk", abi.name, f"Emscripten {abi.emscripten} for ABI {abi.name}",
+        "emsdk", abi.name, f"Emscripten {abi.emscripten}{patches} for ABI {abi.name}",
         layout.stamp_str("emsdk", abi.name), layout.log_str("emsdk", abi.name), (abi, layout),
-        {"emscripten": abi.emscripten, "mode": layout.settings.mode},
+        {**abi.emsdk_config(), "mode": layout.settings.mode},
     )
 
 
@@ -626,6 +643,19 @@ def pin_sysroot_task(abi: Abi, layout: Layout) -> dict:
         "doc": f"Download {abi.sysroot.filename} and write its sha256 into {abi.path.name}",
         "actions": [(run_step, ["pin-sysroot", layout.stamp_str("pin-sysroot", abi.name),
                                 layout.log_str("pin-sysroot", abi.name), f"pin-sysroot:{abi.name}", abi, layout])],
+        "verbosity": 2,
+    }
+
+
+def pin_patches_task(abi: Abi, layout: Layout) -> dict:
+    assert abi.emsdk
+    return {
+        "basename": "pin-patches",
+        "name": abi.name,
+        "doc": f"Download Pyodide {abi.emsdk.pyodide_tag}'s {len(abi.emsdk.patches)} patches to Emscripten "
+               f"{abi.emscripten} and write their sha256 into {abi.path.name}",
+        "actions": [(run_step, ["pin-patches", layout.stamp_str("pin-patches", abi.name),
+                                layout.log_str("pin-patches", abi.name), f"pin-patches:{abi.name}", abi, layout])],
         "verbosity": 2,
     }
 
