@@ -1,12 +1,13 @@
 """Run every benchmark, one after the other: `python benchmarks/run.py` (or `nox -s bench`).
 
-    python benchmarks/run.py [noop|reruns|parallel ...] [--quick]
+    python benchmarks/run.py [noop|reruns|parallel|lean ...] [--quick]
 
 Each prints its own ratios, measured within its run; the summary at the end repeats them
 with the machine's core count. Exits 1 when a benchmark fails its check (a no-op ratio
-above 1.3x, a rerun count that differs from the rules, a run that errs). --quick: 100
-recipes for the no-op, node stand-in smoke tests, 2 s compiles (a smoke check of the
-benchmarks themselves, not numbers to quote).
+above 1.3x, a rerun count that differs from the rules, a lean jiter bigger than 1.03x or slower
+than 0.95x PyPI's, a run that errs). --quick: 100 recipes for the no-op, node stand-in smoke
+tests, 2 s compiles, the lean cold build for one ABI (a smoke check of the benchmarks
+themselves, not numbers to quote). `lean` builds for real (benchmarks/lean.py): minutes.
 """
 
 from __future__ import annotations
@@ -19,10 +20,11 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import noop  # noqa: E402
 import parallel  # noqa: E402
+import lean  # noqa: E402
 import reruns  # noqa: E402
 from world import BenchError, cores  # noqa: E402
 
-ALL = ("noop", "reruns", "parallel")
+ALL = ("noop", "reruns", "parallel", "lean")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -49,6 +51,14 @@ def main(argv: list[str] | None = None) -> int:
                 ok = reruns.measure(4, None, args.quick)
                 summary.append(f"rerun counts: {'all as expected' if ok else 'DIFFERENT FROM THE RULES'}")
                 if not ok:
+                    failed.append(name)
+            elif name == "lean":
+                r = lean.measure(args.quick)
+                summary.append(f"lean: cold build {r['cold_total']:.0f}s (toolchains {r['cold']['toolchains']:.0f}s, "
+                               f"std {r['cold']['std']:.0f}s, compile {r['cold']['compile']:.0f}s), warm rebuild "
+                               f"{r['warm_total']:.0f}s; jiter .so {r['size_ratio']:.3f}x PyPI's (target <= 1.03x), "
+                               f"from_json {r['speed_ratio']:.2f}x PyPI's speed (target >= 0.95x)")
+                if not r["ok"]:
                     failed.append(name)
             else:
                 r = parallel.measure(2.0 if args.quick else 4.0, 2, None, args.quick)
