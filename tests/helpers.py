@@ -242,12 +242,56 @@ class DoitRun:
         return {t.split(":", 1)[0] for t in self.executed}
 
 
-class TestProject:
-    __test__ = False  # not a pytest class
+class ProjectCopy:
+    """A copy of the repository and the environment its doit runs get: what the stand-in world's
+    TestProject and the real builds' RealProject (tests/realbuild.py) share."""
 
-    def __init__(self, root: Path, env: dict[str, str], record: Path):
+    __test__ = False  # not a pytest class
+    timeout = 600  # seconds a doit run may take, at most (a safety net, not a measure)
+
+    def __init__(self, root: Path, env: dict[str, str]):
         self.root = root
         self.env = env
+
+    def doit(self, *args: str, check: bool | None = True, env: dict[str, str] | None = None,
+             timeout: float | None = None) -> DoitRun:
+        argv = [sys.executable, "-m", "doit", *args]
+        proc = subprocess.run(argv, cwd=self.root, env={**self.env, **(env or {})}, capture_output=True,
+                              text=True, timeout=timeout or self.timeout)
+        run = DoitRun(argv, proc.returncode, proc.stdout + proc.stderr)
+        if check is True and proc.returncode != 0:
+            raise AssertionError(f"doit {' '.join(args)} failed ({proc.returncode}):\n{run.output}")
+        if check is False and proc.returncode == 0:
+            raise AssertionError(f"doit {' '.join(args)} should have failed:\n{run.output}")
+        return run
+
+    @property
+    def layout(self):
+        from wasmwheel.layout import Layout
+        from wasmwheel.settings import Settings
+
+        return Layout(Settings.from_env(self.root, self.env))
+
+    def abi(self, name: str):
+        from wasmwheel.abi import load_abi
+
+        return load_abi(self.root / "abi" / f"{name}.toml")
+
+    def edit_toml(self, rel: str, change: Callable[[tomlkit.TOMLDocument], None]) -> None:
+        path = self.root / rel
+        doc = tomlkit.parse(path.read_text())
+        change(doc)
+        path.write_text(tomlkit.dumps(doc))
+
+    def dist(self, abi: str) -> list[Path]:
+        return sorted((self.layout.dist_dir(abi)).glob("*.whl"))
+
+
+class TestProject(ProjectCopy):
+    """The stand-in world: a copy wired to local mirrors and stand-in tools that record their calls."""
+
+    def __init__(self, root: Path, env: dict[str, str], record: Path):
+        super().__init__(root, env)
         self.record = record
 
     @classmethod
@@ -308,18 +352,6 @@ class TestProject:
         return cls(root, env, record)
 
     # -- running ----------------------------------------------------------------
-    def doit(self, *args: str, check: bool | None = True, env: dict[str, str] | None = None,
-             timeout: float = 600) -> DoitRun:
-        argv = [sys.executable, "-m", "doit", *args]
-        proc = subprocess.run(argv, cwd=self.root, env={**self.env, **(env or {})}, capture_output=True,
-                              text=True, timeout=timeout)
-        run = DoitRun(argv, proc.returncode, proc.stdout + proc.stderr)
-        if check is True and proc.returncode != 0:
-            raise AssertionError(f"doit {' '.join(args)} failed ({proc.returncode}):\n{run.output}")
-        if check is False and proc.returncode == 0:
-            raise AssertionError(f"doit {' '.join(args)} should have failed:\n{run.output}")
-        return run
-
     def records(self, tool: str | None = None) -> list[dict]:
         if not self.record.exists():
             return []
@@ -330,29 +362,11 @@ class TestProject:
         self.record.unlink(missing_ok=True)
 
     # -- the project's files --------------------------------------------------------
-    @property
-    def layout(self):
-        from wasmwheel.layout import Layout
-        from wasmwheel.settings import Settings
-
-        return Layout(Settings.from_env(self.root, self.env))
-
-    def abi(self, name: str):
-        from wasmwheel.abi import load_abi
-
-        return load_abi(self.root / "abi" / f"{name}.toml")
-
     def recipe(self, name: str):
         from wasmwheel.abi import load_abis
         from wasmwheel.recipe import load_recipe
 
         return load_recipe(self.root / "recipes" / f"{name}.toml", list(load_abis(self.root / "abi")), self.root)
-
-    def edit_toml(self, rel: str, change: Callable[[tomlkit.TOMLDocument], None]) -> None:
-        path = self.root / rel
-        doc = tomlkit.parse(path.read_text())
-        change(doc)
-        path.write_text(tomlkit.dumps(doc))
 
     def add_crate(self, name: str, module: str) -> None:
         """A second example crate + recipe (the stand-in packs tests/wasm's module of that name)."""
@@ -364,6 +378,3 @@ class TestProject:
         recipe = (self.root / "recipes" / "hello-pyo3.toml").read_text()
         recipe = recipe.replace("hello-pyo3", name).replace("hello_pyo3", module)
         (self.root / "recipes" / f"{name}.toml").write_text(recipe)
-
-    def dist(self, abi: str) -> list[Path]:
-        return sorted((self.layout.dist_dir(abi)).glob("*.whl"))

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import tomlkit
 
-from helpers import REPO, TEST_CACHE, DoitRun
+from helpers import REPO, TEST_CACHE, ProjectCopy
 from wasmwheel.wasm import Module, parse_module
 
 CRATES = Path(__file__).resolve().parent / "crates"
@@ -29,12 +29,10 @@ def real_cache() -> Path:
     return TEST_CACHE / "wasmwheel"
 
 
-class RealProject:
-    __test__ = False
+class RealProject(ProjectCopy):
+    """A copy wired to the real tools; its doit runs may take an hour at most (a cold cache, real compiles)."""
 
-    def __init__(self, root: Path, env: dict[str, str]):
-        self.root = root
-        self.env = env
+    timeout = 3600
 
     @classmethod
     def create(cls, tmp: Path, abis: tuple[str, ...], recipes: dict[str, str] = {},  # noqa: B006 - read only
@@ -87,41 +85,6 @@ class RealProject:
             lib = dest / "src" / "lib.rs"
             lib.write_text(lib.read_text().replace(f"fn {old_module}(", f"fn {module}("))
         return dest
-
-    def doit(self, *args: str, check: bool | None = True, env: dict[str, str] | None = None,
-             timeout: float = 3600) -> DoitRun:
-        import subprocess
-
-        argv = [sys.executable, "-m", "doit", *args]
-        proc = subprocess.run(argv, cwd=self.root, env={**self.env, **(env or {})}, capture_output=True, text=True,
-                              timeout=timeout)
-        run = DoitRun(argv, proc.returncode, proc.stdout + proc.stderr)
-        if check is True and proc.returncode != 0:
-            raise AssertionError(f"doit {' '.join(args)} failed ({proc.returncode}):\n{run.output}")
-        if check is False and proc.returncode == 0:
-            raise AssertionError(f"doit {' '.join(args)} should have failed:\n{run.output}")
-        return run
-
-    @property
-    def layout(self):
-        from wasmwheel.layout import Layout
-        from wasmwheel.settings import Settings
-
-        return Layout(Settings.from_env(self.root, self.env))
-
-    def abi(self, name: str):
-        from wasmwheel.abi import load_abi
-
-        return load_abi(self.root / "abi" / f"{name}.toml")
-
-    def dist(self, abi: str) -> list[Path]:
-        return sorted(self.layout.dist_dir(abi).glob("*.whl"))
-
-    def edit_toml(self, rel: str, change) -> None:
-        path = self.root / rel
-        doc = tomlkit.parse(path.read_text())
-        change(doc)
-        path.write_text(tomlkit.dumps(doc))
 
 
 def extension_module(wheel: Path) -> tuple[str, Module, bytes]:
