@@ -153,7 +153,8 @@ def test_each_step_writes_only_its_own_outputs(project, tmp_path):
     build, cache = layout.build, layout.cache
     rust_home = layout.rust_dir(abi)
     steps = {
-        "emsdk:2025_0": [layout.emsdk_dir(abi)],
+        # the emsdk, and Pyodide's patches to its Emscripten, downloaded and verified
+        "emsdk:2025_0": [layout.emsdk_dir(abi), *(layout.download(p.sha256, p.name) for p in abi.emsdk.patches)],
         "rust:2025_0": [rust_home],
         "std:2025_0": [cache / "downloads" / "sha256" / abi.sysroot.sha256, rust_home],  # rustlib is in it
         "pyodide:2025_0": [layout.runtime_dir(abi)],
