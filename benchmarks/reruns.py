@@ -11,7 +11,7 @@ the steps that must run, derived from the pipeline's rules (not typed in):
     test snippet of A        smoke:A@* (the wheels do not change: no index)
     build flags of A         compile/retag/audit/smoke:A@*, index:* (A's wheels changed)
     ABI X's rustflags        compile/retag/audit/smoke:*@X, index:X
-    ABI X's Rust toolchain   rust:X, compile/retag/audit/smoke:*@X, index:X
+    ABI X's Rust toolchain   rust:X, std:X, compile/retag/audit/smoke:*@X, index:X
     sdist sha256 of U        source:U, compile/retag/audit/smoke:U@*, index:*
 
 and the edits that must rerun nothing (a second run, a touched recipe). Prints a table and
@@ -102,7 +102,7 @@ def measure(recipes: int, keep: str | None, fast_smoke: bool) -> bool:
              crate_steps(crates, [x]) | index([x])),
             (f"ABI {x} Rust toolchain",
              lambda p: p.edit_toml(f"abi/{x}.toml", lambda d: d["rust"].update({"toolchain": "1.93.1"})),
-             {f"rust:{x}"} | crate_steps(crates, [x]) | index([x])),
+             {f"rust:{x}", f"std:{x}"} | crate_steps(crates, [x]) | index([x])),
             (f"sdist sha256 of {SDIST}", new_sdist, {f"source:{SDIST}"} | crate_steps([SDIST], ABIS) | index(ABIS)),
         ]
         rows, ok = [], True
