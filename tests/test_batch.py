@@ -34,6 +34,10 @@ def test_only_the_collection_keeps_going_by_default(argv, expected):
     (["run", "build", "-n2", "-c"], "doit run -n2 -c build"),
     (["build:jiter", "--continue"], "doit --continue build:jiter"),
     (["serve", "--port", "8001", "-n", "2"], "doit -n 2 serve --port 8001"),  # --port is serve's own
+    # Options before the first task, each with its value, stay where they are.
+    (["-n", "2", "build:x", "-c"], "doit -n 2 -c build:x"),
+    (["-n", "2", "-P", "thread", "build:x", "smoke:y@2026_0", "-s"], "doit -n 2 -P thread -s build:x smoke:y@2026_0"),
+    (["-n", "2", "-P", "thread", "build:x"], None),
     (["-n", "2", "build"], None), (["serve", "--port", "8001"], None), (["list", "--all"], None),
     (["-r", "json", "build"], None), (["info", "build", "-v"], None),
 ])

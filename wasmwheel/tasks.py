@@ -914,7 +914,9 @@ def misplaced_options(argv: list[str]) -> str | None:
             moved.append(" ".join([arg, *value]))
             i += len(value)
         else:
-            (options if not task else rest).append(arg)
+            # An option before any task name keeps its value with it (`-n 2`: 2 is not a task).
+            (options if not task else rest).extend([arg, *value])
+            i += len(value)
         i += 1
     if not moved:
         return None
