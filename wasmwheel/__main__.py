@@ -12,6 +12,7 @@ import tomllib
 from pathlib import Path
 
 from .errors import WasmwheelError, plural
+from .fsutil import read_json
 
 
 def is_repository(folder: Path) -> bool:
@@ -187,6 +188,27 @@ def cmd_merge(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_collection(args: argparse.Namespace) -> int:
+    """Render docs/collection.md from the build report (after --compare: with PyPI's wheels beside ours)."""
+    from . import collection
+    from .tasks import Project
+
+    project = Project.load(_project_root(args.root))
+    if args.compare:
+        report = project.layout.report_json
+        try:
+            rows = read_json(report).get("rows", [])
+        except (OSError, ValueError):
+            raise collection.CollectionError(f"{report}: no build report (run `doit build` first)") from None
+        wanted = [r for r in rows if (not args.crate or r["crate"] in args.crate) and (not args.abi or r["abi"] in args.abi)]
+        found = collection.compare(project, wanted, runs=args.runs)
+        print(f"compared {plural(sum(1 for c in found if c.official), 'wheel')} with PyPI's; "
+              f"{plural(sum(1 for c in found if not c.official), 'crate build')} without an official wheel")
+    path = collection.write_page(project, Path(args.output) if args.output else None)
+    print(f"wrote {path}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="wasmwheel", description=__doc__.splitlines()[0])
     parser.add_argument("--root", help="repository root (default: the nearest folder from the current one up "
@@ -239,6 +261,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--report", help="where to write the merged report.json (+ .md beside it; default: "
                    "<build dir>/report.json, which a later doit run rewrites from its own steps)")
     p.set_defaults(func=cmd_merge)
+    p = sub.add_parser("collection", help="write docs/collection.md: every recipe x ABI from the build report")
+    p.add_argument("--compare", action="store_true", help="first compare built wheels with PyPI's official wheels "
+                   "for the same ABI (size; the recipe's test time in the same runtime)")
+    p.add_argument("--runs", type=int, default=3, help="test runs per wheel when comparing (the fastest counts; default 3)")
+    p.add_argument("--crate", action="append", default=[], help="compare only this crate (repeatable)")
+    p.add_argument("--abi", action="append", default=[], help="compare only for this ABI (repeatable)")
+    p.add_argument("--output", help="where to write the page (default: docs/collection.md)")
+    p.set_defaults(func=cmd_collection)
     return parser
 
 
