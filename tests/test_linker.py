@@ -31,7 +31,10 @@ def test_each_toolchains_real_link_line_becomes_a_side_module_link(abi):
     exports = [a for a in lld if a.startswith("--export=")]
     # 1.97.1 exports the PEP 793 entry point beside PyInit (the leading _ of emcc's C names dropped).
     assert exports == ["--export=PyInit_hello_pyo3"] + (["--export=PyModExport_hello_pyo3"] if abi == "2026_5" else [])
-    assert "--strip-all" in lld and p.opt_level == "-O3" and not p.debug  # rustc's -O3 -g0
+    assert "--strip-all" in lld and p.opt_level == "-O3" and not p.debug  # rustc's -O3 -g0, no wasm-opt
+    # With wasm-opt after it, wasm-ld keeps target_features for wasm-opt, which strips it and the names last.
+    assert "--strip-debug" in plan(argv, EH[abi], wasm_opt=True).lld_args and "--strip-all" not in \
+        plan(argv, EH[abi], wasm_opt=True).lld_args
     assert p.exception_handling == EH[abi]
     # Every object and rlib, in rustc's order, and the output last.
     inputs = [a for a in argv if a.endswith((".o", ".rlib"))]
@@ -41,7 +44,10 @@ def test_each_toolchains_real_link_line_becomes_a_side_module_link(abi):
     notes = " ".join(p.notes)
     for flag in ("-sWASM_BIGINT", "-sABORTING_MALLOC=0", "-B<RUSTUP_HOME>"):
         assert flag in notes
-    assert p.wasm_opt_args(["--post-emscripten"]) == ["--post-emscripten", "-O3", p.output, "-o", p.output]
+    assert p.wasm_opt_args(["--post-emscripten"]) == ["--post-emscripten", "--strip-debug", "--strip-target-features",
+                                                      "-O3", p.output, "-o", p.output]
+    assert p.wasm_opt_args(["--strip-debug"]) == ["--strip-debug", "--strip-target-features", "-O3", p.output, "-o",
+                                                  p.output]
 
 
 def test_a_line_asking_for_the_other_exception_handling_is_refused():
@@ -85,7 +91,8 @@ def test_debug_builds_keep_names_and_skip_wasm_opt_as_emcc_does():
     argv = [a for a in LINES["2026_0"]["argv"] if a not in ("-O3", "-g0")]
     p = plan([*argv, "-O0", "-g"], "wasm")
     assert "--strip-all" not in p.lld_args and p.wasm_opt_args(["--post-emscripten"]) is None
-    assert plan([*argv, "-Oz"], "wasm").wasm_opt_args([])[0] == "-Oz"
+    assert not {"--strip-all", "--strip-debug"} & set(plan([*argv, "-O0", "-g"], "wasm", wasm_opt=True).lld_args)
+    assert plan([*argv, "-Oz"], "wasm").wasm_opt_args([])[2] == "-Oz"
 
 
 def test_response_files_are_read_the_way_rustc_writes_them(tmp_path):
@@ -122,7 +129,9 @@ def test_main_expands_response_files_runs_lld_then_wasm_opt_and_logs_both(tmp_pa
     assert main(["@" + str(rsp)]) == 0
     lld, opt = [json.loads(line) for line in calls.read_text().splitlines()]
     assert lld[1:3] == ["-flavor", "wasm"] and "--export=PyInit_hello_pyo3" in lld
-    assert opt[1:4] == ["--post-emscripten", "--enable-exception-handling", "-O3"]
+    assert opt[1:6] == ["--post-emscripten", "--enable-exception-handling", "--strip-debug", "--strip-target-features",
+                        "-O3"]
+    assert "--strip-debug" in lld and "--strip-all" not in lld  # wasm-opt follows: it strips last
     text = log.read_text()
     assert "rust-lld -flavor wasm" in text and "wasm-opt --post-emscripten" in text and "dropped -sWASM_BIGINT" in text
 

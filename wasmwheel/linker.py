@@ -29,6 +29,7 @@ The launcher passes the settings through the environment (set by ``wasmwheel.bui
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
@@ -67,6 +68,13 @@ SIDE_MODULE_FLAGS = (
 )
 
 
+# wasm-opt's last strips when it runs after wasm-ld: names and debug info (-g0), and the target_features
+# section, which wasm-ld kept for wasm-opt: without it wasm-opt allows only the features its flags name,
+# and refuses a module whose code uses another (SIMD in a `#[target_feature(enable = "simd128")]`
+# function, say). emcc strips it the same way (Emscripten's tools/link.py: --strip-target-features).
+FINAL_STRIPS = ("--strip-debug", "--strip-target-features")
+
+
 class LinkError(Exception):
     """The link line holds something this driver cannot translate faithfully."""
 
@@ -82,11 +90,17 @@ class LinkPlan:
     exception_handling: str     # what the line asks for: "wasm" (-fwasm-exceptions) or "js"
     notes: tuple[str, ...] = field(default=())
 
+    @property
+    def optimises(self) -> bool:
+        """Whether wasm-opt runs after the link, as emcc runs it: not for -O0/-O1, not with debug info."""
+        return self.opt_level not in ("-O0", "-O1") and not self.debug
+
     def wasm_opt_args(self, flags: list[str]) -> list[str] | None:
-        """wasm-opt's arguments, or None where emcc would not run it (-O0, or debug info kept)."""
-        if self.opt_level in ("-O0", "-O1") or self.debug:
+        """wasm-opt's arguments, or None where emcc would not run it (-O0, or debug info kept). The
+        strips that make the module what ``-g0`` asks for come last, whatever the ABI's flags."""
+        if not self.optimises:
             return None
-        return [*flags, self.opt_level, self.output, "-o", self.output]
+        return [*flags, *(f for f in FINAL_STRIPS if f not in flags), self.opt_level, self.output, "-o", self.output]
 
 
 def read_response_file(path: Path) -> list[str]:
@@ -159,11 +173,12 @@ def _exported_functions(value: str) -> list[str]:
     return exports
 
 
-def plan(argv: list[str], exception_handling: str) -> LinkPlan:
+def plan(argv: list[str], exception_handling: str, wasm_opt: bool = False) -> LinkPlan:
     """Translate rustc's emcc link line (response files already expanded) into a wasm-ld link.
 
     ``exception_handling`` is the ABI's (``js``/``wasm``): a line asking for the other one means the
     crate and the ABI disagree, which would link and then fail in the runtime, so it is refused.
+    ``wasm_opt``: a wasm-opt is configured (it strips what wasm-ld keeps for it).
     """
     args = list(argv)
     inputs: list[str] = []
@@ -268,10 +283,13 @@ def plan(argv: list[str], exception_handling: str) -> LinkPlan:
         else:
             notes.append(f"-l{lib}: no lib{lib}.a on the -L paths; its symbols are imported from Pyodide's main module")
     lld = [*SIDE_MODULE_FLAGS, *(f"--export={name}" for name in exports)]
+    the_plan = LinkPlan((), output, opt, debug, eh, tuple(notes))
     if not debug:
-        lld.append("--strip-all")  # emcc -g0: no name section, no debug info
+        # emcc -g0: no name section, no debug info. When wasm-opt follows, wasm-ld strips only debug
+        # info and keeps the target_features section for it (FINAL_STRIPS), else it strips all.
+        lld.append("--strip-debug" if wasm_opt and the_plan.optimises else "--strip-all")
     lld += [*passthrough, *inputs, "-o", output]
-    return LinkPlan(tuple(lld), output, opt, debug, eh, tuple(notes))
+    return dataclasses.replace(the_plan, lld_args=tuple(lld))
 
 
 def _log(line: str) -> None:
@@ -300,7 +318,8 @@ def main(argv: list[str] | None = None) -> int:
         lld = env.get("WASMWHEEL_LINK_LLD", "")
         if not lld:
             raise LinkError("WASMWHEEL_LINK_LLD is not set: this linker is run by wasmwheel's compile step")
-        the_plan = plan(expand_response_files(argv), env.get("WASMWHEEL_LINK_EH", "wasm"))
+        the_plan = plan(expand_response_files(argv), env.get("WASMWHEEL_LINK_EH", "wasm"),
+                        wasm_opt=bool(env.get("WASMWHEEL_WASM_OPT")))
         flags = json.loads(env.get("WASMWHEEL_WASM_OPT_FLAGS") or "[]")
     except LinkError as exc:
         sys.stderr.write(f"wasmwheel lean linker: error: {exc}\n")
