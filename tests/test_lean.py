@@ -190,6 +190,8 @@ for _ in range(2):
     else:
         raise AssertionError("boom() must raise PanicException")
 assert probe.add(1, 2) == 3
+# A function compiled for SIMD128 (wasm-opt kept it: it learnt the feature from the module itself).
+assert probe.simd_sum(list(range(1, 102))) == 5151 and probe.simd_sum([2**31 - 1, 1]) == -2**31
 """
 
 
@@ -207,6 +209,17 @@ def test_recipe_flags_reach_rustc_and_panics_unwind_into_python_for_both_excepti
     # Unwinding builds are not taken for panic=abort ones (the audit's WW124), with either exception handling.
     for abi in ("2024_0", "2026_0"):
         assert "WW124" not in project.layout.log("audit", abi, "probe").read_text()
+    # Stripped after wasm-opt used them, as emcc strips them: the module's target_features and producers.
+    (wheel,) = project.dist("2026_0")
+    assert not {"target_features", "producers"} & set(extension_module(wheel)[1].custom_sections)
+
+    # How the crate is linked changes (2026_0's wasm-opt flags keep the producers section now). cargo cannot
+    # see that, yet the module is linked again; that ABI's crate steps rerun and nothing else.
+    project.edit_toml("abi/2026_0.toml", lambda doc: doc["lean"]["wasm_opt_flags"].remove("--strip-producers"))
+    again = project.doit("build:probe")
+    assert sorted(again.executed) == sorted(f"{k}:probe@2026_0" for k in CRATE_STEPS), again.output
+    (wheel,) = project.dist("2026_0")
+    assert "producers" in extension_module(wheel)[1].custom_sections
 
 
 def test_panic_abort_builds_load_until_the_first_panic_which_ends_the_runtime(rustup, runtimes, binaryens, tmp_path):

@@ -25,7 +25,7 @@ from typing import Any, Mapping
 
 from .abi import RUST_TARGET, Abi
 from .errors import WasmwheelError
-from .fsutil import clean_stale_temps, sha256_file
+from .fsutil import atomic_write_text, clean_stale_temps, sha256_file
 from .launcher import ensure_launcher
 from .linker import LINK_ENV
 from .layout import Layout
@@ -108,6 +108,34 @@ def toolchain_config(abi: Abi, toolchain: str) -> dict[str, Any]:
         return {"kind": "emsdk", **abi.emsdk_config()}  # the version and Pyodide's patches applied to it
     return {"kind": "lean", "binaryen": abi.lean.binaryen if abi.lean else None,
             "wasm_opt_flags": list(abi.lean.wasm_opt_flags) if abi.lean else None, "linker": linker_digest()}
+
+
+LINK_KEY_FILE = "wasmwheel-link.json"
+# What a cdylib's link writes for wasm32-unknown-emscripten, where cargo keeps it (the crate's own
+# outputs; the dependencies are rlibs, untouched by a link).
+LINKED = ("*.so", "*.wasm", "*.js")
+
+
+def force_relink(target_dir: Path, link_config: Mapping[str, Any], log: StepLog) -> None:
+    """Make cargo link again when how wasmwheel links changed (the linker's code, the toolchain,
+    wasm-opt's version or flags). cargo cannot see those (they are not rustflags), so in a warm
+    target folder it would call the crate fresh and maturin would package the old module. A linked
+    output that is missing makes cargo rebuild the crate's own unit (its dependencies stay built)."""
+    key = hashlib.sha256(json.dumps(link_config, sort_keys=True).encode()).hexdigest()
+    marker = target_dir / LINK_KEY_FILE
+    try:
+        old = json.loads(marker.read_text(encoding="utf-8")).get("key")
+    except (OSError, ValueError, AttributeError):
+        old = None
+    if old != key:
+        release = target_dir / RUST_TARGET / "release"
+        gone = [p for folder in (release, release / "deps") for pattern in LINKED for p in folder.glob(pattern)]
+        for path in gone:
+            path.unlink(missing_ok=True)
+        if gone:
+            log.note(f"how the crate is linked changed since the last build: removed {len(gone)} linked "
+                     "output(s) so that cargo links again")
+    atomic_write_text(marker, json.dumps({"key": key, "config": link_config}, sort_keys=True, indent=1))
 
 
 def generator(abi: Abi, toolchain: str, linking: Mapping[str, Any]) -> str:
@@ -225,7 +253,9 @@ def compile_wheel(
     wheels_dir = layout.wheels_dir(recipe.name, abi.name)
     wheels_dir.mkdir(parents=True, exist_ok=True)
     clean_stale_temps(wheels_dir, prefix=".out.")  # of an interrupted run (the step lock is held)
-    layout.target_dir(recipe.name, abi.name).mkdir(parents=True, exist_ok=True)
+    target_dir = layout.target_dir(recipe.name, abi.name)
+    target_dir.mkdir(parents=True, exist_ok=True)
+    force_relink(target_dir, toolchain_config(abi, toolchain), log)
     out = Path(tempfile.mkdtemp(prefix=".out.", suffix=".tmp", dir=wheels_dir))
     try:
         how = f"Emscripten {abi.emscripten}" if toolchain == "emsdk" else "lean toolchain: rust-lld + wasm-opt"
