@@ -40,7 +40,7 @@ class RealProject(ProjectCopy):
         """A repository with the given ABI files, the example crate's recipe (``example``) and ``recipes``
         (name -> TOML text; their crates are copied from tests/crates/<name> into crates/<name>)."""
         root = tmp / "repo"
-        root.mkdir()
+        root.mkdir(parents=True)
         shutil.copy2(REPO / "dodo.py", root / "dodo.py")
         shutil.copy2(REPO / "pyproject.toml", root / "pyproject.toml")
         (root / "abi").mkdir()
