@@ -137,6 +137,8 @@ def test_the_readme_first_command_builds_tested_wheels_for_every_abi_for_real(ru
         assert f"python ({a.python_minor.replace('.', ', ')})" in result.output
     report = json.loads((project.layout.build / "report.json").read_text())
     assert report["toolchain"] == "lean" and {r["status"] for r in report["rows"]} == {"ok"}
+    # Each row says how long the recipe's test took in the runtime (docs/collection.md shows it).
+    assert all(0 < r["test_seconds"] <= r["steps"]["smoke"]["seconds"] + 0.01 for r in report["rows"]), report["rows"]
 
     # A second run runs nothing.
     assert project.doit("build:hello-pyo3").executed == []

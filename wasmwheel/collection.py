@@ -207,22 +207,11 @@ def load_comparisons(project: "Project") -> list[Comparison]:
 # -- the page -----------------------------------------------------------------------------------
 
 
-def _test_seconds(project: "Project", row: dict[str, Any]) -> float | None:
-    stamp = project.layout.stamp("smoke", row["abi"], row["crate"])
-    try:
-        timings = read_json(stamp).get("timings") or {}
-    except (OSError, ValueError, AttributeError):
-        return None
-    if not timings:
-        return None
-    return sum(float(timings.get(k, 0.0)) for k in ("load", "test"))
-
-
-def _cell(project: "Project", row: dict[str, Any]) -> str:
+def _cell(row: dict[str, Any]) -> str:
     status = row.get("status")
     if status in ("ok", "xpass", "xfail"):
         compile_s = ((row.get("steps") or {}).get("compile") or {}).get("seconds")
-        test = _test_seconds(project, row)
+        test = row.get("test_seconds")
         parts = ["**built**" if status == "ok" else f"**{status}**", _fmt_size(row.get("size"))]
         if compile_s is not None:
             parts.append(f"compile {compile_s:.0f} s")
@@ -269,7 +258,7 @@ def render(project: "Project", report: dict[str, Any], comparisons: Sequence[Com
     ]
     for name in sorted(recipes):
         recipe = recipes[name]
-        cells = [_cell(project, rows.get((name, abi), {"crate": name, "abi": abi})) for abi in abis]
+        cells = [_cell(rows.get((name, abi), {"crate": name, "abi": abi})) for abi in abis]
         out.append(f"| {name} | {recipe.version} | " + " | ".join(cells) + " |")
     for stem, err in sorted(project.recipes.errors.items()):
         out.append(f"| {stem} | invalid recipe | " + " | ".join(_md_escape(str(err)) for _ in abis) + " |")

@@ -117,6 +117,7 @@ def build_report(project: "Project", history: dict[str, Any], run: dict[str, Any
                     row["log"] = log
             elif steps.get("smoke") and steps["smoke"].get("status") == "ok" and layout.stamp("smoke", abi, recipe.name).exists():
                 row["status"] = "ok"
+                _test_seconds(row, layout.stamp("smoke", abi, recipe.name))
                 if recipe.test.expected_failures:
                     _smoke_outcome(row, layout.stamp("smoke", abi, recipe.name), recipe)
             else:
@@ -250,6 +251,17 @@ def _task_log(layout, task: str) -> str | None:
 
 
 SMOKE_OUTCOMES = {"expected failure": "xfail", "unexpected pass": "xpass"}
+
+
+def _test_seconds(row: dict[str, Any], stamp: Path) -> None:
+    """The recipe's test in the runtime (installing the wheel + running the script; not booting the
+    interpreter), from the smoke step's facts: ``test_seconds`` on the row."""
+    try:
+        timings = read_json(stamp).get("timings") or {}
+    except (OSError, ValueError, AttributeError):
+        return
+    if any(k in timings for k in ("load", "test")):
+        row["test_seconds"] = round(sum(float(timings.get(k, 0.0)) for k in ("load", "test")), 3)
 
 
 def _smoke_outcome(row: dict[str, Any], stamp: Path, recipe: Any) -> None:

@@ -1,0 +1,131 @@
+"""The collection's page (docs/collection.md) and the choice of the official wheel to compare with.
+
+The page is written from a real build's report and committed; these tests keep it in step with
+recipes/ (a recipe without a row, or a row for a recipe that is gone, fails) and check the
+renderer and the official-wheel choice on data written here.
+"""
+
+from __future__ import annotations
+
+import re
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from wasmwheel import collection
+from wasmwheel.__main__ import main
+from wasmwheel.pypi import DistFile
+from wasmwheel.tasks import Project
+
+REPO = Path(__file__).resolve().parent.parent
+ROW = re.compile(r"^\| ([a-z0-9-]+) \| ([^|]+) \|")
+
+
+@pytest.fixture
+def repo_project(tmp_path):
+    """This repository's ABIs and recipes, with a build folder of the test's own."""
+    return Project.load(REPO, env={"WASMWHEEL_BUILD_DIR": str(tmp_path / "build"),
+                                   "WASMWHEEL_CACHE": str(tmp_path / "cache")})
+
+
+def _page_rows(text: str) -> dict[str, str]:
+    table = text.split("\n## ", 1)[0]
+    return {m.group(1): m.group(2).strip() for m in map(ROW.match, table.splitlines()) if m and m.group(1) != "crate"}
+
+
+def test_the_committed_page_has_a_row_for_every_recipe_and_no_other(repo_project):
+    page = REPO / collection.PAGE
+    rows = _page_rows(page.read_text(encoding="utf-8"))
+    recipes = {name: r.version for name, r in repo_project.recipes.recipes.items()}
+    missing = sorted(set(recipes) - set(rows))
+    extra = sorted(set(rows) - set(recipes))
+    assert not missing and not extra, (f"docs/collection.md is out of step with recipes/ (missing: {missing}, "
+                                       f"gone: {extra}): build, then run `python -m wasmwheel collection`")
+    stale = {n: (rows[n], v) for n, v in recipes.items() if rows[n] != v}
+    assert not stale, f"docs/collection.md shows other versions than the recipes (page, recipe): {stale}"
+
+
+def _dist(filename: str, **kw) -> DistFile:
+    return DistFile(filename=filename, url=f"https://files.example/{filename}", sha256="0" * 64, blake2b_256=None,
+                    packagetype="sdist" if filename.endswith(".tar.gz") else "bdist_wheel", **kw)
+
+
+def test_the_official_wheel_is_the_one_the_abis_pyodide_installs(repo_project):
+    abis = repo_project.abis
+    files = [
+        _dist("pkg-1.0.tar.gz"),
+        _dist("pkg-1.0-cp313-cp313-pyemscripten_2025_0_wasm32.whl"),
+        _dist("pkg-1.0-cp311-abi3-pyemscripten_2026_0_wasm32.whl"),
+        _dist("pkg-1.0-cp314-cp314-pyemscripten_2026_0_wasm32.whl"),
+        _dist("pkg-1.0-cp314-cp314-manylinux_2_17_x86_64.whl"),
+        _dist("pkg-1.0-cp312-cp312-pyodide_2024_0_wasm32.whl", yanked=True),
+    ]
+    # A version-specific wheel wins over abi3; the 2025_0 wheel is not 2026_0's.
+    assert collection.official_wheel(files, abis["2026_0"]).filename.startswith("pkg-1.0-cp314-cp314-pyemscripten")
+    assert collection.official_wheel(files[:3], abis["2026_0"]).filename == "pkg-1.0-cp311-abi3-pyemscripten_2026_0_wasm32.whl"
+    # A legacy tag of the ABI counts (Pyodide 0.29 installs pyodide_2025_0 wheels).
+    legacy = [_dist("pkg-1.0-cp313-cp313-pyodide_2025_0_wasm32.whl")]
+    assert collection.official_wheel(legacy, abis["2025_0"]).filename == legacy[0].filename
+    # A yanked wheel, a wheel for another CPython, abi3 built for a newer one: none.
+    assert collection.official_wheel(files, abis["2024_0"]) is None
+    assert collection.official_wheel([_dist("pkg-1.0-cp313-cp313-pyemscripten_2026_0_wasm32.whl")], abis["2026_0"]) is None
+    assert collection.official_wheel([_dist("pkg-1.0-cp315-abi3-pyemscripten_2026_0_wasm32.whl")], abis["2026_0"]) is None
+
+
+def _wheel(path: Path, so_bytes: int) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("pkg/_pkg.cpython-314-wasm32-emscripten.so", b"\0asm" + bytes(so_bytes - 4))
+        zf.writestr("pkg/__init__.py", "from ._pkg import *\n")
+    return path
+
+
+def test_the_page_says_what_each_build_did(repo_project, tmp_path):
+    layout = repo_project.layout
+    names = sorted(repo_project.recipes.recipes)
+    built, failed, skipped_name = names[0], names[1], "jiter"
+    wheel = _wheel(layout.dist_dir("2026_0") / f"{built}-1.0-cp314-cp314-pyemscripten_2026_0_wasm32.whl", 300_000)
+    report = {"generated": "2026-12-07T00:00:00+00:00", "toolchain": "lean", "rows": [
+        {"crate": built, "abi": "2026_0", "status": "ok", "wheel": wheel.name, "size": wheel.stat().st_size,
+         "steps": {"compile": {"status": "ok", "seconds": 61.4}}, "test_seconds": 0.75},
+        {"crate": failed, "abi": "2026_0", "status": "failed", "failed_step": "compile",
+         "error": "maturin failed (exit 1)\n| error: linking with `cc` failed", "hint": "set the linker"},
+        {"crate": skipped_name, "abi": "2024_0", "status": "skipped", "reason": "needs Rust >= 1.88"},
+    ]}
+    rows = {}
+    for line in collection.render(repo_project, report).splitlines():
+        m = ROW.match(line)
+        if m:
+            rows[m.group(1)] = [cell.strip() for cell in line.strip("|").split("|")]
+    abis = rows["crate"][2:]
+    cell = dict(zip(abis, rows[built][2:]))
+    assert cell["2026_0"].startswith("**built**") and "compile 61 s" in cell["2026_0"] and "test 0.75 s" in cell["2026_0"]
+    assert cell["2024_0"] == "not built yet"
+    fail = dict(zip(abis, rows[failed][2:]))["2026_0"]
+    assert fail.startswith("**FAILED** (compile): maturin failed (exit 1) (error: linking with `cc` failed)")
+    assert fail.endswith("hint: set the linker")
+    assert dict(zip(abis, rows[skipped_name][2:]))["2024_0"] == "skipped: needs Rust >= 1.88"
+    assert set(rows) - {"crate"} == set(names)
+
+
+def test_the_comparison_table_gives_ratios_ours_over_official(repo_project):
+    c = collection.Comparison(crate="jiter", abi="2026_0", ours="a.whl", official="b.whl", our_size=10, official_size=9,
+                              our_module=330_000, official_module=300_000, our_test=0.2, official_test=0.25, runs=3)
+    assert c.size_ratio == pytest.approx(1.1) and c.speed_ratio == pytest.approx(0.8)
+    collection.save_comparisons(repo_project, [c])
+    collection.save_comparisons(repo_project, [collection.Comparison(crate="rtoml", abi="2026_0", ours="r.whl",
+                                                                     official=None, reason="PyPI has no wasm wheel")])
+    kept = collection.load_comparisons(repo_project)
+    assert [k.crate for k in kept] == ["jiter", "rtoml"]  # a later run keeps the earlier one's results
+    page = collection.render(repo_project, {"rows": []}, kept)
+    assert "| jiter | 2026_0 | b.whl | 322.3 KiB | 293.0 KiB | 1.10x | 0.200 s | 0.250 s | 0.80x |" in page
+    assert "| rtoml | 2026_0 | none: PyPI has no wasm wheel |" in page
+
+
+def test_the_command_needs_a_build_report(repo_project, capsys, monkeypatch, tmp_path):
+    monkeypatch.setenv("WASMWHEEL_BUILD_DIR", str(tmp_path / "empty-build"))
+    assert main(["--root", str(REPO), "collection", "--output", str(tmp_path / "page.md")]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and "no build report (run `doit build` first" in err
+    assert not (tmp_path / "page.md").exists()
