@@ -7,6 +7,7 @@ renderer and the official-wheel choice on data written here.
 
 from __future__ import annotations
 
+import json
 import re
 import zipfile
 from pathlib import Path
@@ -129,3 +130,60 @@ def test_the_command_needs_a_build_report(repo_project, capsys, monkeypatch, tmp
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: ") and "no build report (run `doit build` first" in err
     assert not (tmp_path / "page.md").exists()
+
+
+def _with_custom_section(wheel: Path, dest: Path, pad: int) -> Path:
+    """A copy of ``wheel`` whose extension module ends with a custom section of ``pad`` bytes (it loads
+    as before; only its size differs)."""
+    name = b"pad"
+    body = bytes([len(name)]) + name + bytes(pad - 1 - len(name))
+    size, n = b"", len(body)
+    while True:  # LEB128
+        byte, n = n & 0x7F, n >> 7
+        size += bytes([byte | (0x80 if n else 0)])
+        if not n:
+            break
+    with zipfile.ZipFile(wheel) as src, zipfile.ZipFile(dest, "w", zipfile.ZIP_DEFLATED) as out:
+        for info in src.infolist():
+            data = src.read(info)
+            if info.filename.endswith(".so"):
+                data += b"\x00" + size + body
+            out.writestr(info, data)
+    return dest
+
+
+def test_compare_runs_the_recipes_test_with_ours_and_pypis_wheel_in_the_same_runtime(repo_project, runtimes, tmp_path):
+    """For real: jiter's recipe test in Pyodide 314.0.7 with PyPI's jiter 0.19.0 wheel and with "ours" (that
+    wheel with a 4096-byte custom section added to its module), PyPI's JSON API served by a local mirror of the release."""
+    from conftest import PYPI_WHEELS, PyPIUnreachable, pypi_wheel
+    from pypi_mirror import FakePyPI, serve
+
+    try:
+        official = pypi_wheel(*PYPI_WHEELS["jiter"])
+    except PyPIUnreachable as exc:
+        pytest.skip(str(exc))
+    layout, abi = repo_project.layout, repo_project.abis["2026_0"]
+    layout.dist_dir("2026_0").mkdir(parents=True)
+    ours = _with_custom_section(official, layout.dist_dir("2026_0") / official.name, 4096)
+    stamp = layout.stamp("pyodide", "2026_0")
+    stamp.parent.mkdir(parents=True, exist_ok=True)
+    stamp.write_text(json.dumps({"runtime": str(runtimes[abi.pyodide_version] / "node_modules" / "pyodide")}))
+    pypi = FakePyPI()
+    pypi.add("jiter", "0.19.0", official, packagetype="bdist_wheel")
+    server = serve(pypi)
+    try:
+        from wasmwheel.pypi import PyPI
+
+        rows = [{"crate": "jiter", "abi": "2026_0", "status": "ok", "wheel": ours.name},
+                {"crate": "jiter", "abi": "2025_0", "status": "skipped"}]
+        lines: list[str] = []
+        (c,) = collection.compare(repo_project, rows, runs=2, pypi=PyPI(pypi.url), progress=lines.append)
+    finally:
+        server.shutdown()
+    assert c.official == official.name and c.runs == 2 and c.reason == ""
+    assert c.our_module - c.official_module == 1 + 2 + 4096 and c.size_ratio > 1  # section id, size (LEB128), body
+    assert c.our_test > 0 and c.official_test > 0, c  # the recipe's test passed with both
+    log = (layout.build / "logs" / "2026_0" / "jiter" / "compare.log").read_text()
+    assert log.count("# ours: ok") == 2 and log.count("# official: ok") == 2
+    assert collection.load_comparisons(repo_project) == [c]
+    assert lines == [f"compare jiter@2026_0: {ours.name} vs {official.name} (2 runs each)"]

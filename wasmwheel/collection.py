@@ -156,7 +156,10 @@ def compare(project: "Project", rows: Sequence[dict[str, Any]], *, runs: int = 3
                                 official.sha256, log)
         requirements = wheelhouse.fetch_test_requirements(recipe.test.requirements, abi.python, layout, log,
                                                           recipe.path.name)
-        runtime = layout.runtime_dir(abi)
+        try:  # the npm package folder the ABI's pyodide step installed
+            runtime = Path(read_json(layout.stamp("pyodide", abi.name))["runtime"])
+        except (OSError, ValueError, KeyError):
+            raise CollectionError(f"Pyodide for {abi.name} is not installed: run `doit pyodide:{abi.name}`") from None
         progress(f"compare {recipe.name}@{abi.name}: {ours.name} vs {official.filename} ({plural(runs, 'run')} each)")
         times: dict[str, list[float]] = {"ours": [], "official": []}
         for _ in range(runs):
