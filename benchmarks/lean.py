@@ -94,7 +94,7 @@ def so_size(wheel: Path) -> int:
 TIMING = """
 import json, time, jiter
 doc = json.dumps([{"id": i, "name": f"item {i} \\u00e9", "tags": ["a", "b", "c"], "price": i * 1.25,
-                   "nested": {"ok": i % 2 == 0, "values": list(range(10))}} for i in range(6000)]).encode()
+                   "nested": {"ok": i % 2 == 0, "values": list(range(10))}} for i in range(7000)]).encode()
 assert len(doc) > 1_000_000, len(doc)
 jiter.from_json(doc)  # warm up
 best = float("inf")

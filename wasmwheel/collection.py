@@ -274,9 +274,9 @@ def render(project: "Project", report: dict[str, Any], comparisons: Sequence[Com
             "The same package version's wheel from PyPI for the same ABI, where there is one, and ours, "
             "each running the recipe's test in that ABI's Pyodide, alternately, the fastest of "
             "the runs. Module: the extension module's bytes (what the runtime loads). Ratios are ours / "
-            "official.",
+            "official: below 1.00x ours is smaller or faster.",
             "",
-            "| crate | ABI | official wheel | module ours | module official | size | test ours | test official | speed |",
+            "| crate | ABI | official wheel | module ours | module official | size | test ours | test official | time |",
             "|---|---|---|---|---|---|---|---|---|",
         ]
         for c in sorted(measured, key=lambda c: (c.crate, c.abi)):
