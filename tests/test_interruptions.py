@@ -132,6 +132,7 @@ CHAIN = [
     ("source tree assembled, not moved into place", "source", ("kill", "wasmwheel.source:replace_dir")),
     ("maturin running, no wheel yet", "compile", ("pause", "maturin:before-wheel")),
     ("maturin writing the wheel", "compile", ("pause", "maturin:half-wheel")),
+    ("compile writing the wheel's Generator line", "compile", ("kill", "wasmwheel.wheel:_rewrite")),
     ("wheel in place, compile stamp not written", "compile", ("kill", "wasmwheel.build:sha256_file")),
     # (the compile step writes a wheel too, its Generator line: the WHEEL rewrite is retag's alone)
     ("retag writing the new wheel", "retag", ("kill", "wasmwheel.wheel:rewrite_wheel_metadata")),

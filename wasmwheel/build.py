@@ -252,7 +252,9 @@ def compile_wheel(
         raise CompileError("maturin not found on PATH: `pip install maturin` (wasmwheel installs it as a dependency)")
     wheels_dir = layout.wheels_dir(recipe.name, abi.name)
     wheels_dir.mkdir(parents=True, exist_ok=True)
-    clean_stale_temps(wheels_dir, prefix=".out.")  # of an interrupted run (the step lock is held)
+    # Leftovers of an interrupted run: maturin's output folder, the Generator rewrite's temporary (only this
+    # step writes here, and it holds the step lock).
+    clean_stale_temps(wheels_dir)
     target_dir = layout.target_dir(recipe.name, abi.name)
     target_dir.mkdir(parents=True, exist_ok=True)
     force_relink(target_dir, toolchain_config(abi, toolchain), log)
