@@ -726,6 +726,18 @@ def index(tmp_path, monkeypatch) -> Path:
     return links
 
 
+def test_test_requirements_for_a_prerelease_python_are_downloaded(index, tmp_path):
+    """ABI 2026_5's Python is 3.15.0rc1, which pip's --python-version refuses as written (pycrdt's smoke test
+    stopped there)."""
+    pre = ABIS["2026_5"].python
+    assert re.search(r"[a-z]", pre), f"2026_5's Python is no pre-release any more ({pre}): pick another version"
+    assert wheelhouse.pip_python_version(pre) == re.match(r"[\d.]+\d", pre).group(0)
+    layout = Layout(Settings.from_env(REPO, {"WASMWHEEL_CACHE": str(tmp_path / "cache")}))
+    with StepLog(tmp_path / "req.log") as log:
+        found = wheelhouse.fetch_test_requirements(["smokedep==1.0"], pre, layout, log)
+    assert sorted(w.name for w in found) == ["smokedep-1.0-py3-none-any.whl", "smokedep_base-1.0-py3-none-any.whl"]
+
+
 def test_test_requirements_are_downloaded_once_and_installed_first(index, wheels, runtimes, tmp_path):
     layout = Layout(Settings.from_env(REPO, {"WASMWHEEL_CACHE": str(tmp_path / "cache")}))
     with StepLog(tmp_path / "req.log") as log:

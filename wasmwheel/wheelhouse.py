@@ -54,9 +54,17 @@ def cached(path: Path) -> list[Path] | None:
     return wheels if all(w.is_file() for w in wheels) else None
 
 
+def pip_python_version(python: str) -> str:
+    """What pip's --python-version takes ("3.15.0" for the ABI's "3.15.0rc1": pip refuses a pre-release)."""
+    m = re.match(r"\d+(\.\d+){0,2}", python)
+    if not m:
+        raise ValueError(f"not a Python version: {python!r}")
+    return m.group(0)
+
+
 def _pip_download(requirements: Sequence[str], python: str, dest: Path, log: StepLog) -> None:
     run([sys.executable, "-m", "pip", "download", "--only-binary=:all:", "--platform", "any",
-         "--implementation", "py", "--abi", "none", "--python-version", python, "--dest", str(dest),
+         "--implementation", "py", "--abi", "none", "--python-version", pip_python_version(python), "--dest", str(dest),
          "--progress-bar", "off", "--disable-pip-version-check", "--no-input", "--", *requirements],
         log=log, what=f"pip download (test requirements for Python {python})", timeout=900)
 
