@@ -42,6 +42,7 @@ PYPI_WASM_WHEELS = {
     "uuid-utils": ("2025_0", "2026_0"),
     "minijinja": ("2025_0", "2026_0"),
     "python-calamine": ("2026_0", "2026_5"),
+    "css-inline": ("2026_0",),
 }
 
 

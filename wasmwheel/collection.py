@@ -239,11 +239,12 @@ def _ratio(value: float | None) -> str:
 def render(project: "Project", report: dict[str, Any], comparisons: Sequence[Comparison] = ()) -> str:
     """docs/collection.md: every recipe a row, every ABI a column; then the official-wheel comparison."""
     abis = list(project.abi_names)
-    rows = {(r["crate"], r["abi"]): r for r in report.get("rows", [])}
+    recipes = project.recipes.recipes
+    # Rows of this checkout's recipes and ABIs only (a merged report may hold others).
+    rows = {(r["crate"], r["abi"]): r for r in report.get("rows", []) if r["crate"] in recipes and r["abi"] in abis}
     built = sum(1 for r in rows.values() if r.get("status") == "ok")
     skipped = sum(1 for r in rows.values() if r.get("status") == "skipped")
     failed = sum(1 for r in rows.values() if r.get("status") in ("failed", "blocked"))
-    recipes = project.recipes.recipes
     out = [
         "# The collection",
         "",
