@@ -416,7 +416,7 @@ def test_new_finds_pyo3_through_a_workspace_crate_and_reads_its_locked_version(r
     assert recipe.import_names == ("ws_demo",)
     # PyO3 0.22 stops at CPython 3.13 and refuses newer ones.
     assert set(recipe.build.skip_abis) == {"2026_0", "2026_5"}
-    assert recipe.build.skip_abis["2026_0"] == "pyo3 0.22.6 supports CPython up to 3.13; its build script refuses 3.14"
+    assert recipe.build.skip_abis["2026_0"] == "PyO3 0.22.6 supports CPython up to 3.13; its build script refuses 3.14"
 
 
 def test_new_leaves_out_the_pythons_an_old_pyo3_predates(root, pypi, tmp_path):
@@ -426,7 +426,7 @@ def test_new_leaves_out_the_pythons_an_old_pyo3_predates(root, pypi, tmp_path):
     assert "pyo3 0.19.2 (Cargo.lock): CPython up to 3.12" in facts.summary()
     skips = load(root, path).build.skip_abis
     assert set(skips) == {"2025_0", "2026_0", "2026_5"}
-    assert skips["2025_0"] == "pyo3 0.19.2 supports CPython up to 3.12; it predates 3.13 (PyO3 before 0.20 checks no upper limit)"
+    assert skips["2025_0"] == "PyO3 0.19.2 supports CPython up to 3.12; it predates 3.13 (PyO3 before 0.20 checks no upper limit)"
 
 
 def test_pyo3_limits_for_releases_before_the_table_and_the_experimental_next_python():
@@ -435,9 +435,13 @@ def test_pyo3_limits_for_releases_before_the_table_and_the_experimental_next_pyt
                 import_names=("m",))
     assert set(suggest_skips(SdistFacts(**base, pyo3="0.14.5"), abis)) == set(abis)  # older than any 3.12 support
     experimental = suggest_skips(SdistFacts(**base, pyo3="0.28.2"), abis)
-    assert experimental == {"2026_5": "pyo3 0.28.2 supports CPython up to 3.14; 3.15 only experimentally "
+    assert experimental == {"2026_5": "PyO3 0.28.2 supports CPython up to 3.14; 3.15 only experimentally "
                                       "(PyO3 warns not to distribute such builds)"}
     assert suggest_skips(SdistFacts(**base, pyo3="0.31.0"), abis) == {}  # newer than wasmwheel knows: no guess
+    # A crate built on pyo3-ffi alone (orjson) is named beside the version; the reason always says "PyO3",
+    # which the collection's checks look for.
+    ffi = suggest_skips(SdistFacts(**base, pyo3="0.28.2", pyo3_crate="pyo3-ffi"), abis)
+    assert ffi["2026_5"].startswith("PyO3 0.28.2 (pyo3-ffi) supports CPython up to 3.14; ")
 
 
 def test_new_notes_a_toolchain_the_sdist_pins(root, pypi, tmp_path):
@@ -471,7 +475,7 @@ def test_bump_refreshes_the_facts_and_says_which_reasons_went_stale(root, pypi, 
     pypi.add("moving", "1.0", make_sdist(sdists_dir, "moving", "1.0", pyo3_crate("moving", "0.19.2")))
     pypi.add("moving", "2.0", make_sdist(sdists_dir, "moving", "2.0", pyo3_crate("moving", "0.30.1")))
     path, _ = scaffold(root, pypi, "moving", "1.0")
-    text = path.read_text().replace('2026_0 = "pyo3 0.19.2', '2026_0 = "moving 1.0 (not 1.0.5): pyo3 0.19.2')
+    text = path.read_text().replace('2026_0 = "PyO3 0.19.2', '2026_0 = "moving 1.0 (not 1.0.5): PyO3 0.19.2')
     path.write_text(text)
     result = bump(root, pypi, "moving")
     after = path.read_text()
@@ -480,9 +484,9 @@ def test_bump_refreshes_the_facts_and_says_which_reasons_went_stale(root, pypi, 
     assert header.startswith("# moving 2.0: maturin sdist from PyPI")
     assert "PyO3: 0.19.2 -> 0.30.1" in result.changes
     for abi in ("2025_0", "2026_0", "2026_5"):  # left out for PyO3 0.19, which the new sdist no longer has
-        assert any(c.startswith(f"ABI {abi} is left out, but what ruled it out in 1.0 (pyo3 0.19.2") and
+        assert any(c.startswith(f"ABI {abi} is left out, but what ruled it out in 1.0 (PyO3 0.19.2") and
                    c.endswith(f"check whether [build] skip_abis.{abi} still applies") for c in result.changes)
     assert [c for c in result.changes if "still mention" in c] == [
-        "the reason of [build] skip_abis.2026_0 still mentions 1.0: 'moving 1.0 (not 1.0.5): pyo3 0.19.2 supports "
+        "the reason of [build] skip_abis.2026_0 still mentions 1.0: 'moving 1.0 (not 1.0.5): PyO3 0.19.2 supports "
         "CPython up to 3.12; it predates 3.14 (PyO3 before 0.20 checks no upper limit)'"]
     assert load(root, path).build.skip_abis  # bump never edits the skips: the maintainer decides

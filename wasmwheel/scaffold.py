@@ -464,7 +464,9 @@ def suggest_skips(facts: SdistFacts, abis: dict[str, Abi]) -> dict[str, str]:
                 why = f"its build script refuses {abi.python_minor}"
             else:
                 why = f"it predates {abi.python_minor} (PyO3 before 0.20 checks no upper limit)"
-            reasons.append(f"{facts.pyo3_crate} {facts.pyo3} supports CPython up to {top[0]}.{top[1]}; {why}")
+            # "PyO3" as the recipes' checks and their readers spell it; the crate when it is not pyo3 itself.
+            crate = "" if facts.pyo3_crate == "pyo3" else f" ({facts.pyo3_crate})"
+            reasons.append(f"PyO3 {facts.pyo3}{crate} supports CPython up to {top[0]}.{top[1]}; {why}")
         need = _minor(facts.rust_version) if facts.rust_version else None
         have = toolchain_rust_version(abi.rust_toolchain)
         if need and have and need > have:
