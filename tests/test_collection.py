@@ -113,7 +113,7 @@ def test_the_page_says_what_each_build_did(repo_project, tmp_path):
 def test_the_comparison_table_gives_ratios_ours_over_official(repo_project):
     c = collection.Comparison(crate="jiter", abi="2026_0", ours="a.whl", official="b.whl", our_size=10, official_size=9,
                               our_module=330_000, official_module=300_000, our_test=0.2, official_test=0.25, runs=3)
-    assert c.size_ratio == pytest.approx(1.1) and c.speed_ratio == pytest.approx(0.8)
+    assert c.size_ratio == pytest.approx(1.1) and c.time_ratio == pytest.approx(0.8)
     collection.save_comparisons(repo_project, [c])
     collection.save_comparisons(repo_project, [collection.Comparison(crate="rtoml", abi="2026_0", ours="r.whl",
                                                                      official=None, reason="PyPI has no wasm wheel")])

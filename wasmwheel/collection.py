@@ -97,7 +97,7 @@ class Comparison:
         return self.our_module / self.official_module if self.official_module else None
 
     @property
-    def speed_ratio(self) -> float | None:
+    def time_ratio(self) -> float | None:
         """Our test time over the official wheel's (1.10: ours is 10 % slower)."""
         if self.our_test is None or not self.official_test:
             return None
@@ -150,33 +150,32 @@ def compare(project: "Project", rows: Sequence[dict[str, Any]], *, runs: int = 3
                       else f"PyPI has no wasm wheel of {recipe.package_name} {recipe.version}")
             out.append(Comparison(official=None, reason=reason, **base))
             continue
-        log = StepLog(layout.build / "logs" / abi.name / recipe.name / "compare.log",
-                      title=f"{ours.name} vs {official.filename} in Pyodide {abi.pyodide_version}")
-        theirs = download.fetch(download.Origin(official.url), layout.download(official.sha256, official.filename),
-                                official.sha256, log)
-        requirements = wheelhouse.fetch_test_requirements(recipe.test.requirements, abi.python, layout, log,
-                                                          recipe.path.name)
-        try:  # the npm package folder the ABI's pyodide step installed
-            runtime = Path(read_json(layout.stamp("pyodide", abi.name))["runtime"])
-        except (OSError, ValueError, KeyError):
-            raise CollectionError(f"Pyodide for {abi.name} is not installed: run `doit pyodide:{abi.name}`") from None
-        progress(f"compare {recipe.name}@{abi.name}: {ours.name} vs {official.filename} ({plural(runs, 'run')} each)")
-        times: dict[str, list[float]] = {"ours": [], "official": []}
-        for _ in range(runs):
-            for who, wheel in (("ours", ours), ("official", theirs)):
-                job = smoke.SmokeJob(wheel=wheel, script=recipe.test.script, filename=f"{recipe.path.name} [test] script",
-                                     timeout=recipe.test.timeout, python=abi.python_minor, preload=tuple(requirements))
-                result = smoke.run_in_node(runtime, job, log, layout.settings)
-                seconds = _timed(result)
-                log.write(f"# {who}: {'ok' if result.ok else 'FAILED: ' + result.error[:200]} {result.timings}\n")
-                if seconds is not None:
-                    times[who].append(seconds)
-        out.append(Comparison(
-            official=official.filename, official_size=theirs.stat().st_size, official_module=module_size(theirs),
-            our_test=min(times["ours"], default=None), official_test=min(times["official"], default=None),
-            runs=runs, reason="" if times["official"] else "the official wheel failed the recipe's test (see compare.log)",
-            **base))
-        log.close()
+        with StepLog(layout.build / "logs" / abi.name / recipe.name / "compare.log",
+                     title=f"{ours.name} vs {official.filename} in Pyodide {abi.pyodide_version}") as log:
+            theirs = download.fetch(download.Origin(official.url), layout.download(official.sha256, official.filename),
+                                    official.sha256, log)
+            requirements = wheelhouse.fetch_test_requirements(recipe.test.requirements, abi.python, layout, log,
+                                                              recipe.path.name)
+            try:  # the npm package folder the ABI's pyodide step installed
+                runtime = Path(read_json(layout.stamp("pyodide", abi.name))["runtime"])
+            except (OSError, ValueError, KeyError):
+                raise CollectionError(f"Pyodide for {abi.name} is not installed: run `doit pyodide:{abi.name}`") from None
+            progress(f"compare {recipe.name}@{abi.name}: {ours.name} vs {official.filename} ({plural(runs, 'run')} each)")
+            times: dict[str, list[float]] = {"ours": [], "official": []}
+            for _ in range(runs):
+                for who, wheel in (("ours", ours), ("official", theirs)):
+                    job = smoke.SmokeJob(wheel=wheel, script=recipe.test.script, filename=f"{recipe.path.name} [test] script",
+                                         timeout=recipe.test.timeout, python=abi.python_minor, preload=tuple(requirements))
+                    result = smoke.run_in_node(runtime, job, log, layout.settings)
+                    seconds = _timed(result)
+                    log.write(f"# {who}: {'ok' if result.ok else 'FAILED: ' + result.error[:200]} {result.timings}\n")
+                    if seconds is not None:
+                        times[who].append(seconds)
+            out.append(Comparison(
+                official=official.filename, official_size=theirs.stat().st_size, official_module=module_size(theirs),
+                our_test=min(times["ours"], default=None), official_test=min(times["official"], default=None),
+                runs=runs, reason="" if times["official"] else "the official wheel failed the recipe's test (see compare.log)",
+                **base))
     save_comparisons(project, out)
     return out
 
@@ -288,7 +287,7 @@ def render(project: "Project", report: dict[str, Any], comparisons: Sequence[Com
             out.append("| " + " | ".join([
                 c.crate, c.abi, c.official, _fmt_size(c.our_module), _fmt_size(c.official_module), _ratio(c.size_ratio),
                 "" if c.our_test is None else f"{c.our_test:.3f} s",
-                "" if c.official_test is None else f"{c.official_test:.3f} s", _ratio(c.speed_ratio),
+                "" if c.official_test is None else f"{c.official_test:.3f} s", _ratio(c.time_ratio),
             ]) + " |")
     return "\n".join(out) + "\n"
 
