@@ -104,12 +104,6 @@ class Comparison:
         return self.our_test / self.official_test
 
 
-def _timed(result: Any) -> float | None:
-    if not result.ok:
-        return None
-    return sum(result.timings.get(k, 0.0) for k in ("load", "test"))
-
-
 def compare(project: "Project", rows: Sequence[dict[str, Any]], *, runs: int = 3,
             pypi: Any = None, progress: Callable[[str], None] = print) -> list[Comparison]:
     """Compare each built wheel (report rows with a wheel that passed) with PyPI's wheel for the
@@ -167,10 +161,9 @@ def compare(project: "Project", rows: Sequence[dict[str, Any]], *, runs: int = 3
                     job = smoke.SmokeJob(wheel=wheel, script=recipe.test.script, filename=f"{recipe.path.name} [test] script",
                                          timeout=recipe.test.timeout, python=abi.python_minor, preload=tuple(requirements))
                     result = smoke.run_in_node(runtime, job, log, layout.settings)
-                    seconds = _timed(result)
                     log.write(f"# {who}: {'ok' if result.ok else 'FAILED: ' + result.error[:200]} {result.timings}\n")
-                    if seconds is not None:
-                        times[who].append(seconds)
+                    if result.ok:
+                        times[who].append(result.test_seconds)
             out.append(Comparison(
                 official=official.filename, official_size=theirs.stat().st_size, official_module=module_size(theirs),
                 our_test=min(times["ours"], default=None), official_test=min(times["official"], default=None),

@@ -98,6 +98,11 @@ class SmokeResult:
                    output=str(data.get("output") or ""))
 
     @property
+    def test_seconds(self) -> float:
+        """Installing the wheels and running the script (not booting the interpreter)."""
+        return sum(self.timings.get(k, 0.0) for k in ("load", "test"))
+
+    @property
     def is_test_failure(self) -> bool:
         """A failure of the wheel or its test (as opposed to the machinery around it)."""
         return not self.ok and self.stage in ("load", "test", "timeout", "exit", "crash")
@@ -350,14 +355,13 @@ def conclude(result: SmokeResult, job: SmokeJob, *, environment: str, where: str
     mark = f"[test.expected_failures] {expected_key or environment}"
     log.write(f"{RESULT_PREFIX}{json.dumps({**dataclasses.asdict(result), 'output': None})}\n")
     label = f"{job.wheel.name} in {where} ({ENVIRONMENTS[environment]})"
-    took = sum(result.timings.get(k, 0.0) for k in ("load", "test"))
     if result.ok:
         if expected_failure:
             log.note(f"{label}: UNEXPECTED PASS: passed, although {mark} says it fails ({expected_failure}): "
                      f"remove that mark from {recipe_file}", console=True)
             return {"outcome": "unexpected pass", "environment": environment, "mark": expected_key or environment,
                     "reason": expected_failure}
-        log.note(f"{label}: ok ({took:.2f} s)")
+        log.note(f"{label}: ok ({result.test_seconds:.2f} s)")
         return {"outcome": "passed", "environment": environment, "timings": result.timings}
     log.write(f"# the {result.stage} stage failed:\n{result.error.rstrip()}\n")
     summary, hint, details = diagnose(result, job, recipe_file)
