@@ -374,7 +374,7 @@ def test_a_crafted_sdist_fails_the_source_step_and_writes_nothing_outside(projec
            "refusing to unpack (nothing was written)" in run.output
     assert "Traceback" not in run.output
     layout = project.layout
-    assert not layout.source_stamp("evil").exists() and not layout.src_dir("evil").exists()
+    assert not layout.stamp("source", None, "evil").exists() and not layout.src_dir("evil").exists()
     assert [p.name for p in layout.src_dir("evil").parent.iterdir()] == []  # no temporary folder left either
     assert not list(project.root.parent.rglob("pwned"))
 
@@ -397,7 +397,7 @@ def test_an_sdist_over_the_size_limit_fails_the_source_step_with_one_line(projec
     run = project.doit("source:roomy", check=False, env={"WASMWHEEL_UNPACK_MAX_SIZE": "2M"})
     assert "roomy-1.0.tar.gz: unpacks to more than 2M (its member 'roomy-1.0/data.bin' reaches it); " \
            + SIZE_LIMIT_TAIL in run.output
-    assert "Traceback" not in run.output and not project.layout.source_stamp("roomy").exists()
+    assert "Traceback" not in run.output and not project.layout.stamp("source", None, "roomy").exists()
     assert [p.name for p in project.layout.src_dir("roomy").parent.iterdir()] == []
     project.doit("source:roomy", env={"WASMWHEEL_UNPACK_MAX_SIZE": "4M"})  # within a raised limit, it unpacks
 

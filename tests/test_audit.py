@@ -668,21 +668,19 @@ def test_check_table_and_config():
 
 
 def test_audit_task_sits_between_retag_and_smoke(tmp_path):
-    from wasmwheel.tasks import audit_task, smoke_task
-    from wasmwheel.layout import Layout
-    from wasmwheel.recipe import load_recipe
-    from wasmwheel.settings import Settings
+    from wasmwheel.steps import STEP_BY_NAME
+    from wasmwheel.tasks import Project, step_task
 
-    layout = Layout(Settings.from_env(REPO, {"WASMWHEEL_BUILD_DIR": str(tmp_path / "build"),
-                                             "WASMWHEEL_CACHE": str(tmp_path / "cache")}))
-    recipe = load_recipe(REPO / "recipes" / "hello-pyo3.toml", list(ABIS), REPO)
-    abi = ABIS["2026_0"]
-    task = audit_task(recipe, abi, layout)
+    project = Project.load(REPO, {"WASMWHEEL_BUILD_DIR": str(tmp_path / "build"), "WASMWHEEL_CACHE": str(tmp_path / "cache")})
+    layout = project.layout
+    recipe, abi = project.recipes.recipes["hello-pyo3"], project.abis["2026_0"]
+    task = step_task(STEP_BY_NAME["audit"], project, abi, recipe)
+    smoke = step_task(STEP_BY_NAME["smoke"], project, abi, recipe)
     assert task["name"] == "hello-pyo3@2026_0"
     assert task["file_dep"] == [str(layout.stamp("retag", "2026_0", "hello-pyo3"))]
     assert task["targets"][0] == str(layout.stamp("audit", "2026_0", "hello-pyo3"))
-    assert str(layout.stamp("audit", "2026_0", "hello-pyo3")) in smoke_task(recipe, abi, layout)["file_dep"]
-    assert str(layout.stamp("retag", "2026_0", "hello-pyo3")) not in smoke_task(recipe, abi, layout)["file_dep"]
+    assert str(layout.stamp("audit", "2026_0", "hello-pyo3")) in smoke["file_dep"]
+    assert str(layout.stamp("retag", "2026_0", "hello-pyo3")) not in smoke["file_dep"]
 
 
 def test_pipeline_audits_before_smoke(project):

@@ -173,7 +173,7 @@ def test_each_step_writes_only_its_own_outputs(project, tmp_path):
         crate, _, abi_name = name.rpartition("@") if "@" in name else (None, "", name)
         if kind == "source":
             crate, abi_name = name, None
-        stamp = layout.source_stamp(crate) if kind == "source" else layout.stamp(kind, abi_name, crate)
+        stamp = layout.stamp("source", None, crate) if kind == "source" else layout.stamp(kind, abi_name, crate)
         log = layout.log(kind, abi_name, crate)
         # Besides the step's own outputs, the run itself keeps doit's state, rewrites the report
         # and keeps what speeds up the next start (parsed recipes, source listings).

@@ -136,7 +136,7 @@ CHAIN = [
     ("wheel in place, compile stamp not written", "compile", ("kill", "wasmwheel.build:sha256_file")),
     # (the compile step writes a wheel too, its Generator line: the WHEEL rewrite is retag's alone)
     ("retag writing the new wheel", "retag", ("kill", "wasmwheel.wheel:rewrite_wheel_metadata")),
-    ("retag done, stamp not written", "retag", ("kill", "after:wasmwheel.tasks:retag")),
+    ("retag done, stamp not written", "retag", ("kill", "after:wasmwheel.wheel:retag")),
     ("smoke test running (its job on the smoke server)", "smoke", ("smoke-job",)),
     ("smoke test passed, stamp not written", "smoke", ("kill", "after:wasmwheel.smoke:conclude")),
     # doit's closing save: with doit's own backend, the whole run's record was lost here.

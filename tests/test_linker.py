@@ -156,14 +156,15 @@ def test_the_c_compiler_of_the_lean_toolchain_names_the_crate(tmp_path):
 def test_the_compile_environment_under_each_toolchain(repo, tmp_path):
     """compile_env is a pure function: what reaches maturin (and so rustc and its linker) per toolchain."""
     from wasmwheel.build import LINKER_VAR, RUSTFLAGS_VAR, compile_env
+    from wasmwheel.facts import BinaryenFacts, EmsdkFacts, RustFacts
     from wasmwheel.tasks import Project
 
-    rust = {"sysroot": "/tc", "lld": "/tc/lib/rustlib/x86_64-unknown-linux-gnu/bin/rust-lld", "path": ["/tc/bin"],
-            "env": {"RUSTUP_HOME": "/homes/rustup", "CARGO_HOME": "/homes/cargo", "RUSTUP_TOOLCHAIN": "1.93.0"}}
+    rust = RustFacts(sysroot="/tc", lld="/tc/lib/rustlib/x86_64-unknown-linux-gnu/bin/rust-lld", path=["/tc/bin"],
+                     env={"RUSTUP_HOME": "/homes/rustup", "CARGO_HOME": "/homes/cargo", "RUSTUP_TOOLCHAIN": "1.93.0"})
     inherited = {"PATH": "/usr/bin", "RUSTFLAGS": "-Ctarget-cpu=native", LINKER_VAR: "/somewhere/emcc",
                  "TARGET_CC": "/usr/bin/cc", "WASMWHEEL_LINK_LLD": "/stale/lld", "HOME": "/root"}
-    for toolchain, linking in (("lean", {"binaryen": "132.0.0", "wasm_opt": "/b/wasm-opt"}),
-                               ("emsdk", {"path": ["/emsdk/upstream/emscripten", "/emsdk"], "env": {"EMSDK": "/emsdk"}})):
+    for toolchain, linking in (("lean", BinaryenFacts(binaryen="132.0.0", wasm_opt="/b/wasm-opt")),
+                               ("emsdk", EmsdkFacts(path=["/emsdk/upstream/emscripten", "/emsdk"], env={"EMSDK": "/emsdk"}))):
         project = Project.load(repo, {"WASMWHEEL_CACHE": str(tmp_path / "c"), "WASMWHEEL_TOOLCHAIN": toolchain})
         abi, recipe = project.abis["2024_0"], project.recipes.recipes["hello-pyo3"]
         env = compile_env(abi, recipe, project.layout, linking, rust, base=inherited,
@@ -175,7 +176,7 @@ def test_the_compile_environment_under_each_toolchain(repo, tmp_path):
         if toolchain == "lean":
             assert env[LINKER_VAR] == str(project.layout.link_launcher)
             assert env["TARGET_CC"] == env["TARGET_CXX"] == str(project.layout.no_cc_launcher)
-            assert (env["WASMWHEEL_LINK_LLD"], env["WASMWHEEL_LINK_EH"]) == (rust["lld"], "js")
+            assert (env["WASMWHEEL_LINK_LLD"], env["WASMWHEEL_LINK_EH"]) == (rust.lld, "js")
             assert json.loads(env["WASMWHEEL_WASM_OPT_FLAGS"]) == list(abi.lean.wasm_opt_flags)
             assert env["PATH"].split(":")[0] == "/tc/bin"
         else:  # emcc on PATH is the linker; nothing of the lean toolchain, nothing inherited

@@ -11,9 +11,10 @@ import pytest
 
 from wasmwheel.build import RUSTFLAGS_VAR
 from wasmwheel.smoke import parse_result
+from wasmwheel.steps import CRATE_ABI_STEPS
 
 ALL_ABIS = ("2024_0", "2025_0", "2026_0", "2026_5")
-CRATE_KINDS = ("compile", "retag", "audit", "smoke")
+CRATE_KINDS = CRATE_ABI_STEPS  # compile, retag, audit, smoke
 
 
 def _keep_abis(project, keep):

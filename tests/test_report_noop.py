@@ -6,9 +6,10 @@ import json
 
 import wasmwheel.report as report_module
 from wasmwheel.report import StepResult, write_report
+from wasmwheel.steps import CRATE_ABI_STEPS, TaskId, task_name
 from wasmwheel.tasks import Project
 
-STEPS = [f"{k}:hello-pyo3@2026_0" for k in ("compile", "retag", "audit", "smoke")]
+STEPS = [task_name(step, "hello-pyo3", "2026_0") for step in CRATE_ABI_STEPS]
 RUN = {"seconds": 1.0, "executed": 0, "failed": 0, "skipped": 0, "uptodate": 0, "finished": ""}
 
 
@@ -17,7 +18,7 @@ def _project(repo, tmp_path) -> Project:
 
 
 def _results(status: str, **override: str) -> list[StepResult]:
-    return [StepResult(t, override.get(t.split(":")[0], status), 2.0 if status != "uptodate" else None)
+    return [StepResult(t, override.get(TaskId.parse(t).step, status), 2.0 if status != "uptodate" else None)
             for t in STEPS]
 
 

@@ -24,7 +24,7 @@ def test_committed_exports_are_the_installed_runtimes(runtimes):
     for abi in ABIS.values():
         package = runtimes[abi.pyodide_version] / "node_modules" / "pyodide"
         data = runtime_exports.extract(package)
-        committed = abi.runtime_dir / runtime_exports.FILENAME
+        committed = abi.runtime_lock_dir / runtime_exports.FILENAME
         assert runtime_exports.encode(data) == committed.read_bytes(), f"{committed} is stale"
         facts = runtime_exports.for_abi(abi)
         assert facts.pyodide == abi.pyodide_version
@@ -93,7 +93,7 @@ def test_new_exports_rerun_the_audits(tmp_path):
     abi = load_abis(abi_dir)["2026_0"]
     before = audit_config(abi)
     assert before == audit_config(ABIS["2026_0"]) and before["runtime_exports"]
-    exports = abi.runtime_dir / runtime_exports.FILENAME
+    exports = abi.runtime_lock_dir / runtime_exports.FILENAME
     data = json.loads(gzip.decompress(exports.read_bytes()))
     data["symbols"].append("new_in_this_runtime")
     exports.write_bytes(runtime_exports.encode(data))

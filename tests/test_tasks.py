@@ -6,17 +6,15 @@ import pickle
 
 from doit.tools import config_changed
 
-from wasmwheel.tasks import CRATE_STEPS, Project
+from wasmwheel.steps import CRATE_ABI, PIPELINE, TaskId
+from wasmwheel.tasks import Project
 
 
 def _tasks(project: Project) -> dict[str, dict]:
-    gens = [project.emsdk_tasks(), project.binaryen_tasks(), project.rust_tasks(), project.std_tasks(),
-            project.runtime_tasks(),
-            project.source_tasks(), *(project.crate_tasks(kind) for kind in CRATE_STEPS), project.index_tasks(),
-            project.build_tasks(), project.pin_sysroot_tasks(), project.pin_patches_tasks(), project.abi_error_tasks()]
     out = {}
-    for gen in gens:
-        for t in gen:
+    for step in PIPELINE:
+        made = project.tasks(step)
+        for t in [made] if isinstance(made, dict) else made:
             if t.get("name"):
                 out[f"{t['basename']}:{t['name']}"] = t
     return out
@@ -172,9 +170,9 @@ def test_switching_the_toolchain_changes_the_compiles_config_and_nothing_before_
     needs_emsdk = {n: r for n, r in project.recipes.recipes.items() if r.build.needs_emsdk}
     assert needs_emsdk, "the collection has recipes that need emsdk (cramjam, orjson)"
     theirs = {f"{kind}:{n}@{a}" for n, r in needs_emsdk.items() for a in r.abis(project.abi_names, "emsdk")
-              for kind in (*CRATE_STEPS, "smoke-browser")}
+              for kind in (s.name for s in PIPELINE if s.scope == CRATE_ABI)}
     assert theirs <= emsdk.keys() - lean.keys()
-    assert {n.split(":")[0] for n in (lean.keys() ^ emsdk.keys()) - theirs} == {"binaryen", "emsdk"}
+    assert {TaskId.parse(n).step for n in (lean.keys() ^ emsdk.keys()) - theirs} == {"binaryen", "emsdk"}
     # The compiles of each toolchain wait for its own linker step.
     assert "binaryen:2026_0" in lean["compile:hello-pyo3@2026_0"]["task_dep"]
     assert "emsdk:2026_0" in emsdk["compile:hello-pyo3@2026_0"]["task_dep"]

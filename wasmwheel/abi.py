@@ -115,8 +115,9 @@ class Abi:
     emsdk: EmscriptenPatches | None = None  # [emsdk]: Pyodide's patches to Emscripten (None: a plain Emscripten)
 
     @property
-    def runtime_dir(self) -> Path:
-        """abi/runtimes/<pyodide version>/ beside this file: the runtime's committed npm lock and exports."""
+    def runtime_lock_dir(self) -> Path:
+        """abi/runtimes/<pyodide version>/ beside this file: the runtime's committed npm lock and exports
+        (the runtime itself is installed in the cache: Layout.runtime_dir)."""
         return Path(self.path).parent / "runtimes" / self.pyodide_version
 
     @property

@@ -28,11 +28,10 @@ import stat
 import tarfile
 import zipfile
 import zlib
-from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from .errors import WasmwheelError
-from .settings import DEFAULT_UNPACK_MAX_BYTES, DEFAULT_UNPACK_MAX_FILES, format_size
+from .settings import UnpackLimits, format_size  # UnpackLimits: also imported from here
 
 
 class UnsafeArchive(WasmwheelError):
@@ -41,14 +40,6 @@ class UnsafeArchive(WasmwheelError):
 
 SIZE_SETTING = "WASMWHEEL_UNPACK_MAX_SIZE"
 FILES_SETTING = "WASMWHEEL_UNPACK_MAX_FILES"
-
-
-@dataclass(frozen=True)
-class UnpackLimits:
-    """What one archive may unpack to (Settings.unpack_limits; the defaults are generous)."""
-
-    max_bytes: int = DEFAULT_UNPACK_MAX_BYTES
-    max_members: int = DEFAULT_UNPACK_MAX_FILES
 
 
 def _too_big(archive: Path, limits: UnpackLimits, member: str, streaming: bool = False) -> UnsafeArchive:

@@ -36,9 +36,12 @@ from . import runtime_exports
 from .runtime_exports import WASM_PAGE
 from .abi import Abi
 from .errors import WasmwheelError
+from .facts import WheelFacts
+from .fsutil import sha256_file
 from .loader import (DATA_DIR_RE, IMPORT_MODULES, SHAREDLIB_RE, WASM_MAGIC, Library, Linker, LoaderFacts,
                      unresolved_imports)
 from .wasm import DYLINK_SECTION, Module, WasmError, always_called, parse_module
+from .runner import StepLog
 from .wheel import RetagError, WheelName
 
 ERROR = "error"
@@ -669,7 +672,7 @@ def _audit(read: _Wheel, abi: Abi, facts: LoaderFacts, companions: Sequence[_Whe
     findings += _missing_findings(linker, abi, facts)
     modules = tuple(sorted(m.path for m in members if m.kind == "extension" and m.lib is not None))
     notes = () if facts.exports else (
-        f"Pyodide {facts.pyodide}'s exports are not recorded ({abi.runtime_dir}/"
+        f"Pyodide {facts.pyodide}'s exports are not recorded ({abi.runtime_lock_dir}/"
         f"{runtime_exports.FILENAME}): imported symbols and memory limits were not checked; installing the runtime "
         f"(doit pyodide:{abi.name}) records them",)
     return AuditReport(read.path, abi.name, tuple(findings), modules, notes)
@@ -734,3 +737,21 @@ def format_table(reports: Sequence[AuditReport]) -> str:
 
 def to_json(reports: Sequence[AuditReport]) -> str:
     return json.dumps({"ok": all(r.ok for r in reports), "reports": [r.to_dict() for r in reports]}, indent=2)
+
+
+def audit_step(abi: Abi, wheel: WheelFacts, log: StepLog) -> dict[str, Any]:
+    """The audit step: audit the retagged wheel against its ABI; a finding that Pyodide would refuse
+    fails the step (AuditFailed), warnings and notes go to the log."""
+    path = Path(wheel.wheel)
+    report = audit_wheel(path, abi)
+    for finding in report.findings:
+        log.write(finding.line() + "\n")
+    for finding in report.warnings:
+        log.note(f"warning {finding.code}: {finding.member or path.name}: {finding.message}")
+    for note in report.notes:
+        log.note(note)
+    if not report.ok:
+        raise AuditFailed(report)
+    log.note(f"{path.name}: audit for ABI {abi.name} passed ({len(report.modules)} extension module(s), "
+             f"{len(report.warnings)} warning(s))")
+    return {"wheel": str(path), "sha256": sha256_file(path), "warnings": [f.code for f in report.warnings]}

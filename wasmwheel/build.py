@@ -19,18 +19,18 @@ import hashlib
 import json
 import os
 import shutil
-import tempfile
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 from .abi import RUST_TARGET, Abi
 from .errors import WasmwheelError
-from .fsutil import atomic_write_text, clean_stale_temps, sha256_file
+from .facts import BinaryenFacts, EmsdkFacts, RustFacts, SourceFacts, ToolFacts, WheelFacts
+from .fsutil import atomic_write_text, clean_stale_temps, sha256_file, staged_dir
 from .launcher import ensure_launcher
 from .linker import LINK_ENV
 from .layout import Layout
 from .recipe import Recipe
-from .runner import StepLog, run
+from .runner import StepLog, inherited_env, run
 from .wheel import set_generator
 
 RUSTFLAGS_VAR = "CARGO_TARGET_WASM32_UNKNOWN_EMSCRIPTEN_RUSTFLAGS"
@@ -138,14 +138,14 @@ def force_relink(target_dir: Path, link_config: Mapping[str, Any], log: StepLog)
     atomic_write_text(marker, json.dumps({"key": key, "config": link_config}, sort_keys=True, indent=1))
 
 
-def generator(abi: Abi, toolchain: str, linking: Mapping[str, Any]) -> str:
+def generator(abi: Abi, toolchain: str, linker: ToolFacts) -> str:
     """The wheel's ``Generator`` line: maturin, and how wasmwheel linked it."""
-    if toolchain == "emsdk":
+    if isinstance(linker, EmsdkFacts):
         how = f"emsdk {abi.emscripten}"
-        if linking.get("patches"):  # a managed emsdk, patched as the ABI's Pyodide patches it
-            how += f" + Pyodide {linking.get('pyodide_tag')}'s {len(linking['patches'])} patches"
+        if linker.patches:  # a managed emsdk, patched as the ABI's Pyodide patches it
+            how += f" + Pyodide {linker.pyodide_tag}'s {len(linker.patches)} patches"
     else:
-        how = f"lean: rust-lld, binaryen {linking.get('binaryen', '?')}"
+        how = f"lean: rust-lld, binaryen {getattr(linker, 'binaryen', '') or '?'}"
     return f"maturin ({maturin_version()}) + wasmwheel ({_own_version()}; Rust {abi.rust_toolchain}, {how})"
 
 
@@ -165,16 +165,16 @@ def ensure_launchers(layout: Layout) -> None:
     ensure_launcher(layout.no_cc_launcher, "linker", "no_c_compiler")
 
 
-def lean_env(abi: Abi, layout: Layout, rust: Mapping[str, Any], lean: Mapping[str, Any],
+def lean_env(abi: Abi, layout: Layout, rust: RustFacts, lean: BinaryenFacts,
              link_log: Path | None) -> dict[str, str]:
     """What makes rustc link with wasmwheel's linker (and refuse C for the target)."""
     return {
         LINKER_VAR: str(layout.link_launcher),
         "TARGET_CC": str(layout.no_cc_launcher),
         "TARGET_CXX": str(layout.no_cc_launcher),
-        "WASMWHEEL_LINK_LLD": str(rust["lld"]),
+        "WASMWHEEL_LINK_LLD": str(rust.lld),
         "WASMWHEEL_LINK_EH": abi.exception_handling,
-        "WASMWHEEL_WASM_OPT": str(lean["wasm_opt"]),
+        "WASMWHEEL_WASM_OPT": str(lean.wasm_opt),
         "WASMWHEEL_WASM_OPT_FLAGS": json.dumps(list(abi.lean.wasm_opt_flags) if abi.lean else []),
         **({"WASMWHEEL_LINK_LOG": str(link_log)} if link_log else {}),
     }
@@ -184,21 +184,21 @@ def compile_env(
     abi: Abi,
     recipe: Recipe,
     layout: Layout,
-    linking: Mapping[str, Any],
-    rust: Mapping[str, Any],
+    linker: ToolFacts,
+    rust: RustFacts,
     base: Mapping[str, str] | None = None,
-    build_wheels: list[Path] = (),
+    build_wheels: Sequence[Path] = (),
     link_log: Path | None = None,
 ) -> dict[str, str]:
-    """The complete environment of the maturin process. ``linking``: the facts of the step that provides the
-    linker of ``layout.settings.toolchain`` (emsdk, or binaryen for lean), as its stamp holds them."""
-    env = {k: v for k, v in (os.environ if base is None else base).items() if k not in SCRUBBED_ENV}
+    """The complete environment of the maturin process. ``linker``: the facts of the step that provides the
+    linker of ``layout.settings.toolchain`` (emsdk, or binaryen for lean)."""
+    env = inherited_env(SCRUBBED_ENV) if base is None else {k: v for k, v in base.items() if k not in SCRUBBED_ENV}
     lean = layout.settings.toolchain == "lean"
-    prepend = [*linking.get("path", []), *rust.get("path", [])]
+    prepend = [*linker.path, *rust.path]
     if prepend:
         env["PATH"] = os.pathsep.join([*prepend, env.get("PATH", "")])
-    env.update(linking.get("env", {}))
-    env.update(rust.get("env", {}))
+    env.update(linker.env)
+    env.update(rust.env)
     env.update({
         # One registry for every ABI and toolchain (cargo locks it itself); rustup's own CARGO_HOME stays
         # the toolchain's, but compiles call the toolchain's cargo and rustc directly (PATH).
@@ -213,7 +213,7 @@ def compile_env(
         **abi.maturin_tag_env(),
     })
     if lean:
-        env.update(lean_env(abi, layout, rust, linking, link_log))
+        env.update(lean_env(abi, layout, rust, linker, link_log))
     if build_wheels:
         # Wheels of the recipes listed in [depends] build, for build scripts that need them.
         env["WASMWHEEL_BUILD_WHEELS"] = os.pathsep.join(str(p) for p in build_wheels)
@@ -235,18 +235,22 @@ def compile_wheel(
     recipe: Recipe,
     abi: Abi,
     layout: Layout,
-    crate_dir: Path,
-    linking: Mapping[str, Any],
-    rust: Mapping[str, Any],
+    source: SourceFacts,
+    linker: ToolFacts,
+    rust: RustFacts,
     log: StepLog,
-    build_wheels: list[Path] = (),
+    build_wheels: Sequence[WheelFacts] = (),
 ) -> dict[str, Any]:
+    """The compile step: maturin builds the crate's source tree for the ABI, linked by the toolchain's
+    ``linker`` (emsdk's emcc, or the lean linker with binaryen's wasm-opt); ``build_wheels``: the wheels
+    of the recipes in its [depends] build, for build scripts."""
     toolchain = layout.settings.toolchain
     link_log = layout.log("link", abi.name, recipe.name)
     link_log.unlink(missing_ok=True)
     if toolchain == "lean":
         ensure_launchers(layout)
-    env = compile_env(abi, recipe, layout, linking, rust, build_wheels=build_wheels, link_log=link_log)
+    env = compile_env(abi, recipe, layout, linker, rust, build_wheels=[Path(w.wheel) for w in build_wheels],
+                      link_log=link_log)
     maturin = shutil.which("maturin", path=env["PATH"])
     if not maturin:
         raise CompileError("maturin not found on PATH: `pip install maturin` (wasmwheel installs it as a dependency)")
@@ -258,13 +262,12 @@ def compile_wheel(
     target_dir = layout.target_dir(recipe.name, abi.name)
     target_dir.mkdir(parents=True, exist_ok=True)
     force_relink(target_dir, toolchain_config(abi, toolchain), log)
-    out = Path(tempfile.mkdtemp(prefix=".out.", suffix=".tmp", dir=wheels_dir))
-    try:
+    with staged_dir(wheels_dir / "out") as out:
         how = f"Emscripten {abi.emscripten}" if toolchain == "emsdk" else "lean toolchain: rust-lld + wasm-opt"
         log.note(f"maturin build {recipe.name} {recipe.version} for {abi.name} (Python {abi.python_minor}, "
                  f"Rust {abi.rust_toolchain}, {how})")
         try:
-            run(compile_argv(maturin, abi, recipe, out), log=log, cwd=crate_dir, env=env,
+            run(compile_argv(maturin, abi, recipe, out), log=log, cwd=Path(source.crate_dir), env=env,
                 what=f"maturin build ({recipe.name} for {abi.name})")
         finally:
             if link_log.exists():  # what the lean linker ran and dropped, in the step's own log
@@ -274,10 +277,8 @@ def compile_wheel(
             raise CompileError(f"maturin wrote {len(built)} wheels to {out}, expected exactly one: "
                                + (", ".join(p.name for p in built) or "none"))
         wheel = wheels_dir / built[0].name
-        set_generator(built[0], wheel, generator(abi, toolchain, linking))
+        set_generator(built[0], wheel, generator(abi, toolchain, linker))
         for old in wheels_dir.glob("*.whl"):
             if old != wheel:
                 old.unlink()
-    finally:
-        shutil.rmtree(out, ignore_errors=True)
     return {"wheel": str(wheel), "sha256": sha256_file(wheel), "toolchain": toolchain}

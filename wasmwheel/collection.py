@@ -21,6 +21,7 @@ from packaging.tags import Tag
 from packaging.utils import InvalidWheelFilename, parse_wheel_filename
 
 from .errors import WasmwheelError, plural
+from .facts import RuntimeFacts
 from .fsutil import atomic_write_text, read_json, write_json
 from .report import _fmt_size, _md_escape, error_summary
 
@@ -144,15 +145,17 @@ def compare(project: "Project", rows: Sequence[dict[str, Any]], *, runs: int = 3
                       else f"PyPI has no wasm wheel of {recipe.package_name} {recipe.version}")
             out.append(Comparison(official=None, reason=reason, **base))
             continue
-        with StepLog(layout.build / "logs" / abi.name / recipe.name / "compare.log",
+        with StepLog(layout.log("compare", abi.name, recipe.name),
                      title=f"{ours.name} vs {official.filename} in Pyodide {abi.pyodide_version}") as log:
             theirs = download.fetch(download.Origin(official.url), layout.download(official.sha256, official.filename),
                                     official.sha256, log)
             requirements = wheelhouse.fetch_test_requirements(recipe.test.requirements, abi.python, layout, log,
                                                               recipe.path.name)
             try:  # the npm package folder the ABI's pyodide step installed
-                runtime = Path(read_json(layout.stamp("pyodide", abi.name))["runtime"])
-            except (OSError, ValueError, KeyError):
+                runtime = Path(RuntimeFacts.from_stamp(read_json(layout.stamp("pyodide", abi.name))).runtime or "")
+                if not runtime.name:
+                    raise ValueError("no runtime")
+            except (OSError, ValueError, TypeError):
                 raise CollectionError(f"Pyodide for {abi.name} is not installed: run `doit pyodide:{abi.name}`") from None
             progress(f"compare {recipe.name}@{abi.name}: {ours.name} vs {official.filename} ({plural(runs, 'run')} each)")
             times: dict[str, list[float]] = {"ours": [], "official": []}
@@ -174,7 +177,7 @@ def compare(project: "Project", rows: Sequence[dict[str, Any]], *, runs: int = 3
 
 
 def comparisons_path(project: "Project") -> Path:
-    return project.layout.build / "collection-compare.json"
+    return project.layout.comparisons
 
 
 def save_comparisons(project: "Project", found: Sequence[Comparison]) -> None:

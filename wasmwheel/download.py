@@ -33,12 +33,12 @@ import urllib3
 from .errors import WasmwheelError
 from .fsutil import CHUNK, file_lock, sha256_file
 from .runner import StepLog
+from .settings import retry_backoff
 
 RETRIES = 3  # attempts in a row that got nothing
 MAX_REQUESTS = 50  # in all, however much each attempt got
 MAX_RETRY_AFTER = 120.0
 TRANSIENT_STATUS = {408, 425, 429, 500, 502, 503, 504}
-BACKOFF_SETTING = "WASMWHEEL_RETRY_BACKOFF"
 
 
 class DownloadError(WasmwheelError):
@@ -71,11 +71,7 @@ class Origin:
 
 
 def _backoff(attempt: int) -> float:
-    try:
-        base = float(os.environ.get(BACKOFF_SETTING, "") or 1.0)
-    except ValueError:
-        base = 1.0
-    return base * (2 ** attempt)
+    return retry_backoff() * (2 ** attempt)
 
 
 def _hint(origin: Origin) -> str:

@@ -92,17 +92,44 @@ def read_json(path: Path) -> Any:
 
 
 @contextlib.contextmanager
-def temp_path_beside(path: Path, suffix: str = "") -> Iterator[Path]:
-    """A fresh path in ``path``'s folder for building an output before renaming it into place.
-    Removed afterwards if it still exists (i.e. was not renamed)."""
+def staged_dir(path: Path) -> Iterator[Path]:
+    """A fresh folder beside ``path`` (``.<name>.<random>.tmp`` in its folder) to stage an output in
+    before moving it into place (replace_dir, os.replace): what was not moved is removed afterwards,
+    whatever happens. A run killed meanwhile leaves it for ``clean_stale_temps(folder,
+    prefix=f".{name}.")``."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
-    target = tmp / ("out" + suffix)
     try:
-        yield target
+        yield tmp
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def temp_path_beside(path: Path, suffix: str = "") -> Iterator[Path]:
+    """A fresh path in ``path``'s folder for building an output before renaming it into place.
+    Removed afterwards if it still exists (i.e. was not renamed)."""
+    with staged_dir(path) as tmp:
+        yield tmp / ("out" + suffix)
+
+
+# A cache folder's marker (emsdk, Rust, a sysroot, an npm package): written last, once the folder is
+# complete, holding what the folder was made from; a folder whose marker differs is made again.
+INSTALLED = ".wasmwheel-installed.json"
+
+
+def marker_matches(folder: Path, expected: Any, name: str = INSTALLED) -> bool:
+    """The marker ``name`` in ``folder`` holds exactly ``expected`` (False when missing or unreadable)."""
+    try:
+        return read_json(Path(folder) / name) == expected
+    except (OSError, ValueError):
+        return False
+
+
+def write_marker(folder: Path, data: Any, name: str = INSTALLED) -> None:
+    """Mark ``folder`` as complete, made from ``data`` (last, atomically)."""
+    write_json(Path(folder) / name, data)
 
 
 def replace_dir(new: Path, dest: Path) -> None:

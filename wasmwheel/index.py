@@ -21,7 +21,6 @@ import html
 import json
 import os
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -29,9 +28,12 @@ from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name, parse_wheel_filename
 
 from .abi import Abi
-from .fsutil import read_json, replace_dir, sha256_file
-from .layout import TESTED_DIR
+from .errors import plural
+from .facts import RuntimeFacts
+from .fsutil import read_json, replace_dir, sha256_file, staged_dir
+from .layout import Layout, tested_dir, tested_marker
 from .recipe import Recipe
+from .runner import StepLog
 
 PYODIDE_CDN = "https://cdn.jsdelivr.net/pyodide/v{version}/full/"
 PEP691_TYPE = "application/vnd.pypi.simple.v1+json"
@@ -41,7 +43,7 @@ def dist_listing(dist_dir: Path) -> list[list[Any]]:
     """What the index is made from: each wheel's and each smoke-test marker's name, size and mtime
     (stat only)."""
     out = []
-    for path in [*sorted(Path(dist_dir).glob("*.whl")), *sorted((Path(dist_dir) / TESTED_DIR).glob("*.json"))]:
+    for path in [*sorted(Path(dist_dir).glob("*.whl")), *sorted(tested_dir(dist_dir).glob("*.json"))]:
         st = path.stat()
         out.append([path.name, st.st_size, st.st_mtime_ns])
     return out
@@ -54,7 +56,7 @@ def tested_wheels(dist_dir: Path) -> tuple[dict[Path, str], dict[str, str]]:
     left_out: dict[str, str] = {}
     for wheel in sorted(Path(dist_dir).glob("*.whl")):
         try:
-            marker = read_json(Path(dist_dir) / TESTED_DIR / f"{wheel.name}.json")
+            marker = read_json(tested_marker(dist_dir, wheel.name))
         except (OSError, ValueError):
             left_out[wheel.name] = "its smoke test has not passed (it failed, was skipped or has not run yet)"
             continue
@@ -70,6 +72,26 @@ def listing_digest(dist_dir: Path, extra: Any = None) -> str:
     return hashlib.sha256(json.dumps([dist_listing(dist_dir), extra], sort_keys=True).encode()).hexdigest()
 
 
+def index_inputs(recipes: dict[str, Recipe], base_url: str | None) -> dict[str, Any]:
+    """What, besides the wheels, shapes an index: lock metadata from the recipes, the public URL."""
+    return {"base_url": base_url,
+            "recipes": {n: [list(r.import_names), list(r.depends.test), list(r.test.requirements)]
+                        for n, r in sorted(recipes.items())}}
+
+
+def index_step(abi: Abi, layout: Layout, recipes: dict[str, Recipe], runtime: RuntimeFacts,
+               log: StepLog) -> dict[str, Any]:
+    """The index step: the index of build/dist/<abi>, with the digest of what it was made from."""
+    dist = layout.dist_dir(abi.name)
+    digest = listing_digest(dist, index_inputs(recipes, layout.settings.index_url))
+    facts = build_index(abi, dist, layout.index_dir(abi.name), Path(runtime.runtime) / "pyodide-lock.json",
+                        recipes, layout.settings.index_url)
+    log.note(f"indexed {plural(len(facts['wheels']), 'wheel')} of ABI {abi.name} in {facts['index']}")
+    for name, why in facts["left_out"].items():
+        log.note(f"left out {name}: {why}", console=True)
+    return {**facts, "digest": digest}
+
+
 def _link_or_copy(src: Path, dest: Path) -> None:
     try:
         os.link(src, dest)
@@ -82,8 +104,7 @@ def build_index(abi: Abi, dist_dir: Path, dest: Path, runtime_lock: Path | None,
     """Write the index of ``dist_dir`` to ``dest`` (replaced as a whole, atomically)."""
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent))
-    try:
+    with staged_dir(dest) as tmp:
         wheels, left_out = tested_wheels(Path(dist_dir))
         projects: dict[str, list[dict[str, Any]]] = {}
         for wheel, digest in wheels.items():
@@ -96,8 +117,6 @@ def build_index(abi: Abi, dist_dir: Path, dest: Path, runtime_lock: Path | None,
         lock = _pyodide_lock(abi, runtime_lock, projects, recipes, base_url)
         (tmp / "pyodide-lock.json").write_text(json.dumps(lock, indent=1, sort_keys=True) + "\n")
         replace_dir(tmp, dest)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     return {"index": str(dest), "wheels": [w.name for w in wheels], "projects": sorted(projects), "left_out": left_out}
 
 

@@ -47,7 +47,27 @@ from pathlib import Path
 from .abi import Abi
 from .settings import Settings
 
+RUNTIME_EXPORTS = "exports.json.gz"  # in abi/runtimes/<version>/ (wasmwheel.runtime_exports)
 TESTED_DIR = "tested"  # in dist/<abi>/: one marker per wheel whose smoke test passed
+
+
+# Under a build folder: also what joining shard artifacts (wasmwheel.shard) and the index read.
+def dist_dir(build: Path, abi: str) -> Path:
+    """build/dist/<abi>: the retagged wheels of an ABI."""
+    return Path(build) / "dist" / abi
+
+
+def tested_dir(dist: Path) -> Path:
+    """dist/<abi>/tested/: one marker per wheel whose smoke test passed."""
+    return Path(dist) / TESTED_DIR
+
+
+def tested_marker(dist: Path, wheel_name: str) -> Path:
+    return tested_dir(dist) / f"{wheel_name}.json"
+
+
+def report_json(build: Path) -> Path:
+    return Path(build) / "report.json"
 
 
 @dataclass(frozen=True)
@@ -84,12 +104,17 @@ class Layout:
         return self.cache / "binaryen" / version
 
     def runtime_dir(self, abi: Abi) -> Path:
+        """Where the ABI's Pyodide is installed (its committed lock is in runtime_lock_dir)."""
         return self.cache / "pyodide" / abi.pyodide_version
 
     # -- repository -------------------------------------------------------------
     def runtime_lock_dir(self, abi: Abi) -> Path:
         """Committed npm lock for the ABI's Pyodide runtime."""
-        return abi.runtime_dir
+        return abi.runtime_lock_dir
+
+    def runtime_exports(self, abi: Abi) -> Path:
+        """The ABI's runtime's exports (committed; what the audit checks side modules' imports against)."""
+        return abi.runtime_lock_dir / RUNTIME_EXPORTS
 
     def binaryen_lock_dir(self, version: str) -> Path:
         """Committed npm lock for binaryen ``version`` (abi/tools/binaryen/<version>/)."""
@@ -110,18 +135,14 @@ class Layout:
 
     # The *_str forms are what task dicts hold: every doit start builds them for every task,
     # and a Path each (three joins) was a sixth of a no-op. ABI and crate names hold no slash.
-    def stamp_str(self, step: str, abi: str, crate: str | None = None) -> str:
+    def stamp_str(self, step: str, abi: str | None, crate: str | None = None) -> str:
+        """stamps/<abi>/<step>.json, stamps/<abi>/<crate>.<step>.json; a crate's own step (source),
+        with no ABI: stamps/src/<crate>.<step>.json."""
         name = f"{crate}.{step}.json" if crate else f"{step}.json"
-        return f"{self._stamps}/{abi}/{name}"
+        return f"{self._stamps}/{abi or 'src'}/{name}"
 
-    def stamp(self, step: str, abi: str, crate: str | None = None) -> Path:
+    def stamp(self, step: str, abi: str | None, crate: str | None = None) -> Path:
         return Path(self.stamp_str(step, abi, crate))
-
-    def source_stamp_str(self, crate: str) -> str:
-        return f"{self._stamps}/src/{crate}.source.json"
-
-    def source_stamp(self, crate: str) -> Path:
-        return Path(self.source_stamp_str(crate))
 
     @cached_property
     def _logs(self) -> str:
@@ -156,13 +177,13 @@ class Layout:
         return self.build / "wheels" / abi / crate
 
     def dist_dir(self, abi: str) -> Path:
-        return self.build / "dist" / abi
+        return dist_dir(self.build, abi)
 
     def tested_marker(self, abi: str, wheel_name: str) -> Path:
         """Written by a passing smoke step beside the wheel (dist/<abi>/tested/<wheel>.json): the index
         takes only wheels whose marker names their bytes. A folder, not a hidden file, so that it
         travels with build/dist in CI artifacts."""
-        return self.dist_dir(abi) / TESTED_DIR / f"{wheel_name}.json"
+        return tested_marker(self.dist_dir(abi), wheel_name)
 
     @property
     def recipe_cache(self) -> Path:
@@ -176,7 +197,7 @@ class Layout:
 
     @property
     def report_json(self) -> Path:
-        return self.build / "report.json"
+        return report_json(self.build)
 
     @property
     def report_md(self) -> Path:
@@ -187,5 +208,15 @@ class Layout:
         """Last outcome and duration of every step ever run (feeds the report; not a stamp)."""
         return self.build / "history.json"
 
+    @property
+    def index_root(self) -> Path:
+        """build/index: what `doit serve` serves, one folder per ABI."""
+        return self.build / "index"
+
     def index_dir(self, abi: str) -> Path:
-        return self.build / "index" / abi
+        return self.index_root / abi
+
+    @property
+    def comparisons(self) -> Path:
+        """What `wasmwheel collection --compare` measured (wasmwheel.collection)."""
+        return self.build / "collection-compare.json"

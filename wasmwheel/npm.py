@@ -11,15 +11,16 @@ from __future__ import annotations
 
 import json
 import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import WasmwheelError
-from .fsutil import atomic_write_bytes, clean_stale_temps, file_lock, read_json, replace_dir, sha256_file, write_json
+from .fsutil import (
+    atomic_write_bytes, clean_stale_temps, file_lock, marker_matches, read_json, replace_dir, sha256_file,
+    staged_dir, write_marker,
+)
 from .runner import StepLog, run
 
-MARKER = ".wasmwheel-installed.json"
 
 
 class NpmError(WasmwheelError):
@@ -69,15 +70,11 @@ def ensure_installed(pkg: NpmPackage, registry: str, log: StepLog) -> bool:
             installed = read_json(pkg.package_dir / "package.json").get("version")
         except (OSError, ValueError):
             installed = None
-        try:
-            marker = read_json(pkg.folder / MARKER)
-        except (OSError, ValueError):
-            marker = None
-        if installed == pkg.version and marker == pkg.wanted():
+        if installed == pkg.version and marker_matches(pkg.folder, pkg.wanted()):
             log.note(f"{pkg.title or pkg.name} {pkg.version} already installed in {pkg.folder}")
             return False
         _install(pkg, npm, registry, log)
-        write_json(pkg.folder / MARKER, pkg.wanted())
+        write_marker(pkg.folder, pkg.wanted())
         return True
 
 
@@ -85,11 +82,10 @@ def _install(pkg: NpmPackage, npm: str, registry: str, log: StepLog) -> None:
     folder = pkg.folder
     folder.parent.mkdir(parents=True, exist_ok=True)
     clean_stale_temps(folder.parent, prefix=f".{folder.name}.")  # of an interrupted install (under the lock)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", suffix=".tmp", dir=folder.parent))
     args_common = ["--no-audit", "--no-fund", "--registry", registry]
     hint = f"(registry {registry}; set WASMWHEEL_NPM_REGISTRY to a reachable npm registry or mirror)"
     what = f"{pkg.title or pkg.name} {pkg.version}"
-    try:
+    with staged_dir(folder) as tmp:
         (tmp / "package.json").write_text(pkg.package_json())
         try:
             if pkg.lock_file.exists():
@@ -110,5 +106,3 @@ def _install(pkg: NpmPackage, npm: str, registry: str, log: StepLog) -> None:
         if got != pkg.version:
             raise NpmError(f"npm installed {pkg.name} {got}, but {pkg.version} is needed; fix {pkg.lock_file}")
         replace_dir(tmp, folder)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)

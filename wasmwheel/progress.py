@@ -14,19 +14,25 @@ from __future__ import annotations
 
 import sys
 import time
-from typing import Any
+from pathlib import Path
+from typing import Any, Callable
 
 from doit.reporter import ConsoleReporter
 
 from .errors import plural
-from .report import StepResult, utc_now, write_report
+from .report import StepResult, utc_now
+from .steps import TaskId
+
+# Writes the build report of a run: (this run's step results, the run's counts) -> None.
+ReportWriter = Callable[[list[StepResult], dict[str, Any]], None]
 
 WIDTH = 44
 
 
 class ProgressReporter(ConsoleReporter):
     desc = "wasmwheel: one line per finished step, live count, build report"
-    project: Any = None  # set by Project.reporter_class()
+    write_report: ReportWriter | None = None  # set by reporter_writing()
+    report_path: Path | None = None
 
     def __init__(self, outstream, options):
         super().__init__(outstream, options)
@@ -76,8 +82,9 @@ class ProgressReporter(ConsoleReporter):
         if not self._counted(task):
             return
         self.started[task.name] = time.monotonic()
-        if task.name.startswith("index:"):
-            self.index_started.add(task.name.split(":", 1)[1])
+        name = TaskId.parse(task.name)
+        if name.step == "index":
+            self.index_started.add(name.abi)
         if self.tty:  # a status line, replaced by the next line written
             self.write(f"\r\033[K   [{self.done}/{self.total}] {task.name} ...")
             self.outstream.flush()
@@ -92,11 +99,11 @@ class ProgressReporter(ConsoleReporter):
         seconds = self._elapsed(task)
         self.results.append(StepResult(task.name, "ok", seconds, finished=utc_now()))
         self._line(f"ok   {task.name:<{WIDTH}} {seconds or 0:7.1f}s  {self._count()}")
-        abi = task.name.rsplit("@", 1)[-1]
-        if task.name.startswith("smoke:") and abi in self.index_started:
+        name = TaskId.parse(task.name)
+        if name.step == "smoke" and name.abi in self.index_started:
             # doit -n runs the index beside the last steps (it waits only for the runtime): it may not
             # have seen this wheel's pass.
-            self.after_index.setdefault(abi, []).append(task.name)
+            self.after_index.setdefault(name.abi, []).append(task.name)
 
     def add_failure(self, task, fail):
         if not self._counted(task):
@@ -154,10 +161,10 @@ class ProgressReporter(ConsoleReporter):
         if self.tty:
             self.write("\r\033[K")
         report_note = ""
-        if self.project is not None and self.results:
+        if self.write_report is not None and self.results:
             try:
-                write_report(self.project, self.results, run)
-                report_note = f"; report: {self.project.layout.report_md}"
+                type(self).write_report(self.results, run)
+                report_note = f"; report: {self.report_path}"
             except OSError as exc:  # the build result matters more than the report
                 report_note = f"; could not write the report: {exc}"
         if interrupted:
@@ -179,3 +186,9 @@ class ProgressReporter(ConsoleReporter):
                        f"side), so it may lack their wheels: run `doit index` to add them\n")
         if self.runtime_errors:
             self.write("Execution aborted.\n" + "\n".join(self.runtime_errors) + "\n")
+
+
+def reporter_writing(write_report: ReportWriter, report_path: Path) -> type[ProgressReporter]:
+    """The reporter class doit instantiates (it takes a class), writing the report with ``write_report``."""
+    return type("WasmwheelReporter", (ProgressReporter,),
+                {"write_report": staticmethod(write_report), "report_path": report_path})

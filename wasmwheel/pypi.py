@@ -10,7 +10,6 @@ digest, and the served URL otherwise.
 
 from __future__ import annotations
 
-import os
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -23,6 +22,7 @@ from urllib3.util.retry import Retry
 
 from .download import RETRIES, TRANSIENT_STATUS
 from .errors import WasmwheelError
+from .settings import retry_backoff
 
 PUBLIC_FILES = "https://files.pythonhosted.org/packages"
 
@@ -70,7 +70,7 @@ class Release:
 
 
 def _retry_backoff() -> float:
-    return float(os.environ.get("WASMWHEEL_RETRY_BACKOFF", "1.0"))
+    return retry_backoff()
 
 
 class PyPI:

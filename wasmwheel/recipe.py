@@ -178,6 +178,11 @@ class Recipe:
         """Distribution name as it appears in wheel file names."""
         return re.sub(r"[-_.]+", "_", self.package_name).lower()
 
+    def files_exist(self) -> bool:
+        """The files the recipe refers to are still there (its local source folder, its patches)."""
+        src = self.source
+        return (src.path is None or src.path.is_dir()) and all(p.is_file() for p in src.patches)
+
     def skips(self, abi_names: list[str] | tuple[str, ...], toolchain: str = "emsdk") -> dict[str, str]:
         """The ABIs of ``abi_names`` this recipe does not build for with ``toolchain``, with the reason."""
         reasons = {a: self.build.skip_abis[a] for a in abi_names if a in self.build.skip_abis}

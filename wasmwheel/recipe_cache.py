@@ -22,12 +22,13 @@ import os
 import pickle
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from .fsutil import atomic_write_bytes
 
-if TYPE_CHECKING:  # pragma: no cover
-    from .recipe import Recipe
+# A parsed recipe (wasmwheel.recipe.Recipe; this module stores whatever the loader parses, and
+# never imports the loader).
+Recipe = Any
 
 FORMAT = 1
 _CODE = ("recipe.py", "schema.py", "recipe_cache.py")
@@ -41,9 +42,9 @@ def _file_key(path: Path) -> tuple[int, ...] | None:
     return (st.st_size, st.st_ino, st.st_dev, st.st_mtime_ns, st.st_ctime_ns)
 
 
-def _still_valid(recipe: "Recipe") -> bool:
-    src = recipe.source
-    return (src.path is None or src.path.is_dir()) and all(p.is_file() for p in src.patches)
+def _still_valid(recipe: Recipe) -> bool:
+    """The files a recipe refers to are still there, as validation would check (Recipe.files_exist)."""
+    return recipe.files_exist()
 
 
 class RecipeCache:
@@ -52,8 +53,8 @@ class RecipeCache:
         here = Path(__file__).resolve().parent
         self.context: Any = (FORMAT, sys.version_info[:2], str(Path(root).resolve()), str(Path(recipe_dir).resolve()),
                              tuple(abi_names), tuple(_file_key(here / name) for name in _CODE))
-        self.entries: dict[str, tuple[tuple[int, ...], "Recipe"]] = {}
-        self.used: dict[str, tuple[tuple[int, ...], "Recipe"]] = {}
+        self.entries: dict[str, tuple[tuple[int, ...], Recipe]] = {}
+        self.used: dict[str, tuple[tuple[int, ...], Recipe]] = {}
         self.changed = False
         if self.path is not None:
             self._read()
@@ -67,7 +68,7 @@ class RecipeCache:
         except Exception:  # missing, truncated, foreign or from another version: start empty
             self.entries = {}
 
-    def get(self, path: Path) -> tuple[tuple[int, ...] | None, "Recipe | None"]:
+    def get(self, path: Path) -> tuple[tuple[int, ...] | None, Recipe | None]:
         """(the file's stat key, the cached recipe if still valid)."""
         key = _file_key(path)
         hit = self.entries.get(path.name)
@@ -76,7 +77,7 @@ class RecipeCache:
             return key, hit[1]
         return key, None
 
-    def put(self, path: Path, key: tuple[int, ...] | None, recipe: "Recipe") -> None:
+    def put(self, path: Path, key: tuple[int, ...] | None, recipe: Recipe) -> None:
         if key is not None:
             self.used[path.name] = (key, recipe)
             self.changed = True

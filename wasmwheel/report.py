@@ -15,22 +15,19 @@ import hashlib
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from .errors import plural
+from .facts import SmokeFacts
 from .fsutil import atomic_write_text, file_lock, read_json, write_json
 from .hints import hint_for
 from .settings import TOOLCHAINS
+from .steps import ABI_STEPS, CRATE, CRATE_ABI_STEPS, PIPELINE, TaskId, last_crate_step, needed_by, task_name
 
-if TYPE_CHECKING:  # pragma: no cover
-    from .tasks import Project
-
-# Steps of one crate for one ABI, in pipeline order (source is per crate).
-CRATE_STEP_KINDS = ("compile", "retag", "audit", "smoke")
-# Steps of one ABI (its toolchains, its runtime, its index), listed under "toolchains".
-TOOLCHAIN_KINDS = ("emsdk", "binaryen", "rust", "std", "pyodide", "index")
-# Which crate step needs which ABI step: a failed one blocks it.
-NEEDED_BY = {"emsdk": "compile", "binaryen": "compile", "rust": "compile", "std": "compile", "pyodide": "smoke"}
+# The steps of a row (one crate, one ABI), in pipeline order: its crate's own (source), then its own.
+ROW_STEPS = (*(s.name for s in PIPELINE if s.scope == CRATE and s.run), *CRATE_ABI_STEPS)
+# Which crate step needs which ABI step: a failed one blocks it (compile needs std, smoke pyodide).
+NEEDED_BY = {step: needed_by(step) for step in ABI_STEPS if needed_by(step)}
 # Rows that have a wheel that passed (or failed as expected) its smoke test.
 BUILT = ("ok", "xfail", "xpass")
 
@@ -82,10 +79,11 @@ def _seconds(entry: dict[str, Any] | None) -> float | None:
     return entry.get("seconds") if entry else None
 
 
-def build_report(project: "Project", history: dict[str, Any], run: dict[str, Any]) -> dict[str, Any]:
+def build_report(project: Any, history: dict[str, Any], run: dict[str, Any]) -> dict[str, Any]:
     layout = project.layout
     rows = []
     abi_names = project.abi_names
+    last = last_crate_step()
     for recipe in project.recipes.recipes.values():
         skips = recipe.skips(abi_names, project.toolchain)
         for abi in abi_names:
@@ -94,7 +92,8 @@ def build_report(project: "Project", history: dict[str, Any], run: dict[str, Any
                 row.update(status="skipped", reason=skips[abi])
                 rows.append(row)
                 continue
-            names = {"source": f"source:{recipe.name}"} | {k: f"{k}:{recipe.name}@{abi}" for k in CRATE_STEP_KINDS}
+            names = {step: task_name(step, recipe.name, None if step not in CRATE_ABI_STEPS else abi)
+                     for step in ROW_STEPS}
             steps = {k: history.get(name) for k, name in names.items()}
             row["steps"] = {k: {"status": v.get("status"), "seconds": v.get("seconds")}
                             for k, v in steps.items() if v}
@@ -102,24 +101,25 @@ def build_report(project: "Project", history: dict[str, Any], run: dict[str, Any
             failed = next(((k, v) for k, v in steps.items() if v and v.get("status") == "failed"), None)
             blocked = next(((k, v) for k, v in steps.items() if v and v.get("status") == "skipped"), None)
             if abi in project.abi_errors:
-                row.update(status="blocked", blocked_by=[f"abi:{abi}"], error=str(project.abi_errors[abi]))
+                row.update(status="blocked", blocked_by=[task_name("abi", abi=abi)], error=str(project.abi_errors[abi]))
             elif failed:
-                kind, entry = failed
-                row.update(status="failed", failed_step=kind, error=entry.get("error", ""),
-                           log=_task_log(layout, names[kind]))
+                step, entry = failed
+                row.update(status="failed", failed_step=step, error=entry.get("error", ""),
+                           log=_task_log(layout, names[step]))
             elif blocked:
-                kind, entry = blocked
+                step, entry = blocked
                 blockers = entry.get("blocked_by", [])
-                row.update(status="blocked", blocked_step=kind, blocked_by=blockers,
+                row.update(status="blocked", blocked_step=step, blocked_by=blockers,
                            error=_blocking_error(history, blockers))
                 log = _task_log(layout, blockers[0]) if blockers else None
                 if log:
                     row["log"] = log
-            elif steps.get("smoke") and steps["smoke"].get("status") == "ok" and layout.stamp("smoke", abi, recipe.name).exists():
+            elif (steps.get(last) or {}).get("status") == "ok" and layout.stamp(last, abi, recipe.name).exists():
                 row["status"] = "ok"
-                _test_seconds(row, layout.stamp("smoke", abi, recipe.name))
+                smoked = _smoke_facts(layout.stamp(last, abi, recipe.name))
+                _test_seconds(row, smoked)
                 if recipe.test.expected_failures:
-                    _smoke_outcome(row, layout.stamp("smoke", abi, recipe.name), recipe)
+                    _smoke_outcome(row, smoked, recipe)
             else:
                 _not_built(row, steps, history, layout, project.abis[abi])
             retag = layout.stamp("retag", abi, recipe.name)
@@ -136,12 +136,13 @@ def build_report(project: "Project", history: dict[str, Any], run: dict[str, Any
             rows.append(row)
     toolchains = []
     for abi in project.abis:
-        for kind in TOOLCHAIN_KINDS:
-            entry = history.get(f"{kind}:{abi}")
+        for step in ABI_STEPS:
+            name = task_name(step, abi=abi)
+            entry = history.get(name)
             if entry:
-                toolchains.append({"task": f"{kind}:{abi}", "status": entry.get("status"),
+                toolchains.append({"task": name, "status": entry.get("status"),
                                    "seconds": entry.get("seconds"), "error": entry.get("error", ""),
-                                   "log": _task_log(layout, f"{kind}:{abi}")})
+                                   "log": _task_log(layout, name)})
     summary: dict[str, int] = {}
     for row in rows:
         summary[row["status"]] = summary.get(row["status"], 0) + 1
@@ -164,10 +165,10 @@ def _not_built(row: dict[str, Any], steps: dict[str, Any], history: dict[str, An
     """A row without a tested wheel and without a failed or skipped step of its own: blocked when a
     step of its ABI that its next step needs failed last (a single target stops at the first failure,
     so its crate steps never ran), else not built."""
-    done = [k for k in CRATE_STEP_KINDS if (steps.get(k) or {}).get("status") == "ok"]
-    waiting = next((k for k in CRATE_STEP_KINDS if k not in done), "smoke")
-    kinds = [k for k, needer in NEEDED_BY.items() if needer not in done and (k != "sysroot" or abi.sysroot)]
-    blockers = [f"{k}:{abi.name}" for k in kinds if (history.get(f"{k}:{abi.name}") or {}).get("status") == "failed"]
+    done = [step for step in CRATE_ABI_STEPS if (steps.get(step) or {}).get("status") == "ok"]
+    waiting = next((step for step in CRATE_ABI_STEPS if step not in done), last_crate_step())
+    blockers = [task_name(step, abi=abi.name) for step, needer in NEEDED_BY.items()
+                if needer not in done and (history.get(task_name(step, abi=abi.name)) or {}).get("status") == "failed"]
     if not blockers:
         row["status"] = "not built"
         return
@@ -177,9 +178,9 @@ def _not_built(row: dict[str, Any], steps: dict[str, Any], history: dict[str, An
 
 def _row_task(row: dict[str, Any]) -> str:
     step = row.get("failed_step", "")
-    if step == "source":
-        return f"source:{row['crate']}"
-    return f"{step}:{row['crate']}@{row['abi']}" if step else f"{row['crate']}@{row['abi']}"
+    if not step:
+        return f"{row['crate']}@{row['abi']}"
+    return task_name(step, row["crate"], None if step not in CRATE_ABI_STEPS else row["abi"])
 
 
 def failures(report: dict[str, Any]) -> list[dict[str, Any]]:
@@ -241,41 +242,40 @@ def headline(report: dict[str, Any]) -> str:
 
 def _task_log(layout, task: str) -> str | None:
     """The log of a step named like ``compile:<crate>@<abi>``, ``source:<crate>`` or ``emsdk:<abi>``."""
-    kind, _, target = task.partition(":")
-    if not target:
+    name = TaskId.parse(task)
+    if name.target is None:
         return None
-    if "@" in target:
-        crate, _, abi = target.partition("@")
-        return str(layout.log(kind, abi, crate))
-    return str(layout.log(kind, None, target) if kind == "source" else layout.log(kind, target))
+    return str(layout.log(name.step, name.abi, name.crate))
 
 
 SMOKE_OUTCOMES = {"expected failure": "xfail", "unexpected pass": "xpass"}
 
 
-def _test_seconds(row: dict[str, Any], stamp: Path) -> None:
+def _smoke_facts(stamp: Path) -> SmokeFacts | None:
+    try:
+        return SmokeFacts.from_stamp(read_json(stamp))
+    except (OSError, ValueError, TypeError, AttributeError):
+        return None
+
+
+def _test_seconds(row: dict[str, Any], facts: SmokeFacts | None) -> None:
     """The recipe's test in the runtime (installing the wheel + running the script; not booting the
     interpreter), from the smoke step's facts: ``test_seconds`` on the row."""
-    try:
-        timings = read_json(stamp).get("timings") or {}
-    except (OSError, ValueError, AttributeError):
-        return
+    timings = (facts.timings if facts is not None else None) or {}
     if any(k in timings for k in ("load", "test")):
         row["test_seconds"] = round(sum(float(timings.get(k, 0.0)) for k in ("load", "test")), 3)
 
 
-def _smoke_outcome(row: dict[str, Any], stamp: Path, recipe: Any) -> None:
+def _smoke_outcome(row: dict[str, Any], facts: SmokeFacts | None, recipe: Any) -> None:
     """A smoke test that failed as the recipe expects (xfail) or passed although it expects a
     failure (xpass): the row says so, with the mark's reason."""
-    try:
-        facts = read_json(stamp)
-    except (OSError, ValueError):
+    if facts is None:
         return
-    status = SMOKE_OUTCOMES.get(facts.get("outcome"))
+    status = SMOKE_OUTCOMES.get(facts.outcome)
     if status:
-        row.update(status=status, reason=str(facts.get("reason", "")))
+        row.update(status=status, reason=str(facts.reason))
         if status == "xpass":
-            mark = facts.get("mark") or facts.get("environment", "")
+            mark = facts.mark or facts.environment
             row["hint"] = (f"the test passes although [test.expected_failures] {mark} says it fails: "
                            f"remove that mark from {recipe.path.name}")
 
@@ -383,14 +383,14 @@ def render_markdown(report: dict[str, Any]) -> str:
     for bad in report["invalid_recipes"]:
         out.append(f"| {bad['recipe']} | " + " | ".join("invalid recipe" for _ in abis) + " |")
     out += ["", "## Details", "",
-            "| crate | ABI | status | wheel | size | compile | retag | audit | smoke | log | hint |",
-            "|---|---|---|---|---|---|---|---|---|---|---|"]
+            f"| crate | ABI | status | wheel | size | {' | '.join(CRATE_ABI_STEPS)} | log | hint |",
+            "|---|---|---|---|---|" + "---|" * len(CRATE_ABI_STEPS) + "---|---|"]
     for row in report["rows"]:
         steps = row.get("steps", {})
         status = f"{_cell(row)}: {row.get('reason', '')}" if row["status"] in ("skipped", "xfail", "xpass") else _cell(row)
         out.append("| " + " | ".join([
             row["crate"], row["abi"], _md_escape(status), row.get("wheel", ""), _fmt_size(row.get("size")),
-            *(_step_cell(steps.get(k)) for k in ("compile", "retag", "audit", "smoke")),
+            *(_step_cell(steps.get(step)) for step in CRATE_ABI_STEPS),
             f"`{row['log']}`" if row.get("log") else "", _md_escape(row.get("hint", "")),
         ]) + " |")
     blocked = [r for r in report["rows"] if r["status"] == "blocked" and r.get("error")]
@@ -404,7 +404,7 @@ def render_markdown(report: dict[str, Any]) -> str:
     return "\n".join(out) + "\n"
 
 
-def report_inputs(project: "Project") -> str:
+def report_inputs(project: Any) -> str:
     """Digest of what the report shows besides the history: ABIs, recipes, skips, load errors."""
     recipes = [[n, r.version, sorted(r.skips(project.abi_names, project.toolchain).items())]
                for n, r in sorted(project.recipes.recipes.items())]
@@ -444,7 +444,7 @@ def _noop_matches_state(layout, results: list[StepResult], inputs: str) -> bool:
     return all(r.task in ok for r in results)
 
 
-def write_report(project: "Project", results: list[StepResult], run: dict[str, Any]) -> dict[str, Any] | None:
+def write_report(project: Any, results: list[StepResult], run: dict[str, Any]) -> dict[str, Any] | None:
     """Rewrite the report, unless the run changed nothing it shows (a no-op: every step up to
     date and already recorded as such); then the report of the last run that did something
     stays, and None is returned."""

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Mapping, Sequence
 
 from .errors import CommandFailed, WasmwheelError
+from .settings import verbose
 
 TAIL_LINES = 60
 
@@ -29,7 +30,7 @@ class StepLog:
 
     def __init__(self, path: Path | None, title: str = "", echo: bool = False):
         self.path = Path(path) if path else None
-        self.echo = echo or os.environ.get("WASMWHEEL_VERBOSE", "") not in ("", "0")
+        self.echo = echo or verbose()
         self._tail: deque[str] = deque(maxlen=TAIL_LINES)
         self._file = None
         if self.path:
@@ -80,6 +81,12 @@ def format_command(argv: Sequence[str], cwd: Path | None, env_changes: Mapping[s
         lines.append(f"$ unset {key}" if value is None else f"$ export {key}={shlex.quote(value)}")
     lines.append("$ " + shlex.join(argv))
     return "\n".join(lines) + "\n"
+
+
+def inherited_env(drop: Sequence[str] = ()) -> dict[str, str]:
+    """The environment a command inherits (this process's), without the variables in ``drop``.
+    (wasmwheel's own settings are read by wasmwheel.settings, not from here.)"""
+    return {k: v for k, v in os.environ.items() if k not in drop}
 
 
 def env_diff(env: Mapping[str, str], base: Mapping[str, str] | None = None) -> dict[str, str | None]:

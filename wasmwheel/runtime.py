@@ -29,17 +29,16 @@ def provision_runtime(abi: Abi, layout: Layout, log: StepLog) -> dict[str, Any]:
     node_version = capture([node, "--version"], log=log, what="node --version")
     fresh = ensure_installed(pkg, layout.settings.npm_registry, log)
     if fresh or runtime_exports.load(pkg.lock_dir) is None:
-        _record_exports(pkg.package_dir, pkg.lock_dir, log)
+        _record_exports(pkg.package_dir, layout.runtime_exports(abi), log)
     snapshot = smokeserver.ensure_snapshot(pkg.package_dir, log)  # smoke tests boot from it (smokeserver.py)
     return {"runtime": str(pkg.package_dir), "pyodide": abi.pyodide_version, "node": node_version,
             "snapshot": str(snapshot) if snapshot else None}
 
 
-def _record_exports(package: Path, lock_dir: Path, log: StepLog) -> None:
-    """Keep abi/runtimes/<version>/exports.json.gz (what the audit checks imports against) in step
-    with the installed runtime: written when missing, rewritten if the runtime says otherwise."""
+def _record_exports(package: Path, path: Path, log: StepLog) -> None:
+    """Keep abi/runtimes/<version>/exports.json.gz (``path``: what the audit checks imports against) in
+    step with the installed runtime: written when missing, rewritten if the runtime says otherwise."""
     data = runtime_exports.encode(runtime_exports.extract(package))
-    path = lock_dir / runtime_exports.FILENAME
     try:
         same = path.read_bytes() == data
     except OSError:

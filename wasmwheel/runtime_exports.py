@@ -25,9 +25,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import ConfigError
+from .layout import RUNTIME_EXPORTS as FILENAME  # abi/runtimes/<version>/exports.json.gz
 from .wasm import WasmError, read_module
 
-FILENAME = "exports.json.gz"
 FORMAT = 1
 WASM_PAGE = 65536
 _IMPORTS_RE = re.compile(r"\bvar wasmImports\s*=\s*\{")
@@ -142,13 +142,13 @@ def load(folder: Path) -> RuntimeExports | None:
 
 
 def for_abi(abi) -> RuntimeExports | None:
-    return load(abi.runtime_dir)
+    return load(abi.runtime_lock_dir)
 
 
 def file_digest(abi) -> str | None:
     """sha256 of the ABI's exports file (what an audit's config_changed needs, without parsing it at
     every doit start), or None if there is none."""
-    return _by_file(_file_digest, abi.runtime_dir / FILENAME)
+    return _by_file(_file_digest, abi.runtime_lock_dir / FILENAME)
 
 
 @functools.lru_cache(maxsize=16)

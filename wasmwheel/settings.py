@@ -11,12 +11,9 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Mapping
 
 from .errors import ConfigError
-
-if TYPE_CHECKING:  # pragma: no cover
-    from .archive import UnpackLimits
 
 DEFAULT_EMSDK_URL = "https://github.com/emscripten-core/emsdk.git"
 DEFAULT_PYPI_URL = "https://pypi.org"
@@ -58,9 +55,29 @@ VARIABLES = {
 }
 
 
-def _default_cache() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+def _default_cache(env: Mapping[str, str]) -> Path:
+    base = env.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
     return Path(base) / "wasmwheel"
+
+
+# Settings read where they are used, each time (a test sets them for one test): still read here only.
+def retry_backoff(env: Mapping[str, str] | None = None) -> float:
+    """WASMWHEEL_RETRY_BACKOFF: seconds before the first retry of a download (default 1)."""
+    try:
+        return float((os.environ if env is None else env).get("WASMWHEEL_RETRY_BACKOFF", "") or 1.0)
+    except ValueError:
+        return 1.0
+
+
+def verbose(env: Mapping[str, str] | None = None) -> bool:
+    """WASMWHEEL_VERBOSE: echo every step's log to the console."""
+    return (os.environ if env is None else env).get("WASMWHEEL_VERBOSE", "") not in ("", "0")
+
+
+def user_rust_homes(env: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The user's own RUSTUP_HOME and CARGO_HOME, when set (system mode keeps them)."""
+    env = os.environ if env is None else env
+    return {k: env[k] for k in ("RUSTUP_HOME", "CARGO_HOME") if env.get(k)}
 
 
 def _truthy(name: str, value: str | None) -> bool:
@@ -106,6 +123,15 @@ def _size(name: str, value: str | None, default: int) -> int:
     if number < 1:
         raise ConfigError("environment", name, f"expected a size in bytes, or with K, M, G or T (e.g. 8G); got {value!r}")
     return number
+
+
+@dataclass(frozen=True)
+class UnpackLimits:
+    """What one archive may unpack to (Settings.unpack_limits; the defaults are generous)."""
+
+    max_bytes: int = DEFAULT_UNPACK_MAX_BYTES
+    max_members: int = DEFAULT_UNPACK_MAX_FILES
+
 
 
 def format_size(n: int) -> str:
@@ -163,7 +189,7 @@ class Settings:
 
         return cls(
             root=root,
-            cache_dir=path("WASMWHEEL_CACHE", _default_cache()),
+            cache_dir=path("WASMWHEEL_CACHE", _default_cache(env)),
             build_dir=path("WASMWHEEL_BUILD_DIR", root / "build"),
             toolchain=_choice("WASMWHEEL_TOOLCHAIN", env.get("WASMWHEEL_TOOLCHAIN"), TOOLCHAINS, DEFAULT_TOOLCHAIN),
             emsdk_url=url("WASMWHEEL_EMSDK_URL", DEFAULT_EMSDK_URL, folder=True) or DEFAULT_EMSDK_URL,
@@ -185,9 +211,7 @@ class Settings:
         )
 
     @property
-    def unpack_limits(self) -> "UnpackLimits":
-        from .archive import UnpackLimits
-
+    def unpack_limits(self) -> UnpackLimits:
         return UnpackLimits(max_bytes=self.unpack_max_bytes, max_members=self.unpack_max_files)
 
     @property

@@ -37,7 +37,8 @@ from typing import TYPE_CHECKING, Any, Iterable
 
 from .errors import WasmwheelError
 from .fsutil import atomic_write_text, sha256_file, temp_path_beside
-from .layout import TESTED_DIR
+from .layout import dist_dir, report_json, tested_marker
+from .steps import last_crate_step, task_name
 
 if TYPE_CHECKING:  # pragma: no cover
     from .tasks import Project
@@ -56,7 +57,8 @@ class Item:
 
     @property
     def task(self) -> str:
-        return f"smoke:{self.crate}@{self.abi}"
+        """What a shard job runs for it: the last step of its build (which pulls in the ones before)."""
+        return task_name(last_crate_step(), self.crate, self.abi)
 
 
 @dataclass
@@ -337,7 +339,7 @@ def merge_shards(shard_dirs: list[Path], build_dir: Path, report: Path | None = 
     from .report import render_markdown
 
     build_dir = Path(build_dir)
-    report_json = Path(report) if report else build_dir / "report.json"
+    merged_json = Path(report) if report else report_json(build_dir)
     reports = []
     copied = 0
     owners: dict[Path, Path] = {}
@@ -345,14 +347,15 @@ def merge_shards(shard_dirs: list[Path], build_dir: Path, report: Path | None = 
     for folder in sorted(Path(d) for d in shard_dirs):
         if not folder.is_dir():
             raise ShardError(f"{folder} is not a folder (expected a shard artifact with dist/ and report.json)")
-        for wheel in sorted(folder.glob("dist/*/*.whl")):
-            dest = build_dir / "dist" / wheel.parent.name / wheel.name
+        every_dist = dist_dir(Path(), "*")  # dist/*
+        for wheel in sorted(folder.glob(f"{every_dist}/*.whl")):
+            dest = dist_dir(build_dir, wheel.parent.name) / wheel.name
             copied += _copy_wheel(wheel, dest, owners)
-        for marker in sorted(folder.glob(f"dist/*/{TESTED_DIR}/*.json")):  # which wheels passed their smoke test
-            dest = build_dir / "dist" / marker.parent.parent.name / TESTED_DIR / marker.name
+        for marker in sorted(folder.glob(str(tested_marker(every_dist, "*")))):  # which wheels passed their smoke test
+            dest = tested_marker(dist_dir(build_dir, marker.parent.parent.name), marker.name[:-len(".json")])
             dest.parent.mkdir(parents=True, exist_ok=True)
             atomic_write_text(dest, marker.read_text(encoding="utf-8"))
-        path = folder / "report.json"
+        path = report_json(folder)
         try:
             reports.append(json.loads(path.read_text(encoding="utf-8")))
         except (OSError, ValueError) as exc:
@@ -361,6 +364,6 @@ def merge_shards(shard_dirs: list[Path], build_dir: Path, report: Path | None = 
         raise ShardError("no shard has a readable report.json: " + "; ".join(missing))
     merged = merge_reports(reports)
     merged["missing_reports"] = missing
-    atomic_write_text(report_json, json.dumps(merged, indent=2, sort_keys=True) + "\n")
-    atomic_write_text(report_json.with_suffix(".md"), render_markdown(merged))
-    return {"wheels": copied, "report": merged, "report_path": report_json}
+    atomic_write_text(merged_json, json.dumps(merged, indent=2, sort_keys=True) + "\n")
+    atomic_write_text(merged_json.with_suffix(".md"), render_markdown(merged))
+    return {"wheels": copied, "report": merged, "report_path": merged_json}

@@ -29,6 +29,8 @@ from typing import Any, Sequence
 from . import browser, hints, smokeserver, wheelhouse
 from .abi import Abi
 from .errors import CommandFailed, WasmwheelError
+from .facts import RuntimeFacts, WheelFacts
+from .fsutil import file_snapshot, keep_if_same
 from .layout import Layout
 from .recipe import DEFAULT_TEST_TIMEOUT, Recipe
 from .runner import StepLog, run
@@ -411,3 +413,25 @@ def smoke_wheel(recipe: Recipe, abi: Abi, wheel: Path, runtime: Path, layout: La
     return conclude(result, job, environment=environment, where=where, log=log, recipe_file=recipe_file,
                     expected_failure=recipe.test.expected_failure(environment, abi.name),
                     expected_key=recipe.test.expected_failure_key(environment, abi.name))
+
+
+def smoke_step(recipe: Recipe, abi: Abi, layout: Layout, wheel: WheelFacts, runtime: RuntimeFacts,
+               test_wheels: Sequence[WheelFacts], log: StepLog, environment: str = "node") -> dict[str, Any]:
+    """The smoke step: test the audited wheel. Under Node, a pass marks the wheel as tested
+    (dist/<abi>/tested/<wheel>.json: what the index takes)."""
+    path = Path(wheel.wheel)
+    marker = layout.tested_marker(abi.name, path.name)
+    before = None
+    if environment == "node":  # until this test passes, the wheel is not one the index may take
+        before = file_snapshot(marker)
+        marker.unlink(missing_ok=True)
+    facts = smoke_wheel(recipe, abi, path, Path(runtime.runtime), layout, log, environment=environment,
+                        dependencies=[Path(w.wheel) for w in test_wheels])
+    if environment == "node":
+        marker.parent.mkdir(parents=True, exist_ok=True)
+        mark = json.dumps({"wheel": path.name, "sha256": wheel.sha256, "crate": recipe.name,
+                           "version": recipe.version}, sort_keys=True) + "\n"
+        # The same wheel passed again (a changed test, say): the mark comes back exactly as it was, its
+        # time included, so the index (which sees marks by their stat) does not rerun for nothing.
+        keep_if_same(marker, mark.encode(), before)
+    return {"wheel": str(path), **facts}

@@ -11,14 +11,13 @@ import hashlib
 import json
 import os
 import shutil
-import tempfile
 import time
 from pathlib import Path
 from typing import Any, Iterator
 
 from .archive import check_tree_links, extract, single_top_folder
 from .errors import WasmwheelError
-from .fsutil import atomic_write_text, clean_stale_temps, replace_dir
+from .fsutil import atomic_write_text, clean_stale_temps, replace_dir, staged_dir
 from .layout import Layout
 from .recipe import Recipe
 from .runner import StepLog, capture, run
@@ -133,8 +132,7 @@ def fetch_source(recipe: Recipe, layout: Layout, log: StepLog) -> dict[str, Any]
     dest.parent.mkdir(parents=True, exist_ok=True)
     clean_stale_temps(dest.parent, prefix=f".{recipe.name}.")  # of an interrupted run (the step lock is held)
     src = recipe.source
-    tmp = Path(tempfile.mkdtemp(prefix=f".{recipe.name}.", suffix=".tmp", dir=dest.parent))
-    try:
+    with staged_dir(dest) as tmp:
         if src.kind == "url":
             assert src.url and src.sha256
             from .download import Origin, fetch  # here: it imports requests, which a doit start never needs
@@ -172,8 +170,6 @@ def fetch_source(recipe: Recipe, layout: Layout, log: StepLog) -> dict[str, Any]
                               + "; set [source] subdir to the folder maturin should build")
         digest = tree_digest(tree)
         replace_dir(tree, dest)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     log.note(f"source of {recipe.name} ready in {dest}")
     return {"tree": str(dest), "crate_dir": str(dest / src.subdir if src.subdir else dest), "tree_sha256": digest}
 

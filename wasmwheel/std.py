@@ -15,24 +15,19 @@ from __future__ import annotations
 import os
 import shutil
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any
 
 from .abi import RUST_TARGET, STD_SOURCES, Abi
 from .errors import CommandFailed
-from .fsutil import atomic_write_text, clean_stale_temps, file_lock, read_json, replace_dir, write_json
+from .facts import RustFacts
+from .fsutil import (
+    atomic_write_text, clean_stale_temps, file_lock, marker_matches, replace_dir, staged_dir, write_marker,
+)
 from .launcher import ensure_launcher
 from .layout import Layout
-from .runner import StepLog, run
+from .runner import StepLog, inherited_env, run
 from .toolchain import ToolchainError, _reason, install_sysroot
-
-
-def _marker_matches(folder: Path, expected: dict[str, Any]) -> bool:
-    try:
-        return read_json(folder / STD_MARKER) == expected
-    except (OSError, ValueError):
-        return False
 
 
 STD_MARKER = ".wasmwheel-std.json"  # in lib/rustlib/wasm32-unknown-emscripten/: how its lib/ was made
@@ -61,33 +56,33 @@ def rustc_wrapper(argv: list[str] | None = None) -> int:
     return 1  # not reached
 
 
-def target_rustlib(rust_facts: dict[str, Any]) -> Path:
-    return Path(rust_facts["sysroot"]) / "lib" / "rustlib" / RUST_TARGET
+def target_rustlib(rust: RustFacts) -> Path:
+    return Path(rust.sysroot) / "lib" / "rustlib" / RUST_TARGET
 
 
-def provide_std(abi: Abi, layout: Layout, rust_facts: dict[str, Any], log: StepLog) -> dict[str, Any]:
+def provide_std(abi: Abi, layout: Layout, rust: RustFacts, log: StepLog) -> dict[str, Any]:
     """Put std for wasm32-unknown-emscripten where rustc looks (the toolchain's
     lib/rustlib/wasm32-unknown-emscripten/lib), the ABI's way (``[rust] std``), once per toolchain
     and std: every crate of the ABI links against it."""
     way = abi.std
     log.note(f"std for {RUST_TARGET} on Rust {abi.rust_toolchain}: {STD_SOURCES[way]}")
     if way == "source":
-        facts = build_std(abi, layout, rust_facts, log)  # writes its own marker, with the rust-src it used
+        facts = build_std(abi, layout, rust, log)  # writes its own marker, with the rust-src it used
     else:
-        facts = install_sysroot(abi, layout, rust_facts, log) if way == "sysroot" else check_rustup_std(abi, rust_facts)
-        if not _marker_matches(target_rustlib(rust_facts), abi.std_config()):
-            write_json(target_rustlib(rust_facts) / STD_MARKER, abi.std_config())
-    lib = target_rustlib(rust_facts) / "lib"
+        facts = install_sysroot(abi, layout, rust, log) if way == "sysroot" else check_rustup_std(abi, rust)
+        if not marker_matches(target_rustlib(rust), abi.std_config(), STD_MARKER):
+            write_marker(target_rustlib(rust), abi.std_config(), STD_MARKER)
+    lib = target_rustlib(rust) / "lib"
     rlibs = sorted(p.name for p in lib.glob("*.rlib"))
     if not any(name.startswith("libstd-") for name in rlibs):
         raise ToolchainError(f"{lib} holds no libstd-*.rlib after the std step ({way}); "
-                             f"delete {target_rustlib(rust_facts)} and rerun `doit std:{abi.name}`")
-    return {"std": way, "lib": str(lib), "rlibs": len(rlibs), "marker": str(target_rustlib(rust_facts) / STD_MARKER),
+                             f"delete {target_rustlib(rust)} and rerun `doit std:{abi.name}`")
+    return {"std": way, "lib": str(lib), "rlibs": len(rlibs), "marker": str(target_rustlib(rust) / STD_MARKER),
             **facts}
 
 
-def check_rustup_std(abi: Abi, rust_facts: dict[str, Any]) -> dict[str, Any]:
-    rustlib = target_rustlib(rust_facts)
+def check_rustup_std(abi: Abi, rust: RustFacts) -> dict[str, Any]:
+    rustlib = target_rustlib(rust)
     if not any((rustlib / "lib").glob("libstd-*.rlib")):
         raise ToolchainError(
             f"Rust toolchain {abi.rust_toolchain} has no {RUST_TARGET} std (no {rustlib / 'lib'}/libstd-*.rlib): "
@@ -96,15 +91,15 @@ def check_rustup_std(abi: Abi, rust_facts: dict[str, Any]) -> dict[str, Any]:
     return {}
 
 
-def std_build_env(abi: Abi, layout: Layout, rust_facts: dict[str, Any]) -> dict[str, str]:
+def std_build_env(abi: Abi, layout: Layout, rust: RustFacts) -> dict[str, str]:
     """The environment of std's build: the toolchain's own cargo and rustc, the shared registry,
     the ABI's std flags for the target only (build scripts and proc-macros use the host's std)."""
     from .build import RUSTFLAGS_VAR, SCRUBBED_ENV
 
-    env = {k: v for k, v in os.environ.items() if k not in (*SCRUBBED_ENV, "RUSTC_WRAPPER", "RUSTC_WORKSPACE_WRAPPER")}
-    bin_dir = Path(rust_facts["sysroot"]) / "bin"
+    env = inherited_env((*SCRUBBED_ENV, "RUSTC_WRAPPER", "RUSTC_WORKSPACE_WRAPPER"))
+    bin_dir = Path(rust.sysroot) / "bin"
     env["PATH"] = os.pathsep.join([str(bin_dir), env.get("PATH", "")])
-    env.update(rust_facts.get("env", {}))
+    env.update(rust.env)
     env.update({
         "CARGO_HOME": str(layout.cargo_home),
         "RUSTC": str(bin_dir / "rustc"),
@@ -115,15 +110,15 @@ def std_build_env(abi: Abi, layout: Layout, rust_facts: dict[str, Any]) -> dict[
     return env
 
 
-def build_std(abi: Abi, layout: Layout, rust_facts: dict[str, Any], log: StepLog) -> dict[str, Any]:
+def build_std(abi: Abi, layout: Layout, rust: RustFacts, log: StepLog) -> dict[str, Any]:
     """Build std for the target once from the toolchain's rust-src (``cargo -Zbuild-std`` on an
     empty crate, with the ABI's std_rustflags) and install its rlibs into the toolchain."""
-    rustlib = target_rustlib(rust_facts)
-    want = {**abi.std_config(), "rust_src": rust_facts.get("rust_src"), "build": STD_BUILD}
+    rustlib = target_rustlib(rust)
+    want = {**abi.std_config(), "rust_src": rust.rust_src, "build": STD_BUILD}
     work = layout.std_build_dir(abi)
     with file_lock(rustlib.parent / f"std-{RUST_TARGET}", what=f"std for {RUST_TARGET} on Rust {abi.rust_toolchain}",
                    log=log):
-        if _marker_matches(rustlib, want) and any((rustlib / "lib").glob("libstd-*.rlib")):
+        if marker_matches(rustlib, want, STD_MARKER) and any((rustlib / "lib").glob("libstd-*.rlib")):
             log.note(f"std already built for these flags in {rustlib / 'lib'}")
             return {"rust_src": want["rust_src"]}
         crate = work / "crate"
@@ -139,9 +134,9 @@ def build_std(abi: Abi, layout: Layout, rust_facts: dict[str, Any], log: StepLog
         flags = " ".join(abi.std_rustflags) or "no extra flags"
         log.note(f"building std for {RUST_TARGET} from rust-src ({flags}); once per toolchain and flags", console=True)
         try:
-            run([Path(rust_facts["sysroot"]) / "bin" / "cargo", "build", "--release", "--target", RUST_TARGET,
+            run([Path(rust.sysroot) / "bin" / "cargo", "build", "--release", "--target", RUST_TARGET,
                  "-Zbuild-std=std,panic_abort", "--manifest-path", crate / "Cargo.toml", "--target-dir", target_dir],
-                log=log, cwd=crate, env=std_build_env(abi, layout, rust_facts),
+                log=log, cwd=crate, env=std_build_env(abi, layout, rust),
                 what=f"cargo -Zbuild-std (std for {RUST_TARGET}, Rust {abi.rust_toolchain})", timeout=3600)
         except CommandFailed as exc:
             raise ToolchainError(f"could not build std for {RUST_TARGET} from the rust-src of Rust "
@@ -152,14 +147,11 @@ def build_std(abi: Abi, layout: Layout, rust_facts: dict[str, Any], log: StepLog
             raise ToolchainError(f"cargo -Zbuild-std made no libstd-*.rlib in {target_dir} (Rust {abi.rust_toolchain})")
         rustlib.mkdir(parents=True, exist_ok=True)
         clean_stale_temps(rustlib, prefix=".lib.")  # of an interrupted install (under the lock)
-        tmp = Path(tempfile.mkdtemp(prefix=".lib.", suffix=".tmp", dir=rustlib))
-        try:
+        with staged_dir(rustlib / "lib") as tmp:
             for rlib in built:
                 shutil.copy2(rlib, tmp / rlib.name)
             (rustlib / STD_MARKER).unlink(missing_ok=True)  # the lib folder changes: not done until the new marker
             replace_dir(tmp, rustlib / "lib")
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
-        write_json(rustlib / STD_MARKER, want)
+        write_marker(rustlib, want, STD_MARKER)
         log.note(f"installed {len(built)} rlibs of std into {rustlib / 'lib'}")
     return {"rust_src": want["rust_src"]}

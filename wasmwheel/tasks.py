@@ -1,13 +1,5 @@
-"""doit task dicts, built by plain functions (unit-testable without running doit).
-
-Per ABI:  rust:<abi> -> std:<abi> (std for the target: built from rust-src, a sysroot archive or rustup's);
-          binaryen:<abi> (lean toolchain: wasm-opt) or emsdk:<abi> (emsdk toolchain: emcc);
-          pyodide:<abi> (the runtime for smoke tests); pin-sysroot:<abi>, pin-patches:<abi> (on demand).
-Per crate: source:<crate>; per crate and ABI: compile:<crate>@<abi> ->
-          retag:<crate>@<abi> -> audit:<crate>@<abi> -> smoke:<crate>@<abi> (Node);
-          smoke-browser:<crate>@<abi> (headless Chromium, on demand).
-Groups:   build:<crate> (everything a crate needs, for every ABI it enables);
-          `doit build` builds the collection.
+"""doit task dicts, built by plain functions (unit-testable without running doit) from the step
+declarations of wasmwheel.steps (which lists the pipeline, in order), and the runner of a step.
 
 Staleness: every step's target is a small stamp file written last and atomically;
 later steps depend on stamps (never on big archives or folders); each step's
@@ -21,42 +13,42 @@ from __future__ import annotations
 import contextlib
 import gc
 import hashlib
+import importlib
+import inspect
 import json
 import signal
 import sys
 import time
 import traceback
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from doit.exceptions import TaskFailed
-from doit.tools import config_changed
 
 # Modules the task dicts need on every doit start; the steps' own modules (toolchain, runtime,
-# smoke, index, wheel, hints) are imported by the step functions when a step runs.
-from . import audit, build, source
+# smoke, index, wheel, hints) are imported when a step runs (wasmwheel.steps names their functions).
+from . import source
 from .abi import Abi, abi_files, load_abi
-from .errors import CommandFailed, ConfigError, WasmwheelError, plural
+from .errors import CommandFailed, ConfigError, WasmwheelError
 from .fsutil import (
-    UPTODATE_SIGNATURE,
     OutputsIntact,
     clean_stale_temps,
     file_lock,
-    file_snapshot,
-    keep_if_same,
     read_stamp,
     sha256_file,
     stamp_inputs,
     write_stamp,
 )
 from .layout import Layout
-from .progress import ProgressReporter
+from .uptodate import StepCurrent
+from .progress import ProgressReporter, reporter_writing
 from .recipe import Recipe, RecipeSet, load_recipes, runtime_closure
 from .runner import StepLog
 from .settings import Settings
-from .wheel import retag  # imported by audit anyway (and tests/killpoint.py patches it here)
+from .steps import (ABI, CRATE, CRATE_ABI, PIPELINE, STEP_BY_NAME, Input, Step, last_crate_step, target_name,
+                    task_name)
 
 # -- the project ----------------------------------------------------------------------
 
@@ -108,111 +100,92 @@ class Project:
         }
 
     def reporter_class(self) -> type[ProgressReporter]:
-        return type("WasmwheelReporter", (ProgressReporter,), {"project": self})
+        return reporter_writing(self.write_report, self.layout.report_md)
 
-    # -- task generators (one per doit basename) -----------------------------------
+    def write_report(self, results: list, run: dict[str, Any]) -> None:
+        from .report import write_report
+
+        write_report(self, results, run)
+
     @property
     def toolchain(self) -> str:
         return self.settings.toolchain
 
-    def emsdk_tasks(self) -> Iterator[dict]:
-        yield group("emsdk", "Provision the Emscripten SDK of each ABI (exact version; WASMWHEEL_TOOLCHAIN=emsdk)")
-        if self.toolchain == "emsdk":
+    # -- what the step declarations (wasmwheel.steps) ask of the collection -----------------
+    @cached_property
+    def source_listings(self) -> source.SourceListings:
+        return source.SourceListings(self.layout.source_listings)
+
+    @cached_property
+    def _closures(self) -> dict[str, list[str]]:
+        recipes = self.recipes.recipes
+        return {name: runtime_closure(recipe, recipes) for name, recipe in recipes.items()}
+
+    def test_deps(self, crate: str) -> list[str]:
+        """The crates whose wheels a crate's smoke test installs ([depends] test, and what they need)."""
+        return self._closures[crate]
+
+    @cached_property
+    def index_inputs(self) -> dict[str, Any]:
+        from .index import index_inputs
+
+        return index_inputs(self.recipes.recipes, self.settings.index_url)
+
+    def targets(self, step: Step) -> Iterator[tuple[Abi | None, Recipe | None]]:
+        """The (ABI, recipe) of each task of ``step``, by its scope and its ``when``."""
+        when = step.when
+        if step.scope == ABI:
             for abi in self.abis.values():
-                yield emsdk_task(abi, self.layout)
+                if when is None or when(self, abi, None):
+                    yield abi, None
+        elif step.scope == CRATE:
+            for recipe in self.recipes.recipes.values():
+                yield None, recipe
+        elif step.scope == CRATE_ABI:
+            for recipe in self.recipes.recipes.values():
+                for abi_name in recipe.abis(self.abi_names, self.toolchain):
+                    abi = self.abis.get(abi_name)
+                    if abi is not None and (when is None or when(self, abi, recipe)):
+                        yield abi, recipe
 
-    def binaryen_tasks(self) -> Iterator[dict]:
-        yield group("binaryen", "Install each ABI's binaryen (wasm-opt) from npm (lean toolchain, the default)")
-        if self.toolchain == "lean":
-            for abi in self.abis.values():
-                yield binaryen_task(abi, self.layout)
+    # -- task generators (one per step; dodo.py makes a task_<step> function of each) --------
+    def tasks(self, step: Step | str) -> Iterator[dict] | dict:
+        """The tasks of ``step`` (what its task_<step> function in dodo.py gives doit)."""
+        step = STEP_BY_NAME[step] if isinstance(step, str) else step
+        return getattr(self, step.tasks)() if step.tasks else self._step_tasks(step)
 
-    def rust_tasks(self) -> Iterator[dict]:
-        yield group("rust", "Provision the Rust toolchain of each ABI (exact version, with rust-src)")
-        for abi in self.abis.values():
-            yield rust_task(abi, self.layout)
-
-    def std_tasks(self) -> Iterator[dict]:
-        yield group("std", "Put std for wasm32-unknown-emscripten into each ABI's toolchain "
-                           "(built once from rust-src, a pinned sysroot archive, or rustup's)")
-        for abi in self.abis.values():
-            yield std_task(abi, self.layout)
-
-    def pin_sysroot_tasks(self) -> Iterator[dict]:
-        yield group("pin-sysroot", "Download an ABI's sysroot and write its sha256 into the ABI file")
-        for abi in self.abis.values():
-            if abi.sysroot:
-                yield pin_sysroot_task(abi, self.layout)
-
-    def pin_patches_tasks(self) -> Iterator[dict]:
-        yield group("pin-patches", "Download the Pyodide patches to Emscripten an ABI names and write their sha256 "
-                                   "into the ABI file")
-        for abi in self.abis.values():
-            if abi.emsdk and abi.emsdk.patches:
-                yield pin_patches_task(abi, self.layout)
-
-    def runtime_tasks(self) -> Iterator[dict]:
-        yield group("pyodide", "Install each ABI's Pyodide runtime from npm (exact version, committed lock)")
-        for abi in self.abis.values():
-            yield runtime_task(abi, self.layout)
+    def _step_tasks(self, step: Step) -> Iterator[dict]:
+        yield group(step.name, step.doc)
+        for abi, recipe in self.targets(step):
+            yield step_task(step, self, abi, recipe)
+        if "source_listings" in self.__dict__:
+            self.source_listings.save()
 
     def abi_error_tasks(self) -> Iterator[dict]:
-        yield group("abi", "Report ABI files that do not load")
+        yield group("abi", STEP_BY_NAME["abi"].doc)
         for name, error in self.abi_errors.items():
             yield error_task("abi", name, error)
-
-    def source_tasks(self) -> Iterator[dict]:
-        yield group("source", "Fetch each crate's source and apply its patches")
-        listings = source.SourceListings(self.layout.source_listings)
-        for recipe in self.recipes.recipes.values():
-            yield source_task(recipe, self.layout, listings)
-        listings.save()
-
-    def crate_tasks(self, kind: str) -> Iterator[dict]:
-        maker, doc = CRATE_STEPS[kind]
-        yield group(kind, doc)
-        recipes = self.recipes.recipes
-        for recipe in recipes.values():
-            extra: dict[str, Any] = {}
-            if kind == "compile":
-                extra["build_deps"] = list(recipe.depends.build)
-            elif kind in ("smoke", "smoke-browser"):
-                extra["test_deps"] = runtime_closure(recipe, recipes)
-            for abi_name in recipe.abis(self.abi_names, self.toolchain):
-                abi = self.abis.get(abi_name)
-                if abi is not None:
-                    yield maker(recipe, abi, self.layout, **extra)
-
-    def index_tasks(self) -> Iterator[dict]:
-        yield group("index", "Write each ABI's PEP 503/691 index and pyodide-lock.json from build/dist")
-        for abi in self.abis.values():
-            yield index_task(abi, self.layout, self.recipes.recipes)
 
     def serve_task(self) -> dict:
         return serve_task(self.layout)
 
-    def task_names(self) -> set[str]:
-        """Every task name the generators above yield (``build``, ``build:<crate>``, ...), without
-        building a task: for the hint that names the closest ones to a misspelt name."""
-        names = {*BASENAMES, *(f"abi:{name}" for name in self.abi_errors)}
-        for abi in self.abis.values():
-            names.update(f"{kind}:{abi.name}" for kind in (linking_step(self.toolchain), "rust", "std", "pyodide",
-                                                          "index"))
-            if abi.sysroot:
-                names.add(f"pin-sysroot:{abi.name}")
-        for recipe in self.recipes.recipes.values():
-            names.update((f"source:{recipe.name}", f"build:{recipe.name}"))
-            names.update(f"{kind}:{recipe.name}@{abi}" for abi in recipe.abis(self.abi_names, self.toolchain)
-                         if abi in self.abis for kind in CRATE_STEPS)
-        names.update(f"build:{stem}" for stem in self.recipes.errors)
-        return names
-
     def build_tasks(self) -> Iterator[dict]:
-        yield group("build", "Build and smoke-test every crate for every ABI it enables")
+        yield group("build", STEP_BY_NAME["build"].doc)
         for recipe in self.recipes.recipes.values():
             yield build_task(recipe, self.abi_names, self.abi_errors, self.toolchain)
         for stem, error in self.recipes.errors.items():
             yield error_task("build", stem, error)
+
+    def task_names(self) -> set[str]:
+        """Every task name the generators yield (``build``, ``build:<crate>``, ...), without building
+        a task: for the hint that names the closest ones to a misspelt name."""
+        names = {*BASENAMES, *(task_name("abi", abi=name) for name in self.abi_errors)}
+        for step in PIPELINE:
+            if step.run:
+                names.update(task_name(step.name, recipe and recipe.name, abi and abi.name)
+                             for abi, recipe in self.targets(step))
+        names.update(task_name("build", name) for name in [*self.recipes.recipes, *self.recipes.errors])
+        return names
 
 
 GC_GEN0_THRESHOLD = 50_000
@@ -236,8 +209,7 @@ def group(basename: str, doc: str) -> dict:
 
 
 # The task groups dodo.py yields (each generator's group()), and the serve task.
-BASENAMES = ("abi", "emsdk", "binaryen", "rust", "std", "pin-sysroot", "pyodide", "source", "compile", "retag",
-             "audit", "smoke", "smoke-browser", "build", "index", "serve")
+BASENAMES = tuple(step.name for step in PIPELINE)
 
 
 # -- running a step -----------------------------------------------------------------------
@@ -263,17 +235,22 @@ def _done_meanwhile(stamp: Path, key: str) -> bool:
         return False
 
 
-def run_step(step: str, stamp: str, log_path: str, title: str, *args: Any, config: Any = None,
-             deps: tuple[str, ...] = (), reads: tuple[str, ...] = ()) -> bool | TaskFailed:
-    """doit action wrapper: run ``STEPS[step]``, write its stamp, turn errors into one clear failure.
+def run_step(step: str, stamp: str, log_path: str, title: str, abi: Abi | None, recipe: Recipe | None,
+             layout: Layout, *, config: Any = None, deps: tuple[str, ...] = (),
+             inputs: tuple[tuple[str, str, str | tuple[str, ...]], ...] = (),
+             recipes: dict[str, Recipe] | None = None) -> bool | TaskFailed:
+    """doit action wrapper: run the step's function, write its stamp, turn errors into one clear failure.
 
-    Several doit processes may work on one tree (and on one cache): the step holds an exclusive
-    lock on its stamp, and shared locks on the upstream stamps it ``reads``, so no two processes
-    run one step at once and none replaces a step's input (a source tree, say) while it is used.
-    A process that waited while another one ran this very step with the same inputs (``config``
-    and the contents of ``deps``) takes its result instead of running it again.
+    ``inputs``: (parameter, step, stamp) of each declared input (a tuple of stamps for other crates'
+    wheels): their typed facts are handed to the step's function. Several doit processes may work on one tree
+    (and on one cache): the step holds an exclusive lock on its stamp, and shared locks on its input
+    stamps, so no two processes run one step at once and none replaces a step's input (a source tree,
+    say) while it is used. A process that waited while another one ran this very step with the same
+    inputs (``config`` and the contents of ``deps``) takes its result instead of running it again.
     """
+    declared = STEP_BY_NAME[step]
     stamp_path = Path(stamp)
+    reads = [p for _, _, paths in inputs for p in ((paths,) if isinstance(paths, str) else paths)]
     console = StepLog(None)
     with contextlib.ExitStack() as locks:
         for path in sorted(set(reads)):
@@ -290,7 +267,19 @@ def run_step(step: str, stamp: str, log_path: str, title: str, *args: Any, confi
         clean_stale_temps(stamp_path.parent, prefix=f".{stamp_path.name}.")
         with StepLog(Path(log_path), title) as log:
             try:
-                facts, outputs = STEPS[step](*args, log=log)
+                function = step_function(declared.run)
+                wanted = _parameters(function)
+                given: dict[str, Any] = {"abi": abi, "recipe": recipe, "layout": layout, "recipes": recipes,
+                                         "log": log, **(declared.options or {})}
+                if "previous" in wanted:
+                    given["previous"] = _facts(declared.facts, stamp_path) if stamp_path.exists() else None
+                for param, upstream, paths in inputs:
+                    if param in wanted:
+                        kind = STEP_BY_NAME[upstream].facts
+                        given[param] = (_facts(kind, Path(paths)) if isinstance(paths, str)
+                                        else [_facts(kind, Path(p)) for p in paths])
+                facts = function(**{name: given[name] for name in wanted if name in given})
+                outputs = declared.outputs(facts, StepCall(abi, recipe, layout)) if declared.outputs else []
                 write_stamp(stamp_path, [Path(p) for p in outputs], inputs=key, **facts)
                 return True
             except WasmwheelError as exc:
@@ -299,6 +288,33 @@ def run_step(step: str, stamp: str, log_path: str, title: str, *args: Any, confi
             except Exception:
                 log.write(traceback.format_exc())
                 return TaskFailed(f"internal error in {title} (a wasmwheel bug; traceback in {log.path})")
+
+
+@dataclass(frozen=True)
+class StepCall:
+    """What a step's declared ``outputs`` may look at besides its facts."""
+
+    abi: Abi | None
+    recipe: Recipe | None
+    layout: Layout
+
+
+def step_function(run: str) -> Callable[..., dict]:
+    """``"module:function"`` of a step declaration -> the function (its module imported now: a doit
+    start imports no step's module)."""
+    module, _, name = run.partition(":")
+    return getattr(importlib.import_module(f"{__package__}.{module}"), name)
+
+
+@lru_cache(maxsize=None)
+def _parameters(function: Callable) -> tuple[str, ...]:
+    return tuple(inspect.signature(function).parameters)
+
+
+def _facts(kind: type, stamp: Path) -> Any:
+    """A stamp's facts, as the class its step declares (a plain dict for a step without one)."""
+    data = read_stamp(stamp)
+    return data if kind is dict else kind.from_stamp(data)
 
 
 def failure_message(exc: WasmwheelError, log: StepLog) -> str:
@@ -330,497 +346,77 @@ def error_task(basename: str, name: str, error: ConfigError) -> dict:
     }
 
 
-# -- step functions: (args..., log) -> (facts for the stamp, outputs to watch) -----------
-
-
-def step_emsdk(abi: Abi, layout: Layout, log: StepLog):
-    from . import toolchain
-
-    facts = toolchain.provision_emsdk(abi, layout, log)
-    emcc = facts.get("emcc") or str(Path(facts["emsdk"]) / "upstream" / "emscripten" / "emcc")
-    return facts, [emcc]
-
-
-def step_rust(abi: Abi, layout: Layout, log: StepLog):
-    from . import toolchain
-
-    facts = toolchain.provision_rust(abi, layout, log)
-    return facts, [str(Path(facts["sysroot"]) / "bin" / "rustc")]
-
-
-def step_std(abi: Abi, layout: Layout, log: StepLog):
-    from . import std
-
-    rust_facts = read_stamp(layout.stamp("rust", abi.name))
-    facts = std.provide_std(abi, layout, rust_facts, log)
-    return facts, [facts["marker"]]
-
-
-def step_binaryen(abi: Abi, layout: Layout, log: StepLog):
-    from . import toolchain
-
-    facts = toolchain.provision_binaryen(abi, layout, log)
-    return facts, [facts["wasm_opt"]]
-
-
-def step_pin_sysroot(abi: Abi, layout: Layout, log: StepLog):
-    from . import toolchain
-
-    sha = toolchain.pin_sysroot(abi, layout, log)
-    return {"sha256": sha}, []
-
-
-def step_pin_patches(abi: Abi, layout: Layout, log: StepLog):
-    from . import toolchain
-
-    return {"sha256": toolchain.pin_patches(abi, layout, log)}, []
-
-
-def step_runtime(abi: Abi, layout: Layout, log: StepLog):
-    from . import runtime, runtime_exports
-
-    facts = runtime.provision_runtime(abi, layout, log)
-    # The runtime's exports file (committed; what the audit checks imports against) is an output:
-    # deleting it reruns this step, which records it again.
-    return facts, [str(Path(facts["runtime"]) / "package.json"),
-                   str(layout.runtime_lock_dir(abi) / runtime_exports.FILENAME)]
-
-
-def step_source(recipe: Recipe, layout: Layout, log: StepLog):
-    facts = source.fetch_source(recipe, layout, log)
-    crate_dir = Path(facts["crate_dir"])
-    marker = next((crate_dir / f for f in ("pyproject.toml", "Cargo.toml") if (crate_dir / f).exists()))
-    return facts, [str(marker)]
-
-
-def _dep_wheels(names: list[str], abi: Abi, layout: Layout) -> list[Path]:
-    return [Path(read_stamp(layout.stamp("retag", abi.name, name))["wheel"]) for name in names]
-
-
-def step_compile(recipe: Recipe, abi: Abi, layout: Layout, build_deps: list[str], log: StepLog):
-    src = read_stamp(layout.source_stamp(recipe.name))
-    linking = read_stamp(layout.stamp(linking_step(layout.settings.toolchain), abi.name))
-    rust = read_stamp(layout.stamp("rust", abi.name))
-    facts = build.compile_wheel(recipe, abi, layout, Path(src["crate_dir"]), linking, rust, log,
-                                build_wheels=_dep_wheels(build_deps, abi, layout))
-    return facts, [facts["wheel"]]
-
-
-def step_retag(recipe: Recipe, abi: Abi, layout: Layout, log: StepLog):
-    built = Path(read_stamp(layout.stamp("compile", abi.name, recipe.name))["wheel"])
-    stamp = layout.stamp("retag", abi.name, recipe.name)
-    previous = None
-    if stamp.exists():
-        previous = read_stamp(stamp).get("wheel")
-    clean_stale_temps(layout.dist_dir(abi.name), prefix=f".{recipe.wheel_name}-")  # of an interrupted retag
-    wheel = retag(built, abi.platform_tag, layout.dist_dir(abi.name))
-    if previous and Path(previous) != wheel:
-        Path(previous).unlink(missing_ok=True)
-    log.note(f"{built.name} -> {wheel.name}")
-    return {"wheel": str(wheel), "sha256": sha256_file(wheel)}, [str(wheel)]
-
-
-def step_audit(recipe: Recipe, abi: Abi, layout: Layout, log: StepLog):
-    wheel = Path(read_stamp(layout.stamp("retag", abi.name, recipe.name))["wheel"])
-    report = audit.audit_wheel(wheel, abi)
-    for finding in report.findings:
-        log.write(finding.line() + "\n")
-    for finding in report.warnings:
-        log.note(f"warning {finding.code}: {finding.member or wheel.name}: {finding.message}")
-    for note in report.notes:
-        log.note(note)
-    if not report.ok:
-        raise audit.AuditFailed(report)
-    log.note(f"{wheel.name}: audit for ABI {abi.name} passed ({len(report.modules)} extension module(s), "
-             f"{len(report.warnings)} warning(s))")
-    return {"wheel": str(wheel), "sha256": sha256_file(wheel), "warnings": [f.code for f in report.warnings]}, []
-
-
-def step_smoke(recipe: Recipe, abi: Abi, layout: Layout, test_deps: list[str], log: StepLog,
-               environment: str = "node"):
-    from . import smoke
-
-    retagged = read_stamp(layout.stamp("retag", abi.name, recipe.name))
-    wheel = Path(retagged["wheel"])
-    runtime = Path(read_stamp(layout.stamp("pyodide", abi.name))["runtime"])
-    marker = layout.tested_marker(abi.name, wheel.name)
-    before = None
-    if environment == "node":  # until this test passes, the wheel is not one the index may take
-        before = file_snapshot(marker)
-        marker.unlink(missing_ok=True)
-    facts = smoke.smoke_wheel(recipe, abi, wheel, runtime, layout, log, environment=environment,
-                              dependencies=_dep_wheels(test_deps, abi, layout))
-    if environment != "node":
-        return {"wheel": str(wheel), **facts}, []
-    marker.parent.mkdir(parents=True, exist_ok=True)
-    mark = json.dumps({"wheel": wheel.name, "sha256": retagged["sha256"], "crate": recipe.name,
-                       "version": recipe.version}, sort_keys=True) + "\n"
-    # The same wheel passed again (a changed test, say): the mark comes back exactly as it was, its
-    # time included, so the index (which sees marks by their stat) does not rerun for nothing.
-    keep_if_same(marker, mark.encode(), before)
-    return {"wheel": str(wheel), **facts}, [str(marker)]
-
-
-def step_smoke_browser(recipe: Recipe, abi: Abi, layout: Layout, test_deps: list[str], log: StepLog):
-    return step_smoke(recipe, abi, layout, test_deps, log, environment="browser")
-
-
-def step_index(abi: Abi, layout: Layout, recipes: dict[str, Recipe], log: StepLog):
-    from . import index
-
-    rt = read_stamp(layout.stamp("pyodide", abi.name))
-    dist = layout.dist_dir(abi.name)
-    digest = index.listing_digest(dist, _index_inputs(recipes, layout))
-    facts = index.build_index(abi, dist, layout.index_dir(abi.name), Path(rt["runtime"]) / "pyodide-lock.json",
-                              recipes, layout.settings.index_url)
-    log.note(f"indexed {plural(len(facts['wheels']), 'wheel')} of ABI {abi.name} in {facts['index']}")
-    for name, why in facts["left_out"].items():
-        log.note(f"left out {name}: {why}", console=True)
-    return {**facts, "digest": digest}, [str(layout.index_dir(abi.name) / "pyodide-lock.json")]
-
-
-STEPS: dict[str, Callable[..., tuple[dict, list]]] = {
-    "emsdk": step_emsdk,
-    "binaryen": step_binaryen,
-    "rust": step_rust,
-    "std": step_std,
-    "pin-sysroot": step_pin_sysroot,
-    "pin-patches": step_pin_patches,
-    "pyodide": step_runtime,
-    "source": step_source,
-    "compile": step_compile,
-    "retag": step_retag,
-    "audit": step_audit,
-    "smoke": step_smoke,
-    "index": step_index,
-    "smoke-browser": step_smoke_browser,
-}
-
-
 # -- task dicts ----------------------------------------------------------------------------
 
 
-class StepCurrent(config_changed):
-    """doit ``uptodate`` item of a step: its config is unchanged and, for a step with outputs,
-    the outputs recorded beside its stamp are intact (:class:`~wasmwheel.fsutil.OutputsIntact`).
-
-    One item, not two: doit inspects the signature of every uptodate callable of every
-    task on each run. The saved value is doit's own ``config_changed`` digest, so build
-    states written before stay up to date.
-    """
-
-    def __init__(self, config: dict, stamp: Path | str | None = None):
-        super().__init__(config)
-        self.outputs = OutputsIntact(stamp) if stamp is not None else None
-
-    # Steps of one ABI share their config dict (e.g. every audit of an ABI): its digest is
-    # computed once per run. The memo keeps the dict alive, so its id() is never reused.
-    _digests: dict[int, tuple[dict, str]] = {}
-
-    def _calc_digest(self) -> str:
-        hit = self._digests.get(id(self.config))
-        if hit is not None and hit[0] is self.config:
-            return hit[1]
-        digest = super()._calc_digest()
-        self._digests[id(self.config)] = (self.config, digest)
-        return digest
-
-    __signature__ = UPTODATE_SIGNATURE
-
-    def configure_task(self, task) -> None:
-        super().configure_task(task)
-        if self.outputs is not None:
-            self.outputs.configure_task(task)
-
-    _last: tuple[bool, bool] | None = None  # (settings unchanged, outputs intact) at the last check
-
-    def __call__(self, task, values):
-        same = super().__call__(task, values)
-        intact = self.outputs is None or self.outputs(task, values)
-        self._last = (same, intact)
-        return same and intact
-
-    def __repr__(self) -> str:  # shown by `doit info` for a stale step: say which half is stale
-        settings = ", ".join(f"{k}={_brief(v)}" for k, v in self.config.items())
-        if self._last is None:
-            return f"StepCurrent({settings}; {self.outputs!r})"
-        same, intact = self._last
-        why = []
-        if not same:
-            why.append(f"its settings differ from its last successful run, or it has none ({settings})")
-        if not intact:
-            why.append(f"an output it recorded is gone or changed ({self.outputs!r})")
-        return "StepCurrent: " + "; ".join(why)
+@lru_cache(maxsize=None)
+def _inputs_of(name: str) -> tuple[tuple[Input, Step], ...]:
+    return tuple((i, STEP_BY_NAME[i.step]) for i in STEP_BY_NAME[name].inputs)
 
 
-def _brief(value: Any, width: int = 40) -> str:
-    """A config value for one line: long strings cut, with their length."""
-    if isinstance(value, str):
-        return repr(value) if len(value) <= width else f"{value[:width]!r}... ({len(value)} chars)"
-    if isinstance(value, dict):
-        return "{" + ", ".join(f"{k}: {_brief(v, width)}" for k, v in value.items()) + "}"
-    if isinstance(value, (list, tuple)):
-        return "[" + ", ".join(_brief(v, width) for v in value) + "]"
-    return repr(value)
-
-
-def _step_task(basename: str, name: str, doc: str, stamp: str, log: str, args: tuple, config: dict,
-               file_dep: list[str | Path] = (), task_dep: list[str] = (), inputs: list[str | Path] = (),
-               outputs: bool = True) -> dict:
-    """A step's task. ``inputs`` are the upstream stamps it reads (file_dep, and locked while it runs);
-    ``file_dep`` are other files that shape it. ``outputs``: the step leaves files besides its stamp
-    (audit and smoke only check)."""
-    deps = [str(p) for p in [*inputs, *file_dep]]
+def step_task(step: Step, project: "Project", abi: Abi | None, recipe: Recipe | None) -> dict:
+    """The task of ``step`` for ``abi`` and/or ``recipe``, from its declaration. Its file_dep are its
+    inputs' stamps (read and locked while it runs) and the files its ``file_deps`` name."""
+    layout = project.layout
+    crate = recipe.name if recipe is not None else None
+    abi_name = abi.name if abi is not None else None
+    target = target_name(crate, abi_name)
+    stamp = layout.stamp_str(step.name, abi_name, crate)
+    log = layout.log_str(step.name, abi_name, crate)
+    title = f"{step.name}:{target}"
+    doc = step.describe(project, abi, recipe)
+    args = [step.name, stamp, log, title, abi, recipe, layout]
+    if not step.tracked:  # runs whenever asked for, writes no stamp another step reads
+        return {"basename": step.name, "name": target, "doc": doc, "actions": [(run_step, args)], "verbosity": 2}
+    inputs: list[tuple[str, str, str | tuple[str, ...]]] = []
+    deps: list[str] = []
+    order: list[str] = []
+    for declared, upstream in _inputs_of(step.name):
+        if upstream.when is not None and not upstream.when(project, abi, recipe):
+            continue
+        if declared.crates is not None:  # other crates' tasks of this ABI
+            paths = tuple(layout.stamp_str(upstream.name, abi_name, c) for c in declared.crates(project, recipe))
+            inputs.append((declared.param, upstream.name, paths))
+            deps.extend(paths)
+            continue
+        path = layout.stamp_str(upstream.name, abi_name if upstream.scope != CRATE else None,
+                                None if upstream.scope == ABI else crate)
+        inputs.append((declared.param, upstream.name, path))
+        deps.append(path)
+        if declared.first:
+            order.append(task_name(upstream.name, None if upstream.scope == ABI else crate,
+                                   abi_name if upstream.scope != CRATE else None))
+    if step.file_deps is not None:
+        deps.extend(str(p) for p in step.file_deps(project, abi, recipe))
+    config = step.config(project, abi, recipe) if step.config is not None else None
+    uptodate = ([step.current(project, abi, stamp), OutputsIntact(stamp)] if step.current is not None
+                else [StepCurrent(config, stamp if step.outputs is not None else None)])
     return {
-        "basename": basename,
-        "name": name,
+        "basename": step.name,
+        "name": target,
         "doc": doc,
-        "actions": [(run_step, [basename, str(stamp), str(log), f"{basename}:{name}", *args],
-                     {"config": config, "deps": deps, "reads": deps[:len(inputs)]})],
+        "actions": [(run_step, args, {"config": config, "deps": deps, "inputs": tuple(inputs),
+                                      **({"recipes": project.recipes.recipes} if step.scope == ABI else {})})],
         "file_dep": deps,
-        "task_dep": list(task_dep),
-        "targets": [str(stamp), f"{stamp}.outputs"],  # fsutil.outputs_path, without a Path per task
-        "uptodate": [StepCurrent(config, stamp if outputs else None)],
+        "task_dep": order,
+        "targets": [stamp, f"{stamp}.outputs"],  # fsutil.outputs_path, without a Path per task
+        "uptodate": uptodate,
         "clean": True,
     }
 
 
-def emsdk_task(abi: Abi, layout: Layout) -> dict:
-    patches = f" + Pyodide {abi.emsdk.pyodide_tag}'s {len(abi.emsdk.patches)} patches" \
-        if abi.emsdk and abi.emsdk.patches else ""
-    # The patch list (names and sha256) is part of the config: a changed pin reruns this step and its compiles.
-    return _step_task(
-        "emsdk", abi.name, f"Emscripten {abi.emscripten}{patches} for ABI {abi.name}",
-        layout.stamp_str("emsdk", abi.name), layout.log_str("emsdk", abi.name), (abi, layout),
-        {**abi.emsdk_config(), "mode": layout.settings.mode},
-    )
+def dodo_functions(project: Project, pipeline: tuple[Step, ...]) -> dict[str, Callable[[], Any]]:
+    """The ``task_<step>`` functions doit finds in dodo.py, one per step, in pipeline order."""
 
+    def creator(step: Step) -> Callable[[], Any]:
+        def task() -> Any:
+            return project.tasks(step)
 
-def binaryen_task(abi: Abi, layout: Layout) -> dict:
-    version = abi.lean.binaryen if abi.lean else None
-    lock = layout.binaryen_lock_dir(version) / "package-lock.json" if version else None
-    return _step_task(
-        "binaryen", abi.name, f"binaryen {version} (npm: wasm-opt) for ABI {abi.name}'s lean toolchain",
-        layout.stamp_str("binaryen", abi.name), layout.log_str("binaryen", abi.name), (abi, layout),
-        {"binaryen": version},
-        file_dep=[lock] if lock is not None and lock.exists() else [],
-    )
+        task.__name__ = task.__qualname__ = f"task_{step.code_name}"
+        return task
 
-
-def rust_task(abi: Abi, layout: Layout) -> dict:
-    config = abi.toolchain_config()
-    what = "rust-src" if "component" in config else config.get("target", "no extra component")
-    return _step_task(
-        "rust", abi.name, f"Rust {abi.rust_toolchain} + {what} for ABI {abi.name}",
-        layout.stamp_str("rust", abi.name), layout.log_str("rust", abi.name), (abi, layout),
-        {**config, "mode": layout.settings.mode, "home": str(layout.rust_dir(abi))},
-    )
-
-
-def std_task(abi: Abi, layout: Layout) -> dict:
-    from .abi import STD_SOURCES
-    from .std import STD_BUILD
-
-    return _step_task(
-        "std", abi.name, f"std for wasm32-unknown-emscripten on Rust {abi.rust_toolchain} (ABI {abi.name}): "
-                         f"{STD_SOURCES[abi.std]}",
-        layout.stamp_str("std", abi.name), layout.log_str("std", abi.name), (abi, layout),
-        {**abi.std_config(), **({"build": STD_BUILD} if abi.std == "source" else {})},
-        inputs=[layout.stamp_str("rust", abi.name)],
-    )
-
-
-def linking_step(toolchain: str) -> str:
-    """The step that provides the linker of ``toolchain``: binaryen (lean) or emsdk."""
-    return "emsdk" if toolchain == "emsdk" else "binaryen"
-
-
-def pin_sysroot_task(abi: Abi, layout: Layout) -> dict:
-    assert abi.sysroot
-    return {
-        "basename": "pin-sysroot",
-        "name": abi.name,
-        "doc": f"Download {abi.sysroot.filename} and write its sha256 into {abi.path.name}",
-        "actions": [(run_step, ["pin-sysroot", layout.stamp_str("pin-sysroot", abi.name),
-                                layout.log_str("pin-sysroot", abi.name), f"pin-sysroot:{abi.name}", abi, layout])],
-        "verbosity": 2,
-    }
-
-
-def pin_patches_task(abi: Abi, layout: Layout) -> dict:
-    assert abi.emsdk
-    return {
-        "basename": "pin-patches",
-        "name": abi.name,
-        "doc": f"Download Pyodide {abi.emsdk.pyodide_tag}'s {len(abi.emsdk.patches)} patches to Emscripten "
-               f"{abi.emscripten} and write their sha256 into {abi.path.name}",
-        "actions": [(run_step, ["pin-patches", layout.stamp_str("pin-patches", abi.name),
-                                layout.log_str("pin-patches", abi.name), f"pin-patches:{abi.name}", abi, layout])],
-        "verbosity": 2,
-    }
-
-
-def runtime_task(abi: Abi, layout: Layout) -> dict:
-    lock = layout.runtime_lock_dir(abi) / "package-lock.json"
-    return _step_task(
-        "pyodide", abi.name, f"Pyodide {abi.pyodide_version} (npm) for smoke tests of ABI {abi.name}",
-        layout.stamp_str("pyodide", abi.name), layout.log_str("pyodide", abi.name), (abi, layout),
-        {"pyodide": abi.pyodide_version},
-        file_dep=[lock] if lock.exists() else [],
-    )
-
-
-def source_task(recipe: Recipe, layout: Layout, listings: source.SourceListings | None = None) -> dict:
-    deps = list(recipe.source.patches)
-    if recipe.source.kind == "path":
-        assert recipe.source.path
-        deps += listings.files(recipe.source.path) if listings else list(source.local_file_names(recipe.source.path))
-    root = layout.settings.root
-    return _step_task(
-        "source", recipe.name, f"Fetch {recipe.package_name} {recipe.version} ({recipe.source.kind} source)",
-        layout.source_stamp_str(recipe.name), layout.log_str("source", None, recipe.name), (recipe, layout),
-        recipe.source.config(root), file_dep=deps,
-    )
-
-
-@lru_cache(maxsize=1)
-def _maturin_version() -> str:
-    return build.maturin_version()
-
-
-# One config dict per ABI, shared by its tasks (built once, not once per crate).
-@lru_cache(maxsize=None)
-def _compile_config(abi: Abi) -> dict:
-    return abi.compile_config()
-
-
-@lru_cache(maxsize=None)
-def _audit_config(abi: Abi) -> dict:
-    return audit.audit_config(abi)
-
-
-@lru_cache(maxsize=None)
-def _retag_config(abi: Abi) -> dict:
-    return {"platform_tag": abi.platform_tag}
-
-
-@lru_cache(maxsize=None)
-def _toolchain_config(abi: Abi, toolchain: str) -> dict:
-    return build.toolchain_config(abi, toolchain)
-
-
-def compile_task(recipe: Recipe, abi: Abi, layout: Layout, build_deps: list[str] = ()) -> dict:
-    linking = linking_step(layout.settings.toolchain)
-    deps = [layout.source_stamp_str(recipe.name), layout.stamp_str(linking, abi.name),
-            layout.stamp_str("rust", abi.name), layout.stamp_str("std", abi.name)]
-    deps += [layout.stamp_str("retag", abi.name, name) for name in build_deps]
-    # file_dep alone leaves the order to chance
-    order = [f"{linking}:{abi.name}", f"rust:{abi.name}", f"std:{abi.name}"]
-    return _step_task(
-        "compile", f"{recipe.name}@{abi.name}", f"maturin build {recipe.name} for ABI {abi.name}",
-        layout.stamp_str("compile", abi.name, recipe.name), layout.log_str("compile", abi.name, recipe.name),
-        (recipe, abi, layout, list(build_deps)),
-        {"abi": _compile_config(abi), "build": recipe.build.config(), "maturin": _maturin_version(),
-         "toolchain": _toolchain_config(abi, layout.settings.toolchain)},
-        inputs=deps, task_dep=order,
-    )
-
-
-def retag_task(recipe: Recipe, abi: Abi, layout: Layout) -> dict:
-    return _step_task(
-        "retag", f"{recipe.name}@{abi.name}", f"Retag {recipe.name}'s wheel to {abi.platform_tag}",
-        layout.stamp_str("retag", abi.name, recipe.name), layout.log_str("retag", abi.name, recipe.name),
-        (recipe, abi, layout), _retag_config(abi),
-        inputs=[layout.stamp_str("compile", abi.name, recipe.name)],
-    )
-
-
-def audit_task(recipe: Recipe, abi: Abi, layout: Layout) -> dict:
-    return _step_task(
-        "audit", f"{recipe.name}@{abi.name}", f"Audit {recipe.name}'s wheel against ABI {abi.name}",
-        layout.stamp_str("audit", abi.name, recipe.name), layout.log_str("audit", abi.name, recipe.name),
-        (recipe, abi, layout), _audit_config(abi),
-        inputs=[layout.stamp_str("retag", abi.name, recipe.name)], outputs=False,
-    )
-
-
-def smoke_task(recipe: Recipe, abi: Abi, layout: Layout, test_deps: list[str] = ()) -> dict:
-    # The audit stamp holds the wheel's sha256: a new wheel reruns the smoke test, a broken one never reaches it.
-    deps = [layout.stamp_str("retag", abi.name, name) for name in test_deps]
-    return _step_task(
-        "smoke", f"{recipe.name}@{abi.name}", f"Smoke-test {recipe.name} in Pyodide {abi.pyodide_version}",
-        layout.stamp_str("smoke", abi.name, recipe.name), layout.log_str("smoke", abi.name, recipe.name),
-        (recipe, abi, layout, list(test_deps)),
-        # "marks": a pass writes dist/<abi>/tested/<wheel>.json, what the index takes (an output: deleted, it
-        # reruns the test; the key reruns the tests of a build folder made before the marks existed).
-        {"test": recipe.test.config("node", abi.name), "pyodide": abi.pyodide_version, "test_deps": list(test_deps),
-         "marks": "tested"},
-        inputs=[layout.stamp_str("audit", abi.name, recipe.name), layout.stamp_str("pyodide", abi.name), *deps],
-    )
-
-
-def smoke_browser_task(recipe: Recipe, abi: Abi, layout: Layout, test_deps: list[str] = ()) -> dict:
-    deps = [layout.stamp_str("retag", abi.name, name) for name in test_deps]
-    return _step_task(
-        "smoke-browser", f"{recipe.name}@{abi.name}",
-        f"Smoke-test {recipe.name} in Pyodide {abi.pyodide_version} in headless Chromium",
-        layout.stamp_str("smoke-browser", abi.name, recipe.name), layout.log_str("smoke-browser", abi.name, recipe.name),
-        (recipe, abi, layout, list(test_deps)),
-        {"test": recipe.test.config("browser", abi.name), "pyodide": abi.pyodide_version, "test_deps": list(test_deps)},
-        inputs=[layout.stamp_str("audit", abi.name, recipe.name), layout.stamp_str("pyodide", abi.name), *deps],
-        outputs=False,
-    )
-
-
-CRATE_STEPS: dict[str, tuple[Callable[..., dict], str]] = {
-    "compile": (compile_task, "maturin build of each crate for each ABI"),
-    "retag": (retag_task, "Retag each built wheel to its ABI's platform tag"),
-    "audit": (audit_task, "Audit each wheel for what its ABI's Pyodide would refuse"),
-    "smoke": (smoke_task, "Smoke-test each wheel in its ABI's Pyodide under Node"),
-    "smoke-browser": (smoke_browser_task, "Smoke-test each wheel in its ABI's Pyodide in headless Chromium "
-                                          "(on demand; not part of build)"),
-}
-
-
-def _index_inputs(recipes: dict[str, Recipe], layout: Layout) -> dict[str, Any]:
-    """What, besides the wheels, shapes an index: lock metadata from the recipes, the public URL."""
-    return {"base_url": layout.settings.index_url,
-            "recipes": {n: [list(r.import_names), list(r.depends.test), list(r.test.requirements)]
-                        for n, r in sorted(recipes.items())}}
-
-
-class IndexCurrent:
-    """doit ``uptodate`` item: the index was made from the wheels now in build/dist/<abi>.
-
-    Checked when the task is reached (after the builds of the same run), with stat calls only.
-    """
-
-    def __init__(self, stamp: Path, dist_dir: Path, inputs: dict[str, Any]):
-        self.stamp, self.dist_dir, self.inputs = str(stamp), str(dist_dir), inputs
-
-    def __call__(self, task=None, values=None) -> bool:
-        from . import index
-
-        try:
-            recorded = read_stamp(Path(self.stamp)).get("digest")
-        except (OSError, ValueError):
-            return False
-        return recorded == index.listing_digest(Path(self.dist_dir), self.inputs)
-
-    def __repr__(self) -> str:
-        return f"IndexCurrent({self.dist_dir})"
-
-
-def index_task(abi: Abi, layout: Layout, recipes: dict[str, Recipe]) -> dict:
-    stamp = layout.stamp_str("index", abi.name)
-    task = _step_task(
-        "index", abi.name, f"Index of build/dist/{abi.name} (PEP 503/691) and its pyodide-lock.json",
-        stamp, layout.log_str("index", abi.name), (abi, layout, recipes), {},
-        inputs=[layout.stamp_str("pyodide", abi.name)],
-    )
-    task["uptodate"] = [IndexCurrent(stamp, layout.dist_dir(abi.name), _index_inputs(recipes, layout)),
-                        OutputsIntact(stamp)]
-    return task
+    # Named after the step (task_smoke_browser), not its code name: pyodide's is task_pyodide.
+    return {f"task_{step.name.replace('-', '_')}": creator(step) for step in pipeline}
 
 
 def run_server(root: str, host: str, port: int) -> None:
@@ -839,7 +435,7 @@ def serve_task(layout: Layout) -> dict:
     return {
         "basename": "serve",
         "doc": "Serve build/index with CORS headers (--port, --host); Ctrl-C stops",
-        "actions": [(run_server, [str(layout.build / "index")])],
+        "actions": [(run_server, [str(layout.index_root)])],
         "params": [dict(p) for p in SERVE_TASK_PARAMS],
         "uptodate": [False],
         "verbosity": 2,
@@ -848,7 +444,8 @@ def serve_task(layout: Layout) -> dict:
 
 def build_task(recipe: Recipe, all_abis: list[str], abi_errors: dict[str, ConfigError], toolchain: str = "lean") -> dict:
     abi_names = recipe.abis(all_abis, toolchain)
-    deps = [f"abi:{a}" if a in abi_errors else f"smoke:{recipe.name}@{a}" for a in abi_names]
+    deps = [task_name("abi", abi=a) if a in abi_errors else task_name(last_crate_step(), recipe.name, a)
+            for a in abi_names]
     skips = recipe.skips(all_abis, toolchain)
     doc = f"{recipe.package_name} {recipe.version} for {', '.join(abi_names) or 'no ABI'}"
     if toolchain == "lean" and recipe.build.needs_emsdk:

@@ -30,7 +30,12 @@ from .abi import RUST_TARGET, Abi, Patch
 from .archive import extract
 from .download import DownloadError, Origin, fetch
 from .errors import CommandFailed, ConfigError, WasmwheelError
+from .facts import RustFacts
 from .fsutil import (
+    INSTALLED,
+    marker_matches,
+    staged_dir,
+    write_marker,
     atomic_write_text,
     clean_stale_temps,
     file_lock,
@@ -41,20 +46,16 @@ from .fsutil import (
 )
 from .layout import Layout
 from .npm import NpmPackage, ensure_installed
-from .runner import StepLog, capture, run
+from .runner import StepLog, capture, inherited_env, run
+from .settings import user_rust_homes
 
-MARKER = ".wasmwheel-installed.json"
+MARKER = INSTALLED  # a cache folder's marker (fsutil.marker_matches)
 
 
 class ToolchainError(WasmwheelError):
     pass
 
 
-def _marker_matches(folder: Path, expected: dict[str, Any], name: str = MARKER) -> bool:
-    try:
-        return read_json(folder / name) == expected
-    except (OSError, ValueError):
-        return False
 
 
 def _reason(exc: WasmwheelError) -> str:
@@ -62,7 +63,7 @@ def _reason(exc: WasmwheelError) -> str:
 
 
 def _tool_env(extra: dict[str, str] | None = None, drop: tuple[str, ...] = ()) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k not in drop}
+    env = inherited_env(drop)
     env.update(extra or {})
     return env
 
@@ -246,7 +247,7 @@ def provision_emsdk(abi: Abi, layout: Layout, log: StepLog) -> dict[str, Any]:
     want = abi.emsdk_config()
     with file_lock(folder, what=f"emsdk {abi.emscripten}", log=log):
         emcc = folder / "upstream" / "emscripten" / "emcc"
-        if _marker_matches(folder, want) and emcc.exists():
+        if marker_matches(folder, want) and emcc.exists():
             (folder / PATCHING).unlink(missing_ok=True)  # a run killed after its marker
             log.note(f"emsdk {abi.emscripten} already installed in {folder}")
             return emsdk_facts(folder, abi.emscripten, abi)
@@ -268,7 +269,7 @@ def provision_emsdk(abi: Abi, layout: Layout, log: StepLog) -> dict[str, Any]:
         got = _dumpversion(str(emcc), _emsdk_env(facts), log)
         if got != abi.emscripten:
             raise ToolchainError(f"{emcc} reports version {got!r}, ABI {abi.name} needs {abi.emscripten}")
-        write_json(folder / MARKER, want)
+        write_marker(folder, want)
         (folder / PATCHING).unlink(missing_ok=True)
         log.note(f"emsdk {abi.emscripten} ready in {folder}")
         return facts
@@ -277,8 +278,7 @@ def provision_emsdk(abi: Abi, layout: Layout, log: StepLog) -> dict[str, Any]:
 def _clone_emsdk(url: str, folder: Path, log: StepLog) -> None:
     folder.parent.mkdir(parents=True, exist_ok=True)
     clean_stale_temps(folder.parent, prefix=f".{folder.name}.")  # of an interrupted clone (under the folder's lock)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", suffix=".tmp", dir=folder.parent))
-    try:
+    with staged_dir(folder) as tmp:
         log.note(f"cloning emsdk from {url}")
         try:
             run(["git", "clone", "--depth", "1", "--", url, tmp / "emsdk"], log=log, what="git clone emsdk", timeout=1800)
@@ -289,8 +289,6 @@ def _clone_emsdk(url: str, folder: Path, log: StepLog) -> None:
                 "with an activated emsdk"
             ) from None
         replace_dir(tmp / "emsdk", folder)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _emsdk_env(facts: dict[str, Any]) -> dict[str, str]:
@@ -469,7 +467,7 @@ def provision_rust(abi: Abi, layout: Layout, log: StepLog) -> dict[str, Any]:
     if system:
         env = _tool_env(drop=("RUSTUP_TOOLCHAIN",))
         # Keep the user's own homes (if set): the compile step scrubs inherited ones.
-        homes: dict[str, str] = {k: os.environ[k] for k in ("RUSTUP_HOME", "CARGO_HOME") if os.environ.get(k)}
+        homes: dict[str, str] = user_rust_homes()
         folder = None
     else:
         homes = rust_env(abi, layout)
@@ -515,7 +513,7 @@ def provision_rust(abi: Abi, layout: Layout, log: StepLog) -> dict[str, Any]:
     assert folder is not None
     want = abi.toolchain_config()
     with file_lock(folder, what=f"Rust {tc}", log=log):
-        if _marker_matches(folder, want):
+        if marker_matches(folder, want):
             try:
                 facts = inspect()
                 log.note(f"Rust {tc} already installed in {folder}")
@@ -545,7 +543,7 @@ def provision_rust(abi: Abi, layout: Layout, log: StepLog) -> dict[str, Any]:
                 f"with `{install_hint}` done by hand"
             ) from None
         facts = inspect()
-        write_json(folder / MARKER, want)
+        write_marker(folder, want)
         return facts
 
 
@@ -566,7 +564,7 @@ def _sysroot_origin(abi: Abi, layout: Layout) -> Origin:
     return Origin(abi.sysroot.url, layout.settings.sysroot_mirror, "WASMWHEEL_SYSROOT_MIRROR")
 
 
-def install_sysroot(abi: Abi, layout: Layout, rust_facts: dict[str, Any], log: StepLog) -> dict[str, Any]:
+def install_sysroot(abi: Abi, layout: Layout, rust: RustFacts, log: StepLog) -> dict[str, Any]:
     """Download, verify and unpack the ABI's sysroot into its toolchain's rustlib."""
     if abi.sysroot is None:
         raise ToolchainError(f"ABI {abi.name} has no [rust.sysroot]")
@@ -574,17 +572,16 @@ def install_sysroot(abi: Abi, layout: Layout, rust_facts: dict[str, Any], log: S
         raise _unpinned_error(abi)
     sha = abi.sysroot.sha256
     archive = fetch(_sysroot_origin(abi, layout), layout.download(sha, abi.sysroot.filename), sha, log)
-    rustlib = Path(rust_facts["sysroot"]) / "lib" / "rustlib"
+    rustlib = Path(rust.sysroot) / "lib" / "rustlib"
     if not rustlib.is_dir():
         raise ToolchainError(f"{rustlib} does not exist; is the Rust toolchain {abi.rust_toolchain} installed?")
     want = {"sysroot_sha256": sha}
     with file_lock(rustlib / "sysroot", what="the Rust sysroot", log=log):
-        if _marker_matches(rustlib, want):
+        if marker_matches(rustlib, want):
             log.note(f"sysroot {abi.sysroot.filename} already unpacked in {rustlib}")
         else:
             clean_stale_temps(rustlib)  # of an interrupted unpack (temporaries, replaced folders)
-            tmp = Path(tempfile.mkdtemp(prefix=".sysroot.", suffix=".tmp", dir=rustlib))
-            try:
+            with staged_dir(rustlib / "sysroot") as tmp:
                 log.note(f"unpacking {abi.sysroot.filename} into {rustlib}")
                 extract(archive, tmp, layout.settings.unpack_limits)
                 for entry in sorted(tmp.iterdir()):
@@ -592,9 +589,7 @@ def install_sysroot(abi: Abi, layout: Layout, rust_facts: dict[str, Any], log: S
                         replace_dir(entry, rustlib / entry.name)
                     else:
                         os.replace(entry, rustlib / entry.name)
-            finally:
-                shutil.rmtree(tmp, ignore_errors=True)
-            write_json(rustlib / MARKER, want)
+            write_marker(rustlib, want)
     return {"sysroot_sha256": sha, "rustlib": str(rustlib), "archive": str(archive)}
 
 
@@ -668,3 +663,13 @@ def write_patch_shas(abi_path: Path, pins: list[tuple[str, str]]) -> None:
                               "the file changed while pinning: pin again")
         by_url[url]["sha256"] = sha
     atomic_write_text(abi_path, tomlkit.dumps(doc))
+
+
+def pin_sysroot_step(abi: Abi, layout: Layout, log: StepLog) -> dict[str, Any]:
+    """The pin-sysroot step (on demand): the sysroot's sha256, written into the ABI file."""
+    return {"sha256": pin_sysroot(abi, layout, log)}
+
+
+def pin_patches_step(abi: Abi, layout: Layout, log: StepLog) -> dict[str, Any]:
+    """The pin-patches step (on demand): the patches' sha256, written into the ABI file."""
+    return {"sha256": pin_patches(abi, layout, log)}

@@ -21,7 +21,8 @@ from packaging.utils import InvalidWheelFilename, parse_wheel_filename
 from wheel.wheelfile import WheelError, WheelFile
 
 from .errors import WasmwheelError
-from .fsutil import temp_path_beside
+from .facts import WheelFacts
+from .fsutil import clean_stale_temps, sha256_file, temp_path_beside
 
 
 class RetagError(WasmwheelError):
@@ -208,3 +209,15 @@ def _rewrite(src: Path, dest: Path, change_wheel_file) -> None:
 
 def wheel_tags(wheel: Path) -> frozenset[Tag]:
     return WheelName.parse(Path(wheel).name).tags
+
+
+def retag_step(recipe, abi, layout, built: WheelFacts, previous: WheelFacts | None, log) -> dict:
+    """The retag step: the built wheel with the ABI's platform tag, in build/dist/<abi> (the wheel of
+    the step's last run goes when the new one has another name)."""
+    built_wheel = Path(built.wheel)
+    clean_stale_temps(layout.dist_dir(abi.name), prefix=f".{recipe.wheel_name}-")  # of an interrupted retag
+    wheel = retag(built_wheel, abi.platform_tag, layout.dist_dir(abi.name))
+    if previous is not None and previous.wheel and Path(previous.wheel) != wheel:
+        Path(previous.wheel).unlink(missing_ok=True)
+    log.note(f"{built_wheel.name} -> {wheel.name}")
+    return {"wheel": str(wheel), "sha256": sha256_file(wheel)}

@@ -17,14 +17,13 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-import shutil
 import sys
 import tempfile
 from pathlib import Path
 from typing import Sequence
 
 from .errors import CommandFailed, WasmwheelError
-from .fsutil import file_lock, read_json, replace_dir, write_json
+from .fsutil import file_lock, read_json, replace_dir, staged_dir, write_json
 from .layout import Layout
 from .runner import StepLog, run
 
@@ -99,8 +98,7 @@ def fetch_test_requirements(requirements: Sequence[str], python: str, layout: La
             return wheels
         log.note(f"downloading test requirements for Python {python}: {', '.join(requirements)}")
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
-        try:
+        with staged_dir(path) as tmp:
             try:
                 _pip_download(requirements, python, tmp, log)
             except CommandFailed as exc:
@@ -119,7 +117,4 @@ def fetch_test_requirements(requirements: Sequence[str], python: str, layout: La
                                               f"{', '.join(impure)}")
             write_json(tmp / MANIFEST, {"python": python, "requirements": list(requirements), "wheels": names})
             replace_dir(tmp, path)
-        finally:
-            if tmp.exists():
-                shutil.rmtree(tmp, ignore_errors=True)
     return [path / name for name in names]
