@@ -1,15 +1,21 @@
 """doit entry point: load the ABIs and recipes, and make one task_<step> function per step of the
-pipeline (wasmwheel.steps.PIPELINE). All logic lives in wasmwheel.tasks."""
+pipeline (wasmwheel.pipeline.steps.PIPELINE). All logic lives in wasmwheel.pipeline.graph."""
 
 import sys
 from pathlib import Path
 
 from doit import loader
 
-from wasmwheel.errors import WasmwheelError
-from wasmwheel.steps import PIPELINE
-from wasmwheel.tasks import (Project, dodo_functions, install_signal_handlers, misplaced_options, names_of_tasks,
-                             started_elsewhere, unknown_task_hint)
+from wasmwheel.model.errors import WasmwheelError
+from wasmwheel.pipeline.steps import PIPELINE
+from wasmwheel.pipeline.graph import Project, dodo_functions
+from wasmwheel.pipeline.cli import (
+    install_signal_handlers,
+    misplaced_options,
+    names_of_tasks,
+    started_elsewhere,
+    unknown_task_hint,
+)
 
 install_signal_handlers()
 if started_elsewhere(getattr(loader, "initial_workdir", None), Path(__file__).parent):  # `doit -k` in a subfolder

@@ -9,7 +9,7 @@ folder holding a dodo.py that declares the same tasks with trivial actions, no
 run of it, its no-op costs what doit itself costs for a graph of this shape: loading,
 the dependency check of every file_dep and target, and the state database. With
 $FLOOR_GC_GEN0 it runs with that garbage-collector threshold (wasmwheel raises its own,
-see wasmwheel.tasks.fewer_gc_passes; the benchmark shows the floor does not gain from it).
+see wasmwheel.pipeline.graph.fewer_gc_passes; the benchmark shows the floor does not gain from it).
 """
 
 from __future__ import annotations

@@ -107,9 +107,9 @@ print("SECONDS", best)
 
 
 def time_from_json(project: RealProject, wheel: Path, rounds: int, tmp: Path) -> float:
-    from wasmwheel import smoke
+    from wasmwheel.smoke import smoke
     from wasmwheel.runner import StepLog
-    from wasmwheel.settings import Settings
+    from wasmwheel.model.settings import Settings
 
     abi = project.abi("2026_0")
     runtime = project.layout.runtime_dir(abi) / "node_modules" / "pyodide"

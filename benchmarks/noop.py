@@ -26,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from floor import write_floor  # noqa: E402
 from world import BENCH, BenchError, World, checked, cores, doit, interleaved, synth_name, table, workspace  # noqa: E402
 
-from wasmwheel.tasks import GC_GEN0_THRESHOLD  # noqa: E402
+from wasmwheel.pipeline.graph import GC_GEN0_THRESHOLD  # noqa: E402
 
 
 def measure(recipes: int, repeat: int, keep: str | None, target: float, jobs: int,

@@ -29,7 +29,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from world import BenchError, World, checked, doit, synth_name, table, workspace  # noqa: E402
 
-from wasmwheel.steps import CRATE_ABI_STEPS  # noqa: E402
+from wasmwheel.pipeline.steps import CRATE_ABI_STEPS  # noqa: E402
 
 KINDS = CRATE_ABI_STEPS  # compile, retag, audit, smoke
 SDIST = "sdist-demo"

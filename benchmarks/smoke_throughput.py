@@ -39,12 +39,12 @@ sys.path.insert(0, str(REPO / "tests"))
 
 import wasmbuild  # noqa: E402
 
-from wasmwheel import smoke, smokeserver  # noqa: E402
-from wasmwheel.abi import load_abi  # noqa: E402
-from wasmwheel.layout import Layout  # noqa: E402
+from wasmwheel.smoke import smoke, server as smokeserver  # noqa: E402
+from wasmwheel.model.abi import load_abi  # noqa: E402
+from wasmwheel.model.layout import Layout  # noqa: E402
 from wasmwheel.runner import StepLog  # noqa: E402
 from wasmwheel.runtime import provision_runtime  # noqa: E402
-from wasmwheel.settings import Settings  # noqa: E402
+from wasmwheel.model.settings import Settings  # noqa: E402
 
 
 def make_wheels(folder: Path, count: int, minor: int, tag: str) -> list[Path]:

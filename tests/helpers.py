@@ -52,11 +52,11 @@ def use_sysroot_std(abi_path: Path, url: str, sha256: str) -> None:
 def provision_runtimes(cache: Path) -> dict[str, Path]:
     """Every ABI's Pyodide runtime, installed by wasmwheel's own runtime step from the committed locks.
     Returns {pyodide version: cache/pyodide/<version>}."""
-    from wasmwheel.abi import load_abis
-    from wasmwheel.layout import Layout
+    from wasmwheel.model.abi import load_abis
+    from wasmwheel.model.layout import Layout
     from wasmwheel.runner import StepLog
     from wasmwheel.runtime import provision_runtime
-    from wasmwheel.settings import Settings
+    from wasmwheel.model.settings import Settings
 
     settings = Settings.from_env(REPO, {**os.environ, "WASMWHEEL_CACHE": str(cache / "wasmwheel"),
                                         "WASMWHEEL_BUILD_DIR": str(cache / "build")})
@@ -72,11 +72,11 @@ def provision_runtimes(cache: Path) -> dict[str, Path]:
 def provision_binaryens(cache: Path) -> dict[str, Path]:
     """Every ABI's binaryen (the lean toolchain's wasm-opt), installed by wasmwheel's own step from the
     committed locks. Returns {binaryen version: cache/binaryen/<version>}."""
-    from wasmwheel.abi import load_abis
-    from wasmwheel.layout import Layout
+    from wasmwheel.model.abi import load_abis
+    from wasmwheel.model.layout import Layout
     from wasmwheel.runner import StepLog
-    from wasmwheel.settings import Settings
-    from wasmwheel.toolchain import provision_binaryen
+    from wasmwheel.model.settings import Settings
+    from wasmwheel.toolchain.provision import provision_binaryen
 
     settings = Settings.from_env(REPO, {**os.environ, "WASMWHEEL_CACHE": str(cache / "wasmwheel"),
                                         "WASMWHEEL_BUILD_DIR": str(cache / "build")})
@@ -267,13 +267,13 @@ class ProjectCopy:
 
     @property
     def layout(self):
-        from wasmwheel.layout import Layout
-        from wasmwheel.settings import Settings
+        from wasmwheel.model.layout import Layout
+        from wasmwheel.model.settings import Settings
 
         return Layout(Settings.from_env(self.root, self.env))
 
     def abi(self, name: str):
-        from wasmwheel.abi import load_abi
+        from wasmwheel.model.abi import load_abi
 
         return load_abi(self.root / "abi" / f"{name}.toml")
 
@@ -363,8 +363,8 @@ class TestProject(ProjectCopy):
 
     # -- the project's files --------------------------------------------------------
     def recipe(self, name: str):
-        from wasmwheel.abi import load_abis
-        from wasmwheel.recipe import load_recipe
+        from wasmwheel.model.abi import load_abis
+        from wasmwheel.model.recipe import load_recipe
 
         return load_recipe(self.root / "recipes" / f"{name}.toml", list(load_abis(self.root / "abi")), self.root)
 

@@ -4,7 +4,7 @@ a run at a precise point inside wasmwheel (or doit) itself. Nothing is cleaned u
     python tests/killpoint.py [after:]<module>:<attribute path>[:<n>] [doit arguments...]
 
 The doit process dies on the n-th call (default 1) of the attribute, before the call, or after it
-returns with ``after:``. Examples: ``wasmwheel.toolchain:replace_dir`` (a clone or unpack done, not
+returns with ``after:``. Examples: ``wasmwheel.toolchain.provision:replace_dir`` (a clone or unpack done, not
 yet moved into place), ``zipfile:ZipFile.writestr:2`` (a wheel half written),
 ``doit.dependency:SqliteDB.dump`` (every step done, doit's state not yet saved).
 

@@ -19,7 +19,7 @@ from pathlib import Path
 import tomlkit
 
 from helpers import REPO, TEST_CACHE, ProjectCopy
-from wasmwheel.wasm import Module, parse_module
+from wasmwheel.audit.wasm import Module, parse_module
 
 CRATES = Path(__file__).resolve().parent / "crates"
 

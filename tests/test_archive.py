@@ -18,9 +18,9 @@ import pytest
 
 from reliability import git_source_recipe
 from wasmwheel.archive import UnpackLimits, UnsafeArchive, check_tree_links, extract
-from wasmwheel.errors import ConfigError, WasmwheelError
+from wasmwheel.model.errors import ConfigError, WasmwheelError
 from wasmwheel.fsutil import sha256_file
-from wasmwheel.settings import Settings
+from wasmwheel.model.settings import Settings
 
 REG, DIR, SYM, LNK = tarfile.REGTYPE, tarfile.DIRTYPE, tarfile.SYMTYPE, tarfile.LNKTYPE
 
@@ -410,7 +410,7 @@ def test_a_crafted_sysroot_is_refused_and_the_toolchain_is_left_alone(project, h
         ("wasm32-unknown-emscripten/lib/libstd.rlib", REG, b"std\n"),
         ("wasm32-unknown-emscripten/lib/evil", SYM, "/usr/lib"),
     ], "w:bz2")
-    from wasmwheel.toolchain import write_sysroot_sha
+    from wasmwheel.toolchain.provision import write_sysroot_sha
 
     write_sysroot_sha(project.root / "abi" / "2025_0.toml", sha256_file(archive))
     run = project.doit("std:2025_0", check=False, env={"WASMWHEEL_SYSROOT_MIRROR": f"{base}/crafted"})

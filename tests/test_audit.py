@@ -30,10 +30,10 @@ from wheel.wheelfile import WheelFile
 import wasmbuild
 import wasmenc
 from wasmwheel.__main__ import main
-from wasmwheel.abi import load_abis
-from wasmwheel.audit import CHECKS, ERROR, WARNING, audit_config, audit_wheel, audit_wheels, check_table
+from wasmwheel.model.abi import load_abis
+from wasmwheel.audit.check import CHECKS, ERROR, WARNING, audit_config, audit_wheel, audit_wheels, check_table
 from wasmwheel.runner import StepLog
-from wasmwheel.smoke import run_smoke
+from wasmwheel.smoke.smoke import run_smoke
 from wasmwheel.wheel import retag
 
 REPO = Path(__file__).resolve().parent.parent
@@ -668,8 +668,8 @@ def test_check_table_and_config():
 
 
 def test_audit_task_sits_between_retag_and_smoke(tmp_path):
-    from wasmwheel.steps import STEP_BY_NAME
-    from wasmwheel.tasks import Project, step_task
+    from wasmwheel.pipeline.steps import STEP_BY_NAME
+    from wasmwheel.pipeline.graph import Project, step_task
 
     project = Project.load(REPO, {"WASMWHEEL_BUILD_DIR": str(tmp_path / "build"), "WASMWHEEL_CACHE": str(tmp_path / "cache")})
     layout = project.layout
@@ -714,7 +714,7 @@ def test_pipeline_stops_at_the_audit_with_code_and_fix(project, tmp_path, wasm_t
 @pytest.mark.parametrize("abi", ["2024_0", "2026_0"])
 def test_which_files_the_installer_loads_is_pyodides_own_rule(abi, tmp_path, runtimes):
     """loader.LoaderFacts.loads() says what Pyodide's should_load_dynlib says, file name by file name."""
-    from wasmwheel.loader import LoaderFacts
+    from wasmwheel.audit.loader import LoaderFacts
 
     minor = MINOR[abi]
     names = [f"a.cpython-3{minor}-wasm32-emscripten.so", "a.cpython-313-wasm32-emscripten.so", "a.abi3.so",

@@ -22,7 +22,7 @@ import wasmenc
 from test_audit import ABIS, REPO, make_wheel
 from wasmenc import HEADER, custom, name, section, subsection, uleb
 from wasmwheel.__main__ import main
-from wasmwheel.audit import CHECKS, audit_wheels
+from wasmwheel.audit.check import CHECKS, audit_wheels
 
 FILES = ["m.cpython-314-wasm32-emscripten.so", "m.cpython-313-wasm32-emscripten.so", "m.abi3.so", "m.so",
          "libx.so", "libx.so.1", "pkg/liby.so", "pkg/sub/n.cpython-312-wasm32-emscripten.so",

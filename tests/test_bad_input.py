@@ -18,8 +18,8 @@ from pathlib import Path
 import pytest
 
 from wasmwheel.__main__ import main
-from wasmwheel.errors import ConfigError
-from wasmwheel.recipe import load_recipes
+from wasmwheel.model.errors import ConfigError
+from wasmwheel.model.recipe import load_recipes
 
 TESTS = Path(__file__).resolve().parent
 REPO = TESTS.parent

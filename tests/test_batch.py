@@ -9,9 +9,9 @@ import re
 
 import pytest
 
-from wasmwheel.report import ROW_STEPS
-from wasmwheel.steps import CRATE_ABI_STEPS
-from wasmwheel.tasks import keep_going, misplaced_options
+from wasmwheel.pipeline.report import ROW_STEPS
+from wasmwheel.pipeline.steps import CRATE_ABI_STEPS
+from wasmwheel.pipeline.cli import keep_going, misplaced_options
 
 BULK = "wasm-opt: Unknown option '--enable-bulk-memory-opt'"
 
@@ -299,7 +299,7 @@ def test_a_smoke_pass_after_the_index_started_is_announced():
     # runtime), so the last smoke tests of that ABI can pass after it read build/dist.
     import io
 
-    from wasmwheel.progress import ProgressReporter
+    from wasmwheel.pipeline.progress import ProgressReporter
 
     out = io.StringIO()
     reporter = ProgressReporter(out, {})

@@ -14,10 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from wasmwheel import collection
+from wasmwheel.authoring import collection
 from wasmwheel.__main__ import main
-from wasmwheel.pypi import DistFile
-from wasmwheel.tasks import Project
+from wasmwheel.authoring.pypi import DistFile
+from wasmwheel.pipeline.graph import Project
 
 REPO = Path(__file__).resolve().parent.parent
 ROW = re.compile(r"^\| ([a-z0-9-]+) \| ([^|]+) \|")
@@ -172,7 +172,7 @@ def test_compare_runs_the_recipes_test_with_ours_and_pypis_wheel_in_the_same_run
     pypi.add("jiter", "0.19.0", official, packagetype="bdist_wheel")
     server = serve(pypi)
     try:
-        from wasmwheel.pypi import PyPI
+        from wasmwheel.authoring.pypi import PyPI
 
         rows = [{"crate": "jiter", "abi": "2026_0", "status": "ok", "wheel": ours.name},
                 {"crate": "jiter", "abi": "2025_0", "status": "skipped"}]

@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 
 from wasmwheel.__main__ import find_root, is_repository
-from wasmwheel.errors import WasmwheelError, plural
-from wasmwheel.steps import PIPELINE
-from wasmwheel.tasks import (BASENAMES, Project, names_of_tasks, started_elsewhere, task_arguments,
-                             unknown_task_hint)
+from wasmwheel.model.errors import WasmwheelError, plural
+from wasmwheel.pipeline.steps import PIPELINE
+from wasmwheel.pipeline.cli import BASENAMES, names_of_tasks, started_elsewhere, task_arguments, unknown_task_hint
+from wasmwheel.pipeline.graph import Project
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -1,4 +1,4 @@
-"""wasmwheel's doit backend (wasmwheel/doitdb.py): each finished step's record is in the database
+"""wasmwheel's doit backend (wasmwheel/pipeline/doitdb.py): each finished step's record is in the database
 the moment doit saves it, visible to any other connection before the run ends; a record saved again
 unchanged writes nothing; several backends on one file at once never lose each other's records.
 (That a killed doit run keeps its finished steps is tested end to end in test_interruptions.py.)"""
@@ -16,7 +16,7 @@ import pytest
 from doit.dependency import Dependency, SqliteDB
 from doit.task import Task
 
-from wasmwheel.doitdb import StepCommitDB
+from wasmwheel.pipeline.doitdb import StepCommitDB
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -102,7 +102,7 @@ def test_several_backends_on_one_file_at_once_keep_every_record(tmp_path, deps):
 
 def test_doit_takes_it_from_pyproject_toml_as_its_sqlite3(tmp_path):
     config = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["doit"]
-    assert config["plugins"]["backend"]["sqlite3"] == "wasmwheel.doitdb:StepCommitDB"
+    assert config["plugins"]["backend"]["sqlite3"] == "wasmwheel.pipeline.doitdb:StepCommitDB"
     (tmp_path / "pyproject.toml").write_text((REPO / "pyproject.toml").read_text())
     (tmp_path / "dodo.py").write_text("DOIT_CONFIG = {'backend': 'sqlite3', 'dep_file': '.doit.db'}\n"
                                       "def task_x():\n    return {'actions': ['true'], 'verbosity': 0}\n")

@@ -246,7 +246,7 @@ MIRROR_SETTINGS = ("WASMWHEEL_EMSDK_URL", "WASMWHEEL_SYSROOT_MIRROR", "WASMWHEEL
 
 
 def test_every_setting_is_documented_in_the_settings_module_and_the_readme():
-    from wasmwheel.settings import VARIABLES
+    from wasmwheel.model.settings import VARIABLES
 
     readme = (REPO / "README.md").read_text()
     table = readme[readme.index("## Settings"):]
@@ -260,7 +260,7 @@ def test_every_setting_is_documented_in_the_settings_module_and_the_readme():
         used |= set(re.findall(r"\"(WASMWHEEL_[A-Z_]+)\"", path.read_text()))
     # Set by wasmwheel for the build (the [depends] build wheels; what the lean linker is told), not read
     # from the user.
-    from wasmwheel.linker import LINK_ENV
+    from wasmwheel.toolchain.linker import LINK_ENV
 
     used -= {"WASMWHEEL_BUILD_WHEELS", *LINK_ENV}
     assert used <= set(VARIABLES), used - set(VARIABLES)
@@ -316,11 +316,11 @@ def test_the_sdist_mirror_is_used_for_url_sources(project, server):
 def test_the_npm_registry_setting_reaches_npm(tmp_path):
     """With an unreachable registry (and an empty npm cache) installing a runtime fails naming the
     registry and the setting: so npm was told to use it, not the default registry."""
-    from wasmwheel.abi import load_abi
-    from wasmwheel.layout import Layout
-    from wasmwheel.npm import NpmError
+    from wasmwheel.model.abi import load_abi
+    from wasmwheel.model.layout import Layout
+    from wasmwheel.toolchain.npm import NpmError
     from wasmwheel.runtime import provision_runtime
-    from wasmwheel.settings import Settings
+    from wasmwheel.model.settings import Settings
 
     with socket_closed_port() as port:
         registry = f"http://127.0.0.1:{port}/"

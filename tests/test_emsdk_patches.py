@@ -26,7 +26,7 @@ from faultserver import FaultServer
 from helpers import STANDIN_EMSCRIPTEN, patch_url, standin_patch_series, unified_patch, use_patches, write_patches
 from reliability import finish, keep_abis, start_doit
 from wasmwheel.fsutil import sha256_file
-from wasmwheel.toolchain import MARKER, PATCHES_RECORD, PATCHING
+from wasmwheel.toolchain.provision import MARKER, PATCHES_RECORD, PATCHING
 
 TESTS = Path(__file__).resolve().parent
 KILLPOINT = [str(TESTS / "killpoint.py")]
@@ -175,8 +175,8 @@ def test_an_unpinned_patch_is_refused_before_anything_is_installed_then_pin_patc
 
 
 def test_pin_patches_keeps_comments_and_layout_of_the_real_abi_files(tmp_path):
-    from wasmwheel.abi import load_abi
-    from wasmwheel.toolchain import write_patch_shas
+    from wasmwheel.model.abi import load_abi
+    from wasmwheel.toolchain.provision import write_patch_shas
 
     for src in sorted((TESTS.parent / "abi").glob("*.toml")):
         path = tmp_path / src.name
@@ -195,7 +195,7 @@ def test_pin_patches_keeps_comments_and_layout_of_the_real_abi_files(tmp_path):
 def test_the_real_abi_files_name_their_pyodide_tag_s_patches(tmp_path):
     """Every ABI names its Pyodide tag's raw.githubusercontent.com URLs, pinned (the digests were measured
     from the files at those tags), in file-name order, the order Pyodide applies them."""
-    from wasmwheel.abi import load_abis
+    from wasmwheel.model.abi import load_abis
 
     tags = {}
     for abi in load_abis(TESTS.parent / "abi").values():
@@ -273,14 +273,14 @@ def test_a_kill_in_the_middle_of_applying_then_in_the_middle_of_discarding_never
     """Killed after the first patch: the next run finds the journal and starts from a clean install. That
     run is killed while it deletes the discarded tree; the one after clears that too, and patches once."""
     project = world
-    run = finish(start_doit(project, "emsdk:2026_0", wrapper=[*KILLPOINT, "after:wasmwheel.toolchain:apply_patch:1"]))
+    run = finish(start_doit(project, "emsdk:2026_0", wrapper=[*KILLPOINT, "after:wasmwheel.toolchain.provision:apply_patch:1"]))
     assert run.returncode == -signal.SIGKILL, run.output
     folder = _emsdk(project)
     assert (folder / PATCHING).exists() and not (folder / MARKER).exists()
     assert "cannot resolve symbol" in (_tree(project) / "src/lib/libdylink.js").read_text()  # 0001 applied
     assert not project.layout.stamp("emsdk", ABI).exists()
 
-    run = finish(start_doit(project, "emsdk:2026_0", wrapper=[*KILLPOINT, "wasmwheel.toolchain:shutil.rmtree"]))
+    run = finish(start_doit(project, "emsdk:2026_0", wrapper=[*KILLPOINT, "wasmwheel.toolchain.provision:shutil.rmtree"]))
     assert run.returncode == -signal.SIGKILL, run.output
     assert not (folder / "upstream").exists()  # moved aside whole, before its deletion began
     assert len([p for p in folder.iterdir() if p.name.startswith(".upstream.old-")]) == 1
@@ -373,8 +373,8 @@ def test_system_mode_says_whether_the_active_emscripten_carries_the_patches(worl
 
 
 def test_the_patch_mirror_setting_takes_a_url_or_a_folder(tmp_path):
-    from wasmwheel.errors import ConfigError
-    from wasmwheel.settings import Settings
+    from wasmwheel.model.errors import ConfigError
+    from wasmwheel.model.settings import Settings
 
     def mirror(value: str) -> str | None:
         return Settings.from_env(tmp_path, {"WASMWHEEL_PATCH_MIRROR": value}).patch_mirror

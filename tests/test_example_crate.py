@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from wasmwheel.abi import load_abis
-from wasmwheel.recipe import load_recipe
+from wasmwheel.model.abi import load_abis
+from wasmwheel.model.recipe import load_recipe
 
 REPO = Path(__file__).resolve().parents[1]
 CACHE = Path(os.environ.get("WASMWHEEL_TEST_CACHE", REPO / ".cache" / "test"))

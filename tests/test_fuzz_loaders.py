@@ -13,10 +13,10 @@ import tomlkit
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from wasmwheel.abi import load_abi
-from wasmwheel.errors import ConfigError
-from wasmwheel.recipe import RESERVED_ENV, RESERVED_MATURIN_ARGS, load_recipe
-from wasmwheel.schema import NAME_RE
+from wasmwheel.model.abi import load_abi
+from wasmwheel.model.errors import ConfigError
+from wasmwheel.model.recipe import RESERVED_ENV, RESERVED_MATURIN_ARGS, load_recipe
+from wasmwheel.model.schema import NAME_RE
 
 REPO = Path(__file__).resolve().parents[1]
 ABIS = ("2024_0", "2025_0", "2026_0", "2026_5")

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from helpers import TestProject
-from wasmwheel.serve import make_server
+from wasmwheel.index.serve import make_server
 
 TESTS = Path(__file__).resolve().parent
 ABIS = ("2024_0", "2025_0", "2026_0")
@@ -62,7 +62,7 @@ def test_pep503_and_pep691_pages_list_every_wheel_with_its_sha256(built):
     for project, dist in (("hello-pyo3", "hello_pyo3"), ("hello-two", "hello_two")):
         (link,) = _links(root / "simple" / project / "index.html")
         target, sha = link.split("#sha256=")
-        # Root-relative, as `doit serve` serves build/index (micropip 0.9 needs it: wasmwheel/index.py).
+        # Root-relative, as `doit serve` serves build/index (micropip 0.9 needs it: wasmwheel/index/index.py).
         assert target.startswith("/2026_0/")
         wheel = built.layout.build / "index" / target.lstrip("/")
         assert wheel.name == f"{dist}-0.1.0-cp314-cp314-pyemscripten_2026_0_wasm32.whl"
@@ -94,7 +94,7 @@ def test_load_package_from_the_lock_installs_a_built_crate_offline(built, runtim
             str(index / "pyodide-lock.json"), "hello-pyo3",
             "import hello_pyo3; c = hello_pyo3.Counter(); c.increment(); f'{hello_pyo3.sum_as_string(40, 2)}/{c.increment()}'"]
     if abi == "2024_0":
-        # Pyodide 0.27 resolves lock file names against packageCacheDir in Node (see wasmwheel/index.py).
+        # Pyodide 0.27 resolves lock file names against packageCacheDir in Node (see wasmwheel/index/index.py).
         args.append(str(index))
     proc = subprocess.run(args, capture_output=True, text=True, timeout=600)
     assert "RESULT 42/2" in proc.stdout, proc.stdout + proc.stderr
@@ -147,7 +147,7 @@ def test_the_server_sends_cors_headers_and_negotiates_pep691(served):
         assert resp.headers["Content-Type"] == "application/vnd.pypi.simple.v1+json"
         page = json.load(resp)
         assert page["name"] == "hello-pyo3"
-    # Served, the wheel links are absolute (micropip 0.9 downloads a link as written: wasmwheel/serve.py).
+    # Served, the wheel links are absolute (micropip 0.9 downloads a link as written: wasmwheel/index/serve.py).
     wheel = f"{url}/2026_0/hello_pyo3-0.1.0-cp314-cp314-pyemscripten_2026_0_wasm32.whl"
     assert [f["url"] for f in page["files"]] == [wheel]
     with urllib.request.urlopen(f"{url}/2026_0/simple/hello-pyo3/") as resp:

@@ -6,7 +6,7 @@ throws all of them away).
 
 The kill points are chained through one project: each run is killed further along than the one
 before, so the whole sweep costs about one build. doit's record of each step is committed when the
-step finishes (wasmwheel/doitdb.py), so no run repeats a step an earlier, killed run finished.
+step finishes (wasmwheel/pipeline/doitdb.py), so no run repeats a step an earlier, killed run finished.
 """
 
 from __future__ import annotations
@@ -62,7 +62,7 @@ def _children(pid: int, needle: str) -> list[int]:
 
 
 def _records(project) -> dict[str, dict]:
-    """The record doit's database holds of each step (committed as each one finished, wasmwheel/doitdb.py)."""
+    """The record doit's database holds of each step (committed as each one finished, wasmwheel/pipeline/doitdb.py)."""
     db = project.layout.build / ".doit.db"
     if not db.exists():
         return {}
@@ -119,13 +119,13 @@ def check_nothing_partial_looks_done(project) -> None:
 # (what is interrupted, the task it is in, how: ("kill", killpoint spec) | ("pause", stand-in point) |
 #  ("download",) | ("node",), what the next run must show)
 CHAIN = [
-    ("emsdk cloned into a temporary folder, not moved into place", "emsdk", ("kill", "wasmwheel.toolchain:replace_dir")),
+    ("emsdk cloned into a temporary folder, not moved into place", "emsdk", ("kill", "wasmwheel.toolchain.provision:replace_dir")),
     ("emsdk install half done", "emsdk", ("pause", "emsdk:install")),
     ("rustup toolchain install half done", "rust", ("pause", "rustup:install")),
     ("sysroot download in the middle of the body", "std", ("download",)),
     ("sysroot downloaded, not yet verified or renamed", "std", ("kill", "wasmwheel.download:sha256_file")),
     ("sysroot unpacking, one member written", "std", ("kill", "tarfile:TarFile._extract_one:2")),
-    ("sysroot moved into the toolchain, no marker yet", "std", ("kill", "after:wasmwheel.toolchain:replace_dir")),
+    ("sysroot moved into the toolchain, no marker yet", "std", ("kill", "after:wasmwheel.toolchain.provision:replace_dir")),
     # emsdk, rust and pyodide finished (and were recorded) in the runs before: the run's first writes are
     # the std step's (the sysroot's marker, std's marker, then its output record)
     ("a step's output record written, its stamp not", "std", ("kill", "after:wasmwheel.fsutil:write_json:3")),
@@ -138,7 +138,7 @@ CHAIN = [
     ("retag writing the new wheel", "retag", ("kill", "wasmwheel.wheel:rewrite_wheel_metadata")),
     ("retag done, stamp not written", "retag", ("kill", "after:wasmwheel.wheel:retag")),
     ("smoke test running (its job on the smoke server)", "smoke", ("smoke-job",)),
-    ("smoke test passed, stamp not written", "smoke", ("kill", "after:wasmwheel.smoke:conclude")),
+    ("smoke test passed, stamp not written", "smoke", ("kill", "after:wasmwheel.smoke.smoke:conclude")),
     # doit's closing save: with doit's own backend, the whole run's record was lost here.
     ("every step done and recorded, doit's closing save not reached", None, ("kill", "doit.dependency:SqliteDB.dump")),
 ]
@@ -162,7 +162,7 @@ def _big_sysroot(path: Path) -> Path:
 def chain_project(project, sysroot_archive, tmp_path):
     keep_abis(project, (ABI,))
     project.edit_toml(f"recipes/{CRATE}.toml", lambda d: d["build"].update({"env": LEGACY}))  # retag rewrites
-    from wasmwheel.toolchain import write_sysroot_sha
+    from wasmwheel.toolchain.provision import write_sysroot_sha
 
     archive = _big_sysroot(tmp_path / sysroot_archive[0].name)
     write_sysroot_sha(project.root / "abi" / f"{ABI}.toml", sha256_file(archive))
@@ -251,7 +251,7 @@ def test_kill_9_keeps_doit_s_record_of_every_step_that_finished(project, tmp_pat
     reference = project.doit("build", env={"WASMWHEEL_BUILD_DIR": str(tmp_path / "reference-build")})
     assert len(reference.executed) == 14
     proc = start_doit(project, "build", env={"PYTHONUNBUFFERED": "1"},
-                      wrapper=[*KILLPOINT, f"after:wasmwheel.progress:ProgressReporter.add_success:{finished}"])
+                      wrapper=[*KILLPOINT, f"after:wasmwheel.pipeline.progress:ProgressReporter.add_success:{finished}"])
     killed = finish(proc)
     assert killed.returncode == -signal.SIGKILL and len(killed.executed) == finished, killed.output
     check_nothing_partial_looks_done(project)

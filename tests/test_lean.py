@@ -21,10 +21,10 @@ import pytest
 
 from helpers import TEST_CACHE
 from realbuild import RealProject, extension_module, recipe, wheel_metadata
-from wasmwheel import smoke
+from wasmwheel.smoke import smoke
 from wasmwheel.runner import StepLog
-from wasmwheel.settings import Settings
-from wasmwheel.steps import CRATE_ABI_STEPS
+from wasmwheel.model.settings import Settings
+from wasmwheel.pipeline.steps import CRATE_ABI_STEPS
 
 ALL_ABIS = ("2024_0", "2025_0", "2026_0", "2026_5")
 CRATE_STEPS = CRATE_ABI_STEPS  # compile, retag, audit, smoke

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from wasmwheel.linker import LinkError, expand_response_files, main, plan, read_response_file
+from wasmwheel.toolchain.linker import LinkError, expand_response_files, main, plan, read_response_file
 
 LINES = json.loads((Path(__file__).parent / "data" / "rustc-link-lines.json").read_text())
 EH = {"2024_0": "js", "2025_0": "wasm", "2026_0": "wasm", "2026_5": "wasm"}
@@ -144,7 +144,7 @@ def test_main_reports_a_refused_flag_in_one_line_and_exits_1(tmp_path, monkeypat
 
 
 def test_the_c_compiler_of_the_lean_toolchain_names_the_crate(tmp_path):
-    proc = subprocess.run([sys.executable, "-c", "import sys; from wasmwheel.linker import no_c_compiler; "
+    proc = subprocess.run([sys.executable, "-c", "import sys; from wasmwheel.toolchain.linker import no_c_compiler; "
                            "sys.exit(no_c_compiler(['-c', 'zstd.c']))"],
                           env={"CARGO_PKG_NAME": "zstd-sys", "PATH": "/usr/bin:/bin"}, capture_output=True, text=True,
                           cwd=Path(__file__).parents[1])
@@ -156,8 +156,8 @@ def test_the_c_compiler_of_the_lean_toolchain_names_the_crate(tmp_path):
 def test_the_compile_environment_under_each_toolchain(repo, tmp_path):
     """compile_env is a pure function: what reaches maturin (and so rustc and its linker) per toolchain."""
     from wasmwheel.build import LINKER_VAR, RUSTFLAGS_VAR, compile_env
-    from wasmwheel.facts import BinaryenFacts, EmsdkFacts, RustFacts
-    from wasmwheel.tasks import Project
+    from wasmwheel.model.facts import BinaryenFacts, EmsdkFacts, RustFacts
+    from wasmwheel.pipeline.graph import Project
 
     rust = RustFacts(sysroot="/tc", lld="/tc/lib/rustlib/x86_64-unknown-linux-gnu/bin/rust-lld", path=["/tc/bin"],
                      env={"RUSTUP_HOME": "/homes/rustup", "CARGO_HOME": "/homes/cargo", "RUSTUP_TOOLCHAIN": "1.93.0"})

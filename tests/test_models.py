@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from wasmwheel.abi import load_abi, load_abis
-from wasmwheel.errors import ConfigError
-from wasmwheel.recipe import load_recipe, load_recipes
+from wasmwheel.model.abi import load_abi, load_abis
+from wasmwheel.model.errors import ConfigError
+from wasmwheel.model.recipe import load_recipe, load_recipes
 
 REPO = Path(__file__).resolve().parents[1]
 ABIS = ["2024_0", "2025_0", "2026_0", "2026_5"]

@@ -73,8 +73,8 @@ def test_a_git_source_url_full_of_shell_characters_reaches_git_literally(project
 
 
 def test_rustflags_with_whitespace_are_refused_saying_cargo_would_split_them(tmp_path):
-    from wasmwheel.errors import ConfigError
-    from wasmwheel.recipe import load_recipe
+    from wasmwheel.model.errors import ConfigError
+    from wasmwheel.model.recipe import load_recipe
 
     (tmp_path / "recipes").mkdir()
     (tmp_path / "crate").mkdir()

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from wasmwheel.build import RUSTFLAGS_VAR
-from wasmwheel.smoke import parse_result
-from wasmwheel.steps import CRATE_ABI_STEPS
+from wasmwheel.smoke.smoke import parse_result
+from wasmwheel.pipeline.steps import CRATE_ABI_STEPS
 
 ALL_ABIS = ("2024_0", "2025_0", "2026_0", "2026_5")
 CRATE_KINDS = CRATE_ABI_STEPS  # compile, retag, audit, smoke

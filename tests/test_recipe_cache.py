@@ -7,9 +7,9 @@ import pickle
 
 import pytest
 
-import wasmwheel.recipe as recipe_module
-from wasmwheel.recipe import load_recipes
-from wasmwheel.recipe_cache import RecipeCache
+import wasmwheel.model.recipe as recipe_module
+from wasmwheel.model.recipe import load_recipes
+from wasmwheel.model.recipe_cache import RecipeCache
 
 ABIS = ["2024_0", "2025_0", "2026_0", "2026_5"]
 

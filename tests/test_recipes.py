@@ -19,14 +19,14 @@ from packaging.utils import canonicalize_name, parse_sdist_filename
 from packaging.version import Version
 from pypi_mirror import cached_sdist
 
-from wasmwheel.abi import load_abis
+from wasmwheel.model.abi import load_abis
 from wasmwheel.download import Origin, fetch
-from wasmwheel.pypi import PyPI
-from wasmwheel.recipe import load_recipes
+from wasmwheel.authoring.pypi import PyPI
+from wasmwheel.model.recipe import load_recipes
 from wasmwheel.runner import StepLog
-from wasmwheel.scaffold import inspect_sdist, suggest_skips
-from wasmwheel.settings import Settings
-from wasmwheel.smoke import run_smoke
+from wasmwheel.authoring.scaffold import inspect_sdist, suggest_skips
+from wasmwheel.model.settings import Settings
+from wasmwheel.smoke.smoke import run_smoke
 
 REPO = Path(__file__).resolve().parent.parent
 ABIS = load_abis(REPO / "abi")

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import json
 
-import wasmwheel.report as report_module
-from wasmwheel.report import StepResult, write_report
-from wasmwheel.steps import CRATE_ABI_STEPS, TaskId, task_name
-from wasmwheel.tasks import Project
+import wasmwheel.pipeline.report as report_module
+from wasmwheel.pipeline.report import StepResult, write_report
+from wasmwheel.pipeline.steps import CRATE_ABI_STEPS, TaskId, task_name
+from wasmwheel.pipeline.graph import Project
 
 STEPS = [task_name(step, "hello-pyo3", "2026_0") for step in CRATE_ABI_STEPS]
 RUN = {"seconds": 1.0, "executed": 0, "failed": 0, "skipped": 0, "uptodate": 0, "finished": ""}

@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from wasmwheel.errors import CommandFailed
+from wasmwheel.model.errors import CommandFailed
 from wasmwheel.runner import StepLog, run
 
 NASTY = ["a; touch pwned", "$(touch pwned)", "`touch pwned`", "line1\nline2", "'quoted' \"double\"", "*", "~", "$HOME"]

@@ -9,10 +9,10 @@ import shutil
 
 import pytest
 
-from wasmwheel import runtime_exports
-from wasmwheel.abi import load_abis
-from wasmwheel.audit import audit_wheel
-from wasmwheel.errors import ConfigError
+from wasmwheel.audit import runtime_exports
+from wasmwheel.model.abi import load_abis
+from wasmwheel.audit.check import audit_wheel
+from wasmwheel.model.errors import ConfigError
 
 from test_audit import REPO, linkage, make_wheel, wheel_tag
 
@@ -86,7 +86,7 @@ def test_without_exports_the_audit_says_what_it_did_not_check(tmp_path, wasm_too
 
 def test_new_exports_rerun_the_audits(tmp_path):
     """The exports file shapes every audit of its ABI: another file, another audit config."""
-    from wasmwheel.audit import audit_config
+    from wasmwheel.audit.check import audit_config
 
     abi_dir = tmp_path / "abi"
     shutil.copytree(REPO / "abi", abi_dir)

@@ -13,15 +13,23 @@ import pytest
 from pypi_mirror import FakePyPI, cached_sdist, make_sdist, serve
 
 from wasmwheel.__main__ import main
-from wasmwheel.abi import load_abis
-from wasmwheel.errors import ConfigError
-from wasmwheel.layout import Layout
-from wasmwheel.pypi import PyPI, PyPIError, split_spec
-from wasmwheel.recipe import load_recipe
+from wasmwheel.model.abi import load_abis
+from wasmwheel.model.errors import ConfigError
+from wasmwheel.model.layout import Layout
+from wasmwheel.authoring.pypi import PyPI, PyPIError, split_spec
+from wasmwheel.model.recipe import load_recipe
 from wasmwheel.runner import StepLog
-from wasmwheel.scaffold import (ScaffoldError, SdistFacts, bump_recipe, inline_tables_on_one_line, inspect_sdist,
-                                new_recipe, suggest_skips, toolchain_rust_version)
-from wasmwheel.settings import Settings
+from wasmwheel.authoring.scaffold import (
+    ScaffoldError,
+    SdistFacts,
+    bump_recipe,
+    inline_tables_on_one_line,
+    inspect_sdist,
+    new_recipe,
+    suggest_skips,
+    toolchain_rust_version,
+)
+from wasmwheel.model.settings import Settings
 
 REPO = Path(__file__).resolve().parent.parent
 

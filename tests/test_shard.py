@@ -11,9 +11,18 @@ from pathlib import Path
 
 import pytest
 
-from wasmwheel.shard import (Item, ShardError, abi_files_key, matrix_for, merge_reports, merge_shards, plan_shards,
-                             read_durations, weigh)
-from wasmwheel.tasks import Project
+from wasmwheel.pipeline.shard import (
+    Item,
+    ShardError,
+    abi_files_key,
+    matrix_for,
+    merge_reports,
+    merge_shards,
+    plan_shards,
+    read_durations,
+    weigh,
+)
+from wasmwheel.pipeline.graph import Project
 
 
 def _load(root, tmp_path) -> Project:

@@ -29,13 +29,13 @@ import pytest
 
 import wasmbuild
 from conftest import REPO, TEST_CACHE
-from wasmwheel import smoke, smokeserver, wheelhouse
-from wasmwheel.abi import load_abis
-from wasmwheel.errors import ConfigError
-from wasmwheel.layout import Layout
-from wasmwheel.recipe import load_recipe
+from wasmwheel.smoke import smoke, server as smokeserver, wheelhouse
+from wasmwheel.model.abi import load_abis
+from wasmwheel.model.errors import ConfigError
+from wasmwheel.model.layout import Layout
+from wasmwheel.model.recipe import load_recipe
 from wasmwheel.runner import StepLog
-from wasmwheel.settings import Settings
+from wasmwheel.model.settings import Settings
 
 ABIS = load_abis(REPO / "abi")
 PYTHON = {abi.pyodide_version: abi.python_minor for abi in ABIS.values()}
@@ -477,9 +477,9 @@ def test_each_wheel_meets_a_fresh_interpreter(wheels, runtimes, tmp_path):
 CLIENT = textwrap.dedent('''\
     import sys
     from pathlib import Path
-    from wasmwheel import smoke, smokeserver
+    from wasmwheel.smoke import smoke, server as smokeserver
     from wasmwheel.runner import StepLog
-    from wasmwheel.settings import Settings
+    from wasmwheel.model.settings import Settings
     runtime, wheel, log, script = sys.argv[1:5]
     connect = smokeserver.connect
 
@@ -772,7 +772,7 @@ def test_missing_test_requirements_are_all_named(index, tmp_path):
 
 @pytest.fixture(scope="session")
 def chromium() -> str:
-    from wasmwheel.browser import BrowserUnavailable, find_chromium
+    from wasmwheel.smoke.browser import BrowserUnavailable, find_chromium
 
     try:
         return find_chromium()
@@ -781,7 +781,7 @@ def chromium() -> str:
 
 
 def test_the_same_smoke_test_runs_in_headless_chromium(chromium, wheels, runtimes, tmp_path):
-    from wasmwheel import browser
+    from wasmwheel.smoke import browser
 
     runtime = runtime_package(runtimes, NEWEST.pyodide_version)
     for key, expect in (("good-3.14", None), ("shared-memory", "mismatch in shared state of memory")):
@@ -800,7 +800,7 @@ def test_the_same_smoke_test_runs_in_headless_chromium(chromium, wheels, runtime
 
 
 def test_the_browser_reports_how_a_test_ended_too(chromium, wheels, runtimes, tmp_path):
-    from wasmwheel import browser
+    from wasmwheel.smoke import browser
 
     runtime = runtime_package(runtimes, NEWEST.pyodide_version)
     for ending in ("sys.exit(3)", "os._exit(3)"):

@@ -6,8 +6,8 @@ import pickle
 
 from doit.tools import config_changed
 
-from wasmwheel.steps import CRATE_ABI, PIPELINE, TaskId
-from wasmwheel.tasks import Project
+from wasmwheel.pipeline.steps import CRATE_ABI, PIPELINE, TaskId
+from wasmwheel.pipeline.graph import Project
 
 
 def _tasks(project: Project) -> dict[str, dict]:
@@ -60,7 +60,7 @@ def test_each_step_config_holds_what_shapes_it_and_nothing_else(repo, tmp_path):
     assert _config(tasks["retag:hello-pyo3@2025_0"]) == {"platform_tag": "pyemscripten_2025_0_wasm32"}
     assert "rustflags" not in str(_config(tasks["rust:2025_0"]))
     # std is built with the ABI's std flags: they shape std and the compiles, not the toolchain install.
-    from wasmwheel.std import STD_BUILD
+    from wasmwheel.toolchain.std import STD_BUILD
 
     assert _config(tasks["std:2025_0"]) == {"toolchain": "nightly-2025-02-01", "std": "source",
                                             "rustflags": ["-Z", "emscripten-wasm-eh"], "build": STD_BUILD}
@@ -181,7 +181,7 @@ def test_switching_the_toolchain_changes_the_compiles_config_and_nothing_before_
 def test_loading_the_project_makes_the_garbage_collector_run_less_often(repo, tmp_path):
     import gc
 
-    from wasmwheel.tasks import GC_GEN0_THRESHOLD
+    from wasmwheel.pipeline.graph import GC_GEN0_THRESHOLD
 
     before = gc.get_threshold()
     try:

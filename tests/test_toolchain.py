@@ -119,7 +119,7 @@ def test_a_std_rustup_does_not_publish_gets_a_hint_that_can_help(project):
     assert "doit rust:" not in run.output.split("hint:", 1)[1]
     # Where std is merely missing from an installed toolchain, the hint names the command that puts it back:
     # with -a, since doit holds the step for up to date while its marker is there.
-    from wasmwheel.hints import hint_for
+    from wasmwheel.pipeline.hints import hint_for
 
     assert "`doit -a std:<abi>`" in hint_for("error[E0463]: can't find crate for `std`").fix
     # ... and that command does put it back.
@@ -198,8 +198,8 @@ def test_toolchain_folders_are_shared_by_checkouts_through_the_cache(project, tm
 
 def test_abi_file_pinning_uses_tomlkit_round_trip(tmp_path):
     from helpers import SYSROOT_URL, use_sysroot_std
-    from wasmwheel.abi import load_abi
-    from wasmwheel.toolchain import write_sysroot_sha
+    from wasmwheel.model.abi import load_abi
+    from wasmwheel.toolchain.provision import write_sysroot_sha
 
     src = Path(__file__).resolve().parents[1] / "abi" / "2025_0.toml"
     path = tmp_path / "2025_0.toml"

@@ -14,8 +14,16 @@ from hypothesis import strategies as st
 
 import wasmbuild
 from wasmenc import custom, dylink0, module, name, section, subsection, swap_first_sections, to_legacy_dylink, uleb, vec
-from wasmwheel.errors import WasmwheelError
-from wasmwheel.wasm import WasmError, _prefix_calls, _Reader, always_called, function_bodies, parse_module, read_module
+from wasmwheel.model.errors import WasmwheelError
+from wasmwheel.audit.wasm import (
+    WasmError,
+    _prefix_calls,
+    _Reader,
+    always_called,
+    function_bodies,
+    parse_module,
+    read_module,
+)
 
 # -- real modules -------------------------------------------------------------------------------
 

@@ -15,10 +15,10 @@ import pytest
 import yaml
 
 from wasmwheel.__main__ import build_parser
-from wasmwheel.layout import Layout
-from wasmwheel.settings import Settings
-from wasmwheel.shard import matrix_for
-from wasmwheel.tasks import Project
+from wasmwheel.model.layout import Layout
+from wasmwheel.model.settings import Settings
+from wasmwheel.pipeline.shard import matrix_for
+from wasmwheel.pipeline.graph import Project
 
 REPO = Path(__file__).resolve().parents[1]
 WORKFLOWS = REPO / ".github" / "workflows"

@@ -3,7 +3,7 @@ into forms wasm-ld-19 does not emit (dylink.0 not first, the old "dylink" sectio
 
 from __future__ import annotations
 
-from wasmwheel.wasm import Section, parse_module
+from wasmwheel.audit.wasm import Section, parse_module
 
 HEADER = b"\x00asm\x01\x00\x00\x00"
 

@@ -11,8 +11,8 @@ import sys
 import tomllib
 from pathlib import Path
 
-from .errors import WasmwheelError, plural
-from .fsutil import read_json
+from wasmwheel.model.errors import WasmwheelError, plural
+from wasmwheel.fsutil import read_json
 
 
 def is_repository(folder: Path) -> bool:
@@ -49,8 +49,8 @@ def _project_root(arg: str | None) -> Path:
 
 
 def _load_abi(root: Path, name: str):
-    from .abi import load_abi
-    from .errors import ConfigError
+    from wasmwheel.model.abi import load_abi
+    from wasmwheel.model.errors import ConfigError
 
     path = root / "abi" / f"{name}.toml"
     if not path.exists():
@@ -61,7 +61,7 @@ def _load_abi(root: Path, name: str):
 
 def cmd_check(args: argparse.Namespace) -> int:
     """Validate every ABI file and recipe; print one line per problem."""
-    from .tasks import Project
+    from wasmwheel.pipeline.graph import Project
 
     project = Project.load(_project_root(args.root))
     problems = [*project.abi_errors.values(), *project.recipes.errors.values()]
@@ -73,7 +73,7 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def cmd_retag(args: argparse.Namespace) -> int:
-    from .wheel import retag
+    from wasmwheel.wheel import retag
 
     abi = _load_abi(_project_root(args.root), args.abi)
     if args.legacy and not abi.legacy_tags:
@@ -88,7 +88,7 @@ def cmd_retag(args: argparse.Namespace) -> int:
 
 def cmd_audit(args: argparse.Namespace) -> int:
     """Audit wheels for an ABI; exit 1 when any has an error."""
-    from .audit import audit_wheels, format_table, to_json
+    from wasmwheel.audit.check import audit_wheels, format_table, to_json
 
     abi = _load_abi(_project_root(args.root), args.abi)
     missing = [w for w in args.wheels if not Path(w).is_file()]
@@ -100,10 +100,10 @@ def cmd_audit(args: argparse.Namespace) -> int:
 
 
 def cmd_pin_sysroot(args: argparse.Namespace) -> int:
-    from .layout import Layout
-    from .runner import StepLog
-    from .settings import Settings
-    from .toolchain import pin_sysroot
+    from wasmwheel.model.layout import Layout
+    from wasmwheel.runner import StepLog
+    from wasmwheel.model.settings import Settings
+    from wasmwheel.toolchain.provision import pin_sysroot
 
     root = _project_root(args.root)
     abi = _load_abi(root, args.abi)
@@ -114,9 +114,9 @@ def cmd_pin_sysroot(args: argparse.Namespace) -> int:
 
 
 def _scaffold_env(args: argparse.Namespace):
-    from .layout import Layout
-    from .pypi import PyPI
-    from .settings import Settings
+    from wasmwheel.model.layout import Layout
+    from wasmwheel.authoring.pypi import PyPI
+    from wasmwheel.model.settings import Settings
 
     root = _project_root(args.root)
     settings = Settings.from_env(root)
@@ -124,9 +124,9 @@ def _scaffold_env(args: argparse.Namespace):
 
 
 def cmd_new(args: argparse.Namespace) -> int:
-    from .pypi import split_spec
-    from .runner import StepLog
-    from .scaffold import new_recipe
+    from wasmwheel.authoring.pypi import split_spec
+    from wasmwheel.runner import StepLog
+    from wasmwheel.authoring.scaffold import new_recipe
 
     name, version = split_spec(args.spec, args.version)
     root, pypi, layout = _scaffold_env(args)
@@ -140,8 +140,8 @@ def cmd_new(args: argparse.Namespace) -> int:
 
 
 def cmd_bump(args: argparse.Namespace) -> int:
-    from .runner import StepLog
-    from .scaffold import bump_recipe
+    from wasmwheel.runner import StepLog
+    from wasmwheel.authoring.scaffold import bump_recipe
 
     root, pypi, layout = _scaffold_env(args)
     version = args.version.removeprefix("==") if args.version else None
@@ -160,8 +160,8 @@ def cmd_matrix(args: argparse.Namespace) -> int:
     """Print the GitHub Actions matrix (JSON) of the collection's shards."""
     import json
 
-    from .shard import matrix_for
-    from .tasks import Project
+    from wasmwheel.pipeline.shard import matrix_for
+    from wasmwheel.pipeline.graph import Project
 
     project = Project.load(_project_root(args.root))
     report = None if args.report == "none" else Path(args.report) if args.report else project.layout.report_json
@@ -174,8 +174,8 @@ def cmd_matrix(args: argparse.Namespace) -> int:
 
 def cmd_merge(args: argparse.Namespace) -> int:
     """Join shard artifacts into one build folder (wheels + report) for `doit index`."""
-    from .settings import Settings
-    from .shard import merge_shards
+    from wasmwheel.model.settings import Settings
+    from wasmwheel.pipeline.shard import merge_shards
 
     build_dir = Path(args.build_dir) if args.build_dir else Settings.from_env(_project_root(args.root)).build_dir
     result = merge_shards([Path(d) for d in args.shards], build_dir, Path(args.report) if args.report else None)
@@ -190,8 +190,8 @@ def cmd_merge(args: argparse.Namespace) -> int:
 
 def cmd_collection(args: argparse.Namespace) -> int:
     """Render docs/collection.md from the build report (after --compare: with PyPI's wheels beside ours)."""
-    from . import collection
-    from .tasks import Project
+    from wasmwheel.authoring import collection
+    from wasmwheel.pipeline.graph import Project
 
     project = Project.load(_project_root(args.root))
     if args.compare:

@@ -30,8 +30,8 @@ import zipfile
 import zlib
 from pathlib import Path, PurePosixPath
 
-from .errors import WasmwheelError
-from .settings import UnpackLimits, format_size  # UnpackLimits: also imported from here
+from wasmwheel.model.errors import WasmwheelError
+from wasmwheel.model.settings import UnpackLimits, format_size  # UnpackLimits: also imported from here
 
 
 class UnsafeArchive(WasmwheelError):

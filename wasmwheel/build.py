@@ -7,7 +7,7 @@ ABI between runs, so a rebuild after a small change is warm.
 
 Two toolchains link the module (``WASMWHEEL_TOOLCHAIN``): ``emsdk`` puts the ABI's emcc on
 PATH, which rustc calls as its linker; ``lean`` points rustc's linker at wasmwheel's own
-(:mod:`wasmwheel.linker`: the toolchain's rust-lld, then binaryen's wasm-opt) and refuses C
+(:mod:`wasmwheel.toolchain.linker`: the toolchain's rust-lld, then binaryen's wasm-opt) and refuses C
 compiles for the target with a message naming the crate (a C compiler for Emscripten comes
 only with emsdk). Either way std comes from the std step and the wheel's ``WHEEL`` file names
 the toolchain in its ``Generator`` line.
@@ -22,16 +22,16 @@ import shutil
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from .abi import RUST_TARGET, Abi
-from .errors import WasmwheelError
-from .facts import BinaryenFacts, EmsdkFacts, RustFacts, SourceFacts, ToolFacts, WheelFacts
-from .fsutil import atomic_write_text, clean_stale_temps, sha256_file, staged_dir
-from .launcher import ensure_launcher
-from .linker import LINK_ENV
-from .layout import Layout
-from .recipe import Recipe
-from .runner import StepLog, inherited_env, run
-from .wheel import set_generator
+from wasmwheel.model.abi import RUST_TARGET, Abi
+from wasmwheel.model.errors import WasmwheelError
+from wasmwheel.model.facts import BinaryenFacts, EmsdkFacts, RustFacts, SourceFacts, ToolFacts, WheelFacts
+from wasmwheel.fsutil import atomic_write_text, clean_stale_temps, sha256_file, staged_dir
+from wasmwheel.toolchain.launcher import ensure_launcher
+from wasmwheel.toolchain.linker import LINK_ENV
+from wasmwheel.model.layout import Layout
+from wasmwheel.model.recipe import Recipe
+from wasmwheel.runner import StepLog, inherited_env, run
+from wasmwheel.wheel import set_generator
 
 RUSTFLAGS_VAR = "CARGO_TARGET_WASM32_UNKNOWN_EMSCRIPTEN_RUSTFLAGS"
 LINKER_VAR = "CARGO_TARGET_WASM32_UNKNOWN_EMSCRIPTEN_LINKER"
@@ -96,7 +96,7 @@ def compile_argv(maturin: str, abi: Abi, recipe: Recipe, out_dir: Path) -> list[
 
 def linker_digest() -> str:
     """The lean linker's own code: a change to it reruns the compiles it links."""
-    from . import linker
+    from wasmwheel.toolchain import linker
 
     return hashlib.sha256(Path(linker.__file__).read_bytes()).hexdigest()
 
@@ -161,8 +161,8 @@ def _own_version() -> str:
 def ensure_launchers(layout: Layout) -> None:
     """The lean toolchain's two executables in build/bin: the linker rustc calls, and the C compiler
     that refuses (build scripts that compile C for the target need emcc)."""
-    ensure_launcher(layout.link_launcher, "linker", "main")
-    ensure_launcher(layout.no_cc_launcher, "linker", "no_c_compiler")
+    ensure_launcher(layout.link_launcher, "toolchain.linker", "main")
+    ensure_launcher(layout.no_cc_launcher, "toolchain.linker", "no_c_compiler")
 
 
 def lean_env(abi: Abi, layout: Layout, rust: RustFacts, lean: BinaryenFacts,

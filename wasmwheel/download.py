@@ -30,10 +30,10 @@ from pathlib import Path
 import requests
 import urllib3
 
-from .errors import WasmwheelError
-from .fsutil import CHUNK, file_lock, sha256_file
-from .runner import StepLog
-from .settings import retry_backoff
+from wasmwheel.model.errors import WasmwheelError
+from wasmwheel.fsutil import CHUNK, file_lock, sha256_file
+from wasmwheel.runner import StepLog
+from wasmwheel.model.settings import retry_backoff
 
 RETRIES = 3  # attempts in a row that got nothing
 MAX_REQUESTS = 50  # in all, however much each attempt got

@@ -19,8 +19,8 @@ from collections import deque
 from pathlib import Path
 from typing import Mapping, Sequence
 
-from .errors import CommandFailed, WasmwheelError
-from .settings import verbose
+from wasmwheel.model.errors import CommandFailed, WasmwheelError
+from wasmwheel.model.settings import verbose
 
 TAIL_LINES = 60
 
@@ -85,7 +85,7 @@ def format_command(argv: Sequence[str], cwd: Path | None, env_changes: Mapping[s
 
 def inherited_env(drop: Sequence[str] = ()) -> dict[str, str]:
     """The environment a command inherits (this process's), without the variables in ``drop``.
-    (wasmwheel's own settings are read by wasmwheel.settings, not from here.)"""
+    (wasmwheel's own settings are read by wasmwheel.model.settings, not from here.)"""
     return {k: v for k, v in os.environ.items() if k not in drop}
 
 

@@ -1,7 +1,7 @@
 """The Pyodide runtime per ABI: the npm ``pyodide`` package at the ABI's exact version.
 
 Installed with ``npm ci`` from the lock committed under ``abi/runtimes/<version>/``
-into the cache, once per version (wasmwheel.npm), and reused by every smoke step of
+into the cache, once per version (wasmwheel.toolchain.npm), and reused by every smoke step of
 the ABI, with a boot snapshot of a fresh interpreter beside it (see smokeserver.py).
 """
 
@@ -10,12 +10,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from . import runtime_exports, smokeserver
-from .abi import Abi
-from .fsutil import atomic_write_bytes
-from .layout import Layout
-from .npm import NpmPackage, ensure_installed, npm_tools
-from .runner import StepLog, capture
+from wasmwheel.audit import runtime_exports
+from wasmwheel.smoke import server as smokeserver
+from wasmwheel.model.abi import Abi
+from wasmwheel.fsutil import atomic_write_bytes
+from wasmwheel.model.layout import Layout
+from wasmwheel.toolchain.npm import NpmPackage, ensure_installed, npm_tools
+from wasmwheel.runner import StepLog, capture
 
 
 def runtime_package(abi: Abi, layout: Layout) -> NpmPackage:

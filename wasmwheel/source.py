@@ -15,12 +15,12 @@ import time
 from pathlib import Path
 from typing import Any, Iterator
 
-from .archive import check_tree_links, extract, single_top_folder
-from .errors import WasmwheelError
-from .fsutil import atomic_write_text, clean_stale_temps, replace_dir, staged_dir
-from .layout import Layout
-from .recipe import Recipe
-from .runner import StepLog, capture, run
+from wasmwheel.archive import check_tree_links, extract, single_top_folder
+from wasmwheel.model.errors import WasmwheelError
+from wasmwheel.fsutil import atomic_write_text, clean_stale_temps, replace_dir, staged_dir
+from wasmwheel.model.layout import Layout
+from wasmwheel.model.recipe import Recipe
+from wasmwheel.runner import StepLog, capture, run
 
 # Never copied from a local source folder: build outputs and VCS data.
 LOCAL_IGNORE = ("target", ".git", "__pycache__", "node_modules", ".venv", ".nox", "*.whl", "*.pyc")
@@ -135,7 +135,7 @@ def fetch_source(recipe: Recipe, layout: Layout, log: StepLog) -> dict[str, Any]
     with staged_dir(dest) as tmp:
         if src.kind == "url":
             assert src.url and src.sha256
-            from .download import Origin, fetch  # here: it imports requests, which a doit start never needs
+            from wasmwheel.download import Origin, fetch  # here: it imports requests, which a doit start never needs
 
             origin = Origin(src.url, layout.settings.sdist_mirror, "WASMWHEEL_SDIST_MIRROR")
             archive = fetch(origin, layout.download(src.sha256, src.filename), src.sha256, log)

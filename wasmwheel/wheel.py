@@ -20,9 +20,9 @@ from packaging.tags import Tag
 from packaging.utils import InvalidWheelFilename, parse_wheel_filename
 from wheel.wheelfile import WheelError, WheelFile
 
-from .errors import WasmwheelError
-from .facts import WheelFacts
-from .fsutil import clean_stale_temps, sha256_file, temp_path_beside
+from wasmwheel.model.errors import WasmwheelError
+from wasmwheel.model.facts import WheelFacts
+from wasmwheel.fsutil import clean_stale_temps, sha256_file, temp_path_beside
 
 
 class RetagError(WasmwheelError):

@@ -1,0 +1,1 @@
+"""The audit step: what the ABI's Pyodide would refuse in a wheel (wasm reader, loader model, runtime exports)."""

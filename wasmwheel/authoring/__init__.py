@@ -1,0 +1,1 @@
+"""Writing recipes: `wasmwheel new`, `bump`, PyPI lookups, the collection page."""
