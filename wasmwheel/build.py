@@ -20,11 +20,10 @@ import json
 import os
 import shutil
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 from wasmwheel.model.abi import RUST_TARGET, Abi
 from wasmwheel.model.errors import WasmwheelError
-from wasmwheel.model.facts import BinaryenFacts, EmsdkFacts, RustFacts, SourceFacts, ToolFacts, WheelFacts
 from wasmwheel.fsutil import atomic_write_text, clean_stale_temps, sha256_file, staged_dir
 from wasmwheel.toolchain.launcher import ensure_launcher
 from wasmwheel.toolchain.linker import LINK_ENV
@@ -32,6 +31,9 @@ from wasmwheel.model.layout import Layout
 from wasmwheel.model.recipe import Recipe
 from wasmwheel.runner import StepLog, inherited_env, run
 from wasmwheel.wheel import set_generator
+
+if TYPE_CHECKING:  # annotations only: a doit start does not import the facts' classes
+    from wasmwheel.model.facts import BinaryenFacts, RustFacts, SourceFacts, ToolFacts, WheelFacts
 
 RUSTFLAGS_VAR = "CARGO_TARGET_WASM32_UNKNOWN_EMSCRIPTEN_RUSTFLAGS"
 LINKER_VAR = "CARGO_TARGET_WASM32_UNKNOWN_EMSCRIPTEN_LINKER"
@@ -140,7 +142,7 @@ def force_relink(target_dir: Path, link_config: Mapping[str, Any], log: StepLog)
 
 def generator(abi: Abi, toolchain: str, linker: ToolFacts) -> str:
     """The wheel's ``Generator`` line: maturin, and how wasmwheel linked it."""
-    if isinstance(linker, EmsdkFacts):
+    if toolchain == "emsdk":  # linker: model.facts.EmsdkFacts
         how = f"emsdk {abi.emscripten}"
         if linker.patches:  # a managed emsdk, patched as the ABI's Pyodide patches it
             how += f" + Pyodide {linker.pyodide_tag}'s {len(linker.patches)} patches"

@@ -15,14 +15,17 @@ import stat
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from packaging.tags import Tag
 from packaging.utils import InvalidWheelFilename, parse_wheel_filename
 from wheel.wheelfile import WheelError, WheelFile
 
 from wasmwheel.model.errors import WasmwheelError
-from wasmwheel.model.facts import WheelFacts
 from wasmwheel.fsutil import clean_stale_temps, sha256_file, temp_path_beside
+
+if TYPE_CHECKING:  # annotations only: a doit start does not import the facts' classes
+    from wasmwheel.model.facts import WheelFacts
 
 
 class RetagError(WasmwheelError):

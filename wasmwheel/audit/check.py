@@ -26,7 +26,7 @@ import zipfile
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import Any, Iterable, Sequence
+from typing import TYPE_CHECKING, Any, Iterable, Sequence
 
 from packaging.tags import Tag, compatible_tags, cpython_tags
 from packaging.utils import canonicalize_name
@@ -36,7 +36,6 @@ from wasmwheel.audit import runtime_exports
 from wasmwheel.audit.runtime_exports import WASM_PAGE
 from wasmwheel.model.abi import Abi
 from wasmwheel.model.errors import WasmwheelError
-from wasmwheel.model.facts import WheelFacts
 from wasmwheel.fsutil import sha256_file
 from wasmwheel.audit.loader import (
     DATA_DIR_RE,
@@ -51,6 +50,9 @@ from wasmwheel.audit.loader import (
 from wasmwheel.audit.wasm import DYLINK_SECTION, Module, WasmError, always_called, parse_module
 from wasmwheel.runner import StepLog
 from wasmwheel.wheel import RetagError, WheelName
+
+if TYPE_CHECKING:  # annotations only: a doit start does not import the facts' classes
+    from wasmwheel.model.facts import WheelFacts
 
 ERROR = "error"
 WARNING = "warning"

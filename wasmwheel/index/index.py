@@ -22,18 +22,20 @@ import json
 import os
 import shutil
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name, parse_wheel_filename
 
 from wasmwheel.model.abi import Abi
 from wasmwheel.model.errors import plural
-from wasmwheel.model.facts import RuntimeFacts
 from wasmwheel.fsutil import read_json, replace_dir, sha256_file, staged_dir
 from wasmwheel.model.layout import Layout, tested_dir, tested_marker
-from wasmwheel.model.recipe import Recipe
+from wasmwheel.model.recipe import Recipe, index_inputs
 from wasmwheel.runner import StepLog
+
+if TYPE_CHECKING:  # annotations only: a doit start does not import the facts' classes
+    from wasmwheel.model.facts import RuntimeFacts
 
 PYODIDE_CDN = "https://cdn.jsdelivr.net/pyodide/v{version}/full/"
 PEP691_TYPE = "application/vnd.pypi.simple.v1+json"
@@ -72,18 +74,11 @@ def listing_digest(dist_dir: Path, extra: Any = None) -> str:
     return hashlib.sha256(json.dumps([dist_listing(dist_dir), extra], sort_keys=True).encode()).hexdigest()
 
 
-def index_inputs(recipes: dict[str, Recipe], base_url: str | None) -> dict[str, Any]:
-    """What, besides the wheels, shapes an index: lock metadata from the recipes, the public URL."""
-    return {"base_url": base_url,
-            "recipes": {n: [list(r.import_names), list(r.depends.test), list(r.test.requirements)]
-                        for n, r in sorted(recipes.items())}}
-
-
 def index_step(abi: Abi, layout: Layout, recipes: dict[str, Recipe], runtime: RuntimeFacts,
                log: StepLog) -> dict[str, Any]:
     """The index step: the index of build/dist/<abi>, with the digest of what it was made from."""
     dist = layout.dist_dir(abi.name)
-    digest = listing_digest(dist, index_inputs(recipes, layout.settings.index_url))
+    digest = listing_digest(dist, index_inputs(recipes, layout.settings.index_url))  # as IndexCurrent compares
     facts = build_index(abi, dist, layout.index_dir(abi.name), Path(runtime.runtime) / "pyodide-lock.json",
                         recipes, layout.settings.index_url)
     log.note(f"indexed {plural(len(facts['wheels']), 'wheel')} of ABI {abi.name} in {facts['index']}")

@@ -648,6 +648,14 @@ def _find_cycle(start: str, recipes: dict[str, Recipe]) -> list[str] | None:
     return cycle if cycle and cycle[0] == start else None
 
 
+def index_inputs(recipes: dict[str, Recipe], base_url: str | None) -> dict[str, Any]:
+    """What, besides the wheels, shapes an index: lock metadata from the recipes, the public URL
+    (here, not in wasmwheel.index: every doit start needs it for the index's up-to-date check)."""
+    return {"base_url": base_url,
+            "recipes": {n: [list(r.import_names), list(r.depends.test), list(r.test.requirements)]
+                        for n, r in sorted(recipes.items())}}
+
+
 def runtime_closure(recipe: Recipe, recipes: dict[str, Recipe]) -> list[str]:
     """Every recipe whose wheel the smoke test of ``recipe`` installs, dependencies first."""
     order: list[str] = []

@@ -13,9 +13,9 @@ from __future__ import annotations
 import gc
 import sys
 from dataclasses import dataclass, field
-from functools import cached_property, lru_cache
+from functools import cached_property
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, NamedTuple
 
 from doit.exceptions import TaskFailed
 
@@ -30,7 +30,7 @@ from wasmwheel.pipeline.cli import BASENAMES, SERVE_TASK_PARAMS, keep_going
 from wasmwheel.pipeline.run import run_step
 from wasmwheel.pipeline.uptodate import StepCurrent
 from wasmwheel.pipeline.progress import ProgressReporter, reporter_writing
-from wasmwheel.model.recipe import Recipe, RecipeSet, load_recipes, runtime_closure
+from wasmwheel.model.recipe import Recipe, RecipeSet, index_inputs, load_recipes, runtime_closure
 from wasmwheel.model.settings import Settings
 from wasmwheel.pipeline.steps import (
     ABI,
@@ -38,7 +38,6 @@ from wasmwheel.pipeline.steps import (
     CRATE_ABI,
     PIPELINE,
     STEP_BY_NAME,
-    Input,
     Step,
     last_crate_step,
     target_name,
@@ -122,8 +121,6 @@ class Project:
 
     @cached_property
     def index_inputs(self) -> dict[str, Any]:
-        from wasmwheel.index.index import index_inputs
-
         return index_inputs(self.recipes.recipes, self.settings.index_url)
 
     def targets(self, step: Step) -> Iterator[tuple[Abi | None, Recipe | None]]:
@@ -151,8 +148,13 @@ class Project:
 
     def _step_tasks(self, step: Step) -> Iterator[dict]:
         yield group(step.name, step.doc)
+        plans: dict[str | None, tuple[Wiring, ...]] = {}  # per ABI: made once, not once per crate
         for abi, recipe in self.targets(step):
-            yield step_task(step, self, abi, recipe)
+            key = abi.name if abi is not None else None
+            plan = plans.get(key)
+            if plan is None:
+                plan = plans[key] = wiring(step, self, abi)
+            yield step_task(step, self, abi, recipe, plan)
         if "source_listings" in self.__dict__:
             self.source_listings.save()
 
@@ -175,10 +177,21 @@ class Project:
         """Every task name the generators yield (``build``, ``build:<crate>``, ...), without building
         a task: for the hint that names the closest ones to a misspelt name."""
         names = {*BASENAMES, *(task_name("abi", abi=name) for name in self.abi_errors)}
+        per_crate_abi = []
         for step in PIPELINE:
-            if step.run:
+            if not step.run:
+                continue
+            if step.scope == CRATE_ABI:
+                per_crate_abi.append(step)
+            else:
                 names.update(task_name(step.name, recipe and recipe.name, abi and abi.name)
                              for abi, recipe in self.targets(step))
+        for recipe in self.recipes.recipes.values():  # each recipe's ABIs once, not once per step
+            for abi_name in recipe.abis(self.abi_names, self.toolchain):
+                abi = self.abis.get(abi_name)
+                if abi is not None:
+                    names.update(f"{step.name}:{recipe.name}@{abi_name}" for step in per_crate_abi
+                                 if step.when is None or step.when(self, abi, recipe))
         names.update(task_name("build", name) for name in [*self.recipes.recipes, *self.recipes.errors])
         return names
 
@@ -225,14 +238,32 @@ def error_task(basename: str, name: str, error: ConfigError) -> dict:
 # -- task dicts ----------------------------------------------------------------------------
 
 
-@lru_cache(maxsize=None)
-def _inputs_of(name: str) -> tuple[tuple[Input, Step], ...]:
-    return tuple((i, STEP_BY_NAME[i.step]) for i in STEP_BY_NAME[name].inputs)
+class Wiring(NamedTuple):
+    """One declared input of a step, as it is wired under this configuration."""
+
+    param: str  # the parameter its facts are handed under
+    step: str  # the step it reads
+    scope: str  # that step's scope
+    crates: Callable[..., list[str]] | None  # other crates' tasks (a recipe's [depends])
+    first: bool  # also a task_dep
 
 
-def step_task(step: Step, project: "Project", abi: Abi | None, recipe: Recipe | None) -> dict:
+def wiring(step: Step, project: "Project", abi: Abi | None) -> tuple[Wiring, ...]:
+    """The inputs of ``step`` for ``abi``: those whose step runs under this configuration (emsdk's under
+    WASMWHEEL_TOOLCHAIN=emsdk, binaryen's under lean). An input step's ``when`` is decided per ABI."""
+    found = []
+    for declared in step.inputs:
+        upstream = STEP_BY_NAME[declared.step]
+        if upstream.when is None or upstream.when(project, abi, None):
+            found.append(Wiring(declared.param, upstream.name, upstream.scope, declared.crates, declared.first))
+    return tuple(found)
+
+
+def step_task(step: Step, project: "Project", abi: Abi | None, recipe: Recipe | None,
+              plan: tuple[Wiring, ...] | None = None) -> dict:
     """The task of ``step`` for ``abi`` and/or ``recipe``, from its declaration. Its file_dep are its
-    inputs' stamps (read and locked while it runs) and the files its ``file_deps`` name."""
+    inputs' stamps (read and locked while it runs) and the files its ``file_deps`` name. ``plan``:
+    wiring(step, project, abi), when the caller has it."""
     layout = project.layout
     crate = recipe.name if recipe is not None else None
     abi_name = abi.name if abi is not None else None
@@ -247,21 +278,22 @@ def step_task(step: Step, project: "Project", abi: Abi | None, recipe: Recipe | 
     inputs: list[tuple[str, str, str | tuple[str, ...]]] = []
     deps: list[str] = []
     order: list[str] = []
-    for declared, upstream in _inputs_of(step.name):
-        if upstream.when is not None and not upstream.when(project, abi, recipe):
-            continue
-        if declared.crates is not None:  # other crates' tasks of this ABI
-            paths = tuple(layout.stamp_str(upstream.name, abi_name, c) for c in declared.crates(project, recipe))
-            inputs.append((declared.param, upstream.name, paths))
+    for param, upstream, scope, crates, first in wiring(step, project, abi) if plan is None else plan:
+        if crates is not None:  # other crates' tasks of this ABI
+            paths = tuple(layout.stamp_str(upstream, abi_name, c) for c in crates(project, recipe))
+            inputs.append((param, upstream, paths))
             deps.extend(paths)
             continue
-        path = layout.stamp_str(upstream.name, abi_name if upstream.scope != CRATE else None,
-                                None if upstream.scope == ABI else crate)
-        inputs.append((declared.param, upstream.name, path))
+        if scope == ABI:
+            path = layout.stamp_str(upstream, abi_name)
+            if first:
+                order.append(f"{upstream}:{abi_name}")  # task_name(upstream, abi=abi_name)
+        else:
+            path = layout.stamp_str(upstream, abi_name if scope == CRATE_ABI else None, crate)
+            if first:
+                order.append(task_name(upstream, crate, abi_name if scope == CRATE_ABI else None))
+        inputs.append((param, upstream, path))
         deps.append(path)
-        if declared.first:
-            order.append(task_name(upstream.name, None if upstream.scope == ABI else crate,
-                                   abi_name if upstream.scope != CRATE else None))
     if step.file_deps is not None:
         deps.extend(str(p) for p in step.file_deps(project, abi, recipe))
     config = step.config(project, abi, recipe) if step.config is not None else None

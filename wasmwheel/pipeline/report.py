@@ -15,13 +15,14 @@ import hashlib
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from wasmwheel.model.errors import plural
-from wasmwheel.model.facts import SmokeFacts
 from wasmwheel.fsutil import atomic_write_text, file_lock, read_json, write_json
 from wasmwheel.pipeline.hints import hint_for
 from wasmwheel.model.settings import TOOLCHAINS
+if TYPE_CHECKING:  # annotations only
+    from wasmwheel.model.facts import SmokeFacts
 from wasmwheel.pipeline.steps import (
     ABI_STEPS,
     CRATE,
@@ -260,14 +261,16 @@ def _task_log(layout, task: str) -> str | None:
 SMOKE_OUTCOMES = {"expected failure": "xfail", "unexpected pass": "xpass"}
 
 
-def _smoke_facts(stamp: Path) -> SmokeFacts | None:
+def _smoke_facts(stamp: Path) -> "SmokeFacts | None":
+    from wasmwheel.model.facts import SmokeFacts  # here: a no-op never reads them
+
     try:
         return SmokeFacts.from_stamp(read_json(stamp))
     except (OSError, ValueError, TypeError, AttributeError):
         return None
 
 
-def _test_seconds(row: dict[str, Any], facts: SmokeFacts | None) -> None:
+def _test_seconds(row: dict[str, Any], facts: "SmokeFacts | None") -> None:
     """The recipe's test in the runtime (installing the wheel + running the script; not booting the
     interpreter), from the smoke step's facts: ``test_seconds`` on the row."""
     timings = (facts.timings if facts is not None else None) or {}
@@ -275,7 +278,7 @@ def _test_seconds(row: dict[str, Any], facts: SmokeFacts | None) -> None:
         row["test_seconds"] = round(sum(float(timings.get(k, 0.0)) for k in ("load", "test")), 3)
 
 
-def _smoke_outcome(row: dict[str, Any], facts: SmokeFacts | None, recipe: Any) -> None:
+def _smoke_outcome(row: dict[str, Any], facts: "SmokeFacts | None", recipe: Any) -> None:
     """A smoke test that failed as the recipe expects (xfail) or passed although it expects a
     failure (xpass): the row says so, with the mark's reason."""
     if facts is None:

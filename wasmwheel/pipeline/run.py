@@ -131,10 +131,10 @@ def _parameters(function: Callable) -> tuple[str, ...]:
     return tuple(inspect.signature(function).parameters)
 
 
-def _facts(kind: type, stamp: Path) -> Any:
+def _facts(kind: str, stamp: Path) -> Any:
     """A stamp's facts, as the class its step declares (a plain dict for a step without one)."""
     data = read_stamp(stamp)
-    return data if kind is dict else kind.from_stamp(data)
+    return getattr(importlib.import_module("wasmwheel.model.facts"), kind).from_stamp(data) if kind else data
 
 
 def failure_message(exc: WasmwheelError, log: StepLog) -> str:

@@ -24,7 +24,6 @@ from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Mapping, NamedTuple
 
-from wasmwheel.model import facts as f
 
 if TYPE_CHECKING:  # pragma: no cover - annotations only (the project is built from these declarations)
     from wasmwheel.model.abi import Abi
@@ -120,7 +119,9 @@ class Step:
     tracked: bool = True  # False: no stamp target, runs whenever asked (the pin steps write the ABI file)
     when: Callable[..., bool] | None = None  # (project, abi, recipe) -> whether the task exists
     code_name: str = ""  # its name in the code and as an input parameter, when not ``name``
-    facts: type = dict  # the typed facts of its stamp, handed to the steps that read it
+    # The class in wasmwheel.model.facts of its stamp's facts, handed to the steps that read them (by
+    # name: a doit start does not import them); "" for a plain dict.
+    facts: str = ""
     options: Mapping[str, Any] | None = None  # fixed keyword arguments of ``run``
     tasks: str = ""  # a Project method making this group's tasks itself (groups: build, abi, serve)
     current: Callable[..., Any] | None = None  # (project, abi, stamp) -> its uptodate item, when not config
@@ -268,20 +269,20 @@ PIPELINE: tuple[Step, ...] = (
          config=lambda project, abi, recipe: {**abi.emsdk_config(), "mode": project.settings.mode},
          outputs=lambda facts, call: [facts.get("emcc") or str(Path(facts["emsdk"]) / "upstream" / "emscripten"
                                                                 / "emcc")],
-         facts=f.EmsdkFacts),
+         facts="EmsdkFacts"),
     Step("binaryen", "Install each ABI's binaryen (wasm-opt) from npm (lean toolchain, the default)", ABI,
          run="toolchain.provision:provision_binaryen", when=_lean,
          describe=lambda project, abi, recipe: (f"binaryen {abi.lean.binaryen if abi.lean else None} (npm: wasm-opt) "
                                                 f"for ABI {abi.name}'s lean toolchain"),
          config=lambda project, abi, recipe: {"binaryen": abi.lean.binaryen if abi.lean else None},
-         file_deps=_binaryen_lock, outputs=lambda facts, call: [facts["wasm_opt"]], facts=f.BinaryenFacts),
+         file_deps=_binaryen_lock, outputs=lambda facts, call: [facts["wasm_opt"]], facts="BinaryenFacts"),
     Step("rust", "Provision the Rust toolchain of each ABI (exact version, with rust-src)", ABI,
          run="toolchain.provision:provision_rust", describe=_rust_doc, config=_rust_config,
-         outputs=lambda facts, call: [str(Path(facts["sysroot"]) / "bin" / "rustc")], facts=f.RustFacts),
+         outputs=lambda facts, call: [str(Path(facts["sysroot"]) / "bin" / "rustc")], facts="RustFacts"),
     Step("std", "Put std for wasm32-unknown-emscripten into each ABI's toolchain "
                 "(built once from rust-src, a pinned sysroot archive, or rustup's)", ABI,
          run="toolchain.std:provide_std", inputs=(Input("rust"),), describe=_std_doc, config=_std_config,
-         outputs=lambda facts, call: [facts["marker"]], facts=f.StdFacts),
+         outputs=lambda facts, call: [facts["marker"]], facts="StdFacts"),
     Step("pin-sysroot", "Download an ABI's sysroot and write its sha256 into the ABI file", ABI,
          run="toolchain.provision:pin_sysroot_step", in_build=False, tracked=False, when=lambda project, abi, recipe: bool(abi.sysroot),
          describe=lambda project, abi, recipe: (f"Download {abi.sysroot.filename} and write its sha256 into "
@@ -303,28 +304,28 @@ PIPELINE: tuple[Step, ...] = (
          # deleting it reruns this step, which records it again.
          outputs=lambda facts, call: [str(Path(facts["runtime"]) / "package.json"),
                                       str(call.layout.runtime_exports(call.abi))],
-         facts=f.RuntimeFacts),
+         facts="RuntimeFacts"),
     Step("source", "Fetch each crate's source and apply its patches", CRATE,
          run="source:fetch_source",
          describe=lambda project, abi, recipe: (f"Fetch {recipe.package_name} {recipe.version} "
                                                 f"({recipe.source.kind} source)"),
          config=lambda project, abi, recipe: recipe.source.config(project.settings.root),
-         file_deps=_source_files, outputs=lambda facts, call: [str(_crate_marker(facts))], facts=f.SourceFacts),
+         file_deps=_source_files, outputs=lambda facts, call: [str(_crate_marker(facts))], facts="SourceFacts"),
     Step("compile", "maturin build of each crate for each ABI", CRATE_ABI,
          run="build:compile_wheel",
          inputs=(Input("source"), Input("emsdk", "linker", first=True), Input("binaryen", "linker", first=True),
                  Input("rust", first=True), Input("std", first=True), Input("retag", "build_wheels", crates=_build_deps)),
          describe=lambda project, abi, recipe: f"maturin build {recipe.name} for ABI {abi.name}",
-         config=_compile_config, outputs=lambda facts, call: [facts["wheel"]], facts=f.WheelFacts),
+         config=_compile_config, outputs=lambda facts, call: [facts["wheel"]], facts="WheelFacts"),
     Step("retag", "Retag each built wheel to its ABI's platform tag", CRATE_ABI,
          run="wheel:retag_step", inputs=(Input("compile", "built"),),
          describe=lambda project, abi, recipe: f"Retag {recipe.name}'s wheel to {abi.platform_tag}",
          config=lambda project, abi, recipe: _retag_config(abi), outputs=lambda facts, call: [facts["wheel"]],
-         facts=f.WheelFacts),
+         facts="WheelFacts"),
     Step("audit", "Audit each wheel for what its ABI's Pyodide would refuse", CRATE_ABI,
          run="audit.check:audit_step", inputs=(Input("retag", "wheel"),),
          describe=lambda project, abi, recipe: f"Audit {recipe.name}'s wheel against ABI {abi.name}",
-         config=lambda project, abi, recipe: _audit_config(abi), facts=f.WheelFacts),
+         config=lambda project, abi, recipe: _audit_config(abi), facts="WheelFacts"),
     # The audit's facts hold the wheel's sha256: a new wheel reruns the smoke test, a broken one never reaches it.
     Step("smoke", "Smoke-test each wheel in its ABI's Pyodide under Node", CRATE_ABI,
          run="smoke.smoke:smoke_step",
@@ -332,14 +333,14 @@ PIPELINE: tuple[Step, ...] = (
          describe=lambda project, abi, recipe: f"Smoke-test {recipe.name} in Pyodide {abi.pyodide_version}",
          config=_smoke_config("node"), options={"environment": "node"},
          outputs=lambda facts, call: [str(call.layout.tested_marker(call.abi.name, Path(facts["wheel"]).name))],
-         facts=f.SmokeFacts),
+         facts="SmokeFacts"),
     Step("smoke-browser", "Smoke-test each wheel in its ABI's Pyodide in headless Chromium "
                           "(on demand; not part of build)", CRATE_ABI,
          run="smoke.smoke:smoke_step", in_build=False,
          inputs=(Input("audit", "wheel"), Input("pyodide"), Input("retag", "test_wheels", crates=_test_deps)),
          describe=lambda project, abi, recipe: (f"Smoke-test {recipe.name} in Pyodide {abi.pyodide_version} "
                                                 "in headless Chromium"),
-         config=_smoke_config("browser"), options={"environment": "browser"}, facts=f.SmokeFacts),
+         config=_smoke_config("browser"), options={"environment": "browser"}, facts="SmokeFacts"),
     Step("build", "Build and smoke-test every crate for every ABI it enables", CRATE, tasks="build_tasks"),
     Step("index", "Write each ABI's PEP 503/691 index and pyodide-lock.json from build/dist", ABI,
          run="index.index:index_step", in_build=False, inputs=(Input("pyodide"),),

@@ -24,18 +24,20 @@ import tempfile
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 from wasmwheel.smoke import browser, server as smokeserver, wheelhouse
 from wasmwheel.pipeline import hints
 from wasmwheel.model.abi import Abi
 from wasmwheel.model.errors import CommandFailed, WasmwheelError
-from wasmwheel.model.facts import RuntimeFacts, WheelFacts
 from wasmwheel.fsutil import file_snapshot, keep_if_same
 from wasmwheel.model.layout import Layout
 from wasmwheel.model.recipe import DEFAULT_TEST_TIMEOUT, Recipe
 from wasmwheel.runner import StepLog, run
 from wasmwheel.model.settings import Settings
+
+if TYPE_CHECKING:  # annotations only: a doit start does not import the facts' classes
+    from wasmwheel.model.facts import RuntimeFacts, WheelFacts
 
 RESULT_PREFIX = "WASMWHEEL-RESULT "
 BOOT_ALLOWANCE = 120  # seconds a one-process-per-job run may spend booting, on top of the job's timeout

@@ -22,7 +22,7 @@ import tempfile
 import time
 import tomllib
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import tomlkit
 
@@ -30,7 +30,6 @@ from wasmwheel.model.abi import RUST_TARGET, Abi, Patch
 from wasmwheel.archive import extract
 from wasmwheel.download import DownloadError, Origin, fetch
 from wasmwheel.model.errors import CommandFailed, ConfigError, WasmwheelError
-from wasmwheel.model.facts import RustFacts
 from wasmwheel.fsutil import (
     INSTALLED,
     marker_matches,
@@ -48,6 +47,9 @@ from wasmwheel.model.layout import Layout
 from wasmwheel.toolchain.npm import NpmPackage, ensure_installed
 from wasmwheel.runner import StepLog, capture, inherited_env, run
 from wasmwheel.model.settings import user_rust_homes
+
+if TYPE_CHECKING:  # annotations only: a doit start does not import the facts' classes
+    from wasmwheel.model.facts import RustFacts
 
 MARKER = INSTALLED  # a cache folder's marker (fsutil.marker_matches)
 

@@ -16,11 +16,10 @@ import os
 import shutil
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from wasmwheel.model.abi import RUST_TARGET, STD_SOURCES, Abi
 from wasmwheel.model.errors import CommandFailed
-from wasmwheel.model.facts import RustFacts
 from wasmwheel.fsutil import (
     atomic_write_text,
     clean_stale_temps,
@@ -34,6 +33,9 @@ from wasmwheel.toolchain.launcher import ensure_launcher
 from wasmwheel.model.layout import Layout
 from wasmwheel.runner import StepLog, inherited_env, run
 from wasmwheel.toolchain.provision import ToolchainError, _reason, install_sysroot
+
+if TYPE_CHECKING:  # annotations only: a doit start does not import the facts' classes
+    from wasmwheel.model.facts import RustFacts
 
 
 STD_MARKER = ".wasmwheel-std.json"  # in lib/rustlib/wasm32-unknown-emscripten/: how its lib/ was made
