@@ -1,13 +1,14 @@
 """Run every benchmark, one after the other: `python benchmarks/run.py` (or `nox -s bench`).
 
-    python benchmarks/run.py [noop|reruns|parallel|lean ...] [--quick]
+    python benchmarks/run.py [noop|reruns|parallel|lean|batch ...] [--quick]
 
 Each prints its own ratios, measured within its run; the summary at the end repeats them
 with the machine's core count. Exits 1 when a benchmark fails its check (a no-op ratio
 above 1.3x, a rerun count that differs from the rules, a lean jiter bigger than 1.03x or slower
 than 0.95x PyPI's, a run that errs). --quick: 100 recipes for the no-op, node stand-in smoke
 tests, 2 s compiles, the lean cold build for one ABI (a smoke check of the benchmarks
-themselves, not numbers to quote). `lean` builds for real (benchmarks/lean.py): minutes.
+themselves, not numbers to quote). `lean` and `batch` build for real (benchmarks/lean.py,
+benchmarks/batch.py): minutes.
 """
 
 from __future__ import annotations
@@ -20,11 +21,12 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import noop  # noqa: E402
 import parallel  # noqa: E402
+import batch  # noqa: E402
 import lean  # noqa: E402
 import reruns  # noqa: E402
 from world import BenchError, cores  # noqa: E402
 
-ALL = ("noop", "reruns", "parallel", "lean")
+ALL = ("noop", "reruns", "parallel", "lean", "batch")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -60,6 +62,11 @@ def main(argv: list[str] | None = None) -> int:
                                f"from_json {r['speed_ratio']:.2f}x PyPI's speed (target >= 0.95x)")
                 if not r["ok"]:
                     failed.append(name)
+            elif name == "batch":
+                r = batch.measure(args.quick)
+                summary.append(f"batch, {len(r['crates'])} real crates for {r['abi']}: -n 2 {r['n2']:.0f}s vs -n 1 "
+                               f"{r['n1']:.0f}s = {r['ratio']:.2f}; no-op {r['noop']:.1f}s; warm rebuild of one crate "
+                               f"{r['warm']:.0f}s; lock waits under -n 2: {r['waits_n2'] or 'none'}")
             else:
                 r = parallel.measure(2.0 if args.quick else 4.0, 2, None, args.quick)
                 summary.append(f"parallel, 2 crates x 2 ABIs: -n 2 {r['n2']:.1f}s vs -n 1 {r['n1']:.1f}s = "

@@ -47,6 +47,18 @@ def test_the_committed_page_has_a_row_for_every_recipe_and_no_other(repo_project
     assert not stale, f"docs/collection.md shows other versions than the recipes (page, recipe): {stale}"
 
 
+def test_the_committed_page_is_what_its_kept_data_and_the_recipes_render(repo_project):
+    """docs/collection.md is rendered from docs/collection.json and recipes/ as they are committed (a recipe's
+    new skip reason, a removed recipe, a bumped version: run `python -m wasmwheel collection`)."""
+    page = REPO / collection.PAGE
+    data = json.loads(collection.data_path(page).read_text(encoding="utf-8"))
+    assert collection.merge(repo_project, data, None) == data, "docs/collection.json holds cells of other versions"
+    fields = set(collection.Comparison.__dataclass_fields__)
+    comparisons = [collection.Comparison(**{k: v for k, v in c.items() if k in fields}) for c in data["comparisons"]]
+    assert collection.render(repo_project, data, comparisons) == page.read_text(encoding="utf-8"), (
+        "docs/collection.md is not what `python -m wasmwheel collection` renders: run it")
+
+
 def _dist(filename: str, **kw) -> DistFile:
     return DistFile(filename=filename, url=f"https://files.example/{filename}", sha256="0" * 64, blake2b_256=None,
                     packagetype="sdist" if filename.endswith(".tar.gz") else "bdist_wheel", **kw)
@@ -106,8 +118,63 @@ def test_the_page_says_what_each_build_did(repo_project, tmp_path):
     fail = dict(zip(abis, rows[failed][2:]))["2026_0"]
     assert fail.startswith("**FAILED** (compile): maturin failed (exit 1) (error: linking with `cc` failed)")
     assert fail.endswith("hint: set the linker")
-    assert dict(zip(abis, rows[skipped_name][2:]))["2024_0"] == "skipped: needs Rust >= 1.88"
+    # A skip shows the recipe's reason as it is now (not the one a report recorded).
+    reason = repo_project.recipes.recipes[skipped_name].build.skip_abis["2024_0"]
+    assert dict(zip(abis, rows[skipped_name][2:]))["2024_0"] == "skipped: " + reason
     assert set(rows) - {"crate"} == set(names)
+
+
+def _cells(page: str) -> dict[tuple[str, str], str]:
+    lines = [line for line in page.split("\n## ", 1)[0].splitlines() if ROW.match(line)]
+    abis = [c.strip() for c in lines[0].strip("|").split("|")][2:]
+    return {(cells[0], abi): cell for line in lines[1:]
+            for cells in [[c.strip() for c in line.strip("|").split("|")]] for abi, cell in zip(abis, cells[2:])}
+
+
+def test_a_build_of_some_cells_updates_them_and_keeps_the_others(repo_project, tmp_path, monkeypatch):
+    """The page's data (docs/collection.json beside it) keeps the cells of earlier builds: a build for one ABI
+    adds its cells; a cell of an older version of a recipe is dropped; a comparison goes with its wheel."""
+    page = tmp_path / "docs" / "collection.md"
+    layout = repo_project.layout
+    layout.report_json.parent.mkdir(parents=True, exist_ok=True)
+    jiter = repo_project.recipes.recipes["jiter"]
+    ok = {"status": "ok", "size": 300_000, "steps": {"compile": {"seconds": 100.0}}, "test_seconds": 0.5}
+    write = lambda rows, gen: layout.report_json.write_text(json.dumps(  # noqa: E731
+        {"generated": gen, "toolchain": "lean", "rows": rows}))
+    write([{"crate": "jiter", "version": jiter.version, "abi": "2026_0", "wheel": "jiter-a.whl", **ok},
+           {"crate": "rtoml", "version": "0.0.1", "abi": "2026_0", "wheel": "rtoml-old.whl", **ok}], "2026-12-01T10:00:00")
+    collection.save_comparisons(repo_project, [collection.Comparison(
+        crate="jiter", abi="2026_0", ours="jiter-a.whl", official="j.whl", our_module=330_000, official_module=300_000,
+        our_test=0.2, official_test=0.25, runs=3)])
+    collection.write_page(repo_project, page)
+    first = _cells(page.read_text())
+    assert first[("jiter", "2026_0")].startswith("**built** · 293.0 KiB · compile 100 s")
+    assert first[("rtoml", "2026_0")] == "not built yet"  # 0.0.1 is not the recipe's version
+    assert "| jiter | 2026_0 | j.whl |" in page.read_text()
+
+    # A later build of another ABI only (its own report; the first build's folder is gone).
+    layout.report_json.unlink()
+    collection.comparisons_path(repo_project).unlink()
+    write([{"crate": "jiter", "version": jiter.version, "abi": "2026_5", "wheel": "jiter-b.whl",
+            **{**ok, "size": 200_000}},
+           {"crate": "jiter", "version": jiter.version, "abi": "2026_0", "status": "skipped", "reason": "x"},
+           {"crate": "rtoml", "version": repo_project.recipes.recipes["rtoml"].version, "abi": "2026_0",
+            "status": "failed", "failed_step": "compile", "error": "maturin failed (exit 1)"}], "2026-12-07T10:00:00")
+    collection.write_page(repo_project, page)
+    second = _cells(page.read_text())
+    assert second[("jiter", "2026_0")] == first[("jiter", "2026_0")]  # kept: this build did not make it
+    assert second[("jiter", "2026_5")].startswith("**built** · 195.3 KiB")
+    assert second[("rtoml", "2026_0")].startswith("**FAILED** (compile): maturin failed (exit 1)")
+    assert "| jiter | 2026_0 | j.whl |" in page.read_text()  # its wheel is still the cell's
+    assert "built 2026-12-01 to 2026-12-07" in page.read_text()
+    data = json.loads(page.with_suffix(".json").read_text())
+    assert [(r["crate"], r["abi"]) for r in data["rows"]] == [("jiter", "2026_0"), ("jiter", "2026_5"), ("rtoml", "2026_0")]
+
+    # Rebuilt with another wheel: the old comparison goes with the old wheel.
+    write([{"crate": "jiter", "version": jiter.version, "abi": "2026_0", "wheel": "jiter-c.whl", **ok}],
+          "2026-12-08T10:00:00")
+    collection.write_page(repo_project, page)
+    assert "| jiter | 2026_0 | j.whl |" not in page.read_text()
 
 
 def test_the_comparison_table_gives_ratios_ours_over_official(repo_project):

@@ -183,9 +183,9 @@ def test_a_browser_on_another_origin_can_fetch_the_index(served, tmp_path):
       const out = document.getElementById("out");
       try {{
         const lock = await (await fetch("{index_url}/2026_0/pyodide-lock.json")).json();
-        const name = lock.packages["hello-pyo3"].file_name;
-        const wheel = await (await fetch("{index_url}/2026_0/" + name)).arrayBuffer();
-        out.textContent = "FETCHED " + name + " " + wheel.byteLength;
+        const url = lock.packages["hello-pyo3"].file_name;  // absolute when served (wasmwheel/serve.py)
+        const wheel = await (await fetch(url)).arrayBuffer();
+        out.textContent = "FETCHED " + url + " " + wheel.byteLength;
       }} catch (e) {{ out.textContent = "BLOCKED " + e; }}
     }})();
     </script></body></html>""")
@@ -203,7 +203,71 @@ def test_a_browser_on_another_origin_can_fetch_the_index(served, tmp_path):
         page_server.server_close()
     wheel = "hello_pyo3-0.1.0-cp314-cp314-pyemscripten_2026_0_wasm32.whl"
     size = (served[0].layout.dist_dir("2026_0") / wheel).stat().st_size
-    assert f"FETCHED {wheel} {size}" in proc.stdout, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert f"FETCHED {index_url}/2026_0/{wheel} {size}" in proc.stdout, proc.stdout[-2000:] + proc.stderr[-2000:]
+
+
+def test_the_served_lock_names_wheels_by_absolute_url_for_pyodide_0_27(served):
+    """Pyodide 0.27 (ABI 2024_0) resolves a relative file_name against the runtime's URL, not the lock's: the
+    server makes the collection's names absolute; Pyodide's own packages keep their CDN URLs."""
+    built, url = served
+    on_disk = json.loads((built.layout.index_dir("2024_0") / "pyodide-lock.json").read_text())
+    with urllib.request.urlopen(f"{url}/2024_0/pyodide-lock.json") as resp:
+        lock = json.load(resp)
+    assert on_disk["packages"]["hello-pyo3"]["file_name"] == "hello_pyo3-0.1.0-cp312-cp312-pyodide_2024_0_wasm32.whl"
+    assert lock["packages"]["hello-pyo3"]["file_name"] == f"{url}/2024_0/{on_disk['packages']['hello-pyo3']['file_name']}"
+    assert lock["packages"]["micropip"] == on_disk["packages"]["micropip"]
+    assert {k: v for k, v in lock["packages"]["hello-pyo3"].items() if k != "file_name"} == {
+        k: v for k, v in on_disk["packages"]["hello-pyo3"].items() if k != "file_name"}
+
+
+def _check_index(project, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "wasmwheel", "--root", str(project.root), "check-index", *args],
+                          env=project.env, capture_output=True, text=True, timeout=1800)
+
+
+def test_check_index_installs_every_crate_by_name_with_micropip_and_loads_one_in_chromium(built):
+    """`check-index`: micropip (0.9.0 on Python 3.12, 0.11.1 on 3.14) installs each crate by name from the
+    served index in the ABI's real Pyodide and the recipe's test runs; the served try page loads one crate
+    in headless Chromium through loadPyodide({lockFileURL}) + loadPackage."""
+    proc = _check_index(built, "--abi", "2024_0", "--abi", "2026_0", "--browser", "hello-two")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    out = proc.stdout
+    for abi in ("2024_0", "2026_0"):
+        assert f"{abi}: installing 2 crates from http://127.0.0.1:" in out
+    assert out.count("ok     hello-pyo3 0.1.0") == 2 and out.count("ok     hello-two 0.1.0") == 2, out
+    assert out.count("ok     hello-two in headless Chromium (lockFileURL + loadPackage)") == 2, out
+    assert "6 crates installed by name and tested (2 ABIs)" in out
+    results = json.loads((built.layout.build / "index-check.json").read_text())["results"]
+    assert {(r["abi"], r["crate"], r["environment"], r["ok"]) for r in results} == {
+        (a, c, "node", True) for a in ("2024_0", "2026_0") for c in ("hello-pyo3", "hello-two")} | {
+        (a, "hello-two", "browser", True) for a in ("2024_0", "2026_0")}
+    # The runtime's own log says micropip fetched the wheel from the index, by name.
+    log = (built.layout.build / "logs" / "2026_0" / "hello-two" / "index-check.log").read_text()
+    assert "micropip install hello-two from http://127.0.0.1:" in log
+
+
+def test_check_index_fails_on_a_wheel_that_does_not_match_its_index_entry(built, tmp_path):
+    """A published index whose wheel differs from its sha256 (a botched upload): micropip refuses it and
+    check-index says which crate, exit 1."""
+    copy = tmp_path / "published"
+    shutil.copytree(built.layout.build / "index", copy)
+    wheel = copy / "2026_0" / "hello_two-0.1.0-cp314-cp314-pyemscripten_2026_0_wasm32.whl"
+    data = bytearray(wheel.read_bytes())
+    wheel.unlink()
+    wheel.write_bytes(bytes(data[:-1]) + bytes([data[-1] ^ 0xFF]))
+    server = make_server(copy, port=0, quiet=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        proc = _check_index(built, "--abi", "2026_0", "--url", f"http://127.0.0.1:{server.server_address[1]}")
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "ok     hello-pyo3 0.1.0" in proc.stdout
+    failed = [line for line in proc.stdout.splitlines() if line.startswith("  FAILED hello-two")]
+    sha = json.loads((copy / "2026_0" / "simple" / "hello-two" / "index.json").read_text())["files"][0]["hashes"]
+    assert failed and f"install: RuntimeError: Invalid checksum: expected {sha['sha256']}" in failed[0], proc.stdout
+    assert proc.stdout.rstrip().endswith("1 failed: hello-two@2026_0")
 
 
 def test_the_index_takes_only_wheels_whose_smoke_test_passed(project):

@@ -21,6 +21,7 @@ import pytest
 
 from helpers import TEST_CACHE
 from realbuild import RealProject, extension_module, recipe, wheel_metadata
+from wasmwheel.index.check import micropip_requirement  # micropip from PyPI, as users load it, per Python
 from wasmwheel.smoke import smoke
 from wasmwheel.runner import StepLog
 from wasmwheel.model.settings import Settings
@@ -35,11 +36,6 @@ def rustup():
     if not shutil.which("rustup"):
         pytest.fail("rustup is not on PATH: the real-build tests install each ABI's toolchain with it "
                     "(https://rustup.rs; .ci/run installs it)")
-
-
-# micropip from PyPI, as users load it, per Python: 0.9.0 is the newest for 3.12 (ABI 2024_0); 0.11 needs
-# a runtime from 0.28 on (0.7.x does not import on 0.29.5). packaging is what micropip imports.
-MICROPIP = {"3.12": "micropip==0.9.0", "3.13": "micropip==0.11.1", "3.14": "micropip==0.11.1", "3.15": "micropip==0.11.1"}
 
 
 def pypi_wheels(requirement: str, python: str) -> Path:
@@ -163,7 +159,7 @@ def test_the_readme_first_command_builds_tested_wheels_for_every_abi_for_real(ru
         for abi in ALL_ABIS:
             a = project.abi(abi)
             packaging, micropip = (pypi_wheels("packaging==26.1", a.python_minor),
-                                   pypi_wheels(MICROPIP[a.python_minor], a.python_minor))
+                                   pypi_wheels(micropip_requirement(a.python_minor), a.python_minor))
             script = (f"import micropip\nawait micropip.install('hello-pyo3', deps=False, "
                       f"index_urls=['{server.url}/{abi}/simple/{{package_name}}/'])\n"
                       "import hello_pyo3\nassert hello_pyo3.sum_as_string(40, 2) == '42'\n"

@@ -209,6 +209,18 @@ def cmd_collection(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_check_index(args: argparse.Namespace) -> int:
+    """Install every indexed crate by name with micropip in its ABI's Pyodide and run its test."""
+    from wasmwheel.index import check as indexcheck
+    from wasmwheel.pipeline.graph import Project
+
+    project = Project.load(_project_root(args.root))
+    results = indexcheck.check_index(project, abis=args.abi, crates=args.crate, url=args.url,
+                                     browser_crate=args.browser)
+    print(indexcheck.summary(results))
+    return 1 if any(not r.ok for r in results) else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="wasmwheel", description=__doc__.splitlines()[0])
     parser.add_argument("--root", help="repository root (default: the nearest folder from the current one up "
@@ -269,6 +281,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--abi", action="append", default=[], help="compare only for this ABI (repeatable)")
     p.add_argument("--output", help="where to write the page (default: docs/collection.md)")
     p.set_defaults(func=cmd_collection)
+
+    p = sub.add_parser("check-index", help="install every indexed crate by name with micropip in its ABI's Pyodide "
+                       "and run its test (exit 1 on a failure)")
+    p.add_argument("--abi", action="append", default=[], help="only this ABI (repeatable; default: every indexed ABI)")
+    p.add_argument("--crate", action="append", default=[], help="only this project (repeatable)")
+    p.add_argument("--url", help="a published index to check (default: build/index, served locally meanwhile)")
+    p.add_argument("--browser", metavar="CRATE", help="also load CRATE in headless Chromium from the served try "
+                   "page (loadPyodide({lockFileURL}) + loadPackage)")
+    p.set_defaults(func=cmd_check_index)
     return parser
 
 

@@ -3,11 +3,14 @@
 ``python -m wasmwheel collection`` renders, from the build report (``build/report.json``, which
 keeps every step's last outcome, not only the last run's), one row per recipe and one column per
 ABI: built (wheel size, compile time, test time), skipped (the recipe's reason), failed or blocked
-(the step, its error line and the hint). ``--compare`` first fetches, for every built wheel whose
+(the step, its error line and the hint). The page's data is kept beside it (``docs/collection.json``):
+a build of some crates or ABIs updates their cells and keeps the others', so the page never needs
+one build of everything; a cell of an older version of a recipe is dropped, and skips always show
+the recipes' current reasons. ``--compare`` first fetches, for every built wheel whose
 package has an official wheel for the same ABI on PyPI, that wheel, and runs the recipe's test
 with each wheel in turn in the ABI's Pyodide (the same runtime, alternating, the fastest of
 ``--runs``): wheel and extension-module sizes, test times. The results are kept in
-``build/collection-compare.json`` and shown on the page.
+``build/collection-compare.json``, then in the page's data, and shown on the page.
 """
 
 from __future__ import annotations
@@ -31,6 +34,11 @@ if TYPE_CHECKING:  # pragma: no cover
     from wasmwheel.pipeline.graph import Project
 
 PAGE = Path("docs") / "collection.md"
+DATA_SUFFIX = ".json"  # the page's data, beside it: docs/collection.json
+# What a kept cell holds of a report row (the rest is the run's detail, in build/report.json).
+ROW_FIELDS = ("crate", "version", "abi", "status", "wheel", "size", "test_seconds", "failed_step", "blocked_step",
+              "error", "hint", "built")
+BUILT_STATUSES = ("ok", "xpass", "xfail", "failed", "blocked")  # what a build did; skipped comes from the recipe
 
 
 class CollectionError(WasmwheelError):
@@ -232,20 +240,58 @@ def _ratio(value: float | None) -> str:
     return "" if value is None else f"{value:.2f}x"
 
 
+def kept_row(row: dict[str, Any], generated: str) -> dict[str, Any]:
+    """The part of a report row the page keeps: its outcome, size and times, and when it was built."""
+    out = {k: row[k] for k in ROW_FIELDS if k in row and row[k] not in (None, "")}
+    compile_s = ((row.get("steps") or {}).get("compile") or {}).get("seconds")
+    if compile_s is not None:
+        out["steps"] = {"compile": {"seconds": compile_s}}
+    out.setdefault("built", generated)
+    return out
+
+
+def merge(project: "Project", kept: dict[str, Any], report: dict[str, Any] | None,
+          comparisons: Sequence[dict[str, Any]] = ()) -> dict[str, Any]:
+    """The page's data: ``kept`` (the last page's) updated by the build report's cells that a build made
+    and by new comparisons; cells of recipes that are gone or now at another version are dropped."""
+    recipes = project.recipes.recipes
+    rows = {(r["crate"], r["abi"]): r for r in kept.get("rows", [])}
+    if report:
+        generated = str(report.get("generated", ""))
+        for row in report.get("rows", []):
+            if row.get("status") in BUILT_STATUSES:
+                rows[(row["crate"], row["abi"])] = kept_row(row, generated)
+    rows = {k: r for k, r in rows.items() if k[0] in recipes and r.get("version") == recipes[k[0]].version}
+    compared = {f"{c['crate']}@{c['abi']}": c for c in (*kept.get("comparisons", []), *comparisons)}
+    current = {f"{k[0]}@{k[1]}": r.get("wheel") for k, r in rows.items()}
+    compared = {k: c for k, c in compared.items() if k in current and c.get("ours") == current[k]}
+    return {"toolchain": (report or {}).get("toolchain") or kept.get("toolchain") or project.toolchain,
+            "rows": [rows[k] for k in sorted(rows)], "comparisons": [compared[k] for k in sorted(compared)]}
+
+
 def render(project: "Project", report: dict[str, Any], comparisons: Sequence[Comparison] = ()) -> str:
-    """docs/collection.md: every recipe a row, every ABI a column; then the official-wheel comparison."""
+    """docs/collection.md: every recipe a row, every ABI a column; then the official-wheel comparison.
+    ``report``: the page's data (or a build report): its rows' built cells; skips come from the recipes."""
     abis = list(project.abi_names)
     recipes = project.recipes.recipes
     # Rows of this checkout's recipes and ABIs only (a merged report may hold others).
-    rows = {(r["crate"], r["abi"]): r for r in report.get("rows", []) if r["crate"] in recipes and r["abi"] in abis}
+    rows = {(r["crate"], r["abi"]): r for r in report.get("rows", [])
+            if r["crate"] in recipes and r["abi"] in abis and r.get("status") in BUILT_STATUSES}
+    for name, recipe in recipes.items():
+        for abi, reason in recipe.skips(abis, project.toolchain).items():
+            rows[(name, abi)] = {"crate": name, "abi": abi, "status": "skipped", "reason": reason}
     built = sum(1 for r in rows.values() if r.get("status") == "ok")
     skipped = sum(1 for r in rows.values() if r.get("status") == "skipped")
     failed = sum(1 for r in rows.values() if r.get("status") in ("failed", "blocked"))
+    dates = sorted(str(r["built"])[:10] for r in rows.values() if r.get("built"))
+    when = (f"built {dates[0]} to {dates[-1]}" if dates and dates[0] != dates[-1]
+            else f"built {dates[0]}" if dates else "nothing built yet")
     out = [
         "# The collection",
         "",
-        "Written by `python -m wasmwheel collection` from the build report of real builds "
-        f"(toolchain: {report.get('toolchain', project.toolchain)}; report generated {report.get('generated', '?')}). "
+        "Written by `python -m wasmwheel collection` from the build reports of real builds "
+        f"(toolchain: {report.get('toolchain', project.toolchain)}; {when}), kept in `docs/collection.json`: "
+        "a build updates the cells it made and keeps the others. "
         "A cell says what the last build of that crate for that ABI did: **built** (wheel size, compile "
         "time, the recipe's test in the ABI's Pyodide under Node: install + run), skipped (the recipe's "
         "reason), **FAILED**/**BLOCKED** (the step, its error, the hint), or not built yet.",
@@ -289,14 +335,33 @@ def render(project: "Project", report: dict[str, Any], comparisons: Sequence[Com
     return "\n".join(out) + "\n"
 
 
+def data_path(page: Path) -> Path:
+    return page.with_suffix(DATA_SUFFIX)
+
+
 def write_page(project: "Project", output: Path | None = None) -> Path:
+    """Merge the build report (if any) into the page's kept data, then write the data and the page."""
+    path = output or project.layout.settings.root / PAGE
+    kept_path = data_path(path)
+    try:
+        kept = read_json(kept_path)
+    except FileNotFoundError:
+        kept = {}
+    except (OSError, ValueError) as exc:
+        raise CollectionError(f"{kept_path}: unreadable ({exc}); restore it from git or delete it to start "
+                              "the page from this build's report alone") from None
     report_path = project.layout.report_json
     try:
         report = read_json(report_path)
     except (OSError, ValueError):
-        raise CollectionError(f"{report_path}: no build report (run `doit build` first; the page shows its "
-                              "results)") from None
-    path = output or project.layout.settings.root / PAGE
+        report = None
+        if not kept:
+            raise CollectionError(f"{report_path}: no build report (run `doit build` first; the page shows its "
+                                  "results)") from None
+    data = merge(project, kept, report, load_comparison_dicts(comparisons_path(project)))
     path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(path, render(project, report, load_comparisons(project)))
+    write_json(kept_path, data)
+    fields = set(Comparison.__dataclass_fields__)
+    comparisons = [Comparison(**{k: v for k, v in c.items() if k in fields}) for c in data["comparisons"]]
+    atomic_write_text(path, render(project, data, comparisons))
     return path

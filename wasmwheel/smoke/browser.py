@@ -17,8 +17,9 @@ import shutil
 import tempfile
 import threading
 import time
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 from urllib.parse import unquote, urlsplit
 
 from wasmwheel.model.errors import WasmwheelError
@@ -119,35 +120,66 @@ def _serve(handler: type[_Handler]) -> tuple[http.server.ThreadingHTTPServer, st
     return server, f"http://127.0.0.1:{server.server_address[1]}"
 
 
-def run_in_browser(runtime: Path, wheels: Sequence[Path], payload: dict[str, Any], timeout: int, log: StepLog,
-                   chromium: str) -> dict[str, Any]:
-    """Run one smoke job (``payload`` as for Node; its wheel URLs are replaced) in headless Chromium."""
-    runtime = Path(runtime)
-    asset_files = {f"/pyodide/{p.name}": p for p in runtime.iterdir() if p.is_file()}
-    wheel_urls = {f"/wheels/{i}/{Path(w).name}": Path(w) for i, w in enumerate(wheels)}
-    assets = type("Assets", (_Handler,), {"files": {**asset_files, **wheel_urls}, "cors": True})
-    asset_server, asset_origin = _serve(assets)
-    events: queue.Queue[tuple[str, bytes]] = queue.Queue()
-    job = {**payload, "runtime_url": f"{asset_origin}/pyodide/",
-           "wheels": [{"name": Path(w).name, "url": asset_origin + u} for u, w in wheel_urls.items()]}
-    page = type("Page", (_Handler,), {"files": {u: script(n) for u, n in PAGE_FILES.items()}, "events": events,
-                                      "job": json.dumps(job).encode()})
-    page_server, page_origin = _serve(page)
-    log.write(f"# page {page_origin}/, runtime and wheels from {asset_origin} (CORS)\n")
+@contextmanager
+def file_server(files: dict[str, Path], cors: bool = True) -> Iterator[str]:
+    """Serve ``files`` (URL path -> file) on a local origin meanwhile, with CORS headers as a CDN sends them."""
+    server, origin = _serve(type("Files", (_Handler,), {"files": dict(files), "cors": cors}))
+    try:
+        yield origin
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def runtime_files(runtime: Path, prefix: str = "/pyodide/") -> dict[str, Path]:
+    """The files of a Pyodide runtime (the npm package folder) under ``prefix``."""
+    return {f"{prefix}{p.name}": p for p in Path(runtime).iterdir() if p.is_file()}
+
+
+def open_page(url: str, events: "queue.Queue[tuple[str, bytes]]", timeout: int, log: StepLog,
+              chromium: str) -> dict[str, Any]:
+    """Open ``url`` in a fresh headless Chromium (own profile) and wait for what the page reports to
+    ``events`` (``output`` text, ``started`` after the boot, then the JSON ``result``)."""
     profile = tempfile.mkdtemp(prefix="wasmwheel-chromium-")
     browser = None
     try:
-        browser = start([chromium, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", f"{page_origin}/"], log=log,
-                        what="chromium")
+        browser = start([chromium, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", url], log=log, what="chromium")
         return _wait(events, browser, timeout, log)
     finally:
         if browser is not None:
             browser.stop()
-        page_server.shutdown()
-        asset_server.shutdown()
-        page_server.server_close()
-        asset_server.server_close()
         shutil.rmtree(profile, ignore_errors=True)
+
+
+@contextmanager
+def report_receiver() -> Iterator[tuple[str, "queue.Queue[tuple[str, bytes]]"]]:
+    """An origin that takes a page's reports (POST /output, /started, /result; CORS) into a queue."""
+    events: queue.Queue[tuple[str, bytes]] = queue.Queue()
+    server, origin = _serve(type("Receiver", (_Handler,), {"events": events, "cors": True}))
+    try:
+        yield origin, events
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def run_in_browser(runtime: Path, wheels: Sequence[Path], payload: dict[str, Any], timeout: int, log: StepLog,
+                   chromium: str) -> dict[str, Any]:
+    """Run one smoke job (``payload`` as for Node; its wheel URLs are replaced) in headless Chromium."""
+    wheel_urls = {f"/wheels/{i}/{Path(w).name}": Path(w) for i, w in enumerate(wheels)}
+    with file_server({**runtime_files(runtime), **wheel_urls}) as asset_origin:
+        events: queue.Queue[tuple[str, bytes]] = queue.Queue()
+        job = {**payload, "runtime_url": f"{asset_origin}/pyodide/",
+               "wheels": [{"name": Path(w).name, "url": asset_origin + u} for u, w in wheel_urls.items()]}
+        page = type("Page", (_Handler,), {"files": {u: script(n) for u, n in PAGE_FILES.items()}, "events": events,
+                                          "job": json.dumps(job).encode()})
+        page_server, page_origin = _serve(page)
+        log.write(f"# page {page_origin}/, runtime and wheels from {asset_origin} (CORS)\n")
+        try:
+            return open_page(f"{page_origin}/", events, timeout, log, chromium)
+        finally:
+            page_server.shutdown()
+            page_server.server_close()
 
 
 def _wait(events: "queue.Queue[tuple[str, bytes]]", browser, timeout: int, log: StepLog) -> dict[str, Any]:
