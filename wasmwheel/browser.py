@@ -18,7 +18,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, ClassVar, Sequence
 from urllib.parse import unquote, urlsplit
 
 from .errors import WasmwheelError
@@ -57,7 +57,7 @@ def find_chromium(configured: str | None = None) -> str:
 
 class _Handler(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
-    files: dict[str, Path] = {}  # URL path -> file
+    files: ClassVar[dict[str, Path]] = {}  # URL path -> file
     cors = False
     events: "queue.Queue[tuple[str, bytes]] | None" = None
     job: bytes = b""

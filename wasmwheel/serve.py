@@ -15,6 +15,7 @@ import http.server
 import io
 import sys
 from pathlib import Path
+from typing import ClassVar
 
 from .index import PEP691_TYPE
 
@@ -36,7 +37,7 @@ def absolute_links(page: bytes, base: str) -> bytes:
 
 
 class IndexHandler(http.server.SimpleHTTPRequestHandler):
-    extensions_map = {
+    extensions_map: ClassVar[dict[str, str]] = {
         **http.server.SimpleHTTPRequestHandler.extensions_map,
         ".whl": "application/octet-stream",
         ".json": "application/json",
@@ -69,7 +70,7 @@ class IndexHandler(http.server.SimpleHTTPRequestHandler):
         # PEP 691: a simple/ page asked for as JSON gets the index.json beside its index.html.
         as_json = page.name == "index.json" or (path.is_dir() and PEP691_TYPE in self.headers.get("Accept", ""))
         page = page.with_name("index.json") if as_json else page
-        host = self.headers.get("Host") or "%s:%d" % self.server.server_address[:2]
+        host = self.headers.get("Host") or "{}:{}".format(*self.server.server_address[:2])
         data = absolute_links(page.read_bytes(), f"http://{host}")
         self.send_response(200)
         self.send_header("Content-Type", PEP691_TYPE if as_json else "text/html; charset=utf-8")
@@ -79,7 +80,7 @@ class IndexHandler(http.server.SimpleHTTPRequestHandler):
 
     def log_message(self, format, *args):  # noqa: A002 - http.server signature
         if not self.quiet:
-            sys.stderr.write("   %s %s\n" % (self.address_string(), format % args))
+            sys.stderr.write(f"   {self.address_string()} {format % args}\n")
 
 
 def make_server(root: Path, host: str = "127.0.0.1", port: int = 8000, quiet: bool = False) -> http.server.ThreadingHTTPServer:

@@ -29,7 +29,7 @@ import traceback
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, ClassVar, Iterator
 
 from doit.exceptions import TaskFailed
 from doit.tools import config_changed
@@ -296,7 +296,7 @@ def run_step(step: str, stamp: str, log_path: str, title: str, *args: Any, confi
             except WasmwheelError as exc:
                 log.write(f"# FAILED: {exc}\n")
                 return TaskFailed(failure_message(exc, log))
-            except Exception:
+            except Exception:  # noqa: BLE001 - any bug fails this one step with its traceback in the log
                 log.write(traceback.format_exc())
                 return TaskFailed(f"internal error in {title} (a wasmwheel bug; traceback in {log.path})")
 
@@ -515,7 +515,7 @@ class StepCurrent(config_changed):
 
     # Steps of one ABI share their config dict (e.g. every audit of an ABI): its digest is
     # computed once per run. The memo keeps the dict alive, so its id() is never reused.
-    _digests: dict[int, tuple[dict, str]] = {}
+    _digests: ClassVar[dict[int, tuple[dict, str]]] = {}
 
     def _calc_digest(self) -> str:
         hit = self._digests.get(id(self.config))
