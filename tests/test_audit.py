@@ -611,7 +611,8 @@ def test_round_tripped_real_wheels_import_in_pyodide_314(real_wheels, round_trip
         "assert jiter.from_json(b'{\"a\": [1, 2.5, null]}') == {'a': [1, 2.5, None]}\n"
         "v = SchemaValidator(core_schema.dict_schema(core_schema.str_schema(), core_schema.int_schema()))\n"
         "assert v.validate_python({'x': '3'}) == {'x': 3}\n"
-        "try:\n    v.validate_python({'x': 'no'})\nexcept pydantic_core.ValidationError as e:\n    assert 'int' in str(e)\n"
+        "try:\n    v.validate_python({'x': 'no'})\n"
+        "except pydantic_core.ValidationError as e:\n    assert 'int' in str(e)\n"
         "else:\n    raise AssertionError('no ValidationError')\n"
     )
     result = smoke(runtimes, "2026_0", wheels, script)

@@ -155,7 +155,7 @@ def test_doit_running_bad_tasks_fails_with_their_one_line_and_no_traceback(bad_r
     assert proc.returncode == 1
     output = proc.stdout + proc.stderr
     assert "Traceback" not in output
-    for (kind, case), task in zip(CASES, tasks):
+    for (kind, case), task in zip(CASES, tasks, strict=True):
         # The reporter's FAIL line, then the one-line error indented under it.
         assert re.search(rf"^FAIL {re.escape(task)} .*\n     {re.escape(str(bad_repo / kind / case.name))}: "
                          rf"{re.escape(expectation(case))}", output, flags=re.M), task

@@ -209,7 +209,7 @@ def test_two_fetches_of_one_file_at_once_download_it_once(server, tmp_path):
     def one():
         try:
             results.append(_fetch(server, tmp_path)[0].read_bytes() == DATA)
-        except Exception as exc:  # reported below
+        except Exception as exc:  # noqa: BLE001 - whatever a thread raises is reported below
             results.append(exc)
 
     threads = [threading.Thread(target=one) for _ in range(2)]

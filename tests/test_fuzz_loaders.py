@@ -163,7 +163,7 @@ def test_byte_damaged_recipes(root, data):
     for _ in range(data.draw(st.integers(1, 4))):
         at = data.draw(st.integers(0, len(raw)))
         op = data.draw(st.sampled_from(["insert", "delete", "replace"]))
-        byte = data.draw(st.sampled_from(list(b'"[]{}=.,\n\\#\'\x00\xff') + [data.draw(st.integers(0, 255))]))
+        byte = data.draw(st.sampled_from([*b'"[]{}=.,\n\\#\'\x00\xff', data.draw(st.integers(0, 255))]))
         if op == "insert":
             raw.insert(at, byte)
         elif at < len(raw):

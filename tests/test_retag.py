@@ -21,7 +21,8 @@ def make_wheel(folder: Path, tag: str = "cp313-cp313-emscripten_4_0_9_wasm32") -
     files = {
         "demo.cpython-313-wasm32-emscripten.so": b"\0asm\1\0\0\0",
         "demo-1.0.dist-info/METADATA": b"Metadata-Version: 2.4\nName: demo\nVersion: 1.0\n",
-        "demo-1.0.dist-info/WHEEL": f"Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: false\nTag: {tag}\n".encode(),
+        "demo-1.0.dist-info/WHEEL": (
+            f"Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: false\nTag: {tag}\n".encode()),
     }
     record = "".join(
         f"{p},sha256={base64.urlsafe_b64encode(hashlib.sha256(d).digest()).rstrip(b'=').decode()},{len(d)}\n"
