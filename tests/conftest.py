@@ -96,7 +96,7 @@ def pypi_wheel(requirement: str, platform: str | None, python: str) -> Path:
             try:
                 urllib.request.urlopen(PYPI, timeout=20).close()
             except OSError as exc:
-                raise PyPIUnreachable(f"PyPI is unreachable ({PYPI}: {exc}), so {requirement} cannot be downloaded")
+                raise PyPIUnreachable(f"PyPI is unreachable ({PYPI}: {exc}), so {requirement} cannot be downloaded") from exc
             pytest.fail(f"could not download {requirement} from PyPI:\n{proc.stdout}{proc.stderr}")
         folder.mkdir(parents=True, exist_ok=True)
         for wheel in Path(tmp).glob("*.whl"):
