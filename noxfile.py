@@ -1,9 +1,20 @@
-"""Developer sessions: `nox -s tests` (what CI runs), `nox -s build` (the example crate), `nox -s bench`."""
+"""Developer sessions: `nox -s lint` and `nox -s tests` (what CI runs), `nox -s build` (the example crate),
+`nox -s bench`."""
 
 import nox
 
 nox.options.default_venv_backend = "venv"
-nox.options.sessions = ["tests"]
+nox.options.sessions = ["lint", "tests"]
+
+LINTED = ["wasmwheel", "tests", "benchmarks", "dodo.py", "noxfile.py"]
+
+
+@nox.session
+def lint(session: nox.Session) -> None:
+    """ruff's lint rules and formatting (configured in pyproject.toml) over the code and the tests."""
+    session.install("-e", ".[lint]")
+    session.run("ruff", "check", *LINTED)
+    session.run("ruff", "format", "--check", *LINTED)
 
 
 @nox.session
