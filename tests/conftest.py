@@ -29,6 +29,19 @@ from helpers import (  # noqa: E402
     serve_folder)
 
 
+# The fixtures that need clang/wasm-ld, Node (the Pyodide runtimes), rustup, Chromium or PyPI (sdists:
+# tests/test_scaffold.py's real sdists). A test that uses one of them, directly or through another fixture, is
+# marked slow below; the fast tier (`nox -s fast`, `-m "not slow"`) runs the rest without any of these tools.
+SLOW_FIXTURES = frozenset({"wasm_tools", "runtimes", "binaryens", "real_wheels", "perspective_wheels", "rustup",
+                           "chromium", "sdists"})
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if SLOW_FIXTURES.intersection(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
+
+
 @pytest.fixture(scope="session")
 def wasm_tools() -> None:
     missing = wasmbuild.missing_tools()

@@ -533,6 +533,7 @@ def test_perspective_wheels_work_in_pyodide(perspective_wheels, runtimes, abi):
     assert result.ok, result.error[-2000:]
 
 
+@pytest.mark.slow  # starts pip in a subprocess
 def test_pypi_downloads_skip_only_when_pypi_is_unreachable(monkeypatch):
     """The perspective tests skip offline, and only then: pip failing with PyPI unreachable raises
     PyPIUnreachable (the fixture's skip); pip failing with PyPI answering fails the test."""

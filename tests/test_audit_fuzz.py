@@ -160,6 +160,7 @@ def wheels(draw) -> dict[str, bytes]:
 LINKING = {"WW107", "WW130", "WW131", "WW132", "WW133"}
 
 
+@pytest.mark.slow  # a fuzzing run of hundreds of examples
 def test_fuzz_structured_wheels_give_findings_not_tracebacks(tmp_path_factory):
     """Each generated wheel is audited for every ABI (next to a wheel installed with it) without an exception;
     and the generated wheels get as far as linking: missing libraries, symbols, memory."""
@@ -187,6 +188,7 @@ def test_fuzz_structured_wheels_give_findings_not_tracebacks(tmp_path_factory):
     assert linked[0] >= linked[1] // 20, linked
 
 
+@pytest.mark.slow  # starts wasmwheel in a subprocess per example
 @settings(max_examples=5, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(st.lists(modules(), min_size=len(FILES), max_size=len(FILES)))
 def test_cli_on_structured_garbage(tmp_path_factory, capsys, blobs):

@@ -202,6 +202,7 @@ def test_one_bad_recipe_does_not_hide_the_others(tmp_path):
     assert "package.version: expected" in str(loaded.errors["broken"])
 
 
+@pytest.mark.slow  # starts wasmwheel in a subprocess
 def test_check_command_reports_problems_in_one_line_each(tmp_path):
     import shutil
 

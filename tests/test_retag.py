@@ -74,6 +74,7 @@ def test_a_corrupted_member_is_refused(tmp_path):
     assert not list((tmp_path / "out").glob("*.whl"))
 
 
+@pytest.mark.slow  # starts wasmwheel in a subprocess
 def test_retag_command_line(tmp_path):
     src = make_wheel(tmp_path, "cp314-cp314-emscripten_5_0_3_wasm32")
     proc = subprocess.run([sys.executable, "-m", "wasmwheel", "--root", str(REPO), "retag", str(src),

@@ -92,6 +92,7 @@ def test_a_report_balances_the_shards_by_duration(repo, tmp_path):
     assert [e["weight"] for e in matrix["include"]] == [10.0 * (len(crates) - 1)] * 2
 
 
+@pytest.mark.slow  # starts wasmwheel in a subprocess
 def test_cli_prints_the_matrix_and_notes_on_stderr(repo):
     proc = subprocess.run([sys.executable, "-m", "wasmwheel", "--root", str(repo), "matrix", "--shards", "3",
                            "--abi", "2026_0", "--report", str(repo / "nope.json")],

@@ -727,6 +727,7 @@ def index(tmp_path, monkeypatch) -> Path:
     return links
 
 
+@pytest.mark.slow  # starts pip in a subprocess
 def test_test_requirements_for_a_prerelease_python_are_downloaded(index, tmp_path):
     """ABI 2026_5's Python is 3.15.0rc1, which pip's --python-version refuses as written (pycrdt's smoke test
     stopped there)."""
@@ -756,6 +757,7 @@ def test_test_requirements_are_downloaded_once_and_installed_first(index, wheels
     assert log_text.index("installing smokedep") < log_text.index("installing hello_pyo3")
 
 
+@pytest.mark.slow  # starts pip in a subprocess
 def test_missing_test_requirements_are_all_named(index, tmp_path):
     layout = Layout(Settings.from_env(REPO, {"WASMWHEEL_CACHE": str(tmp_path / "cache")}))
     with StepLog(tmp_path / "req.log") as log, pytest.raises(wheelhouse.RequirementsUnavailable) as err:
