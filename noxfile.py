@@ -55,8 +55,8 @@ def fast(session: nox.Session) -> None:
                "WASMWHEEL_TEST_CACHE": str(tmp / "empty-test-cache"),
                "HTTP_PROXY": nowhere, "HTTPS_PROXY": nowhere, "http_proxy": nowhere, "https_proxy": nowhere,
                "NO_PROXY": local, "no_proxy": local}
-        session.run("python", "-m", "pytest", "-n", "2", "-m", "not slow", "--durations=10", *session.posargs,
-                    env=env)
+        # One process: the tier is about 10 s of CPU, and each xdist worker would collect all the tests again.
+        session.run("python", "-m", "pytest", "-m", "not slow", "--durations=10", *session.posargs, env=env)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
