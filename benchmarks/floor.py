@@ -68,7 +68,7 @@ def dump(out: Path) -> None:
         base, _, name = t.name.partition(":")
         out_tasks.append({"basename": base, "name": name or None, "actions": bool(t.actions),
                           "file_dep": sorted(t.file_dep), "targets": list(t.targets),
-                          "task_dep": [d for d in t.task_dep]})
+                          "task_dep": list(t.task_dep)})
     Path(out).write_text(json.dumps({"default_tasks": config.get("default_tasks", []), "groups": groups,
                                      "tasks": out_tasks}))
 

@@ -36,7 +36,8 @@ def measure(recipes: int, repeat: int, keep: str | None, target: float, jobs: in
         project = world.project("noop", recipes, fast_smoke=True, reuse=reuse)
         start = time.perf_counter()
         full = checked(doit(project.root, project.env, "-n", str(jobs), timeout=7200)[1], "full run")
-        print(f"  {'stand-in run' if reuse else 'full stand-in run'}: {len(full.executed)} steps in {time.perf_counter() - start:.0f}s", flush=True)
+        label = "stand-in run" if reuse else "full stand-in run"
+        print(f"  {label}: {len(full.executed)} steps in {time.perf_counter() - start:.0f}s", flush=True)
 
         graph = work / "graph.json"
         subprocess.run([sys.executable, str(BENCH / "floor.py"), "dump", str(graph)], cwd=project.root,

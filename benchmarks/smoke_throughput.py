@@ -95,7 +95,7 @@ def measure(mode: str, parallel: int, runtime: Path, wheels: list[Path], python:
         results = list(pool.map(one, [mode] * len(wheels), [str(runtime)] * len(wheels), map(str, wheels),
                                 [python] * len(wheels), [str(logs)] * len(wheels), [env] * len(wheels)))
     elapsed = time.monotonic() - start
-    failed = [(w.name, why) for w, (ok, why) in zip(wheels, results) if not ok]
+    failed = [(w.name, why) for w, (ok, why) in zip(wheels, results, strict=True) if not ok]
     if failed:
         raise SystemExit(f"{mode} x{parallel}: {len(failed)} wheels failed, e.g. {failed[0]} (logs in {logs})")
     return elapsed

@@ -29,6 +29,19 @@ from helpers import (  # noqa: E402
     serve_folder)
 
 
+# The fixtures that need clang/wasm-ld, Node (the Pyodide runtimes), rustup, Chromium or PyPI (sdists:
+# tests/test_scaffold.py's real sdists). A test that uses one of them, directly or through another fixture, is
+# marked slow below; the fast tier (`nox -s fast`, `-m "not slow"`) runs the rest without any of these tools.
+SLOW_FIXTURES = frozenset({"wasm_tools", "runtimes", "binaryens", "real_wheels", "perspective_wheels", "rustup",
+                           "chromium", "sdists"})
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if SLOW_FIXTURES.intersection(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
+
+
 @pytest.fixture(scope="session")
 def wasm_tools() -> None:
     missing = wasmbuild.missing_tools()
@@ -96,7 +109,7 @@ def pypi_wheel(requirement: str, platform: str | None, python: str) -> Path:
             try:
                 urllib.request.urlopen(PYPI, timeout=20).close()
             except OSError as exc:
-                raise PyPIUnreachable(f"PyPI is unreachable ({PYPI}: {exc}), so {requirement} cannot be downloaded")
+                raise PyPIUnreachable(f"PyPI is unreachable ({PYPI}: {exc}), so {requirement} cannot be downloaded") from exc
             pytest.fail(f"could not download {requirement} from PyPI:\n{proc.stdout}{proc.stderr}")
         folder.mkdir(parents=True, exist_ok=True)
         for wheel in Path(tmp).glob("*.whl"):

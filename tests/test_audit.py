@@ -533,6 +533,7 @@ def test_perspective_wheels_work_in_pyodide(perspective_wheels, runtimes, abi):
     assert result.ok, result.error[-2000:]
 
 
+@pytest.mark.slow  # starts pip in a subprocess
 def test_pypi_downloads_skip_only_when_pypi_is_unreachable(monkeypatch):
     """The perspective tests skip offline, and only then: pip failing with PyPI unreachable raises
     PyPIUnreachable (the fixture's skip); pip failing with PyPI answering fails the test."""
@@ -611,7 +612,8 @@ def test_round_tripped_real_wheels_import_in_pyodide_314(real_wheels, round_trip
         "assert jiter.from_json(b'{\"a\": [1, 2.5, null]}') == {'a': [1, 2.5, None]}\n"
         "v = SchemaValidator(core_schema.dict_schema(core_schema.str_schema(), core_schema.int_schema()))\n"
         "assert v.validate_python({'x': '3'}) == {'x': 3}\n"
-        "try:\n    v.validate_python({'x': 'no'})\nexcept pydantic_core.ValidationError as e:\n    assert 'int' in str(e)\n"
+        "try:\n    v.validate_python({'x': 'no'})\n"
+        "except pydantic_core.ValidationError as e:\n    assert 'int' in str(e)\n"
         "else:\n    raise AssertionError('no ValidationError')\n"
     )
     result = smoke(runtimes, "2026_0", wheels, script)

@@ -67,7 +67,7 @@ import_desc = mostly(st.one_of(
     st.tuples(valtype, st.sampled_from([b"\x00", b"\x01"])).map(lambda t: b"\x03" + t[0] + t[1]),
     leb.map(lambda n: b"\x04\x00" + n)), st.binary(min_size=1, max_size=3))
 import_entry = st.tuples(mostly(st.sampled_from(MODULES), st.text(max_size=4)).map(name), text, import_desc).map(
-    lambda t: b"".join(t))
+    b"".join)
 export_entry = st.tuples(text, mostly(st.integers(0, 4), st.integers(5, 255)), leb).map(
     lambda t: t[0] + bytes([t[1]]) + t[2])
 const_op = mostly(
@@ -160,6 +160,7 @@ def wheels(draw) -> dict[str, bytes]:
 LINKING = {"WW107", "WW130", "WW131", "WW132", "WW133"}
 
 
+@pytest.mark.slow  # a fuzzing run of hundreds of examples
 def test_fuzz_structured_wheels_give_findings_not_tracebacks(tmp_path_factory):
     """Each generated wheel is audited for every ABI (next to a wheel installed with it) without an exception;
     and the generated wheels get as far as linking: missing libraries, symbols, memory."""
@@ -187,10 +188,11 @@ def test_fuzz_structured_wheels_give_findings_not_tracebacks(tmp_path_factory):
     assert linked[0] >= linked[1] // 20, linked
 
 
+@pytest.mark.slow  # starts wasmwheel in a subprocess per example
 @settings(max_examples=5, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(st.lists(modules(), min_size=len(FILES), max_size=len(FILES)))
 def test_cli_on_structured_garbage(tmp_path_factory, capsys, blobs):
-    wheel = make_wheel(tmp_path_factory.mktemp("cli"), "m", dict(zip(FILES, blobs)),
+    wheel = make_wheel(tmp_path_factory.mktemp("cli"), "m", dict(zip(FILES, blobs, strict=True)),
                        "cp314-cp314-pyemscripten_2026_0_wasm32")
     with zipfile.ZipFile(wheel) as zf:
         assert len([n for n in zf.namelist() if ".so" in n]) == len(FILES)

@@ -111,6 +111,7 @@ def _env() -> dict[str, str]:
     return env
 
 
+@pytest.mark.slow  # starts wasmwheel in a subprocess
 def test_check_over_the_whole_corpus_prints_one_line_per_file_and_no_traceback(bad_repo):
     proc = subprocess.run([sys.executable, "-m", "wasmwheel", "--root", str(bad_repo), "check"],
                           capture_output=True, text=True, env=_env())
@@ -135,6 +136,7 @@ def _task(kind: str, case: Path) -> str:
     return f"build:{canonicalize_name(case.stem)}" if kind == "recipes" else f"abi:{case.stem}"
 
 
+@pytest.mark.slow  # starts doit in a subprocess
 def test_doit_lists_every_bad_file_as_an_error_task_and_the_good_recipe_still_loads(bad_repo):
     proc = _doit(bad_repo, "list", "--all")
     assert proc.returncode == 0, proc.stderr
@@ -149,18 +151,20 @@ def test_doit_lists_every_bad_file_as_an_error_task_and_the_good_recipe_still_lo
         assert doc.startswith(f"ERROR: {bad_repo / kind / case.name}: {expectation(case)}"), doc
 
 
+@pytest.mark.slow  # starts doit in a subprocess
 def test_doit_running_bad_tasks_fails_with_their_one_line_and_no_traceback(bad_repo):
     tasks = [_task(kind, case) for kind, case in CASES]
     proc = _doit(bad_repo, "--continue", *tasks)
     assert proc.returncode == 1
     output = proc.stdout + proc.stderr
     assert "Traceback" not in output
-    for (kind, case), task in zip(CASES, tasks):
+    for (kind, case), task in zip(CASES, tasks, strict=True):
         # The reporter's FAIL line, then the one-line error indented under it.
         assert re.search(rf"^FAIL {re.escape(task)} .*\n     {re.escape(str(bad_repo / kind / case.name))}: "
                          rf"{re.escape(expectation(case))}", output, flags=re.M), task
 
 
+@pytest.mark.slow  # starts doit in a subprocess
 @pytest.mark.parametrize("name,value,message", [
     ("WASMWHEEL_SYSTEM", "maybe", "error: environment: WASMWHEEL_SYSTEM: expected 1/0, true/false, yes/no; got 'maybe'"),
     ("WASMWHEEL_PYPI_URL", "pypi.example", "error: environment: WASMWHEEL_PYPI_URL: expected a URL, got 'pypi.example'"),
@@ -175,6 +179,7 @@ def test_a_bad_setting_stops_doit_with_one_line(tmp_path, name, value, message):
     assert proc.stdout == ""
 
 
+@pytest.mark.slow  # starts doit in a subprocess
 @pytest.mark.parametrize("name", ["WASMWHEEL_EMSDK_URL", "WASMWHEEL_SYSROOT_MIRROR", "WASMWHEEL_SDIST_MIRROR"])
 def test_a_setting_that_takes_a_local_folder_names_the_missing_one(tmp_path, name):
     root = make_repo(tmp_path)
@@ -187,6 +192,7 @@ def test_a_setting_that_takes_a_local_folder_names_the_missing_one(tmp_path, nam
     assert _doit(root, "list", env={name: "mirror.example"}).returncode == 0
 
 
+@pytest.mark.slow  # starts doit in a subprocess
 def test_editor_lock_and_backup_files_are_not_recipes(tmp_path):
     root = make_repo(tmp_path)
     (root / "recipes" / ".#hello-pyo3.toml").symlink_to("user@host.1234:1700000000")  # an emacs lock
@@ -197,6 +203,7 @@ def test_editor_lock_and_backup_files_are_not_recipes(tmp_path):
     assert proc.returncode == 0 and "ERROR" not in proc.stdout
 
 
+@pytest.mark.slow  # starts doit in a subprocess
 def test_a_duplicate_recipe_is_one_error_and_neither_file_builds(tmp_path):
     root = make_repo(tmp_path)
     shutil.copy2(root / "recipes" / "hello-pyo3.toml", root / "recipes" / "Hello_Pyo3.toml")
@@ -228,6 +235,7 @@ SPECIAL = {
 }
 
 
+@pytest.mark.slow  # starts wasmwheel and doit in subprocesses
 @pytest.mark.parametrize("kind", ["recipes", "abi"])
 @pytest.mark.parametrize("case", sorted(SPECIAL))
 def test_a_folder_fifo_or_symbolic_link_in_place_of_a_file_is_one_line(tmp_path, kind, case):

@@ -235,7 +235,8 @@ def test_a_test_dependency_is_installed_first_and_its_changes_rerun_dependents(p
     project.add_crate("hello-two", "hello_two")
     _depends(project, "hello-two", test=["hello-pyo3"])
     project.edit_toml("recipes/hello-two.toml", lambda d: d["test"].update(
-        {"script": "import hello_pyo3, hello_two\nassert hello_pyo3.sum_as_string(1, 1) == hello_two.sum_as_string(2, 0)\n"}))
+        {"script": "import hello_pyo3, hello_two\n"
+                   "assert hello_pyo3.sum_as_string(1, 1) == hello_two.sum_as_string(2, 0)\n"}))
     run = project.doit("build")
     assert run.executed.index("retag:hello-pyo3@2026_0") < run.executed.index("smoke:hello-two@2026_0")
     log = project.layout.log("smoke", "2026_0", "hello-two").read_text()

@@ -112,15 +112,15 @@ def test_the_page_says_what_each_build_did(repo_project, tmp_path):
         if m:
             rows[m.group(1)] = [cell.strip() for cell in line.strip("|").split("|")]
     abis = rows["crate"][2:]
-    cell = dict(zip(abis, rows[built][2:]))
+    cell = dict(zip(abis, rows[built][2:], strict=True))
     assert cell["2026_0"].startswith("**built**") and "compile 61 s" in cell["2026_0"] and "test 0.75 s" in cell["2026_0"]
     assert cell["2024_0"] == "not built yet"
-    fail = dict(zip(abis, rows[failed][2:]))["2026_0"]
+    fail = dict(zip(abis, rows[failed][2:], strict=True))["2026_0"]
     assert fail.startswith("**FAILED** (compile): maturin failed (exit 1) (error: linking with `cc` failed)")
     assert fail.endswith("hint: set the linker")
     # A skip shows the recipe's reason as it is now (not the one a report recorded).
     reason = repo_project.recipes.recipes[skipped_name].build.skip_abis["2024_0"]
-    assert dict(zip(abis, rows[skipped_name][2:]))["2024_0"] == "skipped: " + reason
+    assert dict(zip(abis, rows[skipped_name][2:], strict=True))["2024_0"] == "skipped: " + reason
     assert set(rows) - {"crate"} == set(names)
 
 
@@ -221,7 +221,8 @@ def _with_custom_section(wheel: Path, dest: Path, pad: int) -> Path:
 
 def test_compare_runs_the_recipes_test_with_ours_and_pypis_wheel_in_the_same_runtime(repo_project, runtimes, tmp_path):
     """For real: jiter's recipe test in Pyodide 314.0.7 with PyPI's jiter 0.19.0 wheel and with "ours" (that
-    wheel with a 4096-byte custom section added to its module), PyPI's JSON API served by a local mirror of the release."""
+    wheel with a 4096-byte custom section added to its module), PyPI's JSON API served by a local mirror of the
+    release."""
     from conftest import PYPI_WHEELS, PyPIUnreachable, pypi_wheel
     from pypi_mirror import FakePyPI, serve
 

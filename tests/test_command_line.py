@@ -48,6 +48,7 @@ def _cli(cwd: Path, *args: str, env: dict[str, str]) -> subprocess.CompletedProc
 # -- the CLI finds its repository -------------------------------------------------------------
 
 
+@pytest.mark.slow  # starts wasmwheel in a subprocess per command
 def test_outside_a_repository_every_command_says_to_pass_root(tmp_path):
     outside = tmp_path / "elsewhere"
     outside.mkdir()
@@ -61,6 +62,7 @@ def test_outside_a_repository_every_command_says_to_pass_root(tmp_path):
         assert "--root DIR" in line
 
 
+@pytest.mark.slow  # starts wasmwheel in a subprocess
 def test_from_a_subfolder_the_cli_walks_up_to_its_repository(checkout, tmp_path):
     # This checkout has one recipe (the repository itself has many): the count says which one was read.
     proc = _cli(checkout / "examples" / "hello-pyo3" / "src", "check", env=_env(tmp_path))
@@ -82,6 +84,7 @@ def test_a_folder_with_abi_and_recipes_of_another_project_is_not_the_repository(
         find_root(inner)
 
 
+@pytest.mark.slow  # starts wasmwheel in a subprocess
 def test_root_given_must_hold_abi_and_recipes(tmp_path):
     proc = _cli(tmp_path, "--root", str(tmp_path), "check", env=_env(tmp_path))
     assert proc.returncode == 1 and proc.stdout == ""
@@ -170,6 +173,7 @@ def test_a_task_missing_from_the_quick_list_is_never_refused():
         "no task is named 'std:2026': did you mean std:2026_0?")
 
 
+@pytest.mark.slow  # starts doit in a subprocess
 def test_doit_with_a_misspelt_task_names_the_closest_and_runs_nothing(checkout, tmp_path):
     proc = subprocess.run([sys.executable, "-m", "doit", "buidl:hello-pyo3"], cwd=checkout, env=_env(tmp_path),
                           capture_output=True, text=True, timeout=300)
@@ -183,6 +187,7 @@ def test_doit_with_a_misspelt_task_names_the_closest_and_runs_nothing(checkout, 
     assert proc.stderr.startswith("error: no task is named 'smoke:hello-pyo3@2026': did you mean smoke:hello-pyo3@2026_0")
 
 
+@pytest.mark.slow  # starts doit in a subprocess
 def test_doit_started_in_a_subfolder_names_the_repository_root(checkout, tmp_path):
     sub = checkout / "recipes"
     for argv in (["-k", "list"], ["-f", "../dodo.py", "build"]):

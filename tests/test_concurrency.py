@@ -52,7 +52,7 @@ def test_two_doit_processes_at_once_do_each_step_once_and_agree(project, tmp_pat
     # (or, reaching it later, found it done).
     meanwhile = [set(re.findall(r"^ +(\S+): done meanwhile by another wasmwheel process$", run.output, flags=re.M))
                  for run in runs]
-    did = [set(run.executed) - took for run, took in zip(runs, meanwhile)]
+    did = [set(run.executed) - took for run, took in zip(runs, meanwhile, strict=True)]
     assert not did[0] & did[1], f"done twice: {sorted(did[0] & did[1])}"
     assert len(did[0] | did[1]) == 4 * 2 + 1 + 4 * 2  # toolchains per ABI (emsdk, rust, std, pyodide), source, 4 steps per ABI
     assert meanwhile[0] <= did[1] and meanwhile[1] <= did[0]
@@ -189,7 +189,7 @@ def test_each_step_writes_only_its_own_outputs(project, tmp_path):
             p = Path(path)
             ok = any(p == a or a in p.parents for a in allowed)
             # Creating the folders that hold the step's own outputs is part of writing them.
-            ok = ok or any(p in a.parents for a in own + [stamp, log]) and after.get(path, ("d",))[0] == "d"
+            ok = ok or any(p in a.parents for a in [*own, stamp, log]) and after.get(path, ("d",))[0] == "d"
             # The lock files of cache folders and of the stamps a step reads sit beside them.
             ok = ok or (p.name.endswith(".lock") and any(Path(str(a) + ".lock") == p for a in own)) \
                 or (p.name.endswith(".json.lock") and "stamps" in p.parts)

@@ -100,6 +100,7 @@ def test_several_backends_on_one_file_at_once_keep_every_record(tmp_path, deps):
     assert sorted(_rows(db)) == sorted(f"step:{i}" for i in range(20))
 
 
+@pytest.mark.slow  # starts doit in a subprocess
 def test_doit_takes_it_from_pyproject_toml_as_its_sqlite3(tmp_path):
     config = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["doit"]
     assert config["plugins"]["backend"]["sqlite3"] == "wasmwheel.pipeline.doitdb:StepCommitDB"

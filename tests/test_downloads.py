@@ -209,7 +209,7 @@ def test_two_fetches_of_one_file_at_once_download_it_once(server, tmp_path):
     def one():
         try:
             results.append(_fetch(server, tmp_path)[0].read_bytes() == DATA)
-        except Exception as exc:  # reported below
+        except Exception as exc:  # noqa: BLE001 - whatever a thread raises is reported below
             results.append(exc)
 
     threads = [threading.Thread(target=one) for _ in range(2)]
@@ -313,6 +313,7 @@ def test_the_sdist_mirror_is_used_for_url_sources(project, server):
     assert "point WASMWHEEL_SDIST_MIRROR at a URL prefix that serves mirrored-1.0.tar.gz" in run.output
 
 
+@pytest.mark.slow  # runs npm
 def test_the_npm_registry_setting_reaches_npm(tmp_path):
     """With an unreachable registry (and an empty npm cache) installing a runtime fails naming the
     registry and the setting: so npm was told to use it, not the default registry."""

@@ -18,6 +18,8 @@ from wasmwheel.model.recipe import load_recipe
 REPO = Path(__file__).resolve().parents[1]
 CACHE = Path(os.environ.get("WASMWHEEL_TEST_CACHE", REPO / ".cache" / "test"))
 
+pytestmark = pytest.mark.slow  # cargo builds the crate for real
+
 
 def test_the_example_builds_with_maturin_and_passes_its_recipe_test(tmp_path):
     if shutil.which("cargo") is None:

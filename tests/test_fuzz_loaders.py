@@ -141,12 +141,14 @@ def _grid(base: dict):
         yield {**base, key: {"x": 1}}
 
 
+@pytest.mark.slow  # a fuzzing run of hundreds of examples
 def test_every_nasty_value_in_every_recipe_key(root):
     path = root / "recipes" / "demo.toml"
     for doc in _grid(RECIPE):
         _check_recipe(path, root, tomlkit.dumps(doc))
 
 
+@pytest.mark.slow  # a fuzzing run of hundreds of examples
 @FUZZ
 @given(doc=_mutations(RECIPE))
 def test_mutated_recipes(root, doc):
@@ -163,7 +165,7 @@ def test_byte_damaged_recipes(root, data):
     for _ in range(data.draw(st.integers(1, 4))):
         at = data.draw(st.integers(0, len(raw)))
         op = data.draw(st.sampled_from(["insert", "delete", "replace"]))
-        byte = data.draw(st.sampled_from(list(b'"[]{}=.,\n\\#\'\x00\xff') + [data.draw(st.integers(0, 255))]))
+        byte = data.draw(st.sampled_from([*b'"[]{}=.,\n\\#\'\x00\xff', data.draw(st.integers(0, 255))]))
         if op == "insert":
             raw.insert(at, byte)
         elif at < len(raw):
@@ -193,6 +195,7 @@ def _check_abi(path: Path) -> None:
     assert re.match(r"^[0-9A-Za-z.-]+$", abi.pyodide_version)
 
 
+@pytest.mark.slow  # a fuzzing run of hundreds of examples
 @FUZZ
 @given(doc=_mutations(ABI))
 def test_mutated_abi_files(root, doc):
@@ -201,6 +204,7 @@ def test_mutated_abi_files(root, doc):
     _check_abi(path)
 
 
+@pytest.mark.slow  # a fuzzing run of hundreds of examples
 def test_every_nasty_value_in_every_abi_key(root):
     path = root / "abi" / "2025_0.toml"
     for doc in _grid({"top": {k: v for k, v in ABI.items() if not isinstance(v, dict)}, "rust": ABI["rust"],

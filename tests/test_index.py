@@ -92,7 +92,8 @@ def test_load_package_from_the_lock_installs_a_built_crate_offline(built, runtim
     index = built.layout.index_dir(abi)
     args = ["node", str(TESTS / "pyodide_lock_load.mjs"), str(runtimes[version] / "node_modules/pyodide"),
             str(index / "pyodide-lock.json"), "hello-pyo3",
-            "import hello_pyo3; c = hello_pyo3.Counter(); c.increment(); f'{hello_pyo3.sum_as_string(40, 2)}/{c.increment()}'"]
+            "import hello_pyo3; c = hello_pyo3.Counter(); c.increment(); "
+            "f'{hello_pyo3.sum_as_string(40, 2)}/{c.increment()}'"]
     if abi == "2024_0":
         # Pyodide 0.27 resolves lock file names against packageCacheDir in Node (see wasmwheel/index/index.py).
         args.append(str(index))

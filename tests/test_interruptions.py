@@ -196,13 +196,13 @@ def test_kill_9_at_every_step_kind_then_finish_with_the_wheels_of_an_uninterrupt
             proc = start_doit(project, "build")
             abi = project.abi(ABI)
             part = project.layout.download(abi.sysroot.sha256, abi.sysroot.filename).with_suffix(".bz2.part")
-            wait_for(lambda: server.paused.is_set() and part.exists() and part.stat().st_size > 0,
+            wait_for(lambda part=part: server.paused.is_set() and part.exists() and part.stat().st_size > 0,
                      "the download to stall in the middle, with bytes on disk", proc)
             _kill(proc.pid)
         else:  # kill the client while its job runs on the (shared, long-lived) smoke server
             proc = start_doit(project, "build")
             smoke_log = project.layout.log("smoke", ABI, "hello-pyo3")
-            wait_for(lambda: smoke_log.exists() and "# smoke-testing " in smoke_log.read_text(),
+            wait_for(lambda smoke_log=smoke_log: smoke_log.exists() and "# smoke-testing " in smoke_log.read_text(),
                      "the smoke test to start", proc)
             _kill(proc.pid)
         run = finish(proc)

@@ -202,6 +202,7 @@ def test_one_bad_recipe_does_not_hide_the_others(tmp_path):
     assert "package.version: expected" in str(loaded.errors["broken"])
 
 
+@pytest.mark.slow  # starts wasmwheel in a subprocess
 def test_check_command_reports_problems_in_one_line_each(tmp_path):
     import shutil
 
@@ -213,5 +214,6 @@ def test_check_command_reports_problems_in_one_line_each(tmp_path):
                           capture_output=True, text=True)
     assert proc.returncode == 1
     assert proc.stderr.strip().splitlines() == [
-        f"error: {tmp_path}/recipes/broken.toml: source: missing; expected a table (found `sauce`: did you mean `source`?)"]
+        f"error: {tmp_path}/recipes/broken.toml: source: missing; "
+        "expected a table (found `sauce`: did you mean `source`?)"]
     assert "4 ABIs, 1 recipe, 1 problem\n" in proc.stdout

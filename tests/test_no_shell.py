@@ -69,7 +69,7 @@ def test_a_git_source_url_full_of_shell_characters_reaches_git_literally(project
     git_source_recipe(project, "shelly", work)
     project.doit("source:shelly")
     assert (project.layout.src_dir("shelly") / "pyproject.toml").exists()
-    assert [p for p in tmp_path.rglob("PWNED*")] == []
+    assert list(tmp_path.rglob("PWNED*")) == []
 
 
 def test_rustflags_with_whitespace_are_refused_saying_cargo_would_split_them(tmp_path):

@@ -84,6 +84,7 @@ def test_recipe_builds_somewhere_and_says_why_not_elsewhere(name):
         assert re.search(r"Rust >= \d+\.\d+|PyO3|requires-python", reason), f"{abi}: {reason}"
 
 
+@pytest.mark.slow  # downloads each sdist from PyPI (once, into the test cache)
 @pytest.mark.parametrize("name", SDIST_RECIPES)
 def test_recipe_matches_its_sdist(name):
     """The pinned file is real (sha256), maturin-built, and the recipe agrees with what is in it."""

@@ -21,7 +21,8 @@ def make_wheel(folder: Path, tag: str = "cp313-cp313-emscripten_4_0_9_wasm32") -
     files = {
         "demo.cpython-313-wasm32-emscripten.so": b"\0asm\1\0\0\0",
         "demo-1.0.dist-info/METADATA": b"Metadata-Version: 2.4\nName: demo\nVersion: 1.0\n",
-        "demo-1.0.dist-info/WHEEL": f"Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: false\nTag: {tag}\n".encode(),
+        "demo-1.0.dist-info/WHEEL": (
+            f"Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: false\nTag: {tag}\n".encode()),
     }
     record = "".join(
         f"{p},sha256={base64.urlsafe_b64encode(hashlib.sha256(d).digest()).rstrip(b'=').decode()},{len(d)}\n"
@@ -73,6 +74,7 @@ def test_a_corrupted_member_is_refused(tmp_path):
     assert not list((tmp_path / "out").glob("*.whl"))
 
 
+@pytest.mark.slow  # starts wasmwheel in a subprocess
 def test_retag_command_line(tmp_path):
     src = make_wheel(tmp_path, "cp314-cp314-emscripten_5_0_3_wasm32")
     proc = subprocess.run([sys.executable, "-m", "wasmwheel", "--root", str(REPO), "retag", str(src),

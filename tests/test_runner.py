@@ -43,7 +43,8 @@ def test_the_log_holds_the_command_the_changed_environment_and_the_output(tmp_pa
 
 
 def test_a_hung_command_is_killed_with_its_children(tmp_path):
-    code = "import subprocess, sys, time; subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)']); time.sleep(60)"
+    code = ("import subprocess, sys, time; "
+            "subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)']); time.sleep(60)")
     with StepLog(tmp_path / "x.log") as log, pytest.raises(CommandFailed, match="timed out after 1s"):
         run([sys.executable, "-c", code], log=log, timeout=1)
 

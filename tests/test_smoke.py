@@ -232,7 +232,7 @@ def test_a_python_exception_shows_the_test_traceback_without_pyodide_frames(whee
 
 def test_a_missing_python_dependency_is_named(wheels, runtimes, tmp_path):
     script = "import hello_pyo3\nimport attrs_not_installed\n"
-    facts, message, _ = smoke_test(runtimes, job(wheels["good-3.14"], script), tmp_path)
+    _facts, message, _ = smoke_test(runtimes, job(wheels["good-3.14"], script), tmp_path)
     assert "ModuleNotFoundError: No module named 'attrs_not_installed'" in message.splitlines()[0]
     assert "hint: attrs_not_installed is not installed: add the distribution that provides it to [test] " \
            "requirements in recipes/t.toml" in message
@@ -240,8 +240,8 @@ def test_a_missing_python_dependency_is_named(wheels, runtimes, tmp_path):
 
 def test_pyodide_0_27_names_the_missing_library_it_hides(wheels, runtimes, tmp_path):
     # 0.27's loader says only "Didn't expect to load any more file_packager files!" here.
-    facts, message, log = smoke_test(runtimes, job(wheels["missing-library-3.12"], version="0.27.8"), tmp_path,
-                                     "0.27.8")
+    _facts, message, log = smoke_test(runtimes, job(wheels["missing-library-3.12"], version="0.27.8"), tmp_path,
+                                      "0.27.8")
     first = message.splitlines()[0]
     assert 'installing the wheel failed: Failed to find dynamic library "libdep.so" (needed by ' \
            "hello_pyo3.cpython-312-wasm32-emscripten.so; this Pyodide says only: " in first
@@ -252,7 +252,7 @@ def test_pyodide_0_27_names_the_missing_library_it_hides(wheels, runtimes, tmp_p
 def test_the_summary_is_the_exception_not_pyodides_note_after_it(real_wheels, runtimes, tmp_path):
     # Pyodide 314 adds a note to ModuleNotFoundError ("... See https://pyodide.org/... for more details.").
     the_job = job(real_wheels["pydantic_core"], "import pydantic_core\n")
-    facts, message, log = smoke_test(runtimes, the_job, tmp_path)
+    _facts, message, log = smoke_test(runtimes, the_job, tmp_path)
     assert message.splitlines()[0].endswith(
         "the test script failed: ModuleNotFoundError: No module named 'typing_extensions'")
     assert "hint: typing_extensions is not installed: add the distribution that provides it to [test] " \
@@ -263,7 +263,8 @@ def test_the_summary_is_the_exception_not_pyodides_note_after_it(real_wheels, ru
 @pytest.mark.parametrize("key, version, line, hint", [
     # A cp314 package whose extension module Python 3.13 does not find: an ImportError in its __init__.
     ("pydantic_core", "0.29.5", "the test script failed: ImportError: cannot import name",
-     "the wheel's extension module is for Python 3.14 (_pydantic_core.cpython-314-wasm32-emscripten.so) but this "
+     "the wheel's extension module is for Python 3.14 (_pydantic_core.cpython-314-wasm32-emscripten.so) "
+     "but this "
      "Pyodide runs Python 3.13"),
     # An abi3 wheel built with wasm exception handling, in a runtime with JavaScript exception handling.
     ("rustworkx", "0.27.8", 'installing the wheel failed: WebAssembly.instantiate(): Import #',
@@ -305,11 +306,11 @@ ENDINGS = {
 def test_every_way_a_test_ends_is_reported_for_what_it_is(ending, server, wheels, runtimes, tmp_path):
     script, line, detail = ENDINGS[ending]
     config = settings(WASMWHEEL_SMOKE_WORKERS="1") if server else settings(WASMWHEEL_SMOKE_SERVER="0")
-    facts, message, log = smoke_test(runtimes, job(wheels["good-3.14"], SCRIPT + script), tmp_path, config=config)
+    facts, message, _log = smoke_test(runtimes, job(wheels["good-3.14"], SCRIPT + script), tmp_path, config=config)
     if line is None:
         assert message == "" and facts["outcome"] == "passed"
     else:
-        first, *rest = message.splitlines()
+        first = message.splitlines()[0]
         assert first.startswith(f"{wheels['good-3.14'].name} in Pyodide {NEWEST.pyodide_version} (Node): {line}")
         assert "    at " not in message  # the runtime's JavaScript frames stay in the log
         if detail:
@@ -325,7 +326,7 @@ def test_a_test_may_await_at_the_top_level(wheels, runtimes, tmp_path):
     path = tmp_path / "t.toml"
     path.write_text(RECIPE + f"script = {json.dumps(script)}\n")  # a JSON string is a TOML basic string
     assert load_recipe(path, ["2026_0"], tmp_path).test.script == script
-    facts, message, log = smoke_test(runtimes, job(wheels["good-3.14"], script), tmp_path)
+    _facts, message, log = smoke_test(runtimes, job(wheels["good-3.14"], script), tmp_path)
     assert message == "" and "awaited" in log
 
 
@@ -355,7 +356,7 @@ def test_every_runtime_passes_good_wheels_and_names_real_errors(version, wheels,
 
 
 def _server_pid(log: str) -> str:
-    return [line for line in log.splitlines() if "smoke server pid" in line][0].split()[4]
+    return next(line for line in log.splitlines() if "smoke server pid" in line).split()[4]
 
 
 def test_a_hung_test_is_killed_after_its_timeout_and_the_server_goes_on(wheels, runtimes, tmp_path):
@@ -383,7 +384,7 @@ def test_one_node_process_per_job_kills_a_hung_test_after_its_own_timeout(wheels
     # after the 120 s allowed for booting, and what it printed first is in the log. The timeout also
     # covers installing the wheel (about 1 s here): 20 s lets the print come first on a loaded machine.
     hung = job(wheels["good-3.14"], "import hello_pyo3\nprint('before the wait')\n" + BLOCK_FOREVER, timeout=20)
-    facts, message, log = smoke_test(runtimes, hung, tmp_path, config=settings(WASMWHEEL_SMOKE_SERVER="0"))
+    _facts, message, log = smoke_test(runtimes, hung, tmp_path, config=settings(WASMWHEEL_SMOKE_SERVER="0"))
     assert message.splitlines()[0].endswith("timed out: the smoke test did not finish within 20 s and was killed")
     assert "before the wait" in log
 
@@ -458,11 +459,11 @@ CHECK_CLEAN = textwrap.dedent('''\
 def test_each_wheel_meets_a_fresh_interpreter(wheels, runtimes, tmp_path):
     # One interpreter slot: the second job runs on the same server after the first.
     with own_server(runtimes, idle=3602, WASMWHEEL_SMOKE_WORKERS="1") as one_slot:
-        first, message, log_a = smoke_test(runtimes, job(wheels["good-3.14"], POLLUTE), tmp_path, config=one_slot,
-                                           name="a")
+        _first, message, log_a = smoke_test(runtimes, job(wheels["good-3.14"], POLLUTE), tmp_path, config=one_slot,
+                                            name="a")
         assert message == ""
-        second, message, log_b = smoke_test(runtimes, job(wheels["two-3.14"], CHECK_CLEAN), tmp_path,
-                                            config=one_slot, name="b")
+        _second, message, log_b = smoke_test(runtimes, job(wheels["two-3.14"], CHECK_CLEAN), tmp_path,
+                                             config=one_slot, name="b")
         assert message == "", message
         assert _server_pid(log_b) == _server_pid(log_a)  # the same server ran both
 
@@ -726,6 +727,7 @@ def index(tmp_path, monkeypatch) -> Path:
     return links
 
 
+@pytest.mark.slow  # starts pip in a subprocess
 def test_test_requirements_for_a_prerelease_python_are_downloaded(index, tmp_path):
     """ABI 2026_5's Python is 3.15.0rc1, which pip's --python-version refuses as written (pycrdt's smoke test
     stopped there)."""
@@ -750,11 +752,12 @@ def test_test_requirements_are_downloaded_once_and_installed_first(index, wheels
     assert again == found
     assert "pip download" not in (tmp_path / "again.log").read_text()
     script = "import hello_pyo3, smokedep\nassert smokedep.VALUE == 42\n"
-    facts, message, log_text = smoke_test(runtimes, job(wheels["good-3.14"], script, preload=tuple(found)), tmp_path)
+    _facts, message, log_text = smoke_test(runtimes, job(wheels["good-3.14"], script, preload=tuple(found)), tmp_path)
     assert message == ""
     assert log_text.index("installing smokedep") < log_text.index("installing hello_pyo3")
 
 
+@pytest.mark.slow  # starts pip in a subprocess
 def test_missing_test_requirements_are_all_named(index, tmp_path):
     layout = Layout(Settings.from_env(REPO, {"WASMWHEEL_CACHE": str(tmp_path / "cache")}))
     with StepLog(tmp_path / "req.log") as log, pytest.raises(wheelhouse.RequirementsUnavailable) as err:

@@ -94,7 +94,7 @@ def _check_layout(archive: Path, entries: list[tuple[str, PurePosixPath, str]], 
         kinds[rel] = kind
         if kind == "file":
             files.add(rel)
-    for name, rel, kind in entries:
+    for name, rel, _kind in entries:
         inside = next((p for p in rel.parents if p in files), None)
         if inside is not None:
             raise _refuse(archive, name, f"is inside {inside.as_posix()!r}, which is a file in the archive")
@@ -285,7 +285,7 @@ def check_tree_links(tree: Path, what: str) -> None:
 
 def single_top_folder(folder: Path) -> Path:
     """The one top-level folder of an unpacked sdist (``name-version/``), or ``folder`` itself."""
-    entries = [e for e in Path(folder).iterdir()]
+    entries = list(Path(folder).iterdir())
     if len(entries) == 1 and entries[0].is_dir() and not entries[0].is_symlink():
         return entries[0]
     return Path(folder)

@@ -156,7 +156,7 @@ def _own_version() -> str:
         from importlib.metadata import version
 
         return version("wasmwheel")
-    except Exception:
+    except Exception:  # noqa: BLE001 - a version label for the config; any failure to read it means "unknown"
         return "unknown"
 
 
@@ -229,7 +229,7 @@ def maturin_version() -> str:
         from importlib.metadata import version
 
         return version("maturin")
-    except Exception:
+    except Exception:  # noqa: BLE001 - a version label for the config; any failure to read it means "unknown"
         return "unknown"
 
 

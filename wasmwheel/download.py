@@ -144,7 +144,7 @@ def _get(url: str, part: Path, origin: Origin, log: StepLog, timeout: float) -> 
 def _download(url: str, part: Path, origin: Origin, log: StepLog, timeout: float) -> None:
     """Get ``url`` into ``part`` completely, resuming what is there, or raise DownloadError."""
     failures = 0
-    for request in range(MAX_REQUESTS):
+    for _request in range(MAX_REQUESTS):
         try:
             _download_once(url, part, log, timeout)
             return

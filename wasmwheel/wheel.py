@@ -135,8 +135,8 @@ def retag(wheel: Path, platform_tag: str, dest_dir: Path) -> Path:
     new_name = name.with_platform(platform_tag)
     dest = Path(dest_dir) / new_name.filename
     dest.parent.mkdir(parents=True, exist_ok=True)
-    with temp_path_beside(dest, ".whl") as tmp:
-        tmp = tmp.with_name(new_name.filename)
+    with temp_path_beside(dest, ".whl") as staged:
+        tmp = staged.with_name(new_name.filename)
         if new_name.tags == name.tags and new_name.filename == wheel.name:
             _verify(wheel)
             shutil.copyfile(wheel, tmp)
@@ -164,8 +164,8 @@ def set_generator(wheel: Path, dest: Path, generator: str) -> Path:
     """Write ``wheel`` to ``dest`` (atomically) with ``generator`` as its WHEEL Generator line; every
     other member is kept byte for byte (RECORD is rewritten for the new WHEEL)."""
     dest = Path(dest)
-    with temp_path_beside(dest, ".whl") as tmp:
-        tmp = tmp.with_name(dest.name)  # WheelFile reads the name and version from the file name
+    with temp_path_beside(dest, ".whl") as staged:
+        tmp = staged.with_name(dest.name)  # WheelFile reads the name and version from the file name
         _rewrite(Path(wheel), tmp, lambda text: set_generator_line(text, generator))
         tmp.replace(dest)
     return dest

@@ -118,7 +118,8 @@ CHECKS: dict[str, Check] = {c.code: c for c in (
           "meant for sys.prefix)",
           "installs and imports; the files stay in site-packages/<dist>.data/..., so code that reads them fails"),
     Check("WW120", WARNING, "JavaScript exception handling (imports invoke_*) in a wasm-EH ABI",
-          "rebuild with the ABI's toolchain: wasm exception handling (Rust >= 1.93, or -Z emscripten-wasm-eh with the wasm-EH sysroot)",
+          "rebuild with the ABI's toolchain: wasm exception handling "
+          "(Rust >= 1.93, or -Z emscripten-wasm-eh with the wasm-EH sysroot)",
           "loads and imports (unless its initialisation calls one: WW123); then the first call through an invoke_* "
           "wrapper is a fatal error ('cannot resolve symbol invoke_...'), with or without an exception (PyO3 "
           "runs each function it exposes inside catch_unwind, src/impl_/trampoline.rs: in a PyO3 module, every call)"),
@@ -129,7 +130,8 @@ CHECKS: dict[str, Check] = {c.code: c for c in (
           "rebuild with the ABI's toolchain (JS exception handling)",
           "loads and runs in 0.27.8; an exception unwinding through it meets a runtime built for JS exceptions"),
     Check("WW123", ERROR, "JavaScript exception handling used as the module loads or is imported, in a wasm-EH ABI",
-          "rebuild with the ABI's toolchain: wasm exception handling (Rust >= 1.93, or -Z emscripten-wasm-eh with the wasm-EH sysroot)",
+          "rebuild with the ABI's toolchain: wasm exception handling "
+          "(Rust >= 1.93, or -Z emscripten-wasm-eh with the wasm-EH sysroot)",
           "the import (or the load, for constructors) ends the runtime: 'cannot resolve symbol invoke_...'"),
     Check("WW124", WARNING, "a PyO3 module built with panic=abort",
           "build with unwinding, as the ABI's std does: remove panic = \"abort\" from the crate's profile and "
@@ -138,10 +140,12 @@ CHECKS: dict[str, Check] = {c.code: c for c in (
           "'Aborted()' on 2024_0) instead of raising pyo3_runtime.PanicException"),
     Check("WW130", ERROR, "needed shared library not found where Pyodide looks",
           "ship the library at the wheel's root (site-packages), or next to the module with a $ORIGIN runtime path",
-          "load fails: 'Failed to find dynamic library' (0.27: 'Didn't expect to load any more file_packager files!')"),
+          "load fails: 'Failed to find dynamic library' "
+          "(0.27: 'Didn't expect to load any more file_packager files!')"),
     Check("WW131", ERROR, "undefined data symbol or function address",
           LINK_FIX,
-          "load fails: 'Dynamic linking error: undefined symbol' (0.27/0.29: \"bad export type for '...': undefined\")"),
+          "load fails: 'Dynamic linking error: undefined symbol' "
+          "(0.27/0.29: \"bad export type for '...': undefined\")"),
     Check("WW132", WARNING, "calls a function nobody defines",
           LINK_FIX,
           "loads and imports (unless its initialisation calls it: WW134); code that reaches the call is a fatal "
@@ -726,9 +730,9 @@ def format_table(reports: Sequence[AuditReport]) -> str:
             rows.append((r.wheel.name, f.severity, f.code, f.member, f.message))
     header = ("WHEEL", "RESULT", "CODE", "MEMBER", "FINDING")
     widths = [max(len(header[i]), *(len(row[i]) for row in rows)) if rows else len(header[i]) for i in range(4)]
-    lines = ["  ".join(h.ljust(w) for h, w in zip(header[:4], widths)) + "  " + header[4]]
+    lines = ["  ".join(h.ljust(w) for h, w in zip(header[:4], widths, strict=True)) + "  " + header[4]]
     for row in rows:
-        lines.append("  ".join(c.ljust(w) for c, w in zip(row[:4], widths)) + "  " + row[4])
+        lines.append("  ".join(c.ljust(w) for c, w in zip(row[:4], widths, strict=True)) + "  " + row[4])
     fixes = sorted({(f.code, f.fix) for r in reports for f in r.findings})
     if fixes:
         lines.append("")

@@ -165,7 +165,8 @@ class Linker:
 
     def _find_new(self, lib: Library, name: str) -> tuple[Library | None, list[str]]:
         dirs: list[str] = []
-        for rpath in lib.runtime_paths:
+        for runtime_path in lib.runtime_paths:
+            rpath = runtime_path
             if rpath.startswith("$ORIGIN"):
                 rpath = self.facts.where(lib.folder) + rpath[len("$ORIGIN"):]
             if rpath.startswith("/"):
@@ -192,7 +193,7 @@ class Linker:
                            and (base == "" or k.startswith(base + "/")))
             if below:
                 found = self.files[below[0]] or _placeholder(below[0])
-        return found, dirs + [f"{top}/**"]
+        return found, [*dirs, f"{top}/**"]
 
     def link(self) -> None:
         """Load every library in order; record what each one's needed libraries resolve to."""
@@ -220,7 +221,7 @@ class Linker:
                     loaded.setdefault(name, found)
                 if id(found) not in stack and found.module is not None:
                     ok = resolve(found, top_folder if self.facts.legacy_loader else found.folder,
-                                 stack + (id(found),)) and ok
+                                 (*stack, id(found))) and ok
             return ok
 
         for lib in self.libraries:

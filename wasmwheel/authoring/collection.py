@@ -141,8 +141,8 @@ def compare(project: "Project", rows: Sequence[dict[str, Any]], *, runs: int = 3
             except PyPIError as exc:
                 releases[key] = exc
         files = releases[key]
-        base = dict(crate=recipe.name, abi=abi.name, ours=ours.name, our_size=ours.stat().st_size,
-                    our_module=module_size(ours))
+        base = {"crate": recipe.name, "abi": abi.name, "ours": ours.name, "our_size": ours.stat().st_size,
+                "our_module": module_size(ours)}
         if isinstance(files, Exception):
             out.append(Comparison(official=None, reason=f"PyPI: {files}", **base))
             continue
@@ -319,7 +319,8 @@ def render(project: "Project", report: dict[str, Any], comparisons: Sequence[Com
             "the runs. Module: the extension module's bytes (what the runtime loads). Ratios are ours / "
             "official: below 1.00x ours is smaller or faster.",
             "",
-            "| crate | ABI | official wheel | module ours | module official | size | test ours | test official | time |",
+            "| crate | ABI | official wheel | module ours | module official | size "
+            "| test ours | test official | time |",
             "|---|---|---|---|---|---|---|---|---|",
         ]
         for c in sorted(measured, key=lambda c: (c.crate, c.abi)):

@@ -139,7 +139,8 @@ def _write_simple(root: Path, projects: dict[str, list[dict[str, Any]]], url) ->
         folder = root / project
         folder.mkdir()
         anchors = "".join(
-            f'    <a href="{html.escape(url(f["filename"]))}#sha256={f["sha256"]}">{html.escape(f["filename"])}</a><br>\n'
+            f'    <a href="{html.escape(url(f["filename"]))}#sha256={f["sha256"]}">'
+            f'{html.escape(f["filename"])}</a><br>\n'
             for f in files)
         (folder / "index.html").write_text(
             "<!DOCTYPE html>\n<html>\n  <head>\n    <meta name=\"pypi:repository-version\" content=\"1.1\">\n"
@@ -159,8 +160,8 @@ def _pyodide_lock(abi: Abi, runtime_lock: Path | None, projects: dict[str, list[
     cdn = PYODIDE_CDN.format(version=abi.pyodide_version)
     packages: dict[str, Any] = {}
     template: dict[str, Any] = {}
-    for name, entry in base.get("packages", {}).items():
-        entry = dict(entry)
+    for name, base_entry in base.get("packages", {}).items():
+        entry = dict(base_entry)
         if "://" not in entry.get("file_name", ""):
             entry["file_name"] = cdn + entry["file_name"]
         packages[name] = entry
@@ -179,7 +180,7 @@ def _pyodide_lock(abi: Abi, runtime_lock: Path | None, projects: dict[str, list[
         if recipe:
             wanted = [*recipe.depends.test, *(canonicalize_name(Requirement(r).name) for r in recipe.test.requirements)]
             depends = [d for d in wanted if d in packages or d in projects]
-        entry = {key: value for key, value in template.items()}
+        entry = dict(template)
         entry.update({
             "name": project,
             "version": newest["version"],

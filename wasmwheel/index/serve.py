@@ -18,6 +18,7 @@ import json
 import sys
 from importlib import resources
 from pathlib import Path
+from typing import ClassVar
 
 from wasmwheel.index.index import PEP691_TYPE
 
@@ -72,7 +73,7 @@ PAGE_FILES = {"/try.html": ("try.html", "text/html; charset=utf-8"), "/try.mjs":
 
 
 class IndexHandler(http.server.SimpleHTTPRequestHandler):
-    extensions_map = {
+    extensions_map: ClassVar[dict[str, str]] = {
         **http.server.SimpleHTTPRequestHandler.extensions_map,
         ".whl": "application/octet-stream",
         ".json": "application/json",
@@ -100,7 +101,7 @@ class IndexHandler(http.server.SimpleHTTPRequestHandler):
 
     def send_head(self):
         url_path = self.path.split("?", 1)[0]
-        host = self.headers.get("Host") or "%s:%d" % self.server.server_address[:2]
+        host = self.headers.get("Host") or "{}:{}".format(*self.server.server_address[:2])
         if url_path in PAGE_FILES:
             name, ctype = PAGE_FILES[url_path]
             return self._answer(page_file(name).read_bytes(), ctype)
@@ -127,7 +128,7 @@ class IndexHandler(http.server.SimpleHTTPRequestHandler):
 
     def log_message(self, format, *args):  # noqa: A002 - http.server signature
         if not self.quiet:
-            sys.stderr.write("   %s %s\n" % (self.address_string(), format % args))
+            sys.stderr.write(f"   {self.address_string()} {format % args}\n")
 
 
 def make_server(root: Path, host: str = "127.0.0.1", port: int = 8000, quiet: bool = False) -> http.server.ThreadingHTTPServer:

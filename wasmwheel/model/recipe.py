@@ -264,7 +264,7 @@ def _check_git_url(value: str) -> str | None:
 
 
 def _check_relative(value: str) -> str | None:
-    if value.startswith("/") or value.startswith("\\") or re.match(r"^[A-Za-z]:", value):
+    if value.startswith(("/", "\\")) or re.match(r"^[A-Za-z]:", value):
         return "is absolute"
     return check_no_nul(value)
 
@@ -632,7 +632,7 @@ def _find_cycle(start: str, recipes: dict[str, Recipe]) -> list[str] | None:
 
     def visit(name: str) -> list[str] | None:
         if name in path:
-            return path[path.index(name):] + [name]
+            return [*path[path.index(name):], name]
         recipe = recipes.get(name)
         if recipe is None:
             return None

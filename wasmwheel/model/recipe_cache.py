@@ -65,7 +65,7 @@ class RecipeCache:
                 data = pickle.load(f)
             if data["context"] == self.context:
                 self.entries = data["entries"]
-        except Exception:  # missing, truncated, foreign or from another version: start empty
+        except Exception:  # noqa: BLE001 - missing, truncated, foreign or from another version: start empty
             self.entries = {}
 
     def get(self, path: Path) -> tuple[tuple[int, ...] | None, Recipe | None]:

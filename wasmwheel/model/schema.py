@@ -353,7 +353,7 @@ def check_http_url(value: str) -> str | None:
         return "not an http(s) URL (it holds spaces or control characters)"
     try:
         parts = urlsplit(value)
-        parts.port  # raises on a port that is not a number in range
+        _ = parts.port  # raises on a port that is not a number in range
     except ValueError as exc:
         return f"not a valid URL ({exc})"
     if parts.scheme.lower() not in ("http", "https"):

@@ -34,7 +34,8 @@ DEFAULT_TOOLCHAIN = "lean"
 VARIABLES = {
     "WASMWHEEL_CACHE": "shared downloads and toolchains (default: $XDG_CACHE_HOME/wasmwheel or ~/.cache/wasmwheel)",
     "WASMWHEEL_BUILD_DIR": "per-repository build outputs, logs and doit state (default: <repo>/build)",
-    "WASMWHEEL_TOOLCHAIN": f"lean (default) or emsdk: how crates are linked ({TOOLCHAINS['lean']}; or {TOOLCHAINS['emsdk']})",
+    "WASMWHEEL_TOOLCHAIN": f"lean (default) or emsdk: how crates are linked "
+                           f"({TOOLCHAINS['lean']}; or {TOOLCHAINS['emsdk']})",
     "WASMWHEEL_EMSDK_URL": f"git URL or local path of the Emscripten SDK repository (default: {DEFAULT_EMSDK_URL})",
     "WASMWHEEL_SYSROOT_MIRROR": "URL prefix or local folder; sysroot archives are fetched from <prefix>/<file name>",
     "WASMWHEEL_PATCH_MIRROR": "URL prefix or local folder (a path or file:// URL); Pyodide's Emscripten patches are "
@@ -46,11 +47,13 @@ VARIABLES = {
     "WASMWHEEL_INDEX_URL": "public URL the index will be served from; makes pyodide-lock.json file names absolute",
     "WASMWHEEL_RETRY_BACKOFF": "seconds before the first retry of a failed download, doubling after each (default: 1)",
     "WASMWHEEL_VERBOSE": "1 = echo every step's log to the console as it is written",
-    "WASMWHEEL_SMOKE_SERVER": "0 = boot one Node process per smoke test instead of the per-runtime smoke server (slow; for debugging)",
+    "WASMWHEEL_SMOKE_SERVER": "0 = boot one Node process per smoke test instead of the per-runtime smoke server "
+                              "(slow; for debugging)",
     "WASMWHEEL_SMOKE_WORKERS": "pre-booted interpreters per smoke server (default: the number of CPUs, at most 4)",
     "WASMWHEEL_SMOKE_IDLE": "seconds a smoke server stays up without work (default: 60)",
     "WASMWHEEL_CHROMIUM": "Chromium/Chrome executable for browser smoke tests (default: chromium on PATH)",
-    "WASMWHEEL_UNPACK_MAX_SIZE": "most an archive (sdist, sysroot) may unpack to, in bytes or with K, M, G, T (default: 4G)",
+    "WASMWHEEL_UNPACK_MAX_SIZE": "most an archive (sdist, sysroot) may unpack to, in bytes or with K, M, G, T "
+                                 "(default: 4G)",
     "WASMWHEEL_UNPACK_MAX_FILES": "most members an archive may hold (default: 200000)",
 }
 

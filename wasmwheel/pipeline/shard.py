@@ -248,7 +248,8 @@ def github_matrix(project: "Project", shards: list[Shard]) -> dict[str, Any]:
         abis = shard.abis
         include.append({
             "shard": n,
-            "name": f"{n}/{len(shards)} {' '.join(abis)} ({len(shard.crates)} crate{'s' * (len(shard.crates) != 1)})",
+            "name": f"{n}/{len(shards)} {' '.join(abis)} "
+                    f"({len(shard.crates)} crate{'s' * (len(shard.crates) != 1)})",
             "abis": " ".join(abis),
             "tasks": " ".join(i.task for i in shard.items),
             "items": len(shard.items),

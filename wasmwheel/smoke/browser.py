@@ -19,7 +19,7 @@ import threading
 import time
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, ClassVar, Iterator, Sequence
 from urllib.parse import unquote, urlsplit
 
 from wasmwheel.model.errors import WasmwheelError
@@ -58,7 +58,7 @@ def find_chromium(configured: str | None = None) -> str:
 
 class _Handler(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
-    files: dict[str, Path] = {}  # URL path -> file
+    files: ClassVar[dict[str, Path]] = {}  # URL path -> file
     cors = False
     events: "queue.Queue[tuple[str, bytes]] | None" = None
     job: bytes = b""

@@ -333,7 +333,8 @@ def main(argv: list[str] | None = None) -> int:
     wasm_opt = env.get("WASMWHEEL_WASM_OPT", "")
     opt_args = the_plan.wasm_opt_args(flags) if wasm_opt else None
     if opt_args is None:
-        _log(f"# no wasm-opt ({'none configured' if not wasm_opt else the_plan.opt_level + (' -g' if the_plan.debug else '')})")
+        why = "none configured" if not wasm_opt else the_plan.opt_level + (" -g" if the_plan.debug else "")
+        _log(f"# no wasm-opt ({why})")
         return 0
     return _run([wasm_opt, *opt_args])
 

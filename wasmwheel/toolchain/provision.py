@@ -224,7 +224,7 @@ def _apply_patches(abi: Abi, folder: Path, files: list[Path], log: StepLog) -> N
     root = folder / "upstream" / "emscripten"
     tag, patches = abi.emsdk.pyodide_tag, abi.emsdk.patches
     write_json(folder / PATCHING, {"emscripten": abi.emscripten, **abi.emsdk.config()})
-    for index, (patch, file) in enumerate(zip(patches, files)):
+    for index, (patch, file) in enumerate(zip(patches, files, strict=True)):
         try:
             apply_patch(tool, patch, file, root, env, log)
         except CommandFailed as exc:
@@ -396,7 +396,7 @@ def system_patches(abi: Abi, emcc: Path, layout: Layout, log: StepLog) -> dict[s
         if files is None or tool is None:
             unchecked = [p.name for p in patches]
         else:
-            found = _carried_by_files(tool, list(zip(patches, files)), root, log)
+            found = _carried_by_files(tool, list(zip(patches, files, strict=True)), root, log)
             carried = [p.name for p in patches if found[p.name]]
             missing = [p.name for p in patches if not found[p.name]]
     if len(carried) == len(patches):
@@ -556,7 +556,8 @@ def _unpinned_error(abi: Abi) -> ConfigError:
     assert abi.sysroot
     return ConfigError(
         abi.path, "rust.sysroot.sha256",
-        f"not pinned: no checksum is published for {abi.sysroot.url}, and wasmwheel does not unpack an unverified archive",
+        f"not pinned: no checksum is published for {abi.sysroot.url}, "
+        "and wasmwheel does not unpack an unverified archive",
         f"run `doit pin-sysroot:{abi.name}` to download it and record its sha256, then rerun",
     )
 
