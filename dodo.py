@@ -7,8 +7,6 @@ from pathlib import Path
 from doit import loader
 
 from wasmwheel.model.errors import WasmwheelError
-from wasmwheel.pipeline.steps import PIPELINE
-from wasmwheel.pipeline.graph import Project, dodo_functions
 from wasmwheel.pipeline.cli import (
     install_signal_handlers,
     misplaced_options,
@@ -16,6 +14,8 @@ from wasmwheel.pipeline.cli import (
     started_elsewhere,
     unknown_task_hint,
 )
+from wasmwheel.pipeline.graph import Project, dodo_functions
+from wasmwheel.pipeline.steps import PIPELINE
 
 install_signal_handlers()
 if started_elsewhere(getattr(loader, "initial_workdir", None), Path(__file__).parent):  # `doit -k` in a subfolder

@@ -13,8 +13,23 @@ nox.options.sessions = ["lint", "tests"]
 
 LINTED = ["wasmwheel", "tests", "benchmarks", "dodo.py", "noxfile.py"]
 # What the slow tests need and the fast tier must not: `nox -s fast` puts a script that fails in front of each.
-SLOW_TOOLS = ["node", "npm", "npx", "clang", "clang-19", "clang++", "clang++-19", "wasm-ld", "wasm-ld-19",
-              "chromium", "chromium-browser", "google-chrome", "rustup", "cargo", "rustc"]
+SLOW_TOOLS = [
+    "node",
+    "npm",
+    "npx",
+    "clang",
+    "clang-19",
+    "clang++",
+    "clang++-19",
+    "wasm-ld",
+    "wasm-ld-19",
+    "chromium",
+    "chromium-browser",
+    "google-chrome",
+    "rustup",
+    "cargo",
+    "rustc",
+]
 
 
 @nox.session
@@ -51,10 +66,16 @@ def fast(session: nox.Session) -> None:
             script.chmod(0o755)
         nowhere = "http://127.0.0.1:9"  # nothing listens on the discard port
         local = "127.0.0.1,localhost,::1"
-        env = {"PATH": os.pathsep.join([str(shadow), os.environ.get("PATH", "")]),
-               "WASMWHEEL_TEST_CACHE": str(tmp / "empty-test-cache"),
-               "HTTP_PROXY": nowhere, "HTTPS_PROXY": nowhere, "http_proxy": nowhere, "https_proxy": nowhere,
-               "NO_PROXY": local, "no_proxy": local}
+        env = {
+            "PATH": os.pathsep.join([str(shadow), os.environ.get("PATH", "")]),
+            "WASMWHEEL_TEST_CACHE": str(tmp / "empty-test-cache"),
+            "HTTP_PROXY": nowhere,
+            "HTTPS_PROXY": nowhere,
+            "http_proxy": nowhere,
+            "https_proxy": nowhere,
+            "NO_PROXY": local,
+            "no_proxy": local,
+        }
         # One process: the tier is about 10 s of CPU, and each xdist worker would collect all the tests again.
         session.run("python", "-m", "pytest", "-m", "not slow", "--durations=10", *session.posargs, env=env)
     finally:

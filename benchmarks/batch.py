@@ -35,21 +35,26 @@ sys.path.insert(0, str(REPO / "tests"))
 sys.path.insert(0, str(REPO))
 
 from lean import split  # noqa: E402
-from realbuild import RealProject  # noqa: E402
 from world import BenchError  # noqa: E402
+
+from realbuild import RealProject  # noqa: E402
 
 ABI = "2026_0"
 CRATES = ("rbloom", "fastnanoid", "fastuuid")  # small PyO3 crates of the collection, no patches
 QUICK_CRATES = ("rbloom",)
-WAITS = (re.compile(r"waiting for another wasmwheel process using (.+)"), re.compile(r"Blocking waiting for file lock on (.+)"))
+WAITS = (
+    re.compile(r"waiting for another wasmwheel process using (.+)"),
+    re.compile(r"Blocking waiting for file lock on (.+)"),
+)
 
 
 def checkout(workdir: Path, name: str, crates: tuple[str, ...]) -> RealProject:
     """A fresh checkout with the example crate and ``crates`` (recipes and their patches), every ABI file
     (recipes name the ABIs they skip), its own build folder."""
     abis = tuple(sorted(p.stem for p in (REPO / "abi").glob("*.toml")))
-    project = RealProject.create(workdir / name, abis, recipes={c: (REPO / "recipes" / f"{c}.toml").read_text()
-                                                                for c in crates})
+    project = RealProject.create(
+        workdir / name, abis, recipes={c: (REPO / "recipes" / f"{c}.toml").read_text() for c in crates}
+    )
     for crate in crates:
         patches = REPO / "recipes" / "patches" / crate
         if patches.is_dir():
@@ -101,14 +106,22 @@ def measure(quick: bool = False, crates: tuple[str, ...] | None = None) -> dict:
         warm, warm_s = timed(two, "-n", "2", *wanted)
         expected = {"source:hello-pyo3", *(f"{k}:hello-pyo3@{ABI}" for k in ("compile", "retag", "audit", "smoke"))}
         if set(warm.executed) != expected:
-            raise BenchError(f"a one-line change to hello-pyo3 ran {sorted(warm.executed)}, expected {sorted(expected)}")
+            raise BenchError(
+                f"a one-line change to hello-pyo3 ran {sorted(warm.executed)}, expected {sorted(expected)}"
+            )
         one = checkout(workdir, "n1", crates)
         one.doit(f"pyodide:{ABI}", f"std:{ABI}", f"binaryen:{ABI}")
         _, n1 = timed(one, "-n", "1", *wanted)
         result = {
-            "crates": ["hello-pyo3", *crates], "abi": ABI,
-            "n1": n1, "n2": n2, "noop": noop_s, "warm": warm_s,
-            "steps": len(run2.executed), "where": where, "waits_n2": waits(two),
+            "crates": ["hello-pyo3", *crates],
+            "abi": ABI,
+            "n1": n1,
+            "n2": n2,
+            "noop": noop_s,
+            "warm": warm_s,
+            "steps": len(run2.executed),
+            "where": where,
+            "waits_n2": waits(two),
         }
         result["ratio"] = result["n2"] / result["n1"]
         print(json.dumps(result, indent=1))
@@ -123,8 +136,10 @@ def main() -> int:
     parser.add_argument("--crate", action="append", default=[], help="a recipe of recipes/ (repeatable)")
     args = parser.parse_args()
     r = measure(args.quick, tuple(args.crate) or None)
-    print(f"{len(r['crates'])} crates for {ABI}: -n 2 {r['n2']:.0f}s vs -n 1 {r['n1']:.0f}s = {r['ratio']:.2f}; "
-          f"no-op {r['noop']:.1f}s; warm rebuild of one crate {r['warm']:.0f}s")
+    print(
+        f"{len(r['crates'])} crates for {ABI}: -n 2 {r['n2']:.0f}s vs -n 1 {r['n1']:.0f}s = {r['ratio']:.2f}; "
+        f"no-op {r['noop']:.1f}s; warm rebuild of one crate {r['warm']:.0f}s"
+    )
     return 0
 
 

@@ -66,11 +66,19 @@ def dump(out: Path) -> None:
         if t.has_subtask:
             continue
         base, _, name = t.name.partition(":")
-        out_tasks.append({"basename": base, "name": name or None, "actions": bool(t.actions),
-                          "file_dep": sorted(t.file_dep), "targets": list(t.targets),
-                          "task_dep": list(t.task_dep)})
-    Path(out).write_text(json.dumps({"default_tasks": config.get("default_tasks", []), "groups": groups,
-                                     "tasks": out_tasks}))
+        out_tasks.append(
+            {
+                "basename": base,
+                "name": name or None,
+                "actions": bool(t.actions),
+                "file_dep": sorted(t.file_dep),
+                "targets": list(t.targets),
+                "task_dep": list(t.task_dep),
+            }
+        )
+    Path(out).write_text(
+        json.dumps({"default_tasks": config.get("default_tasks", []), "groups": groups, "tasks": out_tasks})
+    )
 
 
 def write_floor(graph: Path, folder: Path) -> dict[str, int]:
@@ -79,9 +87,12 @@ def write_floor(graph: Path, folder: Path) -> dict[str, int]:
     data = json.loads(Path(graph).read_text())
     (folder / "graph.json").write_text(json.dumps(data))
     (folder / "dodo.py").write_text(FLOOR_DODO)
-    return {"tasks": len(data["tasks"]), "groups": len(data["groups"]),
-            "file_deps": sum(len(t["file_dep"]) for t in data["tasks"]),
-            "targets": sum(len(t["targets"]) for t in data["tasks"])}
+    return {
+        "tasks": len(data["tasks"]),
+        "groups": len(data["groups"]),
+        "file_deps": sum(len(t["file_dep"]) for t in data["tasks"]),
+        "targets": sum(len(t["targets"]) for t in data["tasks"]),
+    }
 
 
 if __name__ == "__main__":

@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from world import BenchError, World, checked, cores, doit, interleaved, table, workspace  # noqa: E402
+from world import BenchError, World, checked, cores, doit, interleaved, table, workspace
 
 ABIS = ("2025_0", "2026_0")
 
@@ -26,26 +26,42 @@ def measure(burn: float, repeat: int, keep: str | None, fast_smoke: bool) -> dic
     with workspace(keep) as work, World(work) as world:
         project = world.project("parallel", 2, abis=ABIS, fast_smoke=fast_smoke)
         env = {**project.env, "STANDIN_MATURIN_BURN": str(burn)}
-        checked(doit(project.root, {**env, "WASMWHEEL_BUILD_DIR": str(work / "warm")},
-                     "emsdk", "rust", "sysroot", "pyodide")[1], "toolchains")
-        print(f"parallel: 2 crates x 2 ABIs, {burn:g}s of CPU per compile, {cores()} cores, min of {repeat}", flush=True)
+        checked(
+            doit(
+                project.root, {**env, "WASMWHEEL_BUILD_DIR": str(work / "warm")}, "emsdk", "rust", "sysroot", "pyodide"
+            )[1],
+            "toolchains",
+        )
+        print(
+            f"parallel: 2 crates x 2 ABIs, {burn:g}s of CPU per compile, {cores()} cores, min of {repeat}", flush=True
+        )
         trial = iter(range(1, 1000))
 
         def run(jobs: int):
             def once() -> float:
                 build = work / f"build-{next(trial)}"
-                seconds, result = doit(project.root, {**env, "WASMWHEEL_BUILD_DIR": str(build)}, "-n", str(jobs), "build")
+                seconds, result = doit(
+                    project.root, {**env, "WASMWHEEL_BUILD_DIR": str(build)}, "-n", str(jobs), "build"
+                )
                 checked(result, f"doit -n {jobs} build")
                 compiles = [t for t in result.executed if t.startswith("compile:")]
                 if len(compiles) != 4:
                     raise BenchError(f"doit -n {jobs} ran {len(compiles)} compiles, expected 4")
                 return seconds
+
             return once
 
         best = interleaved({"n1": run(1), "n2": run(2)}, repeat)
     ratio = best["n2"] / best["n1"]
-    print(table([["doit -n 1 build", f"{best['n1']:.1f}s", "1.00"], ["doit -n 2 build", f"{best['n2']:.1f}s", f"{ratio:.2f}"]],
-                ["run", "wall", "ratio to -n 1"]))
+    print(
+        table(
+            [
+                ["doit -n 1 build", f"{best['n1']:.1f}s", "1.00"],
+                ["doit -n 2 build", f"{best['n2']:.1f}s", f"{ratio:.2f}"],
+            ],
+            ["run", "wall", "ratio to -n 1"],
+        )
+    )
     print(f"parallel ratio (-n 2 / -n 1): {ratio:.2f} (serial compile work {4 * burn:g}s)")
     return {**best, "ratio": ratio}
 

@@ -27,9 +27,9 @@ import tarfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from world import BenchError, World, checked, doit, synth_name, table, workspace  # noqa: E402
+from world import BenchError, World, checked, doit, synth_name, table, workspace
 
-from wasmwheel.pipeline.steps import CRATE_ABI_STEPS  # noqa: E402
+from wasmwheel.pipeline.steps import CRATE_ABI_STEPS
 
 KINDS = CRATE_ABI_STEPS  # compile, retag, audit, smoke
 SDIST = "sdist-demo"
@@ -81,9 +81,11 @@ def measure(recipes: int, keep: str | None, fast_smoke: bool) -> bool:
 
         seconds, first = doit(project.root, project.env, timeout=7200)
         checked(first, "first build")
-        print(f"rerun counts: {len(crates)} recipes x {len(ABIS)} ABIs; first build ran {len(first.executed)} "
-              f"steps in {seconds:.0f}s ({'node stand-in' if fast_smoke else 'real Pyodide'} smoke tests)",
-              flush=True)
+        print(
+            f"rerun counts: {len(crates)} recipes x {len(ABIS)} ABIs; first build ran {len(first.executed)} "
+            f"steps in {seconds:.0f}s ({'node stand-in' if fast_smoke else 'real Pyodide'} smoke tests)",
+            flush=True,
+        )
 
         def new_sdist(p):
             url, sha = _sdist(world, project, "second")
@@ -92,19 +94,33 @@ def measure(recipes: int, keep: str | None, fast_smoke: bool) -> bool:
         scenarios = [
             ("nothing changed", lambda p: None, set()),
             ("recipe touched, same content", lambda p: (p.root / "recipes" / f"{a}.toml").touch(), set()),
-            (f"test snippet of {a}",
-             lambda p: p.edit_toml(f"recipes/{a}.toml", lambda d: d["test"].update(
-                 {"script": d["test"]["script"] + "assert hello_pyo3.sum_as_string(1, 1) == '2'\n"})),
-             {f"smoke:{a}@{abi}" for abi in ABIS}),
-            (f"build flags of {a}",
-             lambda p: p.edit_toml(f"recipes/{a}.toml", lambda d: d["build"].update({"rustflags": ["-C", "opt-level=s"]})),
-             crate_steps([a], ABIS) | index(ABIS)),
-            (f"ABI {x} rustflags",
-             lambda p: p.edit_toml(f"abi/{x}.toml", lambda d: d["rust"]["rustflags"].append("-Cdebuginfo=0")),
-             crate_steps(crates, [x]) | index([x])),
-            (f"ABI {x} Rust toolchain",
-             lambda p: p.edit_toml(f"abi/{x}.toml", lambda d: d["rust"].update({"toolchain": "1.93.1"})),
-             {f"rust:{x}", f"std:{x}"} | crate_steps(crates, [x]) | index([x])),
+            (
+                f"test snippet of {a}",
+                lambda p: p.edit_toml(
+                    f"recipes/{a}.toml",
+                    lambda d: d["test"].update(
+                        {"script": d["test"]["script"] + "assert hello_pyo3.sum_as_string(1, 1) == '2'\n"}
+                    ),
+                ),
+                {f"smoke:{a}@{abi}" for abi in ABIS},
+            ),
+            (
+                f"build flags of {a}",
+                lambda p: p.edit_toml(
+                    f"recipes/{a}.toml", lambda d: d["build"].update({"rustflags": ["-C", "opt-level=s"]})
+                ),
+                crate_steps([a], ABIS) | index(ABIS),
+            ),
+            (
+                f"ABI {x} rustflags",
+                lambda p: p.edit_toml(f"abi/{x}.toml", lambda d: d["rust"]["rustflags"].append("-Cdebuginfo=0")),
+                crate_steps(crates, [x]) | index([x]),
+            ),
+            (
+                f"ABI {x} Rust toolchain",
+                lambda p: p.edit_toml(f"abi/{x}.toml", lambda d: d["rust"].update({"toolchain": "1.93.1"})),
+                {f"rust:{x}", f"std:{x}"} | crate_steps(crates, [x]) | index([x]),
+            ),
             (f"sdist sha256 of {SDIST}", new_sdist, {f"source:{SDIST}"} | crate_steps([SDIST], ABIS) | index(ABIS)),
         ]
         rows, ok = [], True
@@ -115,7 +131,9 @@ def measure(recipes: int, keep: str | None, fast_smoke: bool) -> bool:
             ran = set(run.executed)
             good = ran == expected and len(run.executed) == len(ran)
             ok &= good
-            rows.append([title, str(len(expected)), str(len(run.executed)), f"{seconds:.1f}s", "ok" if good else "WRONG"])
+            rows.append(
+                [title, str(len(expected)), str(len(run.executed)), f"{seconds:.1f}s", "ok" if good else "WRONG"]
+            )
             if not good:
                 print(f"  {title}: missing {sorted(expected - ran)}, unexpected {sorted(ran - expected)}")
         print(table(rows, ["edit", "expected", "executed", "wall", "verdict"]))

@@ -19,12 +19,12 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import noop  # noqa: E402
-import parallel  # noqa: E402
-import batch  # noqa: E402
-import lean  # noqa: E402
-import reruns  # noqa: E402
-from world import BenchError, cores  # noqa: E402
+import batch
+import lean
+import noop
+import parallel
+import reruns
+from world import BenchError, cores
 
 ALL = ("noop", "reruns", "parallel", "lean", "batch")
 
@@ -44,9 +44,11 @@ def main(argv: list[str] | None = None) -> int:
         try:
             if name == "noop":
                 r = noop.measure(100 if args.quick else 500, 3, None, 1.3, 2)
-                summary.append(f"no-op, {100 if args.quick else 500} recipes x 3 ABIs: {r['noop']:.2f}s vs floor "
-                               f"{r['floor']:.2f}s = {r['ratio']:.2f}x (target <= 1.3x); one crate: {r['one']:.2f}s vs "
-                               f"{r['one_floor']:.2f}s = {r['one'] / r['one_floor']:.2f}x")
+                summary.append(
+                    f"no-op, {100 if args.quick else 500} recipes x 3 ABIs: {r['noop']:.2f}s vs floor "
+                    f"{r['floor']:.2f}s = {r['ratio']:.2f}x (target <= 1.3x); one crate: {r['one']:.2f}s vs "
+                    f"{r['one_floor']:.2f}s = {r['one'] / r['one_floor']:.2f}x"
+                )
                 if not r["ok"]:
                     failed.append(name)
             elif name == "reruns":
@@ -56,21 +58,26 @@ def main(argv: list[str] | None = None) -> int:
                     failed.append(name)
             elif name == "lean":
                 r = lean.measure(args.quick)
-                summary.append(f"lean: cold build {r['cold_total']:.0f}s (toolchains {r['cold']['toolchains']:.0f}s, "
-                               f"std {r['cold']['std']:.0f}s, compile {r['cold']['compile']:.0f}s), warm rebuild "
-                               f"{r['warm_total']:.0f}s; jiter .so {r['size_ratio']:.3f}x PyPI's (target <= 1.03x), "
-                               f"from_json {r['speed_ratio']:.2f}x PyPI's speed (target >= 0.95x)")
+                summary.append(
+                    f"lean: cold build {r['cold_total']:.0f}s (toolchains {r['cold']['toolchains']:.0f}s, "
+                    f"std {r['cold']['std']:.0f}s, compile {r['cold']['compile']:.0f}s), warm rebuild "
+                    f"{r['warm_total']:.0f}s; jiter .so {r['size_ratio']:.3f}x PyPI's (target <= 1.03x), "
+                    f"from_json {r['speed_ratio']:.2f}x PyPI's speed (target >= 0.95x)"
+                )
                 if not r["ok"]:
                     failed.append(name)
             elif name == "batch":
                 r = batch.measure(args.quick)
-                summary.append(f"batch, {len(r['crates'])} real crates for {r['abi']}: -n 2 {r['n2']:.0f}s vs -n 1 "
-                               f"{r['n1']:.0f}s = {r['ratio']:.2f}; no-op {r['noop']:.1f}s; warm rebuild of one crate "
-                               f"{r['warm']:.0f}s; lock waits under -n 2: {r['waits_n2'] or 'none'}")
+                summary.append(
+                    f"batch, {len(r['crates'])} real crates for {r['abi']}: -n 2 {r['n2']:.0f}s vs -n 1 "
+                    f"{r['n1']:.0f}s = {r['ratio']:.2f}; no-op {r['noop']:.1f}s; warm rebuild of one crate "
+                    f"{r['warm']:.0f}s; lock waits under -n 2: {r['waits_n2'] or 'none'}"
+                )
             else:
                 r = parallel.measure(2.0 if args.quick else 4.0, 2, None, args.quick)
-                summary.append(f"parallel, 2 crates x 2 ABIs: -n 2 {r['n2']:.1f}s vs -n 1 {r['n1']:.1f}s = "
-                               f"{r['ratio']:.2f}")
+                summary.append(
+                    f"parallel, 2 crates x 2 ABIs: -n 2 {r['n2']:.1f}s vs -n 1 {r['n1']:.1f}s = {r['ratio']:.2f}"
+                )
         except BenchError as exc:
             print(exc, file=sys.stderr)
             failed.append(name)

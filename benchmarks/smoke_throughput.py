@@ -38,29 +38,31 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "tests"))
 
 import wasmbuild  # noqa: E402
-
-from wasmwheel.smoke import smoke, server as smokeserver  # noqa: E402
 from wasmwheel.model.abi import load_abi  # noqa: E402
 from wasmwheel.model.layout import Layout  # noqa: E402
+from wasmwheel.model.settings import Settings  # noqa: E402
 from wasmwheel.runner import StepLog  # noqa: E402
 from wasmwheel.runtime import provision_runtime  # noqa: E402
-from wasmwheel.model.settings import Settings  # noqa: E402
+from wasmwheel.smoke import server as smokeserver  # noqa: E402
+from wasmwheel.smoke import smoke  # noqa: E402
 
 
 def make_wheels(folder: Path, count: int, minor: int, tag: str) -> list[Path]:
     wheels = []
     for i in range(count):
         module = f"bench_{i:02d}"
-        so = wasmbuild.build_module(folder / "so" / wasmbuild.so_name(module, minor), minor,
-                                    defines={"MODULE_NAME": module})
+        so = wasmbuild.build_module(
+            folder / "so" / wasmbuild.so_name(module, minor), minor, defines={"MODULE_NAME": module}
+        )
         dist = f"bench_{i:02d}"
         wheel = folder / f"{dist}-1.0-cp3{minor}-cp3{minor}-{tag}.whl"
         info = f"{dist}-1.0.dist-info"
         with zipfile.ZipFile(wheel, "w") as zf:
             zf.write(so, so.name)
             zf.writestr(f"{info}/METADATA", f"Metadata-Version: 2.1\nName: {dist}\nVersion: 1.0\n")
-            zf.writestr(f"{info}/WHEEL",
-                        f"Wheel-Version: 1.0\nRoot-Is-Purelib: false\nTag: cp3{minor}-cp3{minor}-{tag}\n")
+            zf.writestr(
+                f"{info}/WHEEL", f"Wheel-Version: 1.0\nRoot-Is-Purelib: false\nTag: cp3{minor}-cp3{minor}-{tag}\n"
+            )
             zf.writestr(f"{info}/RECORD", "")
         wheels.append(wheel)
     return wheels
@@ -68,8 +70,9 @@ def make_wheels(folder: Path, count: int, minor: int, tag: str) -> list[Path]:
 
 def job_for(wheel: Path, python: str) -> smoke.SmokeJob:
     module = wheel.name.split("-", 1)[0]
-    script = (f"import {module}\nassert {module}.sum_as_string(2, 3) == '5'\n"
-              f"assert {module}.Counter().increment() == 1\n")
+    script = (
+        f"import {module}\nassert {module}.sum_as_string(2, 3) == '5'\nassert {module}.Counter().increment() == 1\n"
+    )
     return smoke.SmokeJob(wheel=wheel, script=script, filename="bench [test] script", timeout=120, python=python)
 
 
@@ -88,12 +91,22 @@ def one(mode: str, runtime: str, wheel: str, python: str, logs: str, env: dict[s
     return result.ok, result.error.splitlines()[-1] if result.error else ""
 
 
-def measure(mode: str, parallel: int, runtime: Path, wheels: list[Path], python: str, logs: Path,
-            env: dict[str, str]) -> float:
+def measure(
+    mode: str, parallel: int, runtime: Path, wheels: list[Path], python: str, logs: Path, env: dict[str, str]
+) -> float:
     start = time.monotonic()
     with ProcessPoolExecutor(max_workers=parallel) as pool:
-        results = list(pool.map(one, [mode] * len(wheels), [str(runtime)] * len(wheels), map(str, wheels),
-                                [python] * len(wheels), [str(logs)] * len(wheels), [env] * len(wheels)))
+        results = list(
+            pool.map(
+                one,
+                [mode] * len(wheels),
+                [str(runtime)] * len(wheels),
+                map(str, wheels),
+                [python] * len(wheels),
+                [str(logs)] * len(wheels),
+                [env] * len(wheels),
+            )
+        )
     elapsed = time.monotonic() - start
     failed = [(w.name, why) for w, (ok, why) in zip(wheels, results, strict=True) if not ok]
     if failed:
@@ -102,7 +115,7 @@ def measure(mode: str, parallel: int, runtime: Path, wheels: list[Path], python:
 
 
 _SERVER_LINE = re.compile(r"booted from the boot snapshot in ([\d.]+) s; waited ([\d.]+) s")
-_TIMINGS = re.compile(r'# timings (\{.*\})')
+_TIMINGS = re.compile(r"# timings (\{.*\})")
 
 
 def server_breakdown(logs: Path) -> str:
@@ -129,8 +142,11 @@ def main() -> int:
     parser.add_argument("--wheels", type=int, default=20)
     parser.add_argument("--clients", type=int, default=2, help="parallel smoke steps (like doit -n)")
     parser.add_argument("--rounds", type=int, default=2, help="interleaved rounds; each way's best counts")
-    parser.add_argument("--cache", default=str(REPO / ".cache" / "test" / "wasmwheel"),
-                        help="wasmwheel cache holding the Pyodide runtimes (default: the test suite's)")
+    parser.add_argument(
+        "--cache",
+        default=str(REPO / ".cache" / "test" / "wasmwheel"),
+        help="wasmwheel cache holding the Pyodide runtimes (default: the test suite's)",
+    )
     args = parser.parse_args()
     missing = wasmbuild.missing_tools()
     if missing:
@@ -149,8 +165,10 @@ def main() -> int:
         logs = tmp_path / "logs"
         server = smokeserver.Server.for_runtime(runtime, settings)
         cpus = os.cpu_count()
-        print(f"{len(wheels)} wheels, Pyodide {abi.pyodide_version} (ABI {abi.name}), {cpus} CPUs, "
-              f"server pool {server.workers}, load average {os.getloadavg()[0]:.1f}")
+        print(
+            f"{len(wheels)} wheels, Pyodide {abi.pyodide_version} (ABI {abi.name}), {cpus} CPUs, "
+            f"server pool {server.workers}, load average {os.getloadavg()[0]:.1f}"
+        )
         ways = [("baseline", 1), ("server", 1), ("baseline", args.clients), ("server", args.clients)]
         best: dict[tuple[str, int], float] = {}
         for round_no in range(1, args.rounds + 1):
@@ -161,20 +179,28 @@ def main() -> int:
                 best[mode, parallel] = min(elapsed, best.get((mode, parallel), elapsed))
                 label = "one Node process per wheel" if mode == "baseline" else "smoke server"
                 extra = f"  ({server_breakdown(run_logs)})" if mode == "server" else ""
-                print(f"  round {round_no}: {label:27s} {parallel} at a time: {elapsed:6.1f} s "
-                      f"{len(wheels) / elapsed * 60:6.1f} wheels/min{extra}  [load {os.getloadavg()[0]:.1f}]",
-                      flush=True)
+                print(
+                    f"  round {round_no}: {label:27s} {parallel} at a time: {elapsed:6.1f} s "
+                    f"{len(wheels) / elapsed * 60:6.1f} wheels/min{extra}  [load {os.getloadavg()[0]:.1f}]",
+                    flush=True,
+                )
         smokeserver.stop(server)
     rate = {way: len(wheels) / seconds * 60 for way, seconds in best.items()}
     print(f"best of {args.rounds} round(s), wheels per minute:")
     for parallel in sorted({1, args.clients}):
         base, fast = rate["baseline", parallel], rate["server", parallel]
-        print(f"  {parallel} at a time: one Node process per wheel {base:6.1f}, smoke server {fast:6.1f}: "
-              f"ratio {fast / base:5.1f}x")
-    print(f"  smoke server {args.clients} clients vs one Node process per wheel 1 at a time: "
-          f"{rate['server', args.clients] / rate['baseline', 1]:5.1f}x")
-    print(f"load average after: {os.getloadavg()[0]:.1f} on {cpus} CPUs (other work on this machine skews both "
-          f"sides; the rounds are interleaved)")
+        print(
+            f"  {parallel} at a time: one Node process per wheel {base:6.1f}, smoke server {fast:6.1f}: "
+            f"ratio {fast / base:5.1f}x"
+        )
+    print(
+        f"  smoke server {args.clients} clients vs one Node process per wheel 1 at a time: "
+        f"{rate['server', args.clients] / rate['baseline', 1]:5.1f}x"
+    )
+    print(
+        f"load average after: {os.getloadavg()[0]:.1f} on {cpus} CPUs (other work on this machine skews both "
+        f"sides; the rounds are interleaved)"
+    )
     return 0
 
 

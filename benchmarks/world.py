@@ -22,8 +22,8 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Callable, Iterator
 
 BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent
@@ -32,7 +32,14 @@ sys.path.insert(0, str(REPO))
 
 import wasmbuild  # noqa: E402
 from helpers import (  # noqa: E402
-    TEST_CACHE, DoitRun, TestProject, make_emsdk_mirror, make_sysroot_archive, provision_runtimes, serve_folder)
+    TEST_CACHE,
+    DoitRun,
+    TestProject,
+    make_emsdk_mirror,
+    make_sysroot_archive,
+    provision_runtimes,
+    serve_folder,
+)
 
 FAST_NODE = BENCH / "standins"
 DEFAULT_ABIS = ("2024_0", "2025_0", "2026_0")
@@ -52,7 +59,7 @@ class World:
         self.workdir = Path(workdir)
         self._stack = contextlib.ExitStack()
 
-    def __enter__(self) -> "World":
+    def __enter__(self) -> World:
         if wasmbuild.missing_tools():
             raise BenchError(f"{', '.join(wasmbuild.missing_tools())} not found (apt-get install clang-19 lld-19)")
         for leftover in ("modules", "emsdk-mirror", "http"):
@@ -69,8 +76,14 @@ class World:
     def __exit__(self, *exc) -> None:
         self._stack.close()
 
-    def project(self, name: str, recipes: int, abis: tuple[str, ...] = DEFAULT_ABIS,
-                fast_smoke: bool = False, reuse: bool = False) -> TestProject:
+    def project(
+        self,
+        name: str,
+        recipes: int,
+        abis: tuple[str, ...] = DEFAULT_ABIS,
+        fast_smoke: bool = False,
+        reuse: bool = False,
+    ) -> TestProject:
         """A repository copy with ``recipes`` synthetic crates (synth-0001, ...) and only ``abis``.
 
         ``reuse``: keep the project a kept workspace already has (same recipes), with its build
@@ -80,14 +93,23 @@ class World:
         saved = folder / "env.json"
         if reuse and saved.exists() and len(list((folder / "repo" / "recipes").glob("*.toml"))) == recipes:
             env = json.loads(saved.read_text())
-            env.update(WASMWHEEL_EMSDK_URL=self.emsdk_url, WASMWHEEL_SYSROOT_MIRROR=f"{self.url}/sysroot",
-                       WASMWHEEL_SDIST_MIRROR=f"{self.url}/sdists", STANDIN_MODULES=str(self.modules))
+            env.update(
+                WASMWHEEL_EMSDK_URL=self.emsdk_url,
+                WASMWHEEL_SYSROOT_MIRROR=f"{self.url}/sysroot",
+                WASMWHEEL_SDIST_MIRROR=f"{self.url}/sdists",
+                STANDIN_MODULES=str(self.modules),
+            )
             saved.write_text(json.dumps(env))
             return TestProject(folder / "repo", env, folder / "standin-calls.jsonl")
         shutil.rmtree(folder, ignore_errors=True)
         folder.mkdir(parents=True)
-        project = TestProject.create(folder, runtimes=self.runtimes, modules=self.modules,
-                                     emsdk_url=self.emsdk_url, sysroot=(self.sysroot, f"{self.url}/sysroot"))
+        project = TestProject.create(
+            folder,
+            runtimes=self.runtimes,
+            modules=self.modules,
+            emsdk_url=self.emsdk_url,
+            sysroot=(self.sysroot, f"{self.url}/sysroot"),
+        )
         for path in (project.root / "abi").glob("*.toml"):
             if path.stem not in abis:
                 path.unlink()

@@ -25,15 +25,21 @@ sys.path.insert(0, str(TESTS))
 
 import wasmbuild  # noqa: E402
 from helpers import (  # noqa: E402
-    TEST_CACHE, TestProject, make_emsdk_mirror, make_sysroot_archive, provision_binaryens, provision_runtimes,
-    serve_folder)
-
+    TEST_CACHE,
+    TestProject,
+    make_emsdk_mirror,
+    make_sysroot_archive,
+    provision_binaryens,
+    provision_runtimes,
+    serve_folder,
+)
 
 # The fixtures that need clang/wasm-ld, Node (the Pyodide runtimes), rustup, Chromium or PyPI (sdists:
 # tests/test_scaffold.py's real sdists). A test that uses one of them, directly or through another fixture, is
 # marked slow below; the fast tier (`nox -s fast`, `-m "not slow"`) runs the rest without any of these tools.
-SLOW_FIXTURES = frozenset({"wasm_tools", "runtimes", "binaryens", "real_wheels", "perspective_wheels", "rustup",
-                           "chromium", "sdists"})
+SLOW_FIXTURES = frozenset(
+    {"wasm_tools", "runtimes", "binaryens", "real_wheels", "perspective_wheels", "rustup", "chromium", "sdists"}
+)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -46,8 +52,10 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 def wasm_tools() -> None:
     missing = wasmbuild.missing_tools()
     if missing:
-        pytest.fail(f"{', '.join(missing)} not found: these tests build real wasm side modules; "
-                    "install them with `apt-get install clang-19 lld-19` (see .ci/run)")
+        pytest.fail(
+            f"{', '.join(missing)} not found: these tests build real wasm side modules; "
+            "install them with `apt-get install clang-19 lld-19` (see .ci/run)"
+        )
 
 
 @pytest.fixture(scope="session")
@@ -74,7 +82,11 @@ PYPI_WHEELS = {
     "jiter": ("jiter==0.19.0", "pyemscripten_2026_0_wasm32", "3.14"),
     "pydantic_core": ("pydantic-core==2.50.4", "pyemscripten_2026_0_wasm32", "3.14"),
     "typing_extensions": ("typing-extensions==4.15.0", None, "3.14"),
-    "rustworkx": ("rustworkx==0.18.1", "pyemscripten_2026_0_wasm32", "3.14"),  # abi3, built with wasm exception handling
+    "rustworkx": (
+        "rustworkx==0.18.1",
+        "pyemscripten_2026_0_wasm32",
+        "3.14",
+    ),  # abi3, built with wasm exception handling
 }
 # Wheels that load and work although a function they import is defined nowhere (issue 11): the audit must pass them.
 PERSPECTIVE_WHEELS = {
@@ -100,8 +112,18 @@ def pypi_wheel(requirement: str, platform: str | None, python: str) -> Path:
     # Into a folder of this process first, then moved: test workers downloading the same wheel at once
     # never see half a file.
     with tempfile.TemporaryDirectory(dir=folder.parent if folder.parent.exists() else None) as tmp:
-        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "-d", tmp,
-               "--disable-pip-version-check", requirement]
+        cmd = [
+            sys.executable,
+            "-m",
+            "pip",
+            "download",
+            "--no-deps",
+            "--only-binary=:all:",
+            "-d",
+            tmp,
+            "--disable-pip-version-check",
+            requirement,
+        ]
         if platform:
             cmd += ["--platform", platform, "--implementation", "cp", "--python-version", python]
         proc = subprocess.run(cmd, capture_output=True, text=True)
@@ -109,7 +131,9 @@ def pypi_wheel(requirement: str, platform: str | None, python: str) -> Path:
             try:
                 urllib.request.urlopen(PYPI, timeout=20).close()
             except OSError as exc:
-                raise PyPIUnreachable(f"PyPI is unreachable ({PYPI}: {exc}), so {requirement} cannot be downloaded") from exc
+                raise PyPIUnreachable(
+                    f"PyPI is unreachable ({PYPI}: {exc}), so {requirement} cannot be downloaded"
+                ) from exc
             pytest.fail(f"could not download {requirement} from PyPI:\n{proc.stdout}{proc.stderr}")
         folder.mkdir(parents=True, exist_ok=True)
         for wheel in Path(tmp).glob("*.whl"):
@@ -175,5 +199,11 @@ def repo(tmp_path) -> Path:
 @pytest.fixture
 def project(tmp_path, stand_in_modules, runtimes, binaryens, emsdk_mirror, sysroot_archive) -> TestProject:
     """A copy of this repository's ABIs, example and recipe, wired to local mirrors and stand-ins."""
-    return TestProject.create(tmp_path, runtimes=runtimes, modules=stand_in_modules,
-                              emsdk_url=emsdk_mirror, sysroot=sysroot_archive, binaryens=binaryens)
+    return TestProject.create(
+        tmp_path,
+        runtimes=runtimes,
+        modules=stand_in_modules,
+        emsdk_url=emsdk_mirror,
+        sysroot=sysroot_archive,
+        binaryens=binaryens,
+    )

@@ -66,7 +66,7 @@ class FaultServer:
         with self._lock:
             self.plans[path] = list(actions)
 
-    def __enter__(self) -> "FaultServer":
+    def __enter__(self) -> FaultServer:
         self._thread.start()
         return self
 
@@ -85,8 +85,9 @@ class FaultServer:
             plan = self.plans.get(path) or []
             action = plan.pop(0) if plan else "ok"
         rng = h.headers.get("Range")
-        self.requests.append({"path": path, "range": rng, "accept_encoding": h.headers.get("Accept-Encoding"),
-                              "action": action})
+        self.requests.append(
+            {"path": path, "range": rng, "accept_encoding": h.headers.get("Accept-Encoding"), "action": action}
+        )
         if action == "reset":
             h.connection.shutdown(socket.SHUT_RDWR)
             return

@@ -16,9 +16,9 @@ import subprocess
 import sys
 import tarfile
 import threading
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator
 
 import tomlkit
 
@@ -29,8 +29,10 @@ STANDIN_BIN = TESTS / "standins" / "bin"
 TEST_CACHE = Path(os.environ.get("WASMWHEEL_TEST_CACHE", REPO / ".cache" / "test"))
 SYSROOT_NAME = "emcc-4.0.9_nightly-2025-02-01.tar.bz2"
 # Where Pyodide publishes it (pyodide-build's config.py); the tests serve it from a local mirror.
-SYSROOT_URL = ("https://github.com/pyodide/rust-emscripten-wasm-eh-sysroot/releases/download/"
-               f"emcc-4.0.9_nightly-2025-02-01/{SYSROOT_NAME}")
+SYSROOT_URL = (
+    "https://github.com/pyodide/rust-emscripten-wasm-eh-sysroot/releases/download/"
+    f"emcc-4.0.9_nightly-2025-02-01/{SYSROOT_NAME}"
+)
 
 
 def use_sysroot_std(abi_path: Path, url: str, sha256: str) -> None:
@@ -54,12 +56,13 @@ def provision_runtimes(cache: Path) -> dict[str, Path]:
     Returns {pyodide version: cache/pyodide/<version>}."""
     from wasmwheel.model.abi import load_abis
     from wasmwheel.model.layout import Layout
+    from wasmwheel.model.settings import Settings
     from wasmwheel.runner import StepLog
     from wasmwheel.runtime import provision_runtime
-    from wasmwheel.model.settings import Settings
 
-    settings = Settings.from_env(REPO, {**os.environ, "WASMWHEEL_CACHE": str(cache / "wasmwheel"),
-                                        "WASMWHEEL_BUILD_DIR": str(cache / "build")})
+    settings = Settings.from_env(
+        REPO, {**os.environ, "WASMWHEEL_CACHE": str(cache / "wasmwheel"), "WASMWHEEL_BUILD_DIR": str(cache / "build")}
+    )
     layout = Layout(settings)
     found = {}
     for abi in load_abis(REPO / "abi").values():
@@ -74,12 +77,13 @@ def provision_binaryens(cache: Path) -> dict[str, Path]:
     committed locks. Returns {binaryen version: cache/binaryen/<version>}."""
     from wasmwheel.model.abi import load_abis
     from wasmwheel.model.layout import Layout
-    from wasmwheel.runner import StepLog
     from wasmwheel.model.settings import Settings
+    from wasmwheel.runner import StepLog
     from wasmwheel.toolchain.provision import provision_binaryen
 
-    settings = Settings.from_env(REPO, {**os.environ, "WASMWHEEL_CACHE": str(cache / "wasmwheel"),
-                                        "WASMWHEEL_BUILD_DIR": str(cache / "build")})
+    settings = Settings.from_env(
+        REPO, {**os.environ, "WASMWHEEL_CACHE": str(cache / "wasmwheel"), "WASMWHEEL_BUILD_DIR": str(cache / "build")}
+    )
     layout = Layout(settings)
     found = {}
     for abi in load_abis(REPO / "abi").values():
@@ -115,10 +119,13 @@ def make_emsdk_mirror(folder: Path) -> str:
 
 def unified_patch(subject: str, changes: dict[str, tuple[str, str]]) -> str:
     """A patch as `git format-patch` writes one: a header, then a unified diff per file (``-p1`` paths)."""
-    out = [f"From 0000000000000000000000000000000000000000 Mon Sep 17 00:00:00 2001\nSubject: [PATCH] {subject}\n\n---\n"]
+    out = [
+        f"From 0000000000000000000000000000000000000000 Mon Sep 17 00:00:00 2001\nSubject: [PATCH] {subject}\n\n---\n"
+    ]
     for rel, (before, after) in changes.items():
-        diff = difflib.unified_diff(before.splitlines(keepends=True), after.splitlines(keepends=True),
-                                    fromfile=f"a/{rel}", tofile=f"b/{rel}")
+        diff = difflib.unified_diff(
+            before.splitlines(keepends=True), after.splitlines(keepends=True), fromfile=f"a/{rel}", tofile=f"b/{rel}"
+        )
         out.append(f"diff --git a/{rel} b/{rel}\n" + "".join(diff))
     return "".join(out) + "-- \n2.43.0\n"
 
@@ -134,21 +141,32 @@ def standin_patch_series() -> tuple[list[tuple[str, str]], dict[str, str]]:
     exports = (STANDIN_EMSCRIPTEN / EXPORTS).read_text()
     anchor = "      resolved ||= resolveSymbol(prop);\n"
     assert anchor in dylink
-    dylink1 = dylink.replace(anchor, anchor + "      if (!resolved) {\n"
-                             "        throw new Error(`Dynamic linking error: cannot resolve symbol ${prop}`);\n"
-                             "      }\n")
-    exports2 = exports.replace("  for name in exports:\n    if not name.isidentifier():\n      raise",
-                               "  if settings.SIDE_MODULE:\n    return  # Rust side modules export mangled names\n"
-                               "  for name in exports:\n    if not name.isidentifier():\n      raise")
+    dylink1 = dylink.replace(
+        anchor,
+        anchor + "      if (!resolved) {\n"
+        "        throw new Error(`Dynamic linking error: cannot resolve symbol ${prop}`);\n"
+        "      }\n",
+    )
+    exports2 = exports.replace(
+        "  for name in exports:\n    if not name.isidentifier():\n      raise",
+        "  if settings.SIDE_MODULE:\n    return  # Rust side modules export mangled names\n"
+        "  for name in exports:\n    if not name.isidentifier():\n      raise",
+    )
     assert exports2 != exports
     dylink3 = dylink1.replace("cannot resolve symbol ${prop}`", "cannot resolve symbol ${prop} (is it loaded?)`")
     series = [
-        ("0001-Add-useful-error-when-symbol-resolution-fails.patch",
-         unified_patch("Add useful error when symbol resolution fails", {DYLINK: (dylink, dylink1)})),
-        ("0002-Don-t-check-exports-of-side-modules.patch",
-         unified_patch("Don't check exports of side modules", {EXPORTS: (exports, exports2)})),
-        ("0003-Say-which-library-to-load.patch",
-         unified_patch("Say which library to load", {DYLINK: (dylink1, dylink3)})),
+        (
+            "0001-Add-useful-error-when-symbol-resolution-fails.patch",
+            unified_patch("Add useful error when symbol resolution fails", {DYLINK: (dylink, dylink1)}),
+        ),
+        (
+            "0002-Don-t-check-exports-of-side-modules.patch",
+            unified_patch("Don't check exports of side modules", {EXPORTS: (exports, exports2)}),
+        ),
+        (
+            "0003-Say-which-library-to-load.patch",
+            unified_patch("Say which library to load", {DYLINK: (dylink1, dylink3)}),
+        ),
     ]
     return series, {DYLINK: dylink3, EXPORTS: exports2}
 
@@ -253,11 +271,18 @@ class ProjectCopy:
         self.root = root
         self.env = env
 
-    def doit(self, *args: str, check: bool | None = True, env: dict[str, str] | None = None,
-             timeout: float | None = None) -> DoitRun:
+    def doit(
+        self, *args: str, check: bool | None = True, env: dict[str, str] | None = None, timeout: float | None = None
+    ) -> DoitRun:
         argv = [sys.executable, "-m", "doit", *args]
-        proc = subprocess.run(argv, cwd=self.root, env={**self.env, **(env or {})}, capture_output=True,
-                              text=True, timeout=timeout or self.timeout)
+        proc = subprocess.run(
+            argv,
+            cwd=self.root,
+            env={**self.env, **(env or {})},
+            capture_output=True,
+            text=True,
+            timeout=timeout or self.timeout,
+        )
         run = DoitRun(argv, proc.returncode, proc.stdout + proc.stderr)
         if check is True and proc.returncode != 0:
             raise AssertionError(f"doit {' '.join(args)} failed ({proc.returncode}):\n{run.output}")
@@ -295,8 +320,16 @@ class TestProject(ProjectCopy):
         self.record = record
 
     @classmethod
-    def create(cls, tmp: Path, *, runtimes: dict[str, Path], modules: Path, emsdk_url: str,
-               sysroot: tuple[Path, str], binaryens: dict[str, Path] | None = None) -> "TestProject":
+    def create(
+        cls,
+        tmp: Path,
+        *,
+        runtimes: dict[str, Path],
+        modules: Path,
+        emsdk_url: str,
+        sysroot: tuple[Path, str],
+        binaryens: dict[str, Path] | None = None,
+    ) -> TestProject:
         root = tmp / "repo"
         root.mkdir()
         shutil.copy2(REPO / "dodo.py", root / "dodo.py")
@@ -304,8 +337,9 @@ class TestProject(ProjectCopy):
         shutil.copytree(REPO / "abi", root / "abi")
         (root / "recipes").mkdir()
         shutil.copy2(REPO / "recipes" / "hello-pyo3.toml", root / "recipes" / "hello-pyo3.toml")
-        shutil.copytree(REPO / "examples" / "hello-pyo3", root / "examples" / "hello-pyo3",
-                        ignore=shutil.ignore_patterns("target"))
+        shutil.copytree(
+            REPO / "examples" / "hello-pyo3", root / "examples" / "hello-pyo3", ignore=shutil.ignore_patterns("target")
+        )
         archive, mirror = sysroot
         from wasmwheel.fsutil import sha256_file
 
@@ -327,26 +361,33 @@ class TestProject(ProjectCopy):
             dest.parent.mkdir(parents=True, exist_ok=True)
             # Hard links (fast, read-only runtime files), but not the smoke servers' own files: a
             # server of the shared runtime writes its log there, which must not show up here.
-            shutil.copytree(folder, dest, symlinks=True, copy_function=os.link,
-                            ignore=shutil.ignore_patterns("smoke-server-*", "*.sock", "*.lock"))
+            shutil.copytree(
+                folder,
+                dest,
+                symlinks=True,
+                copy_function=os.link,
+                ignore=shutil.ignore_patterns("smoke-server-*", "*.sock", "*.lock"),
+            )
         record = tmp / "standin-calls.jsonl"
         env = {k: v for k, v in os.environ.items() if not k.startswith("WASMWHEEL_")}
-        env.update({
-            # The stand-ins (#!/usr/bin/env python3) run on this interpreter, not through a version
-            # manager's shim (pyenv's costs a bash process and ~0.1 s per call).
-            "PATH": os.pathsep.join([str(STANDIN_BIN), str(Path(sys.executable).parent), env.get("PATH", "")]),
-            "STANDIN_RECORD": str(record),
-            "STANDIN_MODULES": str(modules),
-            "WASMWHEEL_CACHE": str(cache),
-            # The stand-in world models the emsdk toolchain (emsdk, rustup and maturin stand-ins); the lean
-            # toolchain is tested with real builds (tests/test_lean.py) and with WASMWHEEL_TOOLCHAIN=lean.
-            "WASMWHEEL_TOOLCHAIN": "emsdk",
-            "WASMWHEEL_EMSDK_URL": emsdk_url,
-            "WASMWHEEL_SYSROOT_MIRROR": mirror,
-            "WASMWHEEL_PATCH_MIRROR": str(patches),
-            "WASMWHEEL_RETRY_BACKOFF": "0.01",
-            "WASMWHEEL_SMOKE_IDLE": "5",  # smoke servers of throw-away caches exit soon
-        })
+        env.update(
+            {
+                # The stand-ins (#!/usr/bin/env python3) run on this interpreter, not through a version
+                # manager's shim (pyenv's costs a bash process and ~0.1 s per call).
+                "PATH": os.pathsep.join([str(STANDIN_BIN), str(Path(sys.executable).parent), env.get("PATH", "")]),
+                "STANDIN_RECORD": str(record),
+                "STANDIN_MODULES": str(modules),
+                "WASMWHEEL_CACHE": str(cache),
+                # The stand-in world models the emsdk toolchain (emsdk, rustup and maturin stand-ins); the lean
+                # toolchain is tested with real builds (tests/test_lean.py) and with WASMWHEEL_TOOLCHAIN=lean.
+                "WASMWHEEL_TOOLCHAIN": "emsdk",
+                "WASMWHEEL_EMSDK_URL": emsdk_url,
+                "WASMWHEEL_SYSROOT_MIRROR": mirror,
+                "WASMWHEEL_PATCH_MIRROR": str(patches),
+                "WASMWHEEL_RETRY_BACKOFF": "0.01",
+                "WASMWHEEL_SMOKE_IDLE": "5",  # smoke servers of throw-away caches exit soon
+            }
+        )
         env.pop("RUSTUP_HOME", None)
         env.pop("CARGO_HOME", None)
         return cls(root, env, record)

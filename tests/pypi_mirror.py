@@ -18,7 +18,6 @@ from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 from conftest import TEST_CACHE
-
 from wasmwheel.download import Origin, fetch
 from wasmwheel.runner import StepLog
 
@@ -55,11 +54,26 @@ class FakePyPI:
     requests: list[str] = field(default_factory=list)
     url: str = ""
 
-    def add(self, name: str, version: str, path: Path, *, packagetype: str = "sdist", claim_sha256: str | None = None,
-            body: bytes | None = None, yanked_reason: str | None = None) -> Served:
+    def add(
+        self,
+        name: str,
+        version: str,
+        path: Path,
+        *,
+        packagetype: str = "sdist",
+        claim_sha256: str | None = None,
+        body: bytes | None = None,
+        yanked_reason: str | None = None,
+    ) -> Served:
         data = path.read_bytes()
-        served = Served(path, claim_sha256 or hashlib.sha256(data).hexdigest(),
-                        hashlib.blake2b(data, digest_size=32).hexdigest(), packagetype, body, yanked_reason)
+        served = Served(
+            path,
+            claim_sha256 or hashlib.sha256(data).hexdigest(),
+            hashlib.blake2b(data, digest_size=32).hexdigest(),
+            packagetype,
+            body,
+            yanked_reason,
+        )
         key = _canon(name)
         self.display.setdefault(key, name)
         self.releases.setdefault(key, {}).setdefault(version, []).append(served)
@@ -77,10 +91,15 @@ class FakePyPI:
             url = "../" * depth + path.lstrip("/")
         else:
             url = self.url + path
-        return {"filename": served.filename, "url": url, "packagetype": served.packagetype,
-                "digests": {"sha256": served.sha256, "blake2b_256": served.blake2b_256},
-                "size": served.path.stat().st_size, "yanked": served.yanked_reason is not None,
-                "yanked_reason": served.yanked_reason or None}
+        return {
+            "filename": served.filename,
+            "url": url,
+            "packagetype": served.packagetype,
+            "digests": {"sha256": served.sha256, "blake2b_256": served.blake2b_256},
+            "size": served.path.stat().st_size,
+            "yanked": served.yanked_reason is not None,
+            "yanked_reason": served.yanked_reason or None,
+        }
 
     def _latest(self, key: str) -> str:
         """The newest version with a file that is not yanked, as PyPI's info.version."""
@@ -101,12 +120,16 @@ class FakePyPI:
             if not self.version_endpoint or version not in self.releases[key]:
                 return None
             files = self.releases[key][version]
-            return {"info": {"name": self.display[key], "version": version},
-                    "urls": [self._file_entry(f, path) for f in files]}
+            return {
+                "info": {"name": self.display[key], "version": version},
+                "urls": [self._file_entry(f, path) for f in files],
+            }
         latest = self._latest(key)
-        return {"info": {"name": self.display[key], "version": latest},
-                "urls": [self._file_entry(f, path) for f in self.releases[key][latest]],
-                "releases": {v: [self._file_entry(f, path) for f in fs] for v, fs in self.releases[key].items()}}
+        return {
+            "info": {"name": self.display[key], "version": latest},
+            "urls": [self._file_entry(f, path) for f in self.releases[key][latest]],
+            "releases": {v: [self._file_entry(f, path) for f in fs] for v, fs in self.releases[key].items()},
+        }
 
     def body(self, path: str) -> bytes | None:
         for versions in self.releases.values():
@@ -130,7 +153,7 @@ def serve(pypi: FakePyPI):
         def log_message(self, *args):
             pass
 
-        def do_GET(self):  # noqa: N802 (http.server's name)
+        def do_GET(self):
             path = urlsplit(self.path).path
             pypi.requests.append(path)
             doc = pypi.document(path)

@@ -35,8 +35,13 @@ class RealProject(ProjectCopy):
     timeout = 3600
 
     @classmethod
-    def create(cls, tmp: Path, abis: tuple[str, ...], recipes: dict[str, str] = {},  # noqa: B006 - read only
-               example: bool = True) -> "RealProject":
+    def create(
+        cls,
+        tmp: Path,
+        abis: tuple[str, ...],
+        recipes: dict[str, str] = {},  # noqa: B006 - read only
+        example: bool = True,
+    ) -> RealProject:
         """A repository with the given ABI files, the example crate's recipe (``example``) and ``recipes``
         (name -> TOML text; their crates are copied from tests/crates/<name> into crates/<name>)."""
         root = tmp / "repo"
@@ -51,18 +56,23 @@ class RealProject(ProjectCopy):
         (root / "recipes").mkdir()
         if example:
             shutil.copy2(REPO / "recipes" / "hello-pyo3.toml", root / "recipes" / "hello-pyo3.toml")
-            shutil.copytree(REPO / "examples" / "hello-pyo3", root / "examples" / "hello-pyo3",
-                            ignore=shutil.ignore_patterns("target"))
+            shutil.copytree(
+                REPO / "examples" / "hello-pyo3",
+                root / "examples" / "hello-pyo3",
+                ignore=shutil.ignore_patterns("target"),
+            )
         for name, text in recipes.items():
             (root / "recipes" / f"{name}.toml").write_text(text)
         env = {k: v for k, v in os.environ.items() if not k.startswith(("WASMWHEEL_", "STANDIN_"))}
         for var in ("RUSTUP_HOME", "CARGO_HOME", "RUSTUP_TOOLCHAIN", "CARGO_TARGET_DIR", "RUSTFLAGS"):
             env.pop(var, None)
-        env.update({
-            "PATH": os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")]),
-            "WASMWHEEL_CACHE": str(real_cache()),
-            "WASMWHEEL_SMOKE_IDLE": "5",
-        })
+        env.update(
+            {
+                "PATH": os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")]),
+                "WASMWHEEL_CACHE": str(real_cache()),
+                "WASMWHEEL_SMOKE_IDLE": "5",
+            }
+        )
         return cls(root, env)
 
     def add_crate(self, source: str, name: str | None = None) -> Path:

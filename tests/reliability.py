@@ -19,15 +19,17 @@ def keep_abis(project: TestProject, keep: tuple[str, ...]) -> None:
             path.unlink()
 
 
-def start_doit(project: TestProject, *args: str, env: dict[str, str] | None = None,
-               wrapper: list[str] | None = None) -> subprocess.Popen:
+def start_doit(
+    project: TestProject, *args: str, env: dict[str, str] | None = None, wrapper: list[str] | None = None
+) -> subprocess.Popen:
     """``doit args`` in the background (output in ``proc.output_path``); ``wrapper`` runs doit under a
     test bootstrap (tests/killpoint.py)."""
     out = project.root.parent / f"doit-{os.getpid()}-{len(list(project.root.parent.glob('doit-*.out')))}.out"
     argv = [sys.executable, *(wrapper or ["-m", "doit"]), *args]
     f = open(out, "w")
-    proc = subprocess.Popen(argv, cwd=project.root, env={**project.env, **(env or {})}, stdout=f,
-                            stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(
+        argv, cwd=project.root, env={**project.env, **(env or {})}, stdout=f, stderr=subprocess.STDOUT, text=True
+    )
     f.close()
     proc.output_path = out  # type: ignore[attr-defined]
     proc.argv = argv  # type: ignore[attr-defined]
@@ -41,8 +43,9 @@ def wait_for(condition, what: str, *procs: subprocess.Popen, timeout: float = 30
     while not condition():
         for proc in procs:
             if proc.poll() is not None:
-                raise AssertionError(f"doit ended ({proc.returncode}) before {what}:\n"
-                                     + Path(proc.output_path).read_text())  # type: ignore[attr-defined]
+                raise AssertionError(
+                    f"doit ended ({proc.returncode}) before {what}:\n" + Path(proc.output_path).read_text()
+                )  # type: ignore[attr-defined]
         if time.monotonic() > deadline:
             raise AssertionError(f"gave up waiting for {what} after {timeout:.0f} s")
         time.sleep(0.02)
@@ -105,7 +108,8 @@ def git_source_recipe(project: TestProject, name: str, work: Path, url: str | No
     commit = subprocess.run([*git, "rev-parse", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
     (project.root / "recipes" / f"{name}.toml").write_text(
         f'[package]\nname = "{name}"\nversion = "1.0"\n\n[source]\ngit = "{url or f"file://{work}"}"\n'
-        f'commit = "{commit}"\n')
+        f'commit = "{commit}"\n'
+    )
 
 
 def snapshot(*roots: Path) -> dict[str, tuple]:

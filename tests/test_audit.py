@@ -18,9 +18,9 @@ import json
 import re
 import shutil
 import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -30,8 +30,8 @@ from wheel.wheelfile import WheelFile
 import wasmbuild
 import wasmenc
 from wasmwheel.__main__ import main
-from wasmwheel.model.abi import load_abis
 from wasmwheel.audit.check import CHECKS, ERROR, WARNING, audit_config, audit_wheel, audit_wheels, check_table
+from wasmwheel.model.abi import load_abis
 from wasmwheel.runner import StepLog
 from wasmwheel.smoke.smoke import run_smoke
 from wasmwheel.wheel import retag
@@ -72,12 +72,14 @@ def smoke(runtimes, abi: str, wheels: list[Path], script: str):
 HELLO_SCRIPT = "import hello_pyo3 as m\nassert m.sum_as_string(2, 3) == '5'\nassert m.Counter().increment() == 1\n"
 
 
-def hello(abi: str, name: str | None = None, rewrite: Callable[[bytes], bytes] = bytes,
-          **build) -> Callable[[Path], dict[str, bytes]]:
+def hello(
+    abi: str, name: str | None = None, rewrite: Callable[[bytes], bytes] = bytes, **build
+) -> Callable[[Path], dict[str, bytes]]:
     def files(tmp: Path) -> dict[str, bytes]:
         minor = MINOR[abi]
         so = wasmbuild.build_module(tmp / "hello.so", minor, **build)
         return {name or wasmbuild.so_name("hello_pyo3", minor): rewrite(so.read_bytes())}
+
     return files
 
 
@@ -88,11 +90,13 @@ def module(abi: str, source: str, mod: str, **build) -> Callable[[Path], dict[st
         defines = {"MODULE_NAME": mod, **options.pop("defines", {})}
         so = wasmbuild.build_module(tmp / "m.so", minor, source=source, defines=defines, **options)
         return {wasmbuild.so_name(mod, minor): so.read_bytes()}
+
     return files
 
 
 def with_lib(abi: str, lib_at: str | None, pkg: str = "") -> Callable[[Path], dict[str, bytes]]:
     """use_dep (needs libdep.so) at <pkg>/, and libdep.so at ``lib_at`` (None: not shipped)."""
+
     def files(tmp: Path) -> dict[str, bytes]:
         minor = MINOR[abi]
         lib = wasmbuild.build_module(tmp / "libdep.so", minor, source="dep.c")
@@ -103,14 +107,23 @@ def with_lib(abi: str, lib_at: str | None, pkg: str = "") -> Callable[[Path], di
         if lib_at is not None:
             out[lib_at] = lib.read_bytes()
         return out
+
     return files
 
 
-def linkage(abi: str, *, at: str = "", name: str = "linkage", link_dep: bool = False,
-            rewrite: Callable[[bytes], bytes] = bytes, others: Callable[[Path, int], dict[str, bytes]] | None = None,
-            **build) -> Callable[[Path], dict[str, bytes]]:
+def linkage(
+    abi: str,
+    *,
+    at: str = "",
+    name: str = "linkage",
+    link_dep: bool = False,
+    rewrite: Callable[[bytes], bytes] = bytes,
+    others: Callable[[Path, int], dict[str, bytes]] | None = None,
+    **build,
+) -> Callable[[Path], dict[str, bytes]]:
     """linkage.c (see its macros) as <at><name>.cpython-3XY-wasm32-emscripten.so, linked with libdep.so
     if ``link_dep``, plus ``others(tmp, minor)``; rewrite: applied to the module's bytes."""
+
     def files(tmp: Path) -> dict[str, bytes]:
         minor = MINOR[abi]
         options = dict(build)
@@ -123,14 +136,17 @@ def linkage(abi: str, *, at: str = "", name: str = "linkage", link_dep: bool = F
             out[f"{at}__init__.py"] = b""
         out.update(others(tmp, minor) if others else {})
         return out
+
     return files
 
 
 def libdep(*where: str) -> Callable[[Path, int], dict[str, bytes]]:
     """libdep.so (dep.c) at each of ``where``."""
+
     def files(tmp: Path, minor: int) -> dict[str, bytes]:
         lib = wasmbuild.build_module(tmp / "dep" / "libdep.so", minor, source="dep.c").read_bytes()
-        return {w: lib for w in where}
+        return dict.fromkeys(where, lib)
+
     return files
 
 
@@ -170,161 +186,510 @@ CASES = [
     Case("abi3-suffix", "2026_0", hello("2026_0", "hello_pyo3.abi3.so"), HELLO_SCRIPT),
     Case("plain-so-suffix", "2026_0", hello("2026_0", "hello_pyo3.so"), HELLO_SCRIPT),
     # Broken modules.
-    Case("shared-memory", "2026_0", hello("2026_0", cflags=("-pthread", "-matomics", "-mbulk-memory"),
-                                          ldflags=("--shared-memory", "--max-memory=4294967296")),
-         HELLO_SCRIPT, {"WW103"}, ("LinkError",)),
-    Case("shared-memory-2024_0", "2024_0", hello("2024_0", cflags=("-pthread", "-matomics", "-mbulk-memory"),
-                                                 ldflags=("--shared-memory", "--max-memory=2147483648")),
-         HELLO_SCRIPT, {"WW103"}, ("memory import 0",)),
-    Case("no-dylink", "2026_0", hello("2026_0", shared=False, ldflags=(
-        "--no-entry", "--export-dynamic", "--import-memory", "--import-table", "--allow-undefined")),
-         HELLO_SCRIPT, {"WW102"}, ("need the dylink section to be first",)),
-    Case("dylink-not-first", "2024_0", hello("2024_0", rewrite=wasmenc.swap_first_sections), HELLO_SCRIPT,
-         {"WW102"}, ("need the dylink section to be first",)),
+    Case(
+        "shared-memory",
+        "2026_0",
+        hello(
+            "2026_0",
+            cflags=("-pthread", "-matomics", "-mbulk-memory"),
+            ldflags=("--shared-memory", "--max-memory=4294967296"),
+        ),
+        HELLO_SCRIPT,
+        {"WW103"},
+        ("LinkError",),
+    ),
+    Case(
+        "shared-memory-2024_0",
+        "2024_0",
+        hello(
+            "2024_0",
+            cflags=("-pthread", "-matomics", "-mbulk-memory"),
+            ldflags=("--shared-memory", "--max-memory=2147483648"),
+        ),
+        HELLO_SCRIPT,
+        {"WW103"},
+        ("memory import 0",),
+    ),
+    Case(
+        "no-dylink",
+        "2026_0",
+        hello(
+            "2026_0",
+            shared=False,
+            ldflags=("--no-entry", "--export-dynamic", "--import-memory", "--import-table", "--allow-undefined"),
+        ),
+        HELLO_SCRIPT,
+        {"WW102"},
+        ("need the dylink section to be first",),
+    ),
+    Case(
+        "dylink-not-first",
+        "2024_0",
+        hello("2024_0", rewrite=wasmenc.swap_first_sections),
+        HELLO_SCRIPT,
+        {"WW102"},
+        ("need the dylink section to be first",),
+    ),
     # The old "dylink" section: 0.27.8 still reads it, 314.0.7 does not.
     Case("legacy-dylink-2024_0", "2024_0", hello("2024_0", rewrite=wasmenc.to_legacy_dylink), HELLO_SCRIPT),
-    Case("legacy-dylink-2026_0", "2026_0", hello("2026_0", rewrite=wasmenc.to_legacy_dylink), HELLO_SCRIPT,
-         {"WW102"}, ("Could not load dynamic lib",)),
-    Case("wrong-pyinit", "2026_0", hello("2026_0", defines={"INIT_NAME": "wrong"}), HELLO_SCRIPT, {"WW104"},
-         ("does not define module export function (PyInit_hello_pyo3)",)),
-    Case("suffix-of-python-3.13", "2026_0", hello("2026_0", "hello_pyo3.cpython-313-wasm32-emscripten.so"),
-         HELLO_SCRIPT, {"WW105"}, ("No module named 'hello_pyo3'",)),
-    Case("suffix-of-linux", "2025_0", hello("2025_0", "hello_pyo3.cpython-313-x86_64-linux-gnu.so"),
-         HELLO_SCRIPT, {"WW105"}, ("No module named 'hello_pyo3'",)),
+    Case(
+        "legacy-dylink-2026_0",
+        "2026_0",
+        hello("2026_0", rewrite=wasmenc.to_legacy_dylink),
+        HELLO_SCRIPT,
+        {"WW102"},
+        ("Could not load dynamic lib",),
+    ),
+    Case(
+        "wrong-pyinit",
+        "2026_0",
+        hello("2026_0", defines={"INIT_NAME": "wrong"}),
+        HELLO_SCRIPT,
+        {"WW104"},
+        ("does not define module export function (PyInit_hello_pyo3)",),
+    ),
+    Case(
+        "suffix-of-python-3.13",
+        "2026_0",
+        hello("2026_0", "hello_pyo3.cpython-313-wasm32-emscripten.so"),
+        HELLO_SCRIPT,
+        {"WW105"},
+        ("No module named 'hello_pyo3'",),
+    ),
+    Case(
+        "suffix-of-linux",
+        "2025_0",
+        hello("2025_0", "hello_pyo3.cpython-313-x86_64-linux-gnu.so"),
+        HELLO_SCRIPT,
+        {"WW105"},
+        ("No module named 'hello_pyo3'",),
+    ),
     # Exception-handling ABIs: matching ones work, throwing and catching.
-    Case("js-eh-in-2024_0", "2024_0", module("2024_0", "eh_module.cpp", "eh_module", cflags=JS_EH), EH_SCRIPT,
-         dist="eh_module"),
-    Case("wasm-eh-in-2026_0", "2026_0", module("2026_0", "eh_module.cpp", "eh_module", cflags=WASM_EH), EH_SCRIPT,
-         dist="eh_module"),
-    Case("wasm-sjlj-in-2025_0", "2025_0", module("2025_0", "sjlj.c", "sjlj", cflags=("-mllvm", "-wasm-enable-sjlj")),
-         SJLJ_SCRIPT, dist="sjlj"),
-    Case("js-sjlj-in-2024_0", "2024_0",
-         module("2024_0", "sjlj.c", "sjlj", cflags=("-mllvm", "-enable-emscripten-sjlj")), SJLJ_SCRIPT, dist="sjlj"),
+    Case(
+        "js-eh-in-2024_0",
+        "2024_0",
+        module("2024_0", "eh_module.cpp", "eh_module", cflags=JS_EH),
+        EH_SCRIPT,
+        dist="eh_module",
+    ),
+    Case(
+        "wasm-eh-in-2026_0",
+        "2026_0",
+        module("2026_0", "eh_module.cpp", "eh_module", cflags=WASM_EH),
+        EH_SCRIPT,
+        dist="eh_module",
+    ),
+    Case(
+        "wasm-sjlj-in-2025_0",
+        "2025_0",
+        module("2025_0", "sjlj.c", "sjlj", cflags=("-mllvm", "-wasm-enable-sjlj")),
+        SJLJ_SCRIPT,
+        dist="sjlj",
+    ),
+    Case(
+        "js-sjlj-in-2024_0",
+        "2024_0",
+        module("2024_0", "sjlj.c", "sjlj", cflags=("-mllvm", "-enable-emscripten-sjlj")),
+        SJLJ_SCRIPT,
+        dist="sjlj",
+    ),
     # ... mismatched ones fail: JS EH loads and imports, then dies on its first invoke_* call, even without an
     # exception; an init that makes one (as PyO3's catch_unwind trampoline does) dies at import ...
-    Case("js-eh-in-2026_0", "2026_0", module("2026_0", "eh_module.cpp", "eh_module", cflags=JS_EH),
-         "import eh_module as m\n" + IMPORTED + "m.risky(0)\n", warnings={"WW120"}, fails=INVOKE, dist="eh_module"),
-    Case("js-eh-init-in-2025_0", "2025_0", module("2025_0", "eh_module.cpp", "eh_module", cflags=JS_EH,
-                                                  defines={"INIT_TRY": "1"}),
-         "import eh_module\n", {"WW123"}, INVOKE, {"WW120"}, dist="eh_module"),
-    Case("js-eh-in-2026_5", "2026_5", module("2026_5", "eh_module.cpp", "eh_module", cflags=JS_EH),
-         "import eh_module as m\n" + IMPORTED + "m.risky(0)\n", warnings={"WW120"}, fails=INVOKE, dist="eh_module"),
-    Case("js-sjlj-in-2026_0", "2026_0",
-         module("2026_0", "sjlj.c", "sjlj", cflags=("-mllvm", "-enable-emscripten-sjlj")),
-         "import sjlj\n" + IMPORTED + "sjlj.f(0)\n", warnings={"WW120"}, fails=INVOKE, dist="sjlj"),
+    Case(
+        "js-eh-in-2026_0",
+        "2026_0",
+        module("2026_0", "eh_module.cpp", "eh_module", cflags=JS_EH),
+        "import eh_module as m\n" + IMPORTED + "m.risky(0)\n",
+        warnings={"WW120"},
+        fails=INVOKE,
+        dist="eh_module",
+    ),
+    Case(
+        "js-eh-init-in-2025_0",
+        "2025_0",
+        module("2025_0", "eh_module.cpp", "eh_module", cflags=JS_EH, defines={"INIT_TRY": "1"}),
+        "import eh_module\n",
+        {"WW123"},
+        INVOKE,
+        {"WW120"},
+        dist="eh_module",
+    ),
+    Case(
+        "js-eh-in-2026_5",
+        "2026_5",
+        module("2026_5", "eh_module.cpp", "eh_module", cflags=JS_EH),
+        "import eh_module as m\n" + IMPORTED + "m.risky(0)\n",
+        warnings={"WW120"},
+        fails=INVOKE,
+        dist="eh_module",
+    ),
+    Case(
+        "js-sjlj-in-2026_0",
+        "2026_0",
+        module("2026_0", "sjlj.c", "sjlj", cflags=("-mllvm", "-enable-emscripten-sjlj")),
+        "import sjlj\n" + IMPORTED + "sjlj.f(0)\n",
+        warnings={"WW120"},
+        fails=INVOKE,
+        dist="sjlj",
+    ),
     # ... and a wasm EH tag does not link in the JS-EH runtime.
-    Case("wasm-eh-in-2024_0", "2024_0", module("2024_0", "eh_module.cpp", "eh_module", cflags=WASM_EH), EH_SCRIPT,
-         {"WW121"}, ("tag import requires a WebAssembly.Tag", "bad export type for '__wasm_lpad_context'"),
-         dist="eh_module"),
-    Case("wasm-sjlj-in-2024_0", "2024_0",
-         module("2024_0", "sjlj.c", "sjlj", cflags=("-mllvm", "-wasm-enable-sjlj")), SJLJ_SCRIPT,
-         {"WW121"}, ("tag import requires a WebAssembly.Tag",), dist="sjlj"),
+    Case(
+        "wasm-eh-in-2024_0",
+        "2024_0",
+        module("2024_0", "eh_module.cpp", "eh_module", cflags=WASM_EH),
+        EH_SCRIPT,
+        {"WW121"},
+        ("tag import requires a WebAssembly.Tag", "bad export type for '__wasm_lpad_context'"),
+        dist="eh_module",
+    ),
+    Case(
+        "wasm-sjlj-in-2024_0",
+        "2024_0",
+        module("2024_0", "sjlj.c", "sjlj", cflags=("-mllvm", "-wasm-enable-sjlj")),
+        SJLJ_SCRIPT,
+        {"WW121"},
+        ("tag import requires a WebAssembly.Tag",),
+        dist="sjlj",
+    ),
     # wasm EH instructions without a tag: loads and runs (a warning, not an error).
-    Case("wasm-eh-cleanup-in-2024_0", "2024_0",
-         module("2024_0", "eh_module.cpp", "eh_module", cflags=WASM_EH, defines={"CLEANUP_ONLY": "1"}),
-         "import eh_module as m\nassert m.risky(0) == 'no exception'\n", warnings={"WW122"}, dist="eh_module"),
+    Case(
+        "wasm-eh-cleanup-in-2024_0",
+        "2024_0",
+        module("2024_0", "eh_module.cpp", "eh_module", cflags=WASM_EH, defines={"CLEANUP_ONLY": "1"}),
+        "import eh_module as m\nassert m.risky(0) == 'no exception'\n",
+        warnings={"WW122"},
+        dist="eh_module",
+    ),
     # Needed shared libraries: where each runtime's loader finds them.
     Case("lib-at-root", "2026_0", with_lib("2026_0", "libdep.so"), DEP_SCRIPT.format(pkg=""), dist="use_dep"),
-    Case("lib-missing", "2026_0", with_lib("2026_0", None), DEP_SCRIPT.format(pkg=""), {"WW130"},
-         ("Failed to find dynamic library",), dist="use_dep"),
-    Case("lib-in-dist-libs-2026_0", "2026_0", with_lib("2026_0", "use_dep.libs/libdep.so"),
-         DEP_SCRIPT.format(pkg=""), {"WW130"}, ("Failed to find dynamic library",), dist="use_dep"),
-    Case("lib-in-dist-libs-2024_0", "2024_0", with_lib("2024_0", "use_dep.libs/libdep.so"),
-         DEP_SCRIPT.format(pkg=""), dist="use_dep"),
-    Case("lib-next-to-module-2025_0", "2025_0", with_lib("2025_0", "pkg/libdep.so", pkg="pkg/"),
-         DEP_SCRIPT.format(pkg="pkg."), {"WW130"}, ("Failed to find dynamic library",), dist="use_dep"),
-    Case("lib-next-to-module-2024_0", "2024_0", with_lib("2024_0", "pkg/libdep.so", pkg="pkg/"),
-         DEP_SCRIPT.format(pkg="pkg."), dist="use_dep"),
+    Case(
+        "lib-missing",
+        "2026_0",
+        with_lib("2026_0", None),
+        DEP_SCRIPT.format(pkg=""),
+        {"WW130"},
+        ("Failed to find dynamic library",),
+        dist="use_dep",
+    ),
+    Case(
+        "lib-in-dist-libs-2026_0",
+        "2026_0",
+        with_lib("2026_0", "use_dep.libs/libdep.so"),
+        DEP_SCRIPT.format(pkg=""),
+        {"WW130"},
+        ("Failed to find dynamic library",),
+        dist="use_dep",
+    ),
+    Case(
+        "lib-in-dist-libs-2024_0",
+        "2024_0",
+        with_lib("2024_0", "use_dep.libs/libdep.so"),
+        DEP_SCRIPT.format(pkg=""),
+        dist="use_dep",
+    ),
+    Case(
+        "lib-next-to-module-2025_0",
+        "2025_0",
+        with_lib("2025_0", "pkg/libdep.so", pkg="pkg/"),
+        DEP_SCRIPT.format(pkg="pkg."),
+        {"WW130"},
+        ("Failed to find dynamic library",),
+        dist="use_dep",
+    ),
+    Case(
+        "lib-next-to-module-2024_0",
+        "2024_0",
+        with_lib("2024_0", "pkg/libdep.so", pkg="pkg/"),
+        DEP_SCRIPT.format(pkg="pkg."),
+        dist="use_dep",
+    ),
     # ... runtime paths: 0.28+ follow them ($ORIGIN, or an absolute path into site-packages); 0.27 ignores them
     # and looks in the installed library's folder and every folder below it, or takes a library of that name
     # loaded before (in the wheel's zip order).
-    LCase("rpath-origin-parent-2026_0", "2026_0", linkage("2026_0", at="pkg/", link_dep=True, defines={"DEP": "1"},
-         rewrite=lambda b: wasmenc.with_dylink(b, rpaths=("$ORIGIN/../pkg_libs",)), others=libdep("pkg_libs/libdep.so")),
-         LINK_PKG),
-    LCase("rpath-origin-parent-2024_0", "2024_0", linkage("2024_0", at="pkg/", link_dep=True, defines={"DEP": "1"},
-         rewrite=lambda b: wasmenc.with_dylink(b, rpaths=("$ORIGIN/../pkg_libs",)), others=libdep("pkg_libs/libdep.so")),
-         LINK_PKG, {"WW130"}, ("Didn't expect to load any more file_packager files",)),
-    LCase("rpath-absolute-2025_0", "2025_0", linkage("2025_0", at="pkg/", link_dep=True, defines={"DEP": "1"},
-         rewrite=lambda b: wasmenc.with_dylink(b, rpaths=("/lib/python3.13/site-packages/pkg_libs",)),
-         others=libdep("pkg_libs/libdep.so")), LINK_PKG),
-    LCase("needed-by-absolute-path-2026_0", "2026_0", linkage("2026_0", link_dep=True, defines={"DEP": "1"},
-         rewrite=lambda b: wasmenc.with_dylink(b, needed=("/lib/python3.14/site-packages/libs/libdep.so",)),
-         others=libdep("libs/libdep.so")), LINK_SCRIPT),
-    LCase("lib-below-root-module-2024_0", "2024_0", linkage("2024_0", link_dep=True, defines={"DEP": "1"},
-         others=libdep("x/y/libdep.so")), LINK_SCRIPT),
-    LCase("lib-below-root-module-2026_0", "2026_0", linkage("2026_0", link_dep=True, defines={"DEP": "1"},
-         others=libdep("x/y/libdep.so")), LINK_SCRIPT, {"WW130"}, ("Failed to find dynamic library",)),
-    LCase("lib-loaded-before-2024_0", "2024_0", lambda tmp: {**libdep("other/libdep.so")(tmp, 12), **linkage(
-         "2024_0", at="pkg/", link_dep=True, defines={"DEP": "1"})(tmp)}, LINK_PKG),
-    LCase("lib-loaded-after-2024_0", "2024_0", linkage("2024_0", at="pkg/", link_dep=True, defines={"DEP": "1"},
-         others=libdep("zzz/libdep.so")), LINK_PKG, {"WW130"}, ("Didn't expect to load any more file_packager files",)),
+    LCase(
+        "rpath-origin-parent-2026_0",
+        "2026_0",
+        linkage(
+            "2026_0",
+            at="pkg/",
+            link_dep=True,
+            defines={"DEP": "1"},
+            rewrite=lambda b: wasmenc.with_dylink(b, rpaths=("$ORIGIN/../pkg_libs",)),
+            others=libdep("pkg_libs/libdep.so"),
+        ),
+        LINK_PKG,
+    ),
+    LCase(
+        "rpath-origin-parent-2024_0",
+        "2024_0",
+        linkage(
+            "2024_0",
+            at="pkg/",
+            link_dep=True,
+            defines={"DEP": "1"},
+            rewrite=lambda b: wasmenc.with_dylink(b, rpaths=("$ORIGIN/../pkg_libs",)),
+            others=libdep("pkg_libs/libdep.so"),
+        ),
+        LINK_PKG,
+        {"WW130"},
+        ("Didn't expect to load any more file_packager files",),
+    ),
+    LCase(
+        "rpath-absolute-2025_0",
+        "2025_0",
+        linkage(
+            "2025_0",
+            at="pkg/",
+            link_dep=True,
+            defines={"DEP": "1"},
+            rewrite=lambda b: wasmenc.with_dylink(b, rpaths=("/lib/python3.13/site-packages/pkg_libs",)),
+            others=libdep("pkg_libs/libdep.so"),
+        ),
+        LINK_PKG,
+    ),
+    LCase(
+        "needed-by-absolute-path-2026_0",
+        "2026_0",
+        linkage(
+            "2026_0",
+            link_dep=True,
+            defines={"DEP": "1"},
+            rewrite=lambda b: wasmenc.with_dylink(b, needed=("/lib/python3.14/site-packages/libs/libdep.so",)),
+            others=libdep("libs/libdep.so"),
+        ),
+        LINK_SCRIPT,
+    ),
+    LCase(
+        "lib-below-root-module-2024_0",
+        "2024_0",
+        linkage("2024_0", link_dep=True, defines={"DEP": "1"}, others=libdep("x/y/libdep.so")),
+        LINK_SCRIPT,
+    ),
+    LCase(
+        "lib-below-root-module-2026_0",
+        "2026_0",
+        linkage("2026_0", link_dep=True, defines={"DEP": "1"}, others=libdep("x/y/libdep.so")),
+        LINK_SCRIPT,
+        {"WW130"},
+        ("Failed to find dynamic library",),
+    ),
+    LCase(
+        "lib-loaded-before-2024_0",
+        "2024_0",
+        lambda tmp: {
+            **libdep("other/libdep.so")(tmp, 12),
+            **linkage("2024_0", at="pkg/", link_dep=True, defines={"DEP": "1"})(tmp),
+        },
+        LINK_PKG,
+    ),
+    LCase(
+        "lib-loaded-after-2024_0",
+        "2024_0",
+        linkage("2024_0", at="pkg/", link_dep=True, defines={"DEP": "1"}, others=libdep("zzz/libdep.so")),
+        LINK_PKG,
+        {"WW130"},
+        ("Didn't expect to load any more file_packager files",),
+    ),
     # ... and a library installed by the wheel's .data/data/ into /usr/lib (sys.prefix is /).
-    LCase("lib-in-data-usr-lib", "2025_0", linkage("2025_0", link_dep=True, defines={"DEP": "1"},
-         others=libdep("linkage-1.0.data/data/usr/lib/libdep.so")), LINK_SCRIPT),
+    LCase(
+        "lib-in-data-usr-lib",
+        "2025_0",
+        linkage(
+            "2025_0", link_dep=True, defines={"DEP": "1"}, others=libdep("linkage-1.0.data/data/usr/lib/libdep.so")
+        ),
+        LINK_SCRIPT,
+    ),
     # Files Pyodide's installer leaves alone: .data/platlib is not moved into site-packages ...
-    LCase("module-in-data-platlib", "2026_0", lambda tmp: {f"linkage-1.0.data/platlib/{n}": b for n, b in linkage(
-         "2026_0")(tmp).items()}, LINK_SCRIPT, {"WW106"}, ("No module named 'linkage'",)),
+    LCase(
+        "module-in-data-platlib",
+        "2026_0",
+        lambda tmp: {f"linkage-1.0.data/platlib/{n}": b for n, b in linkage("2026_0")(tmp).items()},
+        LINK_SCRIPT,
+        {"WW106"},
+        ("No module named 'linkage'",),
+    ),
     # ... other files there stay too: the package imports, but does not find them ...
-    LCase("files-in-data-purelib", "2026_0", linkage("2026_0", others=lambda tmp, minor: {
-         "linkage-1.0.data/purelib/linkage_data.txt": b"data\n"}),
-         LINK_SCRIPT + "import os\nassert not os.path.exists(os.path.join(os.path.dirname(linkage.__file__), "
-                       "'linkage_data.txt'))\n", warnings={"WW112"}),
+    LCase(
+        "files-in-data-purelib",
+        "2026_0",
+        linkage("2026_0", others=lambda tmp, minor: {"linkage-1.0.data/purelib/linkage_data.txt": b"data\n"}),
+        LINK_SCRIPT + "import os\nassert not os.path.exists(os.path.join(os.path.dirname(linkage.__file__), "
+        "'linkage_data.txt'))\n",
+        warnings={"WW112"},
+    ),
     # ... an extension for another Python or platform is never loaded: beside one that loads, harmless ...
-    LCase("extensions-for-others-beside", "2026_0", linkage("2026_0", others=lambda tmp, minor: {
-         "linkage.cpython-313-wasm32-emscripten.so": wasmbuild.build_module(
-             tmp / "m313.so", 13, source="linkage.c", defines={"MODULE_NAME": "linkage"}).read_bytes(),
-         **junk("linkage.cpython-314-x86_64-linux-gnu.so")(tmp, minor)}), LINK_SCRIPT),
+    LCase(
+        "extensions-for-others-beside",
+        "2026_0",
+        linkage(
+            "2026_0",
+            others=lambda tmp, minor: {
+                "linkage.cpython-313-wasm32-emscripten.so": wasmbuild.build_module(
+                    tmp / "m313.so", 13, source="linkage.c", defines={"MODULE_NAME": "linkage"}
+                ).read_bytes(),
+                **junk("linkage.cpython-314-x86_64-linux-gnu.so")(tmp, minor),
+            },
+        ),
+        LINK_SCRIPT,
+    ),
     # ... alone, its import fails; a library that is not
     # WebAssembly is refused by 0.28+ and skipped (a warning) by 0.27.
-    LCase("linux-extension-beside", "2026_0", linkage("2026_0", others=junk("other.cpython-314-x86_64-linux-gnu.so")),
-         LINK_SCRIPT + "import other\n", {"WW105"}, ("No module named 'other'",)),
-    LCase("elf-library-2026_0", "2026_0", linkage("2026_0", others=junk("libjunk.so")), LINK_SCRIPT, {"WW101"},
-         ("We probably just tried to load a linux .so file",)),
+    LCase(
+        "linux-extension-beside",
+        "2026_0",
+        linkage("2026_0", others=junk("other.cpython-314-x86_64-linux-gnu.so")),
+        LINK_SCRIPT + "import other\n",
+        {"WW105"},
+        ("No module named 'other'",),
+    ),
+    LCase(
+        "elf-library-2026_0",
+        "2026_0",
+        linkage("2026_0", others=junk("libjunk.so")),
+        LINK_SCRIPT,
+        {"WW101"},
+        ("We probably just tried to load a linux .so file",),
+    ),
     LCase("elf-library-2024_0", "2024_0", linkage("2024_0", others=junk("libjunk.so")), LINK_SCRIPT),
-    LCase("elf-needed-library-2024_0", "2024_0", linkage("2024_0", link_dep=True, defines={"DEP": "1"},
-         others=junk("libdep.so")), LINK_SCRIPT, {"WW101"}, ("dynamic module does not define module export",)),
+    LCase(
+        "elf-needed-library-2024_0",
+        "2024_0",
+        linkage("2024_0", link_dep=True, defines={"DEP": "1"}, others=junk("libdep.so")),
+        LINK_SCRIPT,
+        {"WW101"},
+        ("dynamic module does not define module export",),
+    ),
     # Symbols: what neither the runtime nor the module's needed libraries define. Libraries load locally:
     # a library in the wheel that the module does not list as needed does not help.
-    LCase("undefined-data-2026_0", "2026_0", linkage("2026_0", defines={"UNDEF_DATA": "1"}), LINK_IMPORT,
-         {"WW131"}, ("undefined symbol 'made_up_data'",)),
-    LCase("undefined-data-2024_0", "2024_0", linkage("2024_0", defines={"UNDEF_DATA": "1"}), LINK_IMPORT,
-         {"WW131"}, ("bad export type for 'made_up_data'",)),
-    LCase("undefined-function-address", "2025_0", linkage("2025_0", defines={"UNDEF_FUNC_ADDR": "1"}), LINK_IMPORT,
-         {"WW131"}, ("bad export type for 'made_up_fn_addr'",)),
+    LCase(
+        "undefined-data-2026_0",
+        "2026_0",
+        linkage("2026_0", defines={"UNDEF_DATA": "1"}),
+        LINK_IMPORT,
+        {"WW131"},
+        ("undefined symbol 'made_up_data'",),
+    ),
+    LCase(
+        "undefined-data-2024_0",
+        "2024_0",
+        linkage("2024_0", defines={"UNDEF_DATA": "1"}),
+        LINK_IMPORT,
+        {"WW131"},
+        ("bad export type for 'made_up_data'",),
+    ),
+    LCase(
+        "undefined-function-address",
+        "2025_0",
+        linkage("2025_0", defines={"UNDEF_FUNC_ADDR": "1"}),
+        LINK_IMPORT,
+        {"WW131"},
+        ("bad export type for 'made_up_fn_addr'",),
+    ),
     LCase("weak-undefined-data", "2026_0", linkage("2026_0", defines={"WEAK_DATA": "1"}), LINK_SCRIPT),
     # A function nobody defines: the module loads and imports (Emscripten binds functions lazily), and the
     # first call ends the runtime; unless the module's init or constructors always call it.
-    LCase("undefined-function-called", "2026_5", linkage("2026_5", defines={"UNDEF_FUNC": "1"}),
-         "import linkage\n" + IMPORTED + "linkage.f(1)\n", warnings={"WW132"},
-         fails=("cannot resolve symbol made_up_function",)),
-    LCase("undefined-function-in-init", "2024_0", linkage("2024_0", defines={"UNDEF_FUNC": "1", "CALL_IN_INIT": "1"}),
-         LINK_IMPORT, {"WW134"}, ("cannot resolve symbol made_up_function",), {"WW132"}),
-    LCase("undefined-function-in-constructor", "2026_0", linkage("2026_0", defines={"UNDEF_FUNC": "1",
-                                                                                    "CALL_IN_CTOR": "1"}),
-         LINK_IMPORT, {"WW134"}, ("cannot resolve symbol made_up_function",), {"WW132"}),
-    LCase("function-of-unneeded-library", "2026_0", linkage("2026_0", defines={"DEP": "1"},
-         others=libdep("libdep.so")), "import linkage\n" + IMPORTED + "linkage.f(20)\n", warnings={"WW132"},
-         fails=("cannot resolve symbol dep_value",)),
-    LCase("foreign-import-module", "2025_0", linkage("2025_0", defines={"FOREIGN_IMPORT": "1"}), LINK_IMPORT,
-         {"WW133"}, ('module="foo" error: module is not an object or function',)),
+    LCase(
+        "undefined-function-called",
+        "2026_5",
+        linkage("2026_5", defines={"UNDEF_FUNC": "1"}),
+        "import linkage\n" + IMPORTED + "linkage.f(1)\n",
+        warnings={"WW132"},
+        fails=("cannot resolve symbol made_up_function",),
+    ),
+    LCase(
+        "undefined-function-in-init",
+        "2024_0",
+        linkage("2024_0", defines={"UNDEF_FUNC": "1", "CALL_IN_INIT": "1"}),
+        LINK_IMPORT,
+        {"WW134"},
+        ("cannot resolve symbol made_up_function",),
+        {"WW132"},
+    ),
+    LCase(
+        "undefined-function-in-constructor",
+        "2026_0",
+        linkage("2026_0", defines={"UNDEF_FUNC": "1", "CALL_IN_CTOR": "1"}),
+        LINK_IMPORT,
+        {"WW134"},
+        ("cannot resolve symbol made_up_function",),
+        {"WW132"},
+    ),
+    LCase(
+        "function-of-unneeded-library",
+        "2026_0",
+        linkage("2026_0", defines={"DEP": "1"}, others=libdep("libdep.so")),
+        "import linkage\n" + IMPORTED + "linkage.f(20)\n",
+        warnings={"WW132"},
+        fails=("cannot resolve symbol dep_value",),
+    ),
+    LCase(
+        "foreign-import-module",
+        "2025_0",
+        linkage("2025_0", defines={"FOREIGN_IMPORT": "1"}),
+        LINK_IMPORT,
+        {"WW133"},
+        ('module="foo" error: module is not an object or function',),
+    ),
     # The memory is Pyodide's: a side module's limits must admit it.
-    LCase("memory-maximum", "2026_0", linkage("2026_0", ldflags=("--max-memory=16777216",)), LINK_IMPORT,
-         {"WW107"}, ("larger maximum size 65536 than the module's declared maximum 256",)),
+    LCase(
+        "memory-maximum",
+        "2026_0",
+        linkage("2026_0", ldflags=("--max-memory=16777216",)),
+        LINK_IMPORT,
+        {"WW107"},
+        ("larger maximum size 65536 than the module's declared maximum 256",),
+    ),
     LCase("memory-for-static-data", "2025_0", linkage("2025_0", defines={"BIG_BSS": str(21 << 20)}), LINK_SCRIPT),
-    LCase("memory-initial", "2024_0", linkage("2024_0", ldflags=("--initial-memory=268435456",)), LINK_IMPORT,
-         {"WW107"}, ("is smaller than initial 4096",)),
-    LCase("wasm64-library", "2026_0", linkage("2026_0", others=lambda tmp, minor: {"libw64.so": wasmbuild.build_module(
-         tmp / "w64.so", minor, source="dep.c", cflags=("--target=wasm64-unknown-emscripten",),
-         ldflags=("-mwasm64",)).read_bytes()}), LINK_SCRIPT, {"WW107"}, ("invalid memory limits flags 0x4",)),
+    LCase(
+        "memory-initial",
+        "2024_0",
+        linkage("2024_0", ldflags=("--initial-memory=268435456",)),
+        LINK_IMPORT,
+        {"WW107"},
+        ("is smaller than initial 4096",),
+    ),
+    LCase(
+        "wasm64-library",
+        "2026_0",
+        linkage(
+            "2026_0",
+            others=lambda tmp, minor: {
+                "libw64.so": wasmbuild.build_module(
+                    tmp / "w64.so",
+                    minor,
+                    source="dep.c",
+                    cflags=("--target=wasm64-unknown-emscripten",),
+                    ldflags=("-mwasm64",),
+                ).read_bytes()
+            },
+        ),
+        LINK_SCRIPT,
+        {"WW107"},
+        ("invalid memory limits flags 0x4",),
+    ),
     # Instructions Node 20 (and 18) cannot compile.
-    LCase("extended-const", "2025_0", linkage("2025_0", cflags=("-mextended-const",)), LINK_IMPORT, {"WW108"},
-         ("opcode i32.add is not allowed in constant expressions",)),
+    LCase(
+        "extended-const",
+        "2025_0",
+        linkage("2025_0", cflags=("-mextended-const",)),
+        LINK_IMPORT,
+        {"WW108"},
+        ("opcode i32.add is not allowed in constant expressions",),
+    ),
     # A custom section only the linker reads: broken, it does not stop the module loading.
-    LCase("broken-target-features", "2026_0", linkage("2026_0", rewrite=lambda b: b + wasmenc.custom(
-         "target_features", b"\x01?\x03bad")), LINK_SCRIPT),
+    LCase(
+        "broken-target-features",
+        "2026_0",
+        linkage("2026_0", rewrite=lambda b: b + wasmenc.custom("target_features", b"\x01?\x03bad")),
+        LINK_SCRIPT,
+    ),
     # A non-ASCII module name: PyInitU_<punycode>, multi-phase init.
-    LCase("non-ascii-module-name", "2026_0", linkage("2026_0", name="pr\u00f6be", defines={
-         "INIT_FN": "PyInitU_prbe_6qa", "MULTI_PHASE": "1"}), "import pr\u00f6be as m\nassert m.f(1) == 2\n"),
+    LCase(
+        "non-ascii-module-name",
+        "2026_0",
+        linkage("2026_0", name="pr\u00f6be", defines={"INIT_FN": "PyInitU_prbe_6qa", "MULTI_PHASE": "1"}),
+        "import pr\u00f6be as m\nassert m.f(1) == 2\n",
+    ),
 ]
 
 
@@ -334,8 +699,9 @@ def test_audit_predicts_what_pyodide_does(case: Case, tmp_path, runtimes, wasm_t
     report = audit_wheel(wheel, ABIS[case.abi])
     result = smoke(runtimes, case.abi, [wheel], case.script)
     seen = result.error + "\n" + result.output
-    verdicts = (f"audit: {[f.line() for f in report.findings]}; "
-                f"Pyodide ok={result.ok} ({result.stage}): {result.error[-600:]}")
+    verdicts = (
+        f"audit: {[f.line() for f in report.findings]}; Pyodide ok={result.ok} ({result.stage}): {result.error[-600:]}"
+    )
     assert {f.code for f in report.errors} == case.errors, verdicts
     assert {f.code for f in report.warnings} == case.warnings, verdicts
     if case.errors:  # the runtime refuses it: the load or the import fails as the check predicts
@@ -357,19 +723,22 @@ def test_every_error_code_has_a_case_or_a_reason():
     assert {c.code for c in CHECKS.values()} == covered | not_loader_checks
 
 
-@pytest.mark.parametrize("abi, tag, errors", [
-    ("2026_0", "cp314-cp314-pyemscripten_2026_0_wasm32", set()),
-    ("2026_0", "cp314-cp314-emscripten_5_0_3_wasm32", set()),  # the legacy tag
-    ("2026_0", "cp310-abi3-pyemscripten_2026_0_wasm32", set()),  # abi3 from 3.10: fine in 3.14
-    ("2026_0", "cp315-abi3-pyemscripten_2026_0_wasm32", {"WW110"}),  # abi3 minimum newer than 3.14
-    ("2026_0", "cp313-cp313-pyemscripten_2026_0_wasm32", {"WW110"}),
-    ("2026_0", "cp314-cp314-pyemscripten_2025_0_wasm32", {"WW111"}),
-    ("2026_0", "cp314-cp314-linux_x86_64", {"WW111"}),
-    ("2025_0", "cp313-cp313-pyodide_2025_0_wasm32", set()),  # what 0.28/0.29.0-0.29.3 know
-    ("2024_0", "cp312-cp312-pyemscripten_2024_0_wasm32", {"WW111"}),  # 0.27 does not accept it
-    ("2026_0", "py3-none-any", set()),
-    ("2026_0", "cp313-cp313-emscripten_4_0_9_wasm32", {"WW110", "WW111"}),
-])
+@pytest.mark.parametrize(
+    "abi, tag, errors",
+    [
+        ("2026_0", "cp314-cp314-pyemscripten_2026_0_wasm32", set()),
+        ("2026_0", "cp314-cp314-emscripten_5_0_3_wasm32", set()),  # the legacy tag
+        ("2026_0", "cp310-abi3-pyemscripten_2026_0_wasm32", set()),  # abi3 from 3.10: fine in 3.14
+        ("2026_0", "cp315-abi3-pyemscripten_2026_0_wasm32", {"WW110"}),  # abi3 minimum newer than 3.14
+        ("2026_0", "cp313-cp313-pyemscripten_2026_0_wasm32", {"WW110"}),
+        ("2026_0", "cp314-cp314-pyemscripten_2025_0_wasm32", {"WW111"}),
+        ("2026_0", "cp314-cp314-linux_x86_64", {"WW111"}),
+        ("2025_0", "cp313-cp313-pyodide_2025_0_wasm32", set()),  # what 0.28/0.29.0-0.29.3 know
+        ("2024_0", "cp312-cp312-pyemscripten_2024_0_wasm32", {"WW111"}),  # 0.27 does not accept it
+        ("2026_0", "py3-none-any", set()),
+        ("2026_0", "cp313-cp313-emscripten_4_0_9_wasm32", {"WW110", "WW111"}),
+    ],
+)
 def test_wheel_tags(tmp_path, abi, tag, errors):
     wheel = make_wheel(tmp_path, "tagged", {"tagged/__init__.py": b""}, tag)
     assert {f.code for f in audit_wheel(wheel, ABIS[abi]).errors} == errors
@@ -417,7 +786,10 @@ def _damaged_member(src: Path, dest: Path) -> Path:
     with zipfile.ZipFile(src) as zf:
         info = max(zf.infolist(), key=lambda i: i.compress_size)
     local = info.header_offset
-    name_len, extra_len = int.from_bytes(blob[local + 26:local + 28], "little"), int.from_bytes(blob[local + 28:local + 30], "little")
+    name_len, extra_len = (
+        int.from_bytes(blob[local + 26 : local + 28], "little"),
+        int.from_bytes(blob[local + 28 : local + 30], "little"),
+    )
     blob[local + 30 + name_len + extra_len + info.compress_size // 2] ^= 0xFF
     (dest / src.name).write_bytes(bytes(blob))
     return dest / src.name
@@ -482,7 +854,7 @@ def small_wheel_bytes(tmp_path_factory, wasm_tools) -> bytes:
 def test_fuzz_corrupted_wheels_give_findings_not_tracebacks(small_wheel_bytes, tmp_path, data):
     blob = bytearray(small_wheel_bytes)
     if data.draw(st.booleans()):
-        blob = blob[:data.draw(st.integers(0, len(blob)))]
+        blob = blob[: data.draw(st.integers(0, len(blob)))]
     else:
         for _ in range(data.draw(st.integers(1, 6))):
             blob[data.draw(st.integers(0, len(blob) - 1))] = data.draw(st.integers(0, 255))
@@ -525,10 +897,12 @@ def test_perspective_wheels_pass_with_a_warning(perspective_wheels, abi, capsys)
 @pytest.mark.parametrize("abi", ["2025_0", "2026_0"])
 def test_perspective_wheels_work_in_pyodide(perspective_wheels, runtimes, abi):
     """What the warning promises: the wheel loads, imports and works in the ABI's runtime."""
-    script = ("import perspective\n"
-              "table = perspective.table({'a': [1, 2, 3], 'b': ['x', 'y', 'z']})\n"
-              "view = table.view(filter=[['a', '>', 1]])\n"
-              "assert view.to_json() == [{'a': 2, 'b': 'y'}, {'a': 3, 'b': 'z'}], view.to_json()\n")
+    script = (
+        "import perspective\n"
+        "table = perspective.table({'a': [1, 2, 3], 'b': ['x', 'y', 'z']})\n"
+        "view = table.view(filter=[['a', '>', 1]])\n"
+        "assert view.to_json() == [{'a': 2, 'b': 'y'}, {'a': 3, 'b': 'z'}], view.to_json()\n"
+    )
     result = smoke(runtimes, abi, [perspective_wheels[abi]], script)
     assert result.ok, result.error[-2000:]
 
@@ -581,7 +955,9 @@ def test_retag_round_trip_keeps_member_contents(real_wheels, round_tripped):
 
 def test_retag_cli_legacy_and_back(real_wheels, tmp_path, capsys):
     src = real_wheels["jiter"]
-    assert main(["--root", str(REPO), "retag", str(src), "--abi", "2026_0", "--legacy", "--out", str(tmp_path / "a")]) == 0
+    assert (
+        main(["--root", str(REPO), "retag", str(src), "--abi", "2026_0", "--legacy", "--out", str(tmp_path / "a")]) == 0
+    )
     legacy = Path(capsys.readouterr().out.strip())
     assert legacy.name == "jiter-0.19.0-cp314-cp314-emscripten_5_0_3_wasm32.whl" and legacy.exists()
     assert main(["--root", str(REPO), "retag", str(legacy), "--abi", "2026_0", "--out", str(tmp_path / "b")]) == 0
@@ -594,13 +970,21 @@ def test_retag_keeps_tag_order_and_line_endings():
 
     from wasmwheel.wheel import rewrite_wheel_metadata
 
-    text = ("Wheel-Version: 1.0\r\nTag: cp313-cp313-emscripten_4_0_9_wasm32\r\n"
-            "Tag: cp313-abi3-emscripten_4_0_9_wasm32\r\nBuild: 1\r\n")
-    pep = rewrite_wheel_metadata(text, frozenset({Tag("cp313", "cp313", "pyemscripten_2025_0_wasm32"),
-                                                  Tag("cp313", "abi3", "pyemscripten_2025_0_wasm32")}))
+    text = (
+        "Wheel-Version: 1.0\r\nTag: cp313-cp313-emscripten_4_0_9_wasm32\r\n"
+        "Tag: cp313-abi3-emscripten_4_0_9_wasm32\r\nBuild: 1\r\n"
+    )
+    pep = rewrite_wheel_metadata(
+        text,
+        frozenset(
+            {Tag("cp313", "cp313", "pyemscripten_2025_0_wasm32"), Tag("cp313", "abi3", "pyemscripten_2025_0_wasm32")}
+        ),
+    )
     assert pep == text.replace("emscripten_4_0_9_wasm32", "pyemscripten_2025_0_wasm32")
-    back = rewrite_wheel_metadata(pep, frozenset({Tag("cp313", "cp313", "emscripten_4_0_9_wasm32"),
-                                                  Tag("cp313", "abi3", "emscripten_4_0_9_wasm32")}))
+    back = rewrite_wheel_metadata(
+        pep,
+        frozenset({Tag("cp313", "cp313", "emscripten_4_0_9_wasm32"), Tag("cp313", "abi3", "emscripten_4_0_9_wasm32")}),
+    )
     assert back == text
 
 
@@ -670,10 +1054,12 @@ def test_check_table_and_config():
 
 
 def test_audit_task_sits_between_retag_and_smoke(tmp_path):
-    from wasmwheel.pipeline.steps import STEP_BY_NAME
     from wasmwheel.pipeline.graph import Project, step_task
+    from wasmwheel.pipeline.steps import STEP_BY_NAME
 
-    project = Project.load(REPO, {"WASMWHEEL_BUILD_DIR": str(tmp_path / "build"), "WASMWHEEL_CACHE": str(tmp_path / "cache")})
+    project = Project.load(
+        REPO, {"WASMWHEEL_BUILD_DIR": str(tmp_path / "build"), "WASMWHEEL_CACHE": str(tmp_path / "cache")}
+    )
     layout = project.layout
     recipe, abi = project.recipes.recipes["hello-pyo3"], project.abis["2026_0"]
     task = step_task(STEP_BY_NAME["audit"], project, abi, recipe)
@@ -688,8 +1074,11 @@ def test_audit_task_sits_between_retag_and_smoke(tmp_path):
 def test_pipeline_audits_before_smoke(project):
     run = project.doit("smoke:hello-pyo3@2026_0")
     order = run.executed
-    assert order.index("retag:hello-pyo3@2026_0") < order.index("audit:hello-pyo3@2026_0") \
+    assert (
+        order.index("retag:hello-pyo3@2026_0")
+        < order.index("audit:hello-pyo3@2026_0")
         < order.index("smoke:hello-pyo3@2026_0")
+    )
     log = project.layout.log("audit", "2026_0", "hello-pyo3").read_text()
     assert "audit for ABI 2026_0 passed (1 extension module(s), 0 warning(s))" in log
     again = project.doit("smoke:hello-pyo3@2026_0")
@@ -719,16 +1108,31 @@ def test_which_files_the_installer_loads_is_pyodides_own_rule(abi, tmp_path, run
     from wasmwheel.audit.loader import LoaderFacts
 
     minor = MINOR[abi]
-    names = [f"a.cpython-3{minor}-wasm32-emscripten.so", "a.cpython-313-wasm32-emscripten.so", "a.abi3.so",
-             "a.so", "liba.so", "liba.so.1", "liba.so.1.2", f"a.cpython-3{minor}-x86_64-linux-gnu.so",
-             "a.pypy-73.so", "a.b.so", "a.so.txt", "a.SO", "pkg/x.cpython-39.so", f"a.cpython-3{minor}d.so"]
+    names = [
+        f"a.cpython-3{minor}-wasm32-emscripten.so",
+        "a.cpython-313-wasm32-emscripten.so",
+        "a.abi3.so",
+        "a.so",
+        "liba.so",
+        "liba.so.1",
+        "liba.so.1.2",
+        f"a.cpython-3{minor}-x86_64-linux-gnu.so",
+        "a.pypy-73.so",
+        "a.b.so",
+        "a.so.txt",
+        "a.SO",
+        "pkg/x.cpython-39.so",
+        f"a.cpython-3{minor}d.so",
+    ]
     facts = LoaderFacts.for_abi(ABIS[abi])
     expected = {n: facts.loads(n) for n in names}
     assert any(expected.values()) and not all(expected.values())
-    script = ("from pyodide._package_loader import should_load_dynlib\n"
-              f"expected = {expected!r}\n"
-              "got = {n: should_load_dynlib(n) for n in expected}\n"
-              "assert got == expected, {n: g for n, g in got.items() if g != expected[n]}\n")
+    script = (
+        "from pyodide._package_loader import should_load_dynlib\n"
+        f"expected = {expected!r}\n"
+        "got = {n: should_load_dynlib(n) for n in expected}\n"
+        "assert got == expected, {n: g for n, g in got.items() if g != expected[n]}\n"
+    )
     wheel = make_wheel(tmp_path, "empty", {"empty/__init__.py": b""}, "py3-none-any")
     result = smoke(runtimes, abi, [wheel], script)
     assert result.ok, result.error[-1500:]

@@ -39,8 +39,11 @@ def corpus(kind: str) -> list[Path]:
 
 def companions(path: Path) -> list[Path]:
     """Files a case needs beside it: the other half of a duplicate pair."""
-    return [p for p in (BAD / "recipes").glob("*.toml") if p != path and p.read_text(errors="replace").startswith(
-        f"# One of a pair with {path.name}")]
+    return [
+        p
+        for p in (BAD / "recipes").glob("*.toml")
+        if p != path and p.read_text(errors="replace").startswith(f"# One of a pair with {path.name}")
+    ]
 
 
 CASES = [("recipes", p) for p in corpus("recipes")] + [("abi", p) for p in corpus("abi")]
@@ -50,10 +53,21 @@ def test_the_corpus_covers_what_the_issue_lists():
     assert len(CASES) >= 30
     recipes = {p.stem for p in corpus("recipes")}
     expects = " ".join(expectation(p) or "" for _, p in CASES)
-    for needle in ("expected a PEP 440 version", "missing; expected", "unknown key", "gives several sources",
-                   "not a sha256", "unknown ABI", "TOML syntax error", "also has the recipe", "does not exist",
-                   "points outside the repository", "not a cargo feature name; got '$(touch pwned)'",
-                   "not a rustup toolchain name", "cargo splits CARGO_TARGET_WASM32_UNKNOWN_EMSCRIPTEN_RUSTFLAGS"):
+    for needle in (
+        "expected a PEP 440 version",
+        "missing; expected",
+        "unknown key",
+        "gives several sources",
+        "not a sha256",
+        "unknown ABI",
+        "TOML syntax error",
+        "also has the recipe",
+        "does not exist",
+        "points outside the repository",
+        "not a cargo feature name; got '$(touch pwned)'",
+        "not a rustup toolchain name",
+        "cargo splits CARGO_TARGET_WASM32_UNKNOWN_EMSCRIPTEN_RUSTFLAGS",
+    ):
         assert needle in expects, needle
     assert {"missing-patch", "patch-outside-repo", "path-outside-repo", "dup_crate", "meta-name"} <= recipes
 
@@ -64,8 +78,9 @@ def make_repo(tmp: Path) -> Path:
     shutil.copytree(REPO / "abi", root / "abi")
     (root / "recipes").mkdir()
     shutil.copy2(REPO / "recipes" / "hello-pyo3.toml", root / "recipes")
-    shutil.copytree(REPO / "examples" / "hello-pyo3", root / "examples" / "hello-pyo3",
-                    ignore=shutil.ignore_patterns("target"))
+    shutil.copytree(
+        REPO / "examples" / "hello-pyo3", root / "examples" / "hello-pyo3", ignore=shutil.ignore_patterns("target")
+    )
     shutil.copy2(REPO / "dodo.py", root / "dodo.py")
     return root
 
@@ -113,8 +128,12 @@ def _env() -> dict[str, str]:
 
 @pytest.mark.slow  # starts wasmwheel in a subprocess
 def test_check_over_the_whole_corpus_prints_one_line_per_file_and_no_traceback(bad_repo):
-    proc = subprocess.run([sys.executable, "-m", "wasmwheel", "--root", str(bad_repo), "check"],
-                          capture_output=True, text=True, env=_env())
+    proc = subprocess.run(
+        [sys.executable, "-m", "wasmwheel", "--root", str(bad_repo), "check"],
+        capture_output=True,
+        text=True,
+        env=_env(),
+    )
     assert proc.returncode == 1
     assert "Traceback" not in proc.stderr
     lines = proc.stderr.splitlines()
@@ -126,8 +145,14 @@ def test_check_over_the_whole_corpus_prints_one_line_per_file_and_no_traceback(b
 
 
 def _doit(root: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "doit", *args], cwd=root, capture_output=True, text=True,
-                          env={**_env(), "WASMWHEEL_CACHE": str(root / "cache"), **(env or {})}, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "doit", *args],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        env={**_env(), "WASMWHEEL_CACHE": str(root / "cache"), **(env or {})},
+        timeout=300,
+    )
 
 
 def _task(kind: str, case: Path) -> str:
@@ -160,22 +185,43 @@ def test_doit_running_bad_tasks_fails_with_their_one_line_and_no_traceback(bad_r
     assert "Traceback" not in output
     for (kind, case), task in zip(CASES, tasks, strict=True):
         # The reporter's FAIL line, then the one-line error indented under it.
-        assert re.search(rf"^FAIL {re.escape(task)} .*\n     {re.escape(str(bad_repo / kind / case.name))}: "
-                         rf"{re.escape(expectation(case))}", output, flags=re.M), task
+        assert re.search(
+            rf"^FAIL {re.escape(task)} .*\n     {re.escape(str(bad_repo / kind / case.name))}: "
+            rf"{re.escape(expectation(case))}",
+            output,
+            flags=re.M,
+        ), task
 
 
 @pytest.mark.slow  # starts doit in a subprocess
-@pytest.mark.parametrize("name,value,message", [
-    ("WASMWHEEL_SYSTEM", "maybe", "error: environment: WASMWHEEL_SYSTEM: expected 1/0, true/false, yes/no; got 'maybe'"),
-    ("WASMWHEEL_PYPI_URL", "pypi.example", "error: environment: WASMWHEEL_PYPI_URL: expected a URL, got 'pypi.example'"),
-    ("WASMWHEEL_UNPACK_MAX_SIZE", "lots", "error: environment: WASMWHEEL_UNPACK_MAX_SIZE: expected a size in bytes, or "
-                                          "with K, M, G or T (e.g. 8G); got 'lots'"),
-])
+@pytest.mark.parametrize(
+    "name,value,message",
+    [
+        (
+            "WASMWHEEL_SYSTEM",
+            "maybe",
+            "error: environment: WASMWHEEL_SYSTEM: expected 1/0, true/false, yes/no; got 'maybe'",
+        ),
+        (
+            "WASMWHEEL_PYPI_URL",
+            "pypi.example",
+            "error: environment: WASMWHEEL_PYPI_URL: expected a URL, got 'pypi.example'",
+        ),
+        (
+            "WASMWHEEL_UNPACK_MAX_SIZE",
+            "lots",
+            "error: environment: WASMWHEEL_UNPACK_MAX_SIZE: expected a size in bytes, or "
+            "with K, M, G or T (e.g. 8G); got 'lots'",
+        ),
+    ],
+)
 def test_a_bad_setting_stops_doit_with_one_line(tmp_path, name, value, message):
     root = make_repo(tmp_path)
     proc = _doit(root, "list", env={name: value})
     assert proc.returncode != 0
-    assert proc.stderr.strip().splitlines() == [message + (" (e.g. http://localhost:8000/mirror)" if "URL" in message else "")]
+    assert proc.stderr.strip().splitlines() == [
+        message + (" (e.g. http://localhost:8000/mirror)" if "URL" in message else "")
+    ]
     assert proc.stdout == ""
 
 
@@ -187,7 +233,8 @@ def test_a_setting_that_takes_a_local_folder_names_the_missing_one(tmp_path, nam
     assert proc.returncode != 0 and proc.stdout == ""
     assert proc.stderr.strip().splitlines() == [
         f"error: environment: {name}: expected a URL or a local folder, got 'mirror.example', and "
-        f"{root / 'mirror.example'} is no folder (e.g. http://localhost:8000/mirror or /srv/mirror)"]
+        f"{root / 'mirror.example'} is no folder (e.g. http://localhost:8000/mirror or /srv/mirror)"
+    ]
     (root / "mirror.example").mkdir()  # relative to the folder doit runs in, as the other path settings
     assert _doit(root, "list", env={name: "mirror.example"}).returncode == 0
 
@@ -211,8 +258,9 @@ def test_a_duplicate_recipe_is_one_error_and_neither_file_builds(tmp_path):
     assert loaded.recipes == {}
     (error,) = loaded.errors.values()
     assert isinstance(error, ConfigError)
-    assert str(error).startswith(f"{root}/recipes/hello-pyo3.toml: package.name: package 'hello-pyo3' also has "
-                                 "the recipe Hello_Pyo3.toml")
+    assert str(error).startswith(
+        f"{root}/recipes/hello-pyo3.toml: package.name: package 'hello-pyo3' also has the recipe Hello_Pyo3.toml"
+    )
     # Before, the second file's error task collided with the first file's build task and doit listed nothing.
     proc = _doit(root, "list", "--all")
     assert proc.returncode == 0, proc.stdout + proc.stderr
@@ -227,11 +275,15 @@ SPECIAL = {
     "fifo": (lambda path, outside: os.mkfifo(path), "is a FIFO, not a file"),
     # Before: a RuntimeError traceback, and doit listed nothing at all.
     "symlink-loop": (lambda path, outside: path.symlink_to(path.name), "is a symbolic link loop"),
-    "symlink-dangling": (lambda path, outside: path.symlink_to("missing.toml"),
-                         "is a symbolic link to 'missing.toml', which does not exist"),
+    "symlink-dangling": (
+        lambda path, outside: path.symlink_to("missing.toml"),
+        "is a symbolic link to 'missing.toml', which does not exist",
+    ),
     # Before: read and built as if it were in the repository.
-    "symlink-outside": (lambda path, outside: path.symlink_to(outside),
-                        "is a symbolic link to '{outside}', outside the repository"),
+    "symlink-outside": (
+        lambda path, outside: path.symlink_to(outside),
+        "is a symbolic link to '{outside}', outside the repository",
+    ),
 }
 
 
@@ -243,16 +295,23 @@ def test_a_folder_fifo_or_symbolic_link_in_place_of_a_file_is_one_line(tmp_path,
     name = "special.toml" if kind == "recipes" else "2091_0.toml"
     outside = tmp_path / name  # a valid file, outside the repository
     if kind == "recipes":
-        outside.write_text('[package]\nname = "special"\nversion = "1.0"\n\n[source]\nurl = '
-                           f'"https://example.invalid/special-1.0.tar.gz"\nsha256 = "{"0" * 64}"\n')
+        outside.write_text(
+            '[package]\nname = "special"\nversion = "1.0"\n\n[source]\nurl = '
+            f'"https://example.invalid/special-1.0.tar.gz"\nsha256 = "{"0" * 64}"\n'
+        )
     else:
         outside.write_text((root / "abi" / "2026_0.toml").read_text().replace("2026_0", "2091_0"))
     path = root / kind / name
     make, message = SPECIAL[case]
     make(path, outside)
     message = message.format(outside=outside)
-    check = subprocess.run([sys.executable, "-m", "wasmwheel", "--root", str(root), "check"], capture_output=True,
-                           text=True, env=_env(), timeout=600)
+    check = subprocess.run(
+        [sys.executable, "-m", "wasmwheel", "--root", str(root), "check"],
+        capture_output=True,
+        text=True,
+        env=_env(),
+        timeout=600,
+    )
     assert check.returncode == 1 and "Traceback" not in check.stderr
     (line,) = check.stderr.splitlines()
     assert line.startswith(f"error: {path}: {message}"), line
@@ -260,4 +319,6 @@ def test_a_folder_fifo_or_symbolic_link_in_place_of_a_file_is_one_line(tmp_path,
     assert listed.returncode == 0 and "Traceback" not in listed.stdout + listed.stderr, listed.stderr
     task = "build:special" if kind == "recipes" else "abi:2091_0"
     docs = {line.split(None, 1)[0]: line.split(None, 1)[1] for line in listed.stdout.splitlines() if " " in line}
-    assert docs[task].startswith(f"ERROR: {path}: {message}") and docs["build:hello-pyo3"].startswith("hello-pyo3 0.1.0")
+    assert docs[task].startswith(f"ERROR: {path}: {message}") and docs["build:hello-pyo3"].startswith(
+        "hello-pyo3 0.1.0"
+    )

@@ -9,9 +9,9 @@ import re
 
 import pytest
 
+from wasmwheel.pipeline.cli import keep_going, misplaced_options
 from wasmwheel.pipeline.report import ROW_STEPS
 from wasmwheel.pipeline.steps import CRATE_ABI_STEPS
-from wasmwheel.pipeline.cli import keep_going, misplaced_options
 
 BULK = "wasm-opt: Unknown option '--enable-bulk-memory-opt'"
 
@@ -22,27 +22,47 @@ def _only(project, *keep):
             path.unlink()
 
 
-@pytest.mark.parametrize("argv,expected", [
-    ([], True), (["build"], True), (["run", "build"], True), (["-n", "2", "build"], True), (["-n", "2"], True),
-    (["build:jiter"], False), (["smoke:jiter@2026_0"], False), (["run", "-v", "2", "build:x"], False),
-    (["list"], False), (["info", "build"], False), (["build", "index"], True),
-])
+@pytest.mark.parametrize(
+    "argv,expected",
+    [
+        ([], True),
+        (["build"], True),
+        (["run", "build"], True),
+        (["-n", "2", "build"], True),
+        (["-n", "2"], True),
+        (["build:jiter"], False),
+        (["smoke:jiter@2026_0"], False),
+        (["run", "-v", "2", "build:x"], False),
+        (["list"], False),
+        (["info", "build"], False),
+        (["build", "index"], True),
+    ],
+)
 def test_only_the_collection_keeps_going_by_default(argv, expected):
     assert keep_going(argv) is expected
 
 
-@pytest.mark.parametrize("argv,fixed", [
-    (["build", "-n", "2"], "doit -n 2 build"),
-    (["run", "build", "-n2", "-c"], "doit run -n2 -c build"),
-    (["build:jiter", "--continue"], "doit --continue build:jiter"),
-    (["serve", "--port", "8001", "-n", "2"], "doit -n 2 serve --port 8001"),  # --port is serve's own
-    # Options before the first task, each with its value, stay where they are.
-    (["-n", "2", "build:x", "-c"], "doit -n 2 -c build:x"),
-    (["-n", "2", "-P", "thread", "build:x", "smoke:y@2026_0", "-s"], "doit -n 2 -P thread -s build:x smoke:y@2026_0"),
-    (["-n", "2", "-P", "thread", "build:x"], None),
-    (["-n", "2", "build"], None), (["serve", "--port", "8001"], None), (["list", "--all"], None),
-    (["-r", "json", "build"], None), (["info", "build", "-v"], None),
-])
+@pytest.mark.parametrize(
+    "argv,fixed",
+    [
+        (["build", "-n", "2"], "doit -n 2 build"),
+        (["run", "build", "-n2", "-c"], "doit run -n2 -c build"),
+        (["build:jiter", "--continue"], "doit --continue build:jiter"),
+        (["serve", "--port", "8001", "-n", "2"], "doit -n 2 serve --port 8001"),  # --port is serve's own
+        # Options before the first task, each with its value, stay where they are.
+        (["-n", "2", "build:x", "-c"], "doit -n 2 -c build:x"),
+        (
+            ["-n", "2", "-P", "thread", "build:x", "smoke:y@2026_0", "-s"],
+            "doit -n 2 -P thread -s build:x smoke:y@2026_0",
+        ),
+        (["-n", "2", "-P", "thread", "build:x"], None),
+        (["-n", "2", "build"], None),
+        (["serve", "--port", "8001"], None),
+        (["list", "--all"], None),
+        (["-r", "json", "build"], None),
+        (["info", "build", "-v"], None),
+    ],
+)
 def test_options_after_a_task_name_are_named_with_the_command_that_works(argv, fixed):
     message = misplaced_options(argv)
     assert (message is None) if fixed is None else message.endswith(f"run `{fixed}`")
@@ -51,8 +71,9 @@ def test_options_after_a_task_name_are_named_with_the_command_that_works(argv, f
 def test_doit_build_dash_n_after_the_task_says_where_options_go(project):
     # doit alone answers "Error parsing Task: option -n not recognized"; nothing runs either way.
     run = project.doit("build", "-n", "2", check=False)
-    assert run.output.strip() == ("error: doit reads its options before the task names, and '-n 2' came after one; "
-                                  "run `doit -n 2 build`")
+    assert run.output.strip() == (
+        "error: doit reads its options before the task names, and '-n 2' came after one; run `doit -n 2 build`"
+    )
     assert project.records() == []
 
 
@@ -71,11 +92,16 @@ def test_the_collection_keeps_going_past_a_failed_crate_and_reports(project):
     assert BULK in run.output
     assert "hint: this Rust is newer than the ABI's Emscripten" in run.output
     # ... and what depended on it is skipped, saying why.
-    assert sorted(run.skipped) == sorted(f"{k}:hello-two@{a}" for k in CRATE_ABI_STEPS[1:]  # after compile
-                                         for a in ("2025_0", "2026_0"))
+    assert sorted(run.skipped) == sorted(
+        f"{k}:hello-two@{a}"
+        for k in CRATE_ABI_STEPS[1:]  # after compile
+        for a in ("2025_0", "2026_0")
+    )
     assert "skip smoke:hello-two@2026_0  (compile:hello-two@2026_0 failed)" in run.output
     # Progress: one line per finished step with its time and a live count.
-    total = 4 * 2 + 2 * (1 + 4 * 2)  # toolchains per ABI (emsdk, rust, std, pyodide), per crate: source + 4 steps per ABI
+    total = 4 * 2 + 2 * (
+        1 + 4 * 2
+    )  # toolchains per ABI (emsdk, rust, std, pyodide), per crate: source + 4 steps per ABI
     assert f"[{total}/{total}]" in run.output
     assert f"{total - 6} steps ran (2 failed), 6 skipped, 0 up to date" in run.output
 
@@ -107,15 +133,16 @@ def test_the_collection_keeps_going_past_a_failed_crate_and_reports(project):
         "- **compile:hello-two@2025_0**: maturin build (hello-two for 2025_0) failed with exit code 1 (Caused by: "
         "error: linking with `emcc` failed: exit status: 1 (STANDIN_MATURIN_FAIL))",
         f"  - log: `{project.layout.log('compile', '2025_0', 'hello-two')}`",
-        f"  - hint: {bad['hint']}"]
+        f"  - hint: {bad['hint']}",
+    ]
     assert [line for line in failed if line.startswith("- ")] == [
         "- **compile:hello-two@2025_0**: " + failed[0].split(": ", 1)[1],
-        "- **compile:hello-two@2026_0**: " + failed[0].split(": ", 1)[1].replace("2025_0", "2026_0")]
+        "- **compile:hello-two@2026_0**: " + failed[0].split(": ", 1)[1].replace("2025_0", "2026_0"),
+    ]
 
     # Fixed: the next run resumes where it stopped and only the failed crate's steps run.
     run = project.doit("build")
-    assert sorted(run.executed) == sorted(f"{k}:hello-two@{a}" for k in CRATE_ABI_STEPS
-                                          for a in ("2025_0", "2026_0"))
+    assert sorted(run.executed) == sorted(f"{k}:hello-two@{a}" for k in CRATE_ABI_STEPS for a in ("2025_0", "2026_0"))
     report = json.loads(project.layout.report_json.read_text())
     assert report["summary"] == {"ok": 4}
     # A no-op run keeps the report of the whole collection (durations from earlier runs).
@@ -131,8 +158,12 @@ def test_a_single_target_stops_at_its_first_failure(project):
     assert len(run.failed) == 1
     assert not any(t.startswith(("retag:", "audit:", "smoke:")) for t in run.executed)
     # The summary says what the stop left undone, and how to go on.
-    assert re.search(r"^\d+ steps ran \(1 failed\), 0 skipped, 0 up to date, \d+ not run \(doit stops at the "
-                     r"first failure of a single target; -c keeps going\) in ", run.output, flags=re.M), run.output
+    assert re.search(
+        r"^\d+ steps ran \(1 failed\), 0 skipped, 0 up to date, \d+ not run \(doit stops at the "
+        r"first failure of a single target; -c keeps going\) in ",
+        run.output,
+        flags=re.M,
+    ), run.output
     # -c keeps going there too.
     run = project.doit("-c", "build:hello-pyo3", check=False, env={"STANDIN_MATURIN_FAIL": "hello-pyo3"})
     assert len(run.failed) == 2 and "not run" not in run.output
@@ -166,7 +197,7 @@ def test_a_run_stopped_by_a_toolchain_step_says_so_first_in_the_report(project):
     assert failure["log"] == str(project.layout.log("emsdk", "2026_0"))
     assert failure["blocks"] == ["hello-pyo3@2026_0"]
     # The section that leads the report: the step, its error line, its log (and a hint where one is known).
-    section = lines[lines.index("## What failed") + 2:]
+    section = lines[lines.index("## What failed") + 2 :]
     assert section[0].startswith(f"- **emsdk:2026_0**: {error.splitlines()[0].strip()} (")
     assert section[0].endswith("tool or SDK not found: '5.0.3')")  # emsdk's own error line
     assert section[1] == f"  - log: `{project.layout.log('emsdk', '2026_0')}`"
@@ -189,8 +220,11 @@ def test_a_failed_runtime_step_blocks_only_the_smoke_tests(project):
     # The runtime looks half installed, so the pyodide step installs it, from a registry that does not answer
     # (and an empty npm cache: npm would take the tarballs from its own).
     (project.layout.runtime_dir(project.abi("2026_0")) / "node_modules" / "pyodide" / "package.json").unlink()
-    env = {"WASMWHEEL_NPM_REGISTRY": "http://127.0.0.1:9/", "npm_config_cache": str(project.root / "npm-cache"),
-           "npm_config_fetch_retries": "0"}
+    env = {
+        "WASMWHEEL_NPM_REGISTRY": "http://127.0.0.1:9/",
+        "npm_config_cache": str(project.root / "npm-cache"),
+        "npm_config_fetch_retries": "0",
+    }
     run = project.doit("build:hello-pyo3", check=False, env=env)
     assert run.failed == ["pyodide:2026_0"], run.output
     report = json.loads(project.layout.report_json.read_text())
@@ -234,9 +268,15 @@ def test_a_test_dependency_is_installed_first_and_its_changes_rerun_dependents(p
     _only(project, "2026_0")
     project.add_crate("hello-two", "hello_two")
     _depends(project, "hello-two", test=["hello-pyo3"])
-    project.edit_toml("recipes/hello-two.toml", lambda d: d["test"].update(
-        {"script": "import hello_pyo3, hello_two\n"
-                   "assert hello_pyo3.sum_as_string(1, 1) == hello_two.sum_as_string(2, 0)\n"}))
+    project.edit_toml(
+        "recipes/hello-two.toml",
+        lambda d: d["test"].update(
+            {
+                "script": "import hello_pyo3, hello_two\n"
+                "assert hello_pyo3.sum_as_string(1, 1) == hello_two.sum_as_string(2, 0)\n"
+            }
+        ),
+    )
     run = project.doit("build")
     assert run.executed.index("retag:hello-pyo3@2026_0") < run.executed.index("smoke:hello-two@2026_0")
     log = project.layout.log("smoke", "2026_0", "hello-two").read_text()
@@ -244,9 +284,15 @@ def test_a_test_dependency_is_installed_first_and_its_changes_rerun_dependents(p
     # A change that gives hello-pyo3 a new wheel reruns hello-two's smoke test, nothing else of it.
     project.edit_toml("recipes/hello-pyo3.toml", lambda d: d["build"].update({"rustflags": ["-C", "opt-level=z"]}))
     run = project.doit("build")
-    assert sorted(run.executed) == sorted(["compile:hello-pyo3@2026_0", "retag:hello-pyo3@2026_0",
-                                           "audit:hello-pyo3@2026_0", "smoke:hello-pyo3@2026_0",
-                                           "smoke:hello-two@2026_0"])
+    assert sorted(run.executed) == sorted(
+        [
+            "compile:hello-pyo3@2026_0",
+            "retag:hello-pyo3@2026_0",
+            "audit:hello-pyo3@2026_0",
+            "smoke:hello-pyo3@2026_0",
+            "smoke:hello-two@2026_0",
+        ]
+    )
 
 
 def test_a_dependent_blocked_by_a_failed_crate_says_which_step_and_points_at_its_log(project):
@@ -262,8 +308,10 @@ def test_a_dependent_blocked_by_a_failed_crate_says_which_step_and_points_at_its
     assert row["log"] == str(project.layout.log("compile", "2026_0", "hello-two"))  # the log that says why
     assert row["steps"]["compile"]["status"] == "ok" and row["wheel"]  # built, not tested
     md = project.layout.report_md.read_text()
-    assert ("- **hello-pyo3 @ 2026_0**: smoke not run, since compile:hello-two@2026_0 failed: maturin build "
-            "(hello-two for 2026_0) failed with exit code 1 (Caused by: error: linking with `emcc` failed") in md
+    assert (
+        "- **hello-pyo3 @ 2026_0**: smoke not run, since compile:hello-two@2026_0 failed: maturin build "
+        "(hello-two for 2026_0) failed with exit code 1 (Caused by: error: linking with `emcc` failed"
+    ) in md
 
 
 def test_a_build_dependency_is_built_first_and_handed_to_the_build(project):
@@ -314,8 +362,10 @@ def test_a_smoke_pass_after_the_index_started_is_announced():
     reporter.add_success(tasks["smoke:c@2025_0"])  # another ABI's index is not concerned
     reporter.complete_run()
     notes = [line for line in out.getvalue().splitlines() if line.startswith("note:")]
-    assert notes == ["note: index:2026_0 started before smoke:a@2026_0, smoke:b@2026_0 passed (doit -n runs steps "
-                     "side by side), so it may lack their wheels: run `doit index` to add them"]
+    assert notes == [
+        "note: index:2026_0 started before smoke:a@2026_0, smoke:b@2026_0 passed (doit -n runs steps "
+        "side by side), so it may lack their wheels: run `doit index` to add them"
+    ]
     # A serial run, where the index comes after every test, says nothing.
     out = io.StringIO()
     reporter = ProgressReporter(out, {})

@@ -13,9 +13,9 @@ import pytest
 
 from wasmwheel.__main__ import find_root, is_repository
 from wasmwheel.model.errors import WasmwheelError, plural
-from wasmwheel.pipeline.steps import PIPELINE
 from wasmwheel.pipeline.cli import BASENAMES, names_of_tasks, started_elsewhere, task_arguments, unknown_task_hint
 from wasmwheel.pipeline.graph import Project
+from wasmwheel.pipeline.steps import PIPELINE
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -33,16 +33,18 @@ def checkout(tmp_path) -> Path:
     shutil.copytree(REPO / "abi", root / "abi")
     (root / "recipes").mkdir()
     shutil.copy2(REPO / "recipes" / "hello-pyo3.toml", root / "recipes")
-    shutil.copytree(REPO / "examples" / "hello-pyo3", root / "examples" / "hello-pyo3",
-                    ignore=shutil.ignore_patterns("target"))
+    shutil.copytree(
+        REPO / "examples" / "hello-pyo3", root / "examples" / "hello-pyo3", ignore=shutil.ignore_patterns("target")
+    )
     for name in ("pyproject.toml", "dodo.py"):
         shutil.copy2(REPO / name, root / name)
     return root
 
 
 def _cli(cwd: Path, *args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "wasmwheel", *args], cwd=cwd, env=env, capture_output=True,
-                          text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "wasmwheel", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=120
+    )
 
 
 # -- the CLI finds its repository -------------------------------------------------------------
@@ -52,13 +54,20 @@ def _cli(cwd: Path, *args: str, env: dict[str, str]) -> subprocess.CompletedProc
 def test_outside_a_repository_every_command_says_to_pass_root(tmp_path):
     outside = tmp_path / "elsewhere"
     outside.mkdir()
-    for args in (["check"], ["audit", "W.whl", "--abi", "2024_0"], ["retag", "W.whl", "--abi", "2026_0"],
-                 ["matrix"], ["pin-sysroot", "2025_0"]):
+    for args in (
+        ["check"],
+        ["audit", "W.whl", "--abi", "2024_0"],
+        ["retag", "W.whl", "--abi", "2026_0"],
+        ["matrix"],
+        ["pin-sysroot", "2025_0"],
+    ):
         proc = _cli(outside, *args, env=_env(tmp_path))
         assert proc.returncode == 1 and proc.stdout == "", (args, proc.stdout)
         (line,) = proc.stderr.splitlines()
-        assert line.startswith(f"error: not inside a wasmwheel repository: no folder from {outside} up holds "
-                               "abi/, recipes/ and wasmwheel's pyproject.toml"), line
+        assert line.startswith(
+            f"error: not inside a wasmwheel repository: no folder from {outside} up holds "
+            "abi/, recipes/ and wasmwheel's pyproject.toml"
+        ), line
         assert "--root DIR" in line
 
 
@@ -88,8 +97,9 @@ def test_a_folder_with_abi_and_recipes_of_another_project_is_not_the_repository(
 def test_root_given_must_hold_abi_and_recipes(tmp_path):
     proc = _cli(tmp_path, "--root", str(tmp_path), "check", env=_env(tmp_path))
     assert proc.returncode == 1 and proc.stdout == ""
-    assert proc.stderr.splitlines() == [f"error: --root {tmp_path}: not a wasmwheel repository (no abi/ or "
-                                        f"recipes/ folder in {tmp_path})"]
+    assert proc.stderr.splitlines() == [
+        f"error: --root {tmp_path}: not a wasmwheel repository (no abi/ or recipes/ folder in {tmp_path})"
+    ]
 
 
 def test_plural_forms():
@@ -100,17 +110,22 @@ def test_plural_forms():
 # -- doit: misspelt task names, started elsewhere ------------------------------------------------
 
 
-@pytest.mark.parametrize("argv,names", [
-    (["buidl:hello-pyo3"], ["buidl:hello-pyo3"]),
-    (["-n", "2", "build", "index"], ["build", "index"]),
-    (["-n2", "--verbosity=2", "build:x"], ["build:x"]),
-    (["run", "-r", "json", "build"], ["build"]),
-    (["serve", "--port", "8001"], ["serve"]),  # the value of serve's own --port is no task name
-    (["list", "--all", "--sort", "name", "smoke:x@2026_0"], ["smoke:x@2026_0"]),  # list's --sort takes a value
-    (["info", "compile:x@2026_0"], ["compile:x@2026_0"]),
-    (["forget", "-s", "build"], ["build"]),
-    (["help", "run"], []), (["dumpdb"], []), ([], []),
-])
+@pytest.mark.parametrize(
+    "argv,names",
+    [
+        (["buidl:hello-pyo3"], ["buidl:hello-pyo3"]),
+        (["-n", "2", "build", "index"], ["build", "index"]),
+        (["-n2", "--verbosity=2", "build:x"], ["build:x"]),
+        (["run", "-r", "json", "build"], ["build"]),
+        (["serve", "--port", "8001"], ["serve"]),  # the value of serve's own --port is no task name
+        (["list", "--all", "--sort", "name", "smoke:x@2026_0"], ["smoke:x@2026_0"]),  # list's --sort takes a value
+        (["info", "compile:x@2026_0"], ["compile:x@2026_0"]),
+        (["forget", "-s", "build"], ["build"]),
+        (["help", "run"], []),
+        (["dumpdb"], []),
+        ([], []),
+    ],
+)
 def test_the_task_names_of_a_doit_command_line(argv, names):
     assert task_arguments(argv) == names
 
@@ -127,8 +142,10 @@ def test_task_names_are_the_names_of_the_tasks_the_generators_yield(repo, tmp_pa
     yielded = set()
     for step in PIPELINE:
         made = project.tasks(step)
-        yielded |= {t["basename"] + (f":{t['name']}" if t.get("name") else "")
-                    for t in ([made] if isinstance(made, dict) else made)}
+        yielded |= {
+            t["basename"] + (f":{t['name']}" if t.get("name") else "")
+            for t in ([made] if isinstance(made, dict) else made)
+        }
     assert project.task_names() == yielded
     assert {"build:broken", "abi:2026_5", "std:2025_0", "pin-sysroot:2025_0", "binaryen:2026_0"} <= yielded
     assert set(BASENAMES) <= yielded
@@ -151,8 +168,15 @@ def test_a_misspelt_task_gets_the_closest_real_names(repo, tmp_path):
     assert hint("zzzzzz") == "no task is named 'zzzzzz': `doit list` shows every task"
     calls.clear()
     # Real names, patterns and target paths get no hint; groups alone are known without listing every task.
-    for argv in (["build:hello-pyo3"], ["smoke:jiter@2026_0", "index"], ["build:*"], ["build", "index"],
-                 [str(repo / "build" / "stamps" / "x")], ["serve", "--port", "8001"], ["help", "buidl"]):
+    for argv in (
+        ["build:hello-pyo3"],
+        ["smoke:jiter@2026_0", "index"],
+        ["build:*"],
+        ["build", "index"],
+        [str(repo / "build" / "stamps" / "x")],
+        ["serve", "--port", "8001"],
+        ["help", "buidl"],
+    ):
         assert hint(*argv) is None, argv
     assert len(calls) == 2  # only for the two lines that name a single task
 
@@ -170,34 +194,56 @@ def test_a_task_missing_from_the_quick_list_is_never_refused():
     quick = lambda: {"build", "build:hello-pyo3"}  # noqa: E731
     assert unknown_task_hint(["std:2026_0"], quick, lambda: names_of_tasks(namespace)) is None
     assert unknown_task_hint(["std:2026"], quick, lambda: names_of_tasks(namespace)) == (
-        "no task is named 'std:2026': did you mean std:2026_0?")
+        "no task is named 'std:2026': did you mean std:2026_0?"
+    )
 
 
 @pytest.mark.slow  # starts doit in a subprocess
 def test_doit_with_a_misspelt_task_names_the_closest_and_runs_nothing(checkout, tmp_path):
-    proc = subprocess.run([sys.executable, "-m", "doit", "buidl:hello-pyo3"], cwd=checkout, env=_env(tmp_path),
-                          capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-m", "doit", "buidl:hello-pyo3"],
+        cwd=checkout,
+        env=_env(tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode != 0
     assert proc.stdout + proc.stderr == "error: no task is named 'buidl:hello-pyo3': did you mean build:hello-pyo3?\n"
     assert not (checkout / "build" / "stamps").exists()
     # `doit info` with a wrong name: the same line (doit alone fails with a KeyError traceback).
-    proc = subprocess.run([sys.executable, "-m", "doit", "info", "smoke:hello-pyo3@2026"], cwd=checkout,
-                          env=_env(tmp_path), capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-m", "doit", "info", "smoke:hello-pyo3@2026"],
+        cwd=checkout,
+        env=_env(tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode != 0 and "Traceback" not in proc.stderr
-    assert proc.stderr.startswith("error: no task is named 'smoke:hello-pyo3@2026': did you mean smoke:hello-pyo3@2026_0")
+    assert proc.stderr.startswith(
+        "error: no task is named 'smoke:hello-pyo3@2026': did you mean smoke:hello-pyo3@2026_0"
+    )
 
 
 @pytest.mark.slow  # starts doit in a subprocess
 def test_doit_started_in_a_subfolder_names_the_repository_root(checkout, tmp_path):
     sub = checkout / "recipes"
     for argv in (["-k", "list"], ["-f", "../dodo.py", "build"]):
-        proc = subprocess.run([sys.executable, "-m", "doit", *argv], cwd=sub, env=_env(tmp_path),
-                              capture_output=True, text=True, timeout=300)
+        proc = subprocess.run(
+            [sys.executable, "-m", "doit", *argv],
+            cwd=sub,
+            env=_env(tmp_path),
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
         assert proc.returncode != 0 and proc.stdout == "", argv
         assert proc.stderr.splitlines() == [
             f"error: doit started in {sub.resolve()}, a subfolder of the repository, whose root is "
             f"{checkout.resolve()}; doit reads its settings (pyproject.toml) from the folder it starts in: run it "
-            f"from the root (cd {checkout.resolve()})"], argv
+            f"from the root (cd {checkout.resolve()})"
+        ], argv
     assert not (checkout / "build" / "stamps").exists()
 
 

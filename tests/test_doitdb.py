@@ -105,11 +105,14 @@ def test_doit_takes_it_from_pyproject_toml_as_its_sqlite3(tmp_path):
     config = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["doit"]
     assert config["plugins"]["backend"]["sqlite3"] == "wasmwheel.pipeline.doitdb:StepCommitDB"
     (tmp_path / "pyproject.toml").write_text((REPO / "pyproject.toml").read_text())
-    (tmp_path / "dodo.py").write_text("DOIT_CONFIG = {'backend': 'sqlite3', 'dep_file': '.doit.db'}\n"
-                                      "def task_x():\n    return {'actions': ['true'], 'verbosity': 0}\n")
+    (tmp_path / "dodo.py").write_text(
+        "DOIT_CONFIG = {'backend': 'sqlite3', 'dep_file': '.doit.db'}\n"
+        "def task_x():\n    return {'actions': ['true'], 'verbosity': 0}\n"
+    )
     env = {"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"}
-    listed = subprocess.run([sys.executable, "-m", "doit", "help", "run"], cwd=tmp_path, capture_output=True,
-                            text=True, env=env, check=True).stdout
+    listed = subprocess.run(
+        [sys.executable, "-m", "doit", "help", "run"], cwd=tmp_path, capture_output=True, text=True, env=env, check=True
+    ).stdout
     assert "sqlite3: sqlite3 with each finished step committed at once" in listed
     subprocess.run([sys.executable, "-m", "doit"], cwd=tmp_path, capture_output=True, env=env, check=True)
     with sqlite3.connect(tmp_path / ".doit.db") as conn:

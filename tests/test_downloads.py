@@ -69,8 +69,10 @@ def test_a_mirror_that_is_a_local_folder_is_copied_and_verified(tmp_path, form):
         (folder / NAME).unlink()
         with pytest.raises(DownloadError) as err:
             fetch(origin, dest, SHA, log)
-    assert str(err.value) == (f"could not read {mirror}/{NAME}: No such file or directory (from the mirror "
-                              f"WASMWHEEL_SYSROOT_MIRROR={mirror}: check that it serves {NAME})")
+    assert str(err.value) == (
+        f"could not read {mirror}/{NAME}: No such file or directory (from the mirror "
+        f"WASMWHEEL_SYSROOT_MIRROR={mirror}: check that it serves {NAME})"
+    )
     assert _leftovers(tmp_path) == []
 
 
@@ -80,7 +82,8 @@ def test_transient_errors_are_retried_with_backoff(server, tmp_path):
         _fetch(server, tmp_path)
     assert str(err.value) == (
         f"could not download {server.url}{PATH} after 3 attempts: HTTP 502 Bad Gateway "
-        f"(from the mirror WASMWHEEL_SYSROOT_MIRROR={server.url}/mirror: check that it serves {NAME})")
+        f"(from the mirror WASMWHEEL_SYSROOT_MIRROR={server.url}/mirror: check that it serves {NAME})"
+    )
     assert _leftovers(tmp_path) == []
     server.plan(PATH, "status:503", "reset", "ok")  # ...two are not
     dest, log = _fetch(server, tmp_path)
@@ -131,8 +134,10 @@ def test_wrong_bytes_are_deleted_and_both_hashes_named(server, tmp_path):
     with pytest.raises(DownloadError) as err:
         _fetch(server, tmp_path)
     got = hashlib.sha256(bytes(reversed(DATA))).hexdigest()
-    assert str(err.value) == (f"sha256 mismatch for {server.url}{PATH}: expected {SHA}, got {got}; the file was "
-                              "deleted (a changed upstream file or a bad mirror)")
+    assert str(err.value) == (
+        f"sha256 mismatch for {server.url}{PATH}: expected {SHA}, got {got}; the file was "
+        "deleted (a changed upstream file or a bad mirror)"
+    )
     assert _leftovers(tmp_path) == []  # neither the file nor a .part
 
 
@@ -177,8 +182,9 @@ def test_not_found_is_not_retried_and_names_the_mirror_setting(server, tmp_path)
     server.plan(PATH, "status:404")
     with pytest.raises(DownloadError) as err:
         _fetch(server, tmp_path)
-    assert str(err.value).startswith(f"could not download {server.url}{PATH}: HTTP 404 Not Found (from the mirror "
-                                     "WASMWHEEL_SYSROOT_MIRROR=")
+    assert str(err.value).startswith(
+        f"could not download {server.url}{PATH}: HTTP 404 Not Found (from the mirror WASMWHEEL_SYSROOT_MIRROR="
+    )
     assert len(server.requests_for(PATH)) == 1
 
 
@@ -188,8 +194,10 @@ def test_no_network_names_the_url_and_the_mirror_setting(tmp_path, monkeypatch):
         url = f"http://127.0.0.1:{port}/releases/{NAME}"
         with pytest.raises(DownloadError) as err:
             fetch(Origin(url, None, "WASMWHEEL_SYSROOT_MIRROR"), tmp_path / NAME, SHA, log)
-    assert str(err.value) == (f"could not download {url} after 3 attempts: Connection refused (no mirror is set: "
-                              f"point WASMWHEEL_SYSROOT_MIRROR at a URL prefix that serves {NAME})")
+    assert str(err.value) == (
+        f"could not download {url} after 3 attempts: Connection refused (no mirror is set: "
+        f"point WASMWHEEL_SYSROOT_MIRROR at a URL prefix that serves {NAME})"
+    )
 
 
 def test_a_cached_file_is_used_only_if_its_sha256_matches(server, tmp_path):
@@ -241,17 +249,28 @@ class socket_closed_port:
 
 # -- mirrors: honoured and documented ----------------------------------------------------------------
 
-MIRROR_SETTINGS = ("WASMWHEEL_EMSDK_URL", "WASMWHEEL_SYSROOT_MIRROR", "WASMWHEEL_PATCH_MIRROR",
-                   "WASMWHEEL_SDIST_MIRROR", "WASMWHEEL_PYPI_URL", "WASMWHEEL_NPM_REGISTRY")
+MIRROR_SETTINGS = (
+    "WASMWHEEL_EMSDK_URL",
+    "WASMWHEEL_SYSROOT_MIRROR",
+    "WASMWHEEL_PATCH_MIRROR",
+    "WASMWHEEL_SDIST_MIRROR",
+    "WASMWHEEL_PYPI_URL",
+    "WASMWHEEL_NPM_REGISTRY",
+)
 
 
 def test_every_setting_is_documented_in_the_settings_module_and_the_readme():
     from wasmwheel.model.settings import VARIABLES
 
     readme = (REPO / "README.md").read_text()
-    table = readme[readme.index("## Settings"):]
-    for name in (*MIRROR_SETTINGS, "WASMWHEEL_CACHE", "WASMWHEEL_BUILD_DIR", "WASMWHEEL_SYSTEM",
-                 "WASMWHEEL_RETRY_BACKOFF"):
+    table = readme[readme.index("## Settings") :]
+    for name in (
+        *MIRROR_SETTINGS,
+        "WASMWHEEL_CACHE",
+        "WASMWHEEL_BUILD_DIR",
+        "WASMWHEEL_SYSTEM",
+        "WASMWHEEL_RETRY_BACKOFF",
+    ):
         assert name in VARIABLES, name
         assert f"| `{name}` |" in table, name
     # and nothing in the code reads an undocumented WASMWHEEL_ variable
@@ -271,8 +290,9 @@ def test_no_file_points_at_notes_outside_the_repository():
     (shared/ABI-FACTS.md, shared/LANDSCAPE.md of the workspace this was written in)."""
     import subprocess
 
-    files = subprocess.run(["git", "ls-files", "-z"], cwd=REPO, capture_output=True, text=True,
-                           check=True).stdout.split("\0")
+    files = subprocess.run(
+        ["git", "ls-files", "-z"], cwd=REPO, capture_output=True, text=True, check=True
+    ).stdout.split("\0")
     pointers = re.compile(r"\bshared/[\w.-]+|ABI-FACTS|LANDSCAPE\.md")
     found = []
     for name in filter(None, files):
@@ -301,7 +321,8 @@ def test_the_sdist_mirror_is_used_for_url_sources(project, server):
     (project.root / "recipes" / "mirrored.toml").write_text(
         '[package]\nname = "mirrored"\nversion = "1.0"\n\n[source]\n'
         'url = "https://files.pythonhosted.org/packages/ab/cd/mirrored-1.0.tar.gz"\n'
-        f'sha256 = "{hashlib.sha256(sdist).hexdigest()}"\n')
+        f'sha256 = "{hashlib.sha256(sdist).hexdigest()}"\n'
+    )
     project.doit("source:mirrored", env={"WASMWHEEL_SDIST_MIRROR": server.url + "/pypi-mirror/"})
     assert [r["path"] for r in server.requests] == ["/pypi-mirror/mirrored-1.0.tar.gz"]
     assert (project.layout.src_dir("mirrored") / "pyproject.toml").read_bytes() == data
@@ -319,9 +340,9 @@ def test_the_npm_registry_setting_reaches_npm(tmp_path):
     registry and the setting: so npm was told to use it, not the default registry."""
     from wasmwheel.model.abi import load_abi
     from wasmwheel.model.layout import Layout
-    from wasmwheel.toolchain.npm import NpmError
-    from wasmwheel.runtime import provision_runtime
     from wasmwheel.model.settings import Settings
+    from wasmwheel.runtime import provision_runtime
+    from wasmwheel.toolchain.npm import NpmError
 
     with socket_closed_port() as port:
         registry = f"http://127.0.0.1:{port}/"

@@ -86,8 +86,13 @@ def test_the_patches_are_applied_in_order_between_install_and_activate_and_recor
     run = project.doit("build")
     assert "emsdk:2026_0" in run.executed
     log = project.layout.log("emsdk", ABI)
-    assert _commands(log) == ["git emsdk", "emsdk 5.0.3", *(f"patch {n}" for n in NAMES), "emsdk 5.0.3",
-                              "emcc -dumpversion"]
+    assert _commands(log) == [
+        "git emsdk",
+        "emsdk 5.0.3",
+        *(f"patch {n}" for n in NAMES),
+        "emsdk 5.0.3",
+        "emcc -dumpversion",
+    ]
     assert [r["argv"] for r in project.records("emsdk")] == [["install", "5.0.3"], ["activate", "5.0.3"]]
     _assert_patched_once(project)
     # The marker and the step's facts name what was applied: the tag, each patch's name and sha256, in order.
@@ -115,8 +120,10 @@ def test_the_order_of_the_list_is_the_order_applied(world):
     pins = _pins(project)
     use_patches(project.root / "abi" / f"{ABI}.toml", [tuple(pins[2]), tuple(pins[0]), tuple(pins[1])])
     run = project.doit("emsdk:2026_0", check=False)
-    assert f"patch {NAMES[2]} (Pyodide {TAG}, 1 of 3 in [emsdk] of 2026_0.toml) does not apply to " \
-           "Emscripten 5.0.3: 1 out of 1 hunk FAILED" in run.output
+    assert (
+        f"patch {NAMES[2]} (Pyodide {TAG}, 1 of 3 in [emsdk] of 2026_0.toml) does not apply to "
+        "Emscripten 5.0.3: 1 out of 1 hunk FAILED" in run.output
+    )
     use_patches(project.root / "abi" / f"{ABI}.toml", [tuple(p) for p in pins])
     project.doit("emsdk:2026_0")
     _assert_patched_once(project)
@@ -127,17 +134,23 @@ def test_a_patch_that_does_not_apply_fails_the_step_and_leaves_no_partly_patched
     pins = _pins(project)
     # A third patch made for other text than the stand-in's (a patch of another Emscripten release): the line
     # it changes is not there.
-    other = (STANDIN_EMSCRIPTEN / "tools" / "emscripten.py").read_text().replace("name.isidentifier()", "name.isascii()")
-    stale = unified_patch("Made for another Emscripten",
-                          {"tools/emscripten.py": (other, other.replace("name.isascii()", "name.isprintable()"))})
+    other = (
+        (STANDIN_EMSCRIPTEN / "tools" / "emscripten.py").read_text().replace("name.isidentifier()", "name.isascii()")
+    )
+    stale = unified_patch(
+        "Made for another Emscripten",
+        {"tools/emscripten.py": (other, other.replace("name.isascii()", "name.isprintable()"))},
+    )
     folder = Path(project.env["WASMWHEEL_PATCH_MIRROR"]) / TAG
     (bad,) = write_patches(folder, [("0003-Made-for-another-Emscripten.patch", stale)])
     use_patches(project.root / "abi" / f"{ABI}.toml", [tuple(pins[0]), tuple(pins[1]), bad])
 
     run = project.doit("build", check=False)
     assert run.failed == ["emsdk:2026_0"]
-    assert ("patch 0003-Made-for-another-Emscripten.patch (Pyodide 314.0.5, 3 of 3 in [emsdk] of 2026_0.toml) "
-            "does not apply to Emscripten 5.0.3: 1 out of 1 hunk FAILED") in run.output
+    assert (
+        "patch 0003-Made-for-another-Emscripten.patch (Pyodide 314.0.5, 3 of 3 in [emsdk] of 2026_0.toml) "
+        "does not apply to Emscripten 5.0.3: 1 out of 1 hunk FAILED"
+    ) in run.output
     assert "the next run installs it afresh" in run.output
     assert "Hunk #1 FAILED" in run.output  # patch's own output, from the log's tail
     assert not any(t.startswith("compile:") for t in run.executed)
@@ -162,8 +175,10 @@ def test_an_unpinned_patch_is_refused_before_anything_is_installed_then_pin_patc
     sha = _pins(project)[1][1]
     path.write_text(pinned.replace(f'sha256 = "{sha}"', 'sha256 = ""'))
     run = project.doit("build", check=False)
-    assert f"emsdk.patches[1].sha256: not pinned: wasmwheel applies no unverified patch to Emscripten ({NAMES[1]})" \
-           in run.output
+    assert (
+        f"emsdk.patches[1].sha256: not pinned: wasmwheel applies no unverified patch to Emscripten ({NAMES[1]})"
+        in run.output
+    )
     assert "run `doit pin-patches:2026_0`" in run.output
     assert project.records("emsdk") == [] and not _emsdk(project).exists()  # not even cloned
     assert not list((project.layout.cache / "downloads").rglob("*.patch"))
@@ -204,8 +219,12 @@ def test_the_real_abi_files_name_their_pyodide_tag_s_patches(tmp_path):
         for p in abi.emsdk.patches:
             assert p.url == patch_url(abi.emsdk.pyodide_tag, p.name) and p.sha256
         tags[abi.name] = (abi.emsdk.pyodide_tag, len(names))
-    assert tags == {"2024_0": ("0.27.7", 7), "2025_0": ("0.29.4", 4), "2026_0": ("314.0.5", 5),
-                    "2026_5": ("315.0.0a2", 6)}
+    assert tags == {
+        "2024_0": ("0.27.7", 7),
+        "2025_0": ("0.29.4", 4),
+        "2026_0": ("314.0.5", 5),
+        "2026_5": ("315.0.0a2", 6),
+    }
 
 
 def test_a_changed_pin_reruns_the_emsdk_step_and_the_compiles_only_from_a_clean_install(world):
@@ -273,14 +292,18 @@ def test_a_kill_in_the_middle_of_applying_then_in_the_middle_of_discarding_never
     """Killed after the first patch: the next run finds the journal and starts from a clean install. That
     run is killed while it deletes the discarded tree; the one after clears that too, and patches once."""
     project = world
-    run = finish(start_doit(project, "emsdk:2026_0", wrapper=[*KILLPOINT, "after:wasmwheel.toolchain.provision:apply_patch:1"]))
+    run = finish(
+        start_doit(project, "emsdk:2026_0", wrapper=[*KILLPOINT, "after:wasmwheel.toolchain.provision:apply_patch:1"])
+    )
     assert run.returncode == -signal.SIGKILL, run.output
     folder = _emsdk(project)
     assert (folder / PATCHING).exists() and not (folder / MARKER).exists()
     assert "cannot resolve symbol" in (_tree(project) / "src/lib/libdylink.js").read_text()  # 0001 applied
     assert not project.layout.stamp("emsdk", ABI).exists()
 
-    run = finish(start_doit(project, "emsdk:2026_0", wrapper=[*KILLPOINT, "wasmwheel.toolchain.provision:shutil.rmtree"]))
+    run = finish(
+        start_doit(project, "emsdk:2026_0", wrapper=[*KILLPOINT, "wasmwheel.toolchain.provision:shutil.rmtree"])
+    )
     assert run.returncode == -signal.SIGKILL, run.output
     assert not (folder / "upstream").exists()  # moved aside whole, before its deletion began
     assert len([p for p in folder.iterdir() if p.name.startswith(".upstream.old-")]) == 1
@@ -310,8 +333,10 @@ def _patch(root: Path, project, names: list[str]) -> None:
         subprocess.run(["patch", "-p1", "-s", "-i", str(mirror / name)], cwd=root, check=True)
 
 
-WARNING = re.compile(r"WARNING: the active Emscripten 5\.0\.3 \((?P<root>[^)]*)\) (?P<what>.*?) \((?P<how>[^)]*)\)\. "
-                     r"Pyodide builds with them")
+WARNING = re.compile(
+    r"WARNING: the active Emscripten 5\.0\.3 \((?P<root>[^)]*)\) (?P<what>.*?) \((?P<how>[^)]*)\)\. "
+    r"Pyodide builds with them"
+)
 
 
 def test_system_mode_says_whether_the_active_emscripten_carries_the_patches(world, tmp_path):
@@ -345,8 +370,10 @@ def test_system_mode_says_whether_the_active_emscripten_carries_the_patches(worl
     _patch(patched, project, NAMES)
     output, facts = check(patched)
     assert "WARNING" not in output and facts["patches_carried"] == NAMES and facts["patches_missing"] == []
-    assert f"the active Emscripten ({patched}) carries Pyodide {TAG}'s 3 patches (by the patched files)" in \
-        project.layout.log("emsdk", ABI).read_text()
+    assert (
+        f"the active Emscripten ({patched}) carries Pyodide {TAG}'s 3 patches (by the patched files)"
+        in project.layout.log("emsdk", ABI).read_text()
+    )
 
     # An emsdk wasmwheel provisioned, activated by the user: its record says what it carries.
     project.doit("emsdk:2026_0")
@@ -365,11 +392,19 @@ def test_system_mode_says_whether_the_active_emscripten_carries_the_patches(worl
     # Offline without a mirror that has them: it cannot tell, and says that instead of failing.
     empty = tmp_path / "empty-mirror"
     empty.mkdir()
-    run = project.doit("-a", "emsdk:2026_0", env={**env, "PATH": f"{plain}{os.pathsep}{project.env['PATH']}",
-                                            "WASMWHEEL_CACHE": str(tmp_path / "other-cache"),
-                                            "WASMWHEEL_PATCH_MIRROR": str(empty)})
-    assert f"could not be checked for {', '.join(NAMES)} (unpinned or not downloadable: see the step's log)" \
-        in run.output
+    run = project.doit(
+        "-a",
+        "emsdk:2026_0",
+        env={
+            **env,
+            "PATH": f"{plain}{os.pathsep}{project.env['PATH']}",
+            "WASMWHEEL_CACHE": str(tmp_path / "other-cache"),
+            "WASMWHEEL_PATCH_MIRROR": str(empty),
+        },
+    )
+    assert (
+        f"could not be checked for {', '.join(NAMES)} (unpinned or not downloadable: see the step's log)" in run.output
+    )
 
 
 def test_the_patch_mirror_setting_takes_a_url_or_a_folder(tmp_path):

@@ -24,22 +24,69 @@ FUZZ = settings(max_examples=100, deadline=None, suppress_health_check=[HealthCh
 
 # Strings that probe the checks: shell metacharacters, paths that escape, control characters, odd shapes.
 NASTY = [
-    "", " ", "\n", "\x00", "\t-C", "..", "../..", "../../..", "/etc", "C:\\x", "~", "$HOME", "$(id)", "`id`",
-    "a;b", "a|b", "a&&b", "-", "--out", "-o/tmp", "--target-dir=/tmp", "-vo/x", "2026_0", "2023_0", "nightly-2025-02-01",
-    "1.93.0", "3.14.2", "314.0.7", "0" * 64, "a" * 40, "https://example.invalid/x-1.0.tar.gz", "file:///etc",
-    "ssh://-oProxyCommand=x/y", "../examples/hello-pyo3", "x.patch", "a/" * 3000, "é", "\ud7ff", "RUSTFLAGS",
+    "",
+    " ",
+    "\n",
+    "\x00",
+    "\t-C",
+    "..",
+    "../..",
+    "../../..",
+    "/etc",
+    "C:\\x",
+    "~",
+    "$HOME",
+    "$(id)",
+    "`id`",
+    "a;b",
+    "a|b",
+    "a&&b",
+    "-",
+    "--out",
+    "-o/tmp",
+    "--target-dir=/tmp",
+    "-vo/x",
+    "2026_0",
+    "2023_0",
+    "nightly-2025-02-01",
+    "1.93.0",
+    "3.14.2",
+    "314.0.7",
+    "0" * 64,
+    "a" * 40,
+    "https://example.invalid/x-1.0.tar.gz",
+    "file:///etc",
+    "ssh://-oProxyCommand=x/y",
+    "../examples/hello-pyo3",
+    "x.patch",
+    "a/" * 3000,
+    "é",
+    "\ud7ff",
+    "RUSTFLAGS",
 ]
 strings = st.one_of(st.sampled_from(NASTY), st.text(max_size=30))
-scalars = st.one_of(strings, st.integers(min_value=-(2**63), max_value=2**63 - 1), st.booleans(),
-                    st.floats(allow_nan=False), st.dates(), st.times())
-values = st.recursive(scalars, lambda inner: st.lists(inner, max_size=4) | st.dictionaries(strings, inner, max_size=4),
-                      max_leaves=12)
+scalars = st.one_of(
+    strings,
+    st.integers(min_value=-(2**63), max_value=2**63 - 1),
+    st.booleans(),
+    st.floats(allow_nan=False),
+    st.dates(),
+    st.times(),
+)
+values = st.recursive(
+    scalars, lambda inner: st.lists(inner, max_size=4) | st.dictionaries(strings, inner, max_size=4), max_leaves=12
+)
 
 RECIPE = {
     "package": {"name": "demo", "version": "1.0", "import_names": ["demo"]},
     "source": {"path": "../examples/hello-pyo3", "subdir": "", "patches": ["fix.patch"]},
-    "build": {"maturin_args": ["--locked"], "features": ["simd"], "rustflags": ["-C", "opt-level=s"],
-              "env": {"RECIPE_X": "1"}, "skip_abis": {"2024_0": "too old"}},
+    "build": {
+        "maturin_args": ["--locked"],
+        "features": ["simd"],
+        "rustflags": ["-C", "opt-level=s"],
+        "env": {"RECIPE_X": "1"},
+        "skip_abis": {"2024_0": "too old"},
+    },
     "test": {"script": "import demo\n", "requirements": ["attrs>=22"]},
 }
 
@@ -47,8 +94,9 @@ RECIPE = {
 @pytest.fixture(scope="module")
 def root(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("fuzz") / "repo"
-    shutil.copytree(REPO / "examples" / "hello-pyo3", root / "examples" / "hello-pyo3",
-                    ignore=shutil.ignore_patterns("target"))
+    shutil.copytree(
+        REPO / "examples" / "hello-pyo3", root / "examples" / "hello-pyo3", ignore=shutil.ignore_patterns("target")
+    )
     (root / "recipes").mkdir()
     (root / "recipes" / "fix.patch").write_text("")
     (root / "abi").mkdir()
@@ -112,9 +160,33 @@ def _check_recipe(path: Path, root: Path, text: str) -> None:
 
 # Pieces of TOML, so that random text is often nearly valid, sometimes absurdly nested.
 FRAGMENTS = st.one_of(
-    st.sampled_from(["[package]\n", "[source]\n", "[build]\n", "[test]\n", "[[package]]\n", 'name = "demo"\n',
-                     'version = "1"\n', 'path = "../examples/hello-pyo3"\n', "x = ", '"', "'", "[", "]", "{", "}",
-                     "=", ",", ".", "\n", '"""', "\\", "\\u0000", "#"]),
+    st.sampled_from(
+        [
+            "[package]\n",
+            "[source]\n",
+            "[build]\n",
+            "[test]\n",
+            "[[package]]\n",
+            'name = "demo"\n',
+            'version = "1"\n',
+            'path = "../examples/hello-pyo3"\n',
+            "x = ",
+            '"',
+            "'",
+            "[",
+            "]",
+            "{",
+            "}",
+            "=",
+            ",",
+            ".",
+            "\n",
+            '"""',
+            "\\",
+            "\\u0000",
+            "#",
+        ]
+    ),
     st.integers(1, 5000).map(lambda n: "x = " + "[" * n + "]" * n + "\n"),
     st.integers(1, 5000).map(lambda n: "x = " + "{a = " * n + "1" + "}" * n + "\n"),
     st.integers(1, 30000).map(lambda n: '[test]\nscript = "' + "(" * n + "-" * n + "1" + ")" * n + '"\n'),
@@ -165,7 +237,7 @@ def test_byte_damaged_recipes(root, data):
     for _ in range(data.draw(st.integers(1, 4))):
         at = data.draw(st.integers(0, len(raw)))
         op = data.draw(st.sampled_from(["insert", "delete", "replace"]))
-        byte = data.draw(st.sampled_from([*b'"[]{}=.,\n\\#\'\x00\xff', data.draw(st.integers(0, 255))]))
+        byte = data.draw(st.sampled_from([*b"\"[]{}=.,\n\\#'\x00\xff", data.draw(st.integers(0, 255))]))
         if op == "insert":
             raw.insert(at, byte)
         elif at < len(raw):
@@ -207,8 +279,13 @@ def test_mutated_abi_files(root, doc):
 @pytest.mark.slow  # a fuzzing run of hundreds of examples
 def test_every_nasty_value_in_every_abi_key(root):
     path = root / "abi" / "2025_0.toml"
-    for doc in _grid({"top": {k: v for k, v in ABI.items() if not isinstance(v, dict)}, "rust": ABI["rust"],
-                      "pyodide": ABI["pyodide"]}):
+    for doc in _grid(
+        {
+            "top": {k: v for k, v in ABI.items() if not isinstance(v, dict)},
+            "rust": ABI["rust"],
+            "pyodide": ABI["pyodide"],
+        }
+    ):
         top = doc.pop("top")
         path.write_text(tomlkit.dumps({**top, **doc}))
         _check_abi(path)

@@ -47,8 +47,13 @@ def _links(path: Path) -> list[str]:
 @pytest.fixture(scope="module")
 def built(tmp_path_factory, stand_in_modules, runtimes, emsdk_mirror, sysroot_archive):
     """One collection built for three ABIs, shared by this module's tests (a build takes a minute)."""
-    project = TestProject.create(tmp_path_factory.mktemp("index"), runtimes=runtimes, modules=stand_in_modules,
-                                 emsdk_url=emsdk_mirror, sysroot=sysroot_archive)
+    project = TestProject.create(
+        tmp_path_factory.mktemp("index"),
+        runtimes=runtimes,
+        modules=stand_in_modules,
+        emsdk_url=emsdk_mirror,
+        sysroot=sysroot_archive,
+    )
     _only(project, *ABIS)
     project.add_crate("hello-two", "hello_two")
     run = project.doit()  # the default tasks: build, then index
@@ -70,10 +75,13 @@ def test_pep503_and_pep691_pages_list_every_wheel_with_its_sha256(built):
         assert wheel.read_bytes() == (built.layout.dist_dir("2026_0") / wheel.name).read_bytes()
         page = json.loads((root / "simple" / project / "index.json").read_text())
         assert page["meta"]["api-version"] == "1.1" and page["name"] == project
-        assert page["files"] == [{"filename": wheel.name, "url": target, "hashes": {"sha256": sha},
-                                  "size": wheel.stat().st_size}]
+        assert page["files"] == [
+            {"filename": wheel.name, "url": target, "hashes": {"sha256": sha}, "size": wheel.stat().st_size}
+        ]
     assert json.loads((root / "simple" / "index.json").read_text())["projects"] == [
-        {"name": "hello-pyo3"}, {"name": "hello-two"}]
+        {"name": "hello-pyo3"},
+        {"name": "hello-two"},
+    ]
 
 
 def test_the_lock_adds_the_collection_to_the_runtimes_own_lock(built, runtimes):
@@ -90,10 +98,15 @@ def test_the_lock_adds_the_collection_to_the_runtimes_own_lock(built, runtimes):
 @pytest.mark.parametrize("abi,version", [("2024_0", "0.27.8"), ("2025_0", "0.29.5"), ("2026_0", "314.0.7")])
 def test_load_package_from_the_lock_installs_a_built_crate_offline(built, runtimes, abi, version):
     index = built.layout.index_dir(abi)
-    args = ["node", str(TESTS / "pyodide_lock_load.mjs"), str(runtimes[version] / "node_modules/pyodide"),
-            str(index / "pyodide-lock.json"), "hello-pyo3",
-            "import hello_pyo3; c = hello_pyo3.Counter(); c.increment(); "
-            "f'{hello_pyo3.sum_as_string(40, 2)}/{c.increment()}'"]
+    args = [
+        "node",
+        str(TESTS / "pyodide_lock_load.mjs"),
+        str(runtimes[version] / "node_modules/pyodide"),
+        str(index / "pyodide-lock.json"),
+        "hello-pyo3",
+        "import hello_pyo3; c = hello_pyo3.Counter(); c.increment(); "
+        "f'{hello_pyo3.sum_as_string(40, 2)}/{c.increment()}'",
+    ]
     if abi == "2024_0":
         # Pyodide 0.27 resolves lock file names against packageCacheDir in Node (see wasmwheel/index/index.py).
         args.append(str(index))
@@ -116,7 +129,8 @@ def test_an_absolute_index_url_makes_lock_file_names_absolute(built):
     assert "index:2026_0" in run.executed
     lock = json.loads((built.layout.index_dir("2026_0") / "pyodide-lock.json").read_text())
     assert lock["packages"]["hello-pyo3"]["file_name"] == (
-        "https://wheels.example.org/2026_0/hello_pyo3-0.1.0-cp314-cp314-pyemscripten_2026_0_wasm32.whl")
+        "https://wheels.example.org/2026_0/hello_pyo3-0.1.0-cp314-cp314-pyemscripten_2026_0_wasm32.whl"
+    )
     (link,) = _links(built.layout.index_dir("2026_0") / "simple" / "hello-pyo3" / "index.html")
     assert link.startswith("https://wheels.example.org/2026_0/hello_pyo3-0.1.0-")
     built.doit("index")  # back to relative names for the tests that serve the index
@@ -138,12 +152,16 @@ def test_the_server_sends_cors_headers_and_negotiates_pep691(served):
     with urllib.request.urlopen(req) as resp:
         assert resp.headers["Access-Control-Allow-Origin"] == "*"
         assert json.load(resp)["info"]["abi_version"] == "2026_0"
-    req = urllib.request.Request(f"{url}/2026_0/simple/hello-pyo3/", method="OPTIONS",
-                                 headers={"Origin": "http://elsewhere.example", "Access-Control-Request-Method": "GET"})
+    req = urllib.request.Request(
+        f"{url}/2026_0/simple/hello-pyo3/",
+        method="OPTIONS",
+        headers={"Origin": "http://elsewhere.example", "Access-Control-Request-Method": "GET"},
+    )
     with urllib.request.urlopen(req) as resp:
         assert resp.status == 204 and resp.headers["Access-Control-Allow-Origin"] == "*"
-    req = urllib.request.Request(f"{url}/2026_0/simple/hello-pyo3/",
-                                 headers={"Accept": "application/vnd.pypi.simple.v1+json"})
+    req = urllib.request.Request(
+        f"{url}/2026_0/simple/hello-pyo3/", headers={"Accept": "application/vnd.pypi.simple.v1+json"}
+    )
     with urllib.request.urlopen(req) as resp:
         assert resp.headers["Content-Type"] == "application/vnd.pypi.simple.v1+json"
         page = json.load(resp)
@@ -159,12 +177,33 @@ def test_the_server_sends_cors_headers_and_negotiates_pep691(served):
 def test_pip_installs_from_the_served_index(served, tmp_path):
     _, url = served
     proc = subprocess.run(
-        [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "--platform",
-         "pyemscripten_2026_0_wasm32", "--implementation", "cp", "--python-version", "3.14",
-         "--index-url", f"{url}/2026_0/simple/", "-d", str(tmp_path / "dl"), "hello-two"],
-        capture_output=True, text=True, timeout=600)
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "download",
+            "--no-deps",
+            "--only-binary=:all:",
+            "--platform",
+            "pyemscripten_2026_0_wasm32",
+            "--implementation",
+            "cp",
+            "--python-version",
+            "3.14",
+            "--index-url",
+            f"{url}/2026_0/simple/",
+            "-d",
+            str(tmp_path / "dl"),
+            "hello-two",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert [p.name for p in (tmp_path / "dl").iterdir()] == ["hello_two-0.1.0-cp314-cp314-pyemscripten_2026_0_wasm32.whl"]
+    assert [p.name for p in (tmp_path / "dl").iterdir()] == [
+        "hello_two-0.1.0-cp314-cp314-pyemscripten_2026_0_wasm32.whl"
+    ]
 
 
 def _chromium() -> str:
@@ -195,10 +234,25 @@ def test_a_browser_on_another_origin_can_fetch_the_index(served, tmp_path):
     try:
         page = f"http://127.0.0.1:{page_server.server_address[1]}/index.html"
         proc = subprocess.run(
-            [_chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-             "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic",
-             f"--user-data-dir={tmp_path / 'profile'}", "--virtual-time-budget=10000", "--dump-dom", page],
-            capture_output=True, text=True, timeout=600)
+            [
+                _chromium(),
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--no-first-run",
+                "--disable-quic",
+                f"--user-data-dir={tmp_path / 'profile'}",
+                "--virtual-time-budget=10000",
+                "--dump-dom",
+                page,
+            ],
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
     finally:
         page_server.shutdown()
         page_server.server_close()
@@ -215,15 +269,23 @@ def test_the_served_lock_names_wheels_by_absolute_url_for_pyodide_0_27(served):
     with urllib.request.urlopen(f"{url}/2024_0/pyodide-lock.json") as resp:
         lock = json.load(resp)
     assert on_disk["packages"]["hello-pyo3"]["file_name"] == "hello_pyo3-0.1.0-cp312-cp312-pyodide_2024_0_wasm32.whl"
-    assert lock["packages"]["hello-pyo3"]["file_name"] == f"{url}/2024_0/{on_disk['packages']['hello-pyo3']['file_name']}"
+    assert (
+        lock["packages"]["hello-pyo3"]["file_name"] == f"{url}/2024_0/{on_disk['packages']['hello-pyo3']['file_name']}"
+    )
     assert lock["packages"]["micropip"] == on_disk["packages"]["micropip"]
     assert {k: v for k, v in lock["packages"]["hello-pyo3"].items() if k != "file_name"} == {
-        k: v for k, v in on_disk["packages"]["hello-pyo3"].items() if k != "file_name"}
+        k: v for k, v in on_disk["packages"]["hello-pyo3"].items() if k != "file_name"
+    }
 
 
 def _check_index(project, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "wasmwheel", "--root", str(project.root), "check-index", *args],
-                          env=project.env, capture_output=True, text=True, timeout=1800)
+    return subprocess.run(
+        [sys.executable, "-m", "wasmwheel", "--root", str(project.root), "check-index", *args],
+        env=project.env,
+        capture_output=True,
+        text=True,
+        timeout=1800,
+    )
 
 
 def test_check_index_installs_every_crate_by_name_with_micropip_and_loads_one_in_chromium(built):
@@ -240,8 +302,8 @@ def test_check_index_installs_every_crate_by_name_with_micropip_and_loads_one_in
     assert "6 crates installed by name and tested (2 ABIs)" in out
     results = json.loads((built.layout.build / "index-check.json").read_text())["results"]
     assert {(r["abi"], r["crate"], r["environment"], r["ok"]) for r in results} == {
-        (a, c, "node", True) for a in ("2024_0", "2026_0") for c in ("hello-pyo3", "hello-two")} | {
-        (a, "hello-two", "browser", True) for a in ("2024_0", "2026_0")}
+        (a, c, "node", True) for a in ("2024_0", "2026_0") for c in ("hello-pyo3", "hello-two")
+    } | {(a, "hello-two", "browser", True) for a in ("2024_0", "2026_0")}
     # The runtime's own log says micropip fetched the wheel from the index, by name.
     log = (built.layout.build / "logs" / "2026_0" / "hello-two" / "index-check.log").read_text()
     assert "micropip install hello-two from http://127.0.0.1:" in log
@@ -276,14 +338,18 @@ def test_the_index_takes_only_wheels_whose_smoke_test_passed(project):
     # and kept in build/dist, but never published; fixed, it is indexed on the next run.
     _only(project, "2026_0")
     project.add_crate("hello-two", "hello_two")
-    project.edit_toml("recipes/hello-two.toml", lambda d: d["test"].update(
-        {"script": "import hello_two\nassert hello_two.sum_as_string(2, 2) == '5'\n"}))
+    project.edit_toml(
+        "recipes/hello-two.toml",
+        lambda d: d["test"].update({"script": "import hello_two\nassert hello_two.sum_as_string(2, 2) == '5'\n"}),
+    )
     run = project.doit(check=False)
     assert run.failed == ["smoke:hello-two@2026_0"] and "index:2026_0" in run.executed
     two = "hello_two-0.1.0-cp314-cp314-pyemscripten_2026_0_wasm32.whl"
     assert (project.layout.dist_dir("2026_0") / two).is_file()
     index = project.layout.index_dir("2026_0")
-    assert sorted(p.name for p in index.glob("*.whl")) == ["hello_pyo3-0.1.0-cp314-cp314-pyemscripten_2026_0_wasm32.whl"]
+    assert sorted(p.name for p in index.glob("*.whl")) == [
+        "hello_pyo3-0.1.0-cp314-cp314-pyemscripten_2026_0_wasm32.whl"
+    ]
     lock = json.loads((index / "pyodide-lock.json").read_text())
     assert "hello-pyo3" in lock["packages"] and "hello-two" not in lock["packages"]
     assert f"left out {two}: its smoke test has not passed" in run.output

@@ -26,8 +26,7 @@ import pytest
 from wheel.wheelfile import WheelFile
 
 from faultserver import FaultServer
-from reliability import (finish, keep_abis, reference_wheels, running_step, start_doit, step_logs, wait_for,
-                         wheels)
+from reliability import finish, keep_abis, reference_wheels, running_step, start_doit, step_logs, wait_for, wheels
 from wasmwheel.fsutil import OUTPUTS_VALUE, OutputsIntact, outputs_intact, sha256_file
 
 TESTS = Path(__file__).resolve().parent
@@ -93,8 +92,9 @@ def check_nothing_partial_looks_done(project) -> None:
         json.loads(stamp.read_text())
         # A stamp whose outputs changed since is no step's result: its step was running again (a run
         # killed after the stamp, before doit recorded the step, left it) and runs again.
-        assert OutputsIntact(stamp)() or _step_of(stamp) not in records, \
+        assert OutputsIntact(stamp)() or _step_of(stamp) not in records, (
             f"{stamp} names outputs that are gone or changed"
+        )
     for kind in ("dist", "wheels"):
         for wheel in (layout.build / kind).rglob("*.whl"):
             if any(part.startswith(".") for part in wheel.relative_to(layout.build).parts):
@@ -119,13 +119,21 @@ def check_nothing_partial_looks_done(project) -> None:
 # (what is interrupted, the task it is in, how: ("kill", killpoint spec) | ("pause", stand-in point) |
 #  ("download",) | ("node",), what the next run must show)
 CHAIN = [
-    ("emsdk cloned into a temporary folder, not moved into place", "emsdk", ("kill", "wasmwheel.toolchain.provision:replace_dir")),
+    (
+        "emsdk cloned into a temporary folder, not moved into place",
+        "emsdk",
+        ("kill", "wasmwheel.toolchain.provision:replace_dir"),
+    ),
     ("emsdk install half done", "emsdk", ("pause", "emsdk:install")),
     ("rustup toolchain install half done", "rust", ("pause", "rustup:install")),
     ("sysroot download in the middle of the body", "std", ("download",)),
     ("sysroot downloaded, not yet verified or renamed", "std", ("kill", "wasmwheel.download:sha256_file")),
     ("sysroot unpacking, one member written", "std", ("kill", "tarfile:TarFile._extract_one:2")),
-    ("sysroot moved into the toolchain, no marker yet", "std", ("kill", "after:wasmwheel.toolchain.provision:replace_dir")),
+    (
+        "sysroot moved into the toolchain, no marker yet",
+        "std",
+        ("kill", "after:wasmwheel.toolchain.provision:replace_dir"),
+    ),
     # emsdk, rust and pyodide finished (and were recorded) in the runs before: the run's first writes are
     # the std step's (the sysroot's marker, std's marker, then its output record)
     ("a step's output record written, its stamp not", "std", ("kill", "after:wasmwheel.fsutil:write_json:3")),
@@ -150,8 +158,10 @@ def _big_sysroot(path: Path) -> Path:
     import tarfile
 
     with tarfile.open(path, "w:bz2") as tf:
-        for name, data in {"wasm32-unknown-emscripten/lib/libstd-wasm-eh.rlib": b"std (wasm EH)\n",
-                           "wasm32-unknown-emscripten/lib/libcore-wasm-eh.rlib": os.urandom(3 << 20)}.items():
+        for name, data in {
+            "wasm32-unknown-emscripten/lib/libstd-wasm-eh.rlib": b"std (wasm EH)\n",
+            "wasm32-unknown-emscripten/lib/libcore-wasm-eh.rlib": os.urandom(3 << 20),
+        }.items():
             info = tarfile.TarInfo(name)
             info.size = len(data)
             tf.addfile(info, io.BytesIO(data))
@@ -196,21 +206,28 @@ def test_kill_9_at_every_step_kind_then_finish_with_the_wheels_of_an_uninterrupt
             proc = start_doit(project, "build")
             abi = project.abi(ABI)
             part = project.layout.download(abi.sysroot.sha256, abi.sysroot.filename).with_suffix(".bz2.part")
-            wait_for(lambda part=part: server.paused.is_set() and part.exists() and part.stat().st_size > 0,
-                     "the download to stall in the middle, with bytes on disk", proc)
+            wait_for(
+                lambda part=part: server.paused.is_set() and part.exists() and part.stat().st_size > 0,
+                "the download to stall in the middle, with bytes on disk",
+                proc,
+            )
             _kill(proc.pid)
         else:  # kill the client while its job runs on the (shared, long-lived) smoke server
             proc = start_doit(project, "build")
             smoke_log = project.layout.log("smoke", ABI, "hello-pyo3")
-            wait_for(lambda smoke_log=smoke_log: smoke_log.exists() and "# smoke-testing " in smoke_log.read_text(),
-                     "the smoke test to start", proc)
+            wait_for(
+                lambda smoke_log=smoke_log: smoke_log.exists() and "# smoke-testing " in smoke_log.read_text(),
+                "the smoke test to start",
+                proc,
+            )
             _kill(proc.pid)
         run = finish(proc)
         assert run.returncode == -signal.SIGKILL, f"{what}: not killed:\n{run.output}"
         killed_in = running_step(project, logs, run)
         if previous:  # the run redid the work the previous kill interrupted (or was killed redoing it)
-            assert previous[1] in run.executed or previous[1] == killed_in, \
+            assert previous[1] in run.executed or previous[1] == killed_in, (
                 f"after '{previous[0]}' the next run did not rerun {previous[1]}"
+            )
         assert not finished & set(run.executed), f"{what}: reran {sorted(finished & set(run.executed))}"
         finished |= set(run.executed)
         if step:
@@ -225,8 +242,12 @@ def test_kill_9_at_every_step_kind_then_finish_with_the_wheels_of_an_uninterrupt
     check_nothing_partial_looks_done(project)
     assert wheels(project.layout.build) == reference_wheels(project, tmp_path)
     # No leftovers: every temporary of the killed runs was cleared by the step that owns it.
-    leftovers = [str(p) for root in (project.layout.build, project.layout.cache) for p in root.rglob("*")
-                 if p.name.endswith(".tmp") or ".old-" in p.name or p.name.endswith(".part")]
+    leftovers = [
+        str(p)
+        for root in (project.layout.build, project.layout.cache)
+        for p in root.rglob("*")
+        if p.name.endswith(".tmp") or ".old-" in p.name or p.name.endswith(".part")
+    ]
     assert leftovers == []
     assert len(seen) == len(CHAIN)
     # The half-done installs were redone once, and the finished ones never again.
@@ -250,8 +271,12 @@ def test_kill_9_keeps_doit_s_record_of_every_step_that_finished(project, tmp_pat
     project.add_crate("hello-two", "hello_two")
     reference = project.doit("build", env={"WASMWHEEL_BUILD_DIR": str(tmp_path / "reference-build")})
     assert len(reference.executed) == 14
-    proc = start_doit(project, "build", env={"PYTHONUNBUFFERED": "1"},
-                      wrapper=[*KILLPOINT, f"after:wasmwheel.pipeline.progress:ProgressReporter.add_success:{finished}"])
+    proc = start_doit(
+        project,
+        "build",
+        env={"PYTHONUNBUFFERED": "1"},
+        wrapper=[*KILLPOINT, f"after:wasmwheel.pipeline.progress:ProgressReporter.add_success:{finished}"],
+    )
     killed = finish(proc)
     assert killed.returncode == -signal.SIGKILL and len(killed.executed) == finished, killed.output
     check_nothing_partial_looks_done(project)
@@ -278,9 +303,14 @@ def test_kill_9_at_random_moments_loses_no_finished_step(project, tmp_path):
     cache = tmp_path / "reference-cache"
     shutil.copytree(project.layout.cache / "pyodide", cache / "pyodide", symlinks=True, copy_function=os.link)
     trace = tmp_path / "moments.tsv"
-    reference = finish(start_doit(project, "build", env={"WASMWHEEL_BUILD_DIR": str(tmp_path / "reference-build"),
-                                                         "WASMWHEEL_CACHE": str(cache)},
-                                  wrapper=[*KILLPOINT, "--trace", str(trace)]))
+    reference = finish(
+        start_doit(
+            project,
+            "build",
+            env={"WASMWHEEL_BUILD_DIR": str(tmp_path / "reference-build"), "WASMWHEEL_CACHE": str(cache)},
+            wrapper=[*KILLPOINT, "--trace", str(trace)],
+        )
+    )
     assert reference.returncode == 0, reference.output
     steps = set(reference.executed)
     moments = collections.Counter(line.split("\t")[0] for line in trace.read_text().splitlines())
@@ -294,8 +324,11 @@ def test_kill_9_at_random_moments_loses_no_finished_step(project, tmp_path):
         moment = rng.randint(1, moments[step] + 1)  # one more: done, not yet recorded
         args = ["-n", "2", "build"] if rng.random() < 0.5 else ["build"]
         how = f"seed {seed}, kill {kill} of {plan}: doit {' '.join(args)} at moment {moment} of {step}"
-        run = finish(start_doit(project, *args, env={"PYTHONUNBUFFERED": "1"},
-                                wrapper=[*KILLPOINT, "--in-step", step, str(moment)]))
+        run = finish(
+            start_doit(
+                project, *args, env={"PYTHONUNBUFFERED": "1"}, wrapper=[*KILLPOINT, "--in-step", step, str(moment)]
+            )
+        )
         assert run.returncode == -signal.SIGKILL, f"{how}: not killed:\n{run.output}"
         assert "killpoint: crash " in run.output, f"{how}:\n{run.output}"
         assert not recorded & set(run.executed), f"{how}: reran {sorted(recorded & set(run.executed))}"
@@ -325,13 +358,21 @@ def test_sigterm_keeps_the_steps_already_finished(project, tmp_path):
     finished = [t for t in run.executed if not t.startswith("compile:")]
     assert set(finished) == {"emsdk:2026_0", "rust:2026_0", "std:2026_0", "pyodide:2026_0", "source:hello-pyo3"}
     # The summary and the report say the run was cut short, and what it did not finish (the cut compile too).
-    assert re.search(r"^5 steps ran \(0 failed\), 0 skipped, 0 up to date, 4 not finished: interrupted after "
-                     r"[\d.]+s; report: ", run.output, flags=re.M), run.output
+    assert re.search(
+        r"^5 steps ran \(0 failed\), 0 skipped, 0 up to date, 4 not finished: interrupted after "
+        r"[\d.]+s; report: ",
+        run.output,
+        flags=re.M,
+    ), run.output
     assert "Last run (interrupted): 5 steps ran" in project.layout.report_md.read_text()
     assert not project.layout.stamp("compile", "2026_0", "hello-pyo3").exists()
     again = project.doit("build")
-    assert sorted(again.executed) == ["audit:hello-pyo3@2026_0", "compile:hello-pyo3@2026_0",
-                                      "retag:hello-pyo3@2026_0", "smoke:hello-pyo3@2026_0"]
+    assert sorted(again.executed) == [
+        "audit:hello-pyo3@2026_0",
+        "compile:hello-pyo3@2026_0",
+        "retag:hello-pyo3@2026_0",
+        "smoke:hello-pyo3@2026_0",
+    ]
 
 
 @pytest.mark.parametrize("backend", ["doit's sqlite3", "wasmwheel's"])
@@ -373,8 +414,7 @@ def test_kill_9_of_a_parallel_run_with_two_abis(project, tmp_path):
     env = {"STANDIN_PAUSE": "maturin:half-wheel", "STANDIN_PAUSE_FILE": str(pause_file), "PYTHONUNBUFFERED": "1"}
     proc = start_doit(project, "-n", "2", "build", env=env)
     paused = Path(f"{pause_file}.all")  # a line per maturin stopped with its wheel half written
-    wait_for(lambda: paused.exists() and len(paused.read_text().split()) == 2, "both compiles to be half written",
-             proc)
+    wait_for(lambda: paused.exists() and len(paused.read_text().split()) == 2, "both compiles to be half written", proc)
     # The whole tree dies at once, as on a crash: doit, its worker processes and the stand-ins.
     workers = _children(proc.pid, "doit")
     assert len(workers) == 2, "doit -n 2 should run its tasks in two worker processes"

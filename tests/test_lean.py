@@ -22,10 +22,10 @@ import pytest
 from helpers import TEST_CACHE
 from realbuild import RealProject, extension_module, recipe, wheel_metadata
 from wasmwheel.index.check import micropip_requirement  # micropip from PyPI, as users load it, per Python
-from wasmwheel.smoke import smoke
-from wasmwheel.runner import StepLog
 from wasmwheel.model.settings import Settings
 from wasmwheel.pipeline.steps import CRATE_ABI_STEPS
+from wasmwheel.runner import StepLog
+from wasmwheel.smoke import smoke
 
 ALL_ABIS = ("2024_0", "2025_0", "2026_0", "2026_5")
 CRATE_STEPS = CRATE_ABI_STEPS  # compile, retag, audit, smoke
@@ -34,8 +34,10 @@ CRATE_STEPS = CRATE_ABI_STEPS  # compile, retag, audit, smoke
 @pytest.fixture(scope="module")
 def rustup():
     if not shutil.which("rustup"):
-        pytest.fail("rustup is not on PATH: the real-build tests install each ABI's toolchain with it "
-                    "(https://rustup.rs; .ci/run installs it)")
+        pytest.fail(
+            "rustup is not on PATH: the real-build tests install each ABI's toolchain with it "
+            "(https://rustup.rs; .ci/run installs it)"
+        )
 
 
 def pypi_wheels(requirement: str, python: str) -> Path:
@@ -44,9 +46,24 @@ def pypi_wheels(requirement: str, python: str) -> Path:
     name, version = requirement.split("==")
     found = sorted(folder.glob(f"{name.replace('-', '_')}-{version}-*.whl"))
     if not found:
-        proc = subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
-                               "--python-version", python, "-d", str(folder), "--disable-pip-version-check",
-                               requirement], capture_output=True, text=True)
+        proc = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "download",
+                "--no-deps",
+                "--only-binary=:all:",
+                "--python-version",
+                python,
+                "-d",
+                str(folder),
+                "--disable-pip-version-check",
+                requirement,
+            ],
+            capture_output=True,
+            text=True,
+        )
         assert proc.returncode == 0, f"could not download {requirement} from PyPI:\n{proc.stdout}{proc.stderr}"
         found = sorted(folder.glob(f"{name.replace('-', '_')}-{version}-*.whl"))
     return found[0]
@@ -56,8 +73,14 @@ class Server:
     """`doit serve --port 0` in the background; the port is read from the line it prints."""
 
     def __init__(self, project: RealProject):
-        self.proc = subprocess.Popen([sys.executable, "-m", "doit", "serve", "--port", "0"], cwd=project.root,
-                                     env=project.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "doit", "serve", "--port", "0"],
+            cwd=project.root,
+            env=project.env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
         seen = []
         for line in self.proc.stdout:  # waits for the line, whatever the machine's speed
             seen.append(line)
@@ -67,7 +90,7 @@ class Server:
                 return
         raise AssertionError("doit serve ended without serving:\n" + "".join(seen))
 
-    def __enter__(self) -> "Server":
+    def __enter__(self) -> Server:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -75,14 +98,16 @@ class Server:
         self.proc.wait(timeout=60)
 
 
-def run_script(project: RealProject, abi: str, wheel, script: str, tmp_path, name: str,
-               preload: tuple = ()) -> smoke.SmokeResult:
+def run_script(
+    project: RealProject, abi: str, wheel, script: str, tmp_path, name: str, preload: tuple = ()
+) -> smoke.SmokeResult:
     """Run ``script`` after installing ``preload`` and ``wheel`` in a fresh interpreter of the ABI's real
     Pyodide, the way the smoke step does, but with a test of our own (not the recipe's)."""
     a = project.abi(abi)
     runtime = project.layout.runtime_dir(a) / "node_modules" / "pyodide"
-    job = smoke.SmokeJob(wheel=wheel, script=script, filename=f"{name}.py", timeout=300, python=a.python_minor,
-                         preload=tuple(preload))
+    job = smoke.SmokeJob(
+        wheel=wheel, script=script, filename=f"{name}.py", timeout=300, python=a.python_minor, preload=tuple(preload)
+    )
     with StepLog(tmp_path / f"{name}-{abi}.log") as log:
         return smoke.run_in_node(runtime, job, log, Settings.from_env(project.root, project.env))
 
@@ -145,11 +170,17 @@ def test_the_readme_first_command_builds_tested_wheels_for_every_abi_for_real(ru
     lib = project.root / "examples" / "hello-pyo3" / "src" / "lib.rs"
     lib.write_text(lib.read_text().replace("/// Add one and return the new count.", "/// Count one more."))
     again = project.doit("build:hello-pyo3")
-    assert sorted(again.executed) == sorted(["source:hello-pyo3"] + [f"{k}:hello-pyo3@{a}" for k in CRATE_STEPS
-                                                                    for a in ALL_ABIS])
-    result = run_script(project, "2026_0", project.dist("2026_0")[0],
-                        "import hello_pyo3\nassert hello_pyo3.Counter.increment.__doc__ == 'Count one more.'\n",
-                        tmp_path, "doc-test")
+    assert sorted(again.executed) == sorted(
+        ["source:hello-pyo3"] + [f"{k}:hello-pyo3@{a}" for k in CRATE_STEPS for a in ALL_ABIS]
+    )
+    result = run_script(
+        project,
+        "2026_0",
+        project.dist("2026_0")[0],
+        "import hello_pyo3\nassert hello_pyo3.Counter.increment.__doc__ == 'Count one more.'\n",
+        tmp_path,
+        "doc-test",
+    )
     assert result.ok, result.error + result.output
 
     # The way users install: micropip (PyPI's wheel, loaded into the runtime) installs the crate by name from
@@ -158,12 +189,16 @@ def test_the_readme_first_command_builds_tested_wheels_for_every_abi_for_real(ru
     with Server(project) as server:
         for abi in ALL_ABIS:
             a = project.abi(abi)
-            packaging, micropip = (pypi_wheels("packaging==26.1", a.python_minor),
-                                   pypi_wheels(micropip_requirement(a.python_minor), a.python_minor))
-            script = (f"import micropip\nawait micropip.install('hello-pyo3', deps=False, "
-                      f"index_urls=['{server.url}/{abi}/simple/{{package_name}}/'])\n"
-                      "import hello_pyo3\nassert hello_pyo3.sum_as_string(40, 2) == '42'\n"
-                      "print('installed', [p.name for p in micropip.list().values() if p.name == 'hello-pyo3'])\n")
+            packaging, micropip = (
+                pypi_wheels("packaging==26.1", a.python_minor),
+                pypi_wheels(micropip_requirement(a.python_minor), a.python_minor),
+            )
+            script = (
+                f"import micropip\nawait micropip.install('hello-pyo3', deps=False, "
+                f"index_urls=['{server.url}/{abi}/simple/{{package_name}}/'])\n"
+                "import hello_pyo3\nassert hello_pyo3.sum_as_string(40, 2) == '42'\n"
+                "print('installed', [p.name for p in micropip.list().values() if p.name == 'hello-pyo3'])\n"
+            )
             result = run_script(project, abi, micropip, script, tmp_path, "micropip", preload=(packaging,))
             assert result.ok, f"{abi}: {result.error}\n{result.output}"
             assert "installed ['hello-pyo3']" in result.output, result.output
@@ -194,12 +229,14 @@ assert probe.simd_sum(list(range(1, 102))) == 5151 and probe.simd_sum([2**31 - 1
 """
 
 
-def test_recipe_flags_reach_rustc_and_panics_unwind_into_python_for_both_exception_abis(rustup, runtimes, binaryens,
-                                                                                       tmp_path):
+def test_recipe_flags_reach_rustc_and_panics_unwind_into_python_for_both_exception_abis(
+    rustup, runtimes, binaryens, tmp_path
+):
     """One JS-EH ABI (2024_0) and one wasm-EH ABI (2026_0), a crate of the tests' own."""
     build = {"rustflags": ["--cfg", "probe_flag"], "env": {"PROBE_VALUE": "h\u00e9llo"}}
-    project = RealProject.create(tmp_path, ("2024_0", "2026_0"), example=False,
-                                 recipes={"probe": recipe("probe", PROBE_TEST, build)})
+    project = RealProject.create(
+        tmp_path, ("2024_0", "2026_0"), example=False, recipes={"probe": recipe("probe", PROBE_TEST, build)}
+    )
     project.add_crate("probe")
     run = project.doit("build:probe")
     assert sorted(run.failed) == [] and {f"smoke:probe@{a}" for a in ("2024_0", "2026_0")} <= set(run.executed)
@@ -223,8 +260,12 @@ def test_recipe_flags_reach_rustc_and_panics_unwind_into_python_for_both_excepti
 
 def test_panic_abort_builds_load_until_the_first_panic_which_ends_the_runtime(rustup, runtimes, binaryens, tmp_path):
     script = "import probe_abort\nassert probe_abort.add(40, 2) == 42\n"
-    project = RealProject.create(tmp_path, ("2026_0",), example=False, recipes={
-        "probe-abort": recipe("probe-abort", script, {"rustflags": ["-C", "panic=abort"]})})
+    project = RealProject.create(
+        tmp_path,
+        ("2026_0",),
+        example=False,
+        recipes={"probe-abort": recipe("probe-abort", script, {"rustflags": ["-C", "panic=abort"]})},
+    )
     project.add_crate("probe", "probe-abort")
     run = project.doit("build:probe-abort")
     # The audit says what panic=abort costs (a warning: the wheel loads and works until a panic).
@@ -235,8 +276,9 @@ def test_panic_abort_builds_load_until_the_first_panic_which_ends_the_runtime(ru
     # No unwinding left in the module: no exception tag, no C++ runtime calls, no invoke_*.
     assert not module.imports_of("tag") and not module.tag_count
     assert not [i for i in module.imports_of("func") if i.name.startswith(("_Unwind_", "__cxa_", "invoke_"))]
-    result = run_script(project, "2026_0", wheel, "import probe_abort\nprobe_abort.boom()\nprint('survived')\n",
-                        tmp_path, "abort")
+    result = run_script(
+        project, "2026_0", wheel, "import probe_abort\nprobe_abort.boom()\nprint('survived')\n", tmp_path, "abort"
+    )
     assert not result.ok and "survived" not in result.output and result.stage in ("crash", "test"), result
 
 
@@ -250,8 +292,9 @@ def test_a_crate_that_compiles_c_is_refused_by_name_and_skipped_in_batches(rustu
     assert "WASMWHEEL_TOOLCHAIN=emsdk" in single.output and "needs_emsdk" in single.output
 
     # Declared in the recipe: a lean batch skips it with the reason and builds the rest...
-    project.edit_toml("recipes/needs-c.toml",
-                      lambda d: d["build"].update({"needs_emsdk": "compiles src/twice.c with the cc crate"}))
+    project.edit_toml(
+        "recipes/needs-c.toml", lambda d: d["build"].update({"needs_emsdk": "compiles src/twice.c with the cc crate"})
+    )
     batch = project.doit("build")
     assert "compile:needs-c@2026_0" not in batch.executed and "smoke:hello-pyo3@2026_0" in batch.executed
     assert "skip build:needs-c" in batch.output and "needs emsdk (compiles src/twice.c" in batch.output

@@ -26,15 +26,22 @@ def test_each_toolchains_real_link_line_becomes_a_side_module_link(abi):
     argv = LINES[abi]["argv"]
     p = plan(argv, EH[abi])
     lld = list(p.lld_args)
-    assert lld[:5] == ["--shared", "--experimental-pic", "--unresolved-symbols=import-dynamic",
-                       "--no-export-dynamic", "--export-if-defined=__wasm_call_ctors"]
+    assert lld[:5] == [
+        "--shared",
+        "--experimental-pic",
+        "--unresolved-symbols=import-dynamic",
+        "--no-export-dynamic",
+        "--export-if-defined=__wasm_call_ctors",
+    ]
     exports = [a for a in lld if a.startswith("--export=")]
     # 1.97.1 exports the PEP 793 entry point beside PyInit (the leading _ of emcc's C names dropped).
     assert exports == ["--export=PyInit_hello_pyo3"] + (["--export=PyModExport_hello_pyo3"] if abi == "2026_5" else [])
     assert "--strip-all" in lld and p.opt_level == "-O3" and not p.debug  # rustc's -O3 -g0, no wasm-opt
     # With wasm-opt after it, wasm-ld keeps target_features for wasm-opt, which strips it and the names last.
-    assert "--strip-debug" in plan(argv, EH[abi], wasm_opt=True).lld_args and "--strip-all" not in \
-        plan(argv, EH[abi], wasm_opt=True).lld_args
+    assert (
+        "--strip-debug" in plan(argv, EH[abi], wasm_opt=True).lld_args
+        and "--strip-all" not in plan(argv, EH[abi], wasm_opt=True).lld_args
+    )
     assert p.exception_handling == EH[abi]
     # Every object and rlib, in rustc's order, and the output last.
     inputs = [a for a in argv if a.endswith((".o", ".rlib"))]
@@ -44,10 +51,23 @@ def test_each_toolchains_real_link_line_becomes_a_side_module_link(abi):
     notes = " ".join(p.notes)
     for flag in ("-sWASM_BIGINT", "-sABORTING_MALLOC=0", "-B<RUSTUP_HOME>"):
         assert flag in notes
-    assert p.wasm_opt_args(["--post-emscripten"]) == ["--post-emscripten", "--strip-debug", "--strip-target-features",
-                                                      "-O3", p.output, "-o", p.output]
-    assert p.wasm_opt_args(["--strip-debug"]) == ["--strip-debug", "--strip-target-features", "-O3", p.output, "-o",
-                                                  p.output]
+    assert p.wasm_opt_args(["--post-emscripten"]) == [
+        "--post-emscripten",
+        "--strip-debug",
+        "--strip-target-features",
+        "-O3",
+        p.output,
+        "-o",
+        p.output,
+    ]
+    assert p.wasm_opt_args(["--strip-debug"]) == [
+        "--strip-debug",
+        "--strip-target-features",
+        "-O3",
+        p.output,
+        "-o",
+        p.output,
+    ]
 
 
 def test_a_line_asking_for_the_other_exception_handling_is_refused():
@@ -57,13 +77,16 @@ def test_a_line_asking_for_the_other_exception_handling_is_refused():
         plan(LINES["2026_0"]["argv"], "js")
 
 
-@pytest.mark.parametrize("extra,message", [
-    (["--emit-symbol-map"], "unknown linker argument '--emit-symbol-map'"),
-    (["-sEXPORT_ALL=1"], "unsupported emcc setting -sEXPORT_ALL=1"),
-    (["-sMAIN_MODULE=1"], "unsupported emcc setting -sMAIN_MODULE=1"),
-    (["--target=wasm64-unknown-emscripten"], "links only wasm32-unknown-emscripten"),
-    (["-sEXPORTED_FUNCTIONS=[\"PyInit_x\"]"], "has no leading underscore"),
-])
+@pytest.mark.parametrize(
+    "extra,message",
+    [
+        (["--emit-symbol-map"], "unknown linker argument '--emit-symbol-map'"),
+        (["-sEXPORT_ALL=1"], "unsupported emcc setting -sEXPORT_ALL=1"),
+        (["-sMAIN_MODULE=1"], "unsupported emcc setting -sMAIN_MODULE=1"),
+        (["--target=wasm64-unknown-emscripten"], "links only wasm32-unknown-emscripten"),
+        (['-sEXPORTED_FUNCTIONS=["PyInit_x"]'], "has no leading underscore"),
+    ],
+)
 def test_unknown_flags_stop_the_link_naming_the_flag(extra, message):
     with pytest.raises(LinkError, match=message.replace("[", r"\[").replace("(", r"\(")):
         plan([*LINES["2026_0"]["argv"], *extra], "wasm")
@@ -79,8 +102,9 @@ def test_side_module_1_and_a_missing_side_module_are_refused_with_the_fix():
 
 def test_libraries_link_where_found_and_come_from_the_main_module_otherwise(tmp_path):
     (tmp_path / "libzstd.a").write_bytes(b"!<arch>\n")
-    p = plan([*LINES["2026_0"]["argv"], "-L", str(tmp_path), "-lzstd", "-lc", "-Wl,--export=extra,--gc-sections"],
-             "wasm")
+    p = plan(
+        [*LINES["2026_0"]["argv"], "-L", str(tmp_path), "-lzstd", "-lc", "-Wl,--export=extra,--gc-sections"], "wasm"
+    )
     assert str(tmp_path / "libzstd.a") in p.lld_args
     assert not any(a.endswith("libc.a") for a in p.lld_args)
     assert any("-lc: no libc.a on the -L paths" in n for n in p.notes)
@@ -99,11 +123,21 @@ def test_response_files_are_read_the_way_rustc_writes_them(tmp_path):
     # rustc writes one argument per line and escapes backslashes and spaces (rustc_codegen_ssa back/link.rs)
     # for GCC-style parsing, where quotes group (libiberty's buildargv; emcc reads them with shlex alike).
     rsp = tmp_path / "linker-arguments"
-    rsp.write_text("-s\nEXPORTED_FUNCTIONS=[\"_PyInit_x\"]\n/a\\ folder/x.o\n/b/c\\\\d.rlib\n-o\nx.wasm\n"
-                   "-sSIDE_MODULE=2\n-fwasm-exceptions\n")
+    rsp.write_text(
+        '-s\nEXPORTED_FUNCTIONS=["_PyInit_x"]\n/a\\ folder/x.o\n/b/c\\\\d.rlib\n-o\nx.wasm\n'
+        "-sSIDE_MODULE=2\n-fwasm-exceptions\n"
+    )
     args = read_response_file(rsp)
-    assert args == ["-s", "EXPORTED_FUNCTIONS=[_PyInit_x]", "/a folder/x.o", "/b/c\\d.rlib",
-                    "-o", "x.wasm", "-sSIDE_MODULE=2", "-fwasm-exceptions"]
+    assert args == [
+        "-s",
+        "EXPORTED_FUNCTIONS=[_PyInit_x]",
+        "/a folder/x.o",
+        "/b/c\\d.rlib",
+        "-o",
+        "x.wasm",
+        "-sSIDE_MODULE=2",
+        "-fwasm-exceptions",
+    ]
     assert "--export=PyInit_x" in plan(args, "wasm").lld_args
     nested = tmp_path / "outer"
     nested.write_text(f"-O3 @{rsp}\n")
@@ -129,8 +163,13 @@ def test_main_expands_response_files_runs_lld_then_wasm_opt_and_logs_both(tmp_pa
     assert main(["@" + str(rsp)]) == 0
     lld, opt = [json.loads(line) for line in calls.read_text().splitlines()]
     assert lld[1:3] == ["-flavor", "wasm"] and "--export=PyInit_hello_pyo3" in lld
-    assert opt[1:6] == ["--post-emscripten", "--enable-exception-handling", "--strip-debug", "--strip-target-features",
-                        "-O3"]
+    assert opt[1:6] == [
+        "--post-emscripten",
+        "--enable-exception-handling",
+        "--strip-debug",
+        "--strip-target-features",
+        "-O3",
+    ]
     assert "--strip-debug" in lld and "--strip-all" not in lld  # wasm-opt follows: it strips last
     text = log.read_text()
     assert "rust-lld -flavor wasm" in text and "wasm-opt --post-emscripten" in text and "dropped -sWASM_BIGINT" in text
@@ -144,10 +183,18 @@ def test_main_reports_a_refused_flag_in_one_line_and_exits_1(tmp_path, monkeypat
 
 
 def test_the_c_compiler_of_the_lean_toolchain_names_the_crate(tmp_path):
-    proc = subprocess.run([sys.executable, "-c", "import sys; from wasmwheel.toolchain.linker import no_c_compiler; "
-                           "sys.exit(no_c_compiler(['-c', 'zstd.c']))"],
-                          env={"CARGO_PKG_NAME": "zstd-sys", "PATH": "/usr/bin:/bin"}, capture_output=True, text=True,
-                          cwd=Path(__file__).parents[1])
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import sys; from wasmwheel.toolchain.linker import no_c_compiler; "
+            "sys.exit(no_c_compiler(['-c', 'zstd.c']))",
+        ],
+        env={"CARGO_PKG_NAME": "zstd-sys", "PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+        cwd=Path(__file__).parents[1],
+    )
     assert proc.returncode == 1
     assert "crate zstd-sys compiles C/C++ for wasm32-unknown-emscripten" in proc.stderr
     assert "WASMWHEEL_TOOLCHAIN=emsdk" in proc.stderr and "needs_emsdk" in proc.stderr
@@ -159,16 +206,27 @@ def test_the_compile_environment_under_each_toolchain(repo, tmp_path):
     from wasmwheel.model.facts import BinaryenFacts, EmsdkFacts, RustFacts
     from wasmwheel.pipeline.graph import Project
 
-    rust = RustFacts(sysroot="/tc", lld="/tc/lib/rustlib/x86_64-unknown-linux-gnu/bin/rust-lld", path=["/tc/bin"],
-                     env={"RUSTUP_HOME": "/homes/rustup", "CARGO_HOME": "/homes/cargo", "RUSTUP_TOOLCHAIN": "1.93.0"})
-    inherited = {"PATH": "/usr/bin", "RUSTFLAGS": "-Ctarget-cpu=native", LINKER_VAR: "/somewhere/emcc",
-                 "TARGET_CC": "/usr/bin/cc", "WASMWHEEL_LINK_LLD": "/stale/lld", "HOME": "/root"}
-    for toolchain, linking in (("lean", BinaryenFacts(binaryen="132.0.0", wasm_opt="/b/wasm-opt")),
-                               ("emsdk", EmsdkFacts(path=["/emsdk/upstream/emscripten", "/emsdk"], env={"EMSDK": "/emsdk"}))):
+    rust = RustFacts(
+        sysroot="/tc",
+        lld="/tc/lib/rustlib/x86_64-unknown-linux-gnu/bin/rust-lld",
+        path=["/tc/bin"],
+        env={"RUSTUP_HOME": "/homes/rustup", "CARGO_HOME": "/homes/cargo", "RUSTUP_TOOLCHAIN": "1.93.0"},
+    )
+    inherited = {
+        "PATH": "/usr/bin",
+        "RUSTFLAGS": "-Ctarget-cpu=native",
+        LINKER_VAR: "/somewhere/emcc",
+        "TARGET_CC": "/usr/bin/cc",
+        "WASMWHEEL_LINK_LLD": "/stale/lld",
+        "HOME": "/root",
+    }
+    for toolchain, linking in (
+        ("lean", BinaryenFacts(binaryen="132.0.0", wasm_opt="/b/wasm-opt")),
+        ("emsdk", EmsdkFacts(path=["/emsdk/upstream/emscripten", "/emsdk"], env={"EMSDK": "/emsdk"})),
+    ):
         project = Project.load(repo, {"WASMWHEEL_CACHE": str(tmp_path / "c"), "WASMWHEEL_TOOLCHAIN": toolchain})
         abi, recipe = project.abis["2024_0"], project.recipes.recipes["hello-pyo3"]
-        env = compile_env(abi, recipe, project.layout, linking, rust, base=inherited,
-                          link_log=tmp_path / "link.log")
+        env = compile_env(abi, recipe, project.layout, linking, rust, base=inherited, link_log=tmp_path / "link.log")
         assert "RUSTFLAGS" not in env and env["HOME"] == "/root"
         assert env[RUSTFLAGS_VAR] == " ".join(abi.rustflags)
         assert env["CARGO_HOME"] == str(project.layout.cargo_home)  # one registry for every toolchain

@@ -13,13 +13,33 @@ from reliability import git_source_recipe, keep_abis
 from wasmwheel.build import RUSTFLAGS_VAR
 
 # Each would create a file named PWNED (or expand to something else) if a shell ever saw it.
-MATURIN_ARGS = ["--compatibility", "x; touch PWNED", "$(touch PWNED)", "`touch PWNED`", "a\nb; touch PWNED",
-                "'single' \"double\"", "*", "~", "$HOME", "|| touch PWNED &", "--locked"]
-ENV = {"RECIPE_SEMI": "a; touch PWNED", "RECIPE_SUBST": "$(touch PWNED)", "RECIPE_TICKS": "`touch PWNED`",
-       "RECIPE_LINES": "line one\nline two; touch PWNED", "RECIPE_GLOB": "* ~ $HOME ${IFS}"}
+MATURIN_ARGS = [
+    "--compatibility",
+    "x; touch PWNED",
+    "$(touch PWNED)",
+    "`touch PWNED`",
+    "a\nb; touch PWNED",
+    "'single' \"double\"",
+    "*",
+    "~",
+    "$HOME",
+    "|| touch PWNED &",
+    "--locked",
+]
+ENV = {
+    "RECIPE_SEMI": "a; touch PWNED",
+    "RECIPE_SUBST": "$(touch PWNED)",
+    "RECIPE_TICKS": "`touch PWNED`",
+    "RECIPE_LINES": "line one\nline two; touch PWNED",
+    "RECIPE_GLOB": "* ~ $HOME ${IFS}",
+}
 # No whitespace (cargo splits the variable at whitespace), but every other shell character.
-RUSTFLAGS = ["-Cmetadata=;touch${IFS}PWNED", "-Cmetadata=$(touch${IFS}PWNED)", "-Cmetadata=`touch${IFS}PWNED`",
-             "-Cmetadata='\"*?[a]|&>"]
+RUSTFLAGS = [
+    "-Cmetadata=;touch${IFS}PWNED",
+    "-Cmetadata=$(touch${IFS}PWNED)",
+    "-Cmetadata=`touch${IFS}PWNED`",
+    "-Cmetadata='\"*?[a]|&>",
+]
 FEATURES = ["fast", "serde/std"]
 PATCH = "fix;$(touch PWNED)`id`.patch"
 
@@ -31,7 +51,8 @@ def _pwned(root: Path) -> list[Path]:
 def test_recipe_values_reach_maturin_literally(project):
     keep_abis(project, ("2026_0",))
     (project.root / "recipes" / PATCH).write_text(
-        "--- a/PATCHED\n+++ b/PATCHED\n@@ -0,0 +1 @@\n+the patch was applied\n")
+        "--- a/PATCHED\n+++ b/PATCHED\n@@ -0,0 +1 @@\n+the patch was applied\n"
+    )
 
     def change(doc):
         doc["source"]["patches"] = [PATCH]
@@ -43,8 +64,19 @@ def test_recipe_values_reach_maturin_literally(project):
     (call,) = project.records("maturin")
     abi = project.abi("2026_0")
     out = call["argv"][call["argv"].index("--out") + 1]
-    assert call["argv"] == ["build", "--release", "--target", "wasm32-unknown-emscripten", "-i", abi.interpreter,
-                            "--out", out, "--features", "fast,serde/std", *MATURIN_ARGS]
+    assert call["argv"] == [
+        "build",
+        "--release",
+        "--target",
+        "wasm32-unknown-emscripten",
+        "-i",
+        abi.interpreter,
+        "--out",
+        out,
+        "--features",
+        "fast,serde/std",
+        *MATURIN_ARGS,
+    ]
     for key, value in ENV.items():
         assert call["env"][key] == value
     assert call["env"][RUSTFLAGS_VAR] == " ".join([*abi.rustflags, *RUSTFLAGS])
@@ -54,7 +86,7 @@ def test_recipe_values_reach_maturin_literally(project):
     (wheel,) = project.dist("2026_0")
     with zipfile.ZipFile(wheel) as zf:
         built = json.loads(zf.read("hello_pyo3-0.1.0.dist-info/standin-build.json"))
-    assert built["argv"][-len(MATURIN_ARGS):] == MATURIN_ARGS and built["env"] == ENV
+    assert built["argv"][-len(MATURIN_ARGS) :] == MATURIN_ARGS and built["env"] == ENV
     assert built["rustflags"] == " ".join([*abi.rustflags, *RUSTFLAGS])
     # The log shows each value quoted as a shell would need it, so it can be pasted.
     log = project.layout.log("compile", "2026_0", "hello-pyo3").read_text()
@@ -79,14 +111,17 @@ def test_rustflags_with_whitespace_are_refused_saying_cargo_would_split_them(tmp
     (tmp_path / "recipes").mkdir()
     (tmp_path / "crate").mkdir()
     path = tmp_path / "recipes" / "demo.toml"
-    path.write_text('[package]\nname = "demo"\nversion = "1"\n[source]\npath = "../crate"\n'
-                    '[build]\nrustflags = ["-C", "link-arg=-Wl,--foo bar"]\n')
+    path.write_text(
+        '[package]\nname = "demo"\nversion = "1"\n[source]\npath = "../crate"\n'
+        '[build]\nrustflags = ["-C", "link-arg=-Wl,--foo bar"]\n'
+    )
     try:
         load_recipe(path, ["2026_0"], tmp_path)
     except ConfigError as exc:
         assert str(exc) == (
             f"{path}: build.rustflags[1]: contains whitespace, and cargo splits "
             "CARGO_TARGET_WASM32_UNKNOWN_EMSCRIPTEN_RUSTFLAGS at whitespace, so this one item would reach rustc as "
-            "several flags; got 'link-arg=-Wl,--foo bar' (one flag per item, e.g. [\"-C\", \"opt-level=s\"])")
+            'several flags; got \'link-arg=-Wl,--foo bar\' (one flag per item, e.g. ["-C", "opt-level=s"])'
+        )
     else:
         raise AssertionError("a rustflag with a space was accepted")

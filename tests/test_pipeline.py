@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from wasmwheel.build import RUSTFLAGS_VAR
-from wasmwheel.smoke.smoke import parse_result
 from wasmwheel.pipeline.steps import CRATE_ABI_STEPS
+from wasmwheel.smoke.smoke import parse_result
 
 ALL_ABIS = ("2024_0", "2025_0", "2026_0", "2026_5")
 CRATE_KINDS = CRATE_ABI_STEPS  # compile, retag, audit, smoke
@@ -50,8 +50,9 @@ def test_first_run_provisions_builds_and_smoke_tests_every_abi(project):
         assert r["argv"][3:] == ["--profile", "minimal", *extra, "--no-self-update"], r["argv"]
     # std built once per ABI that builds it, by the toolchain's own cargo, for the target, with its flags.
     std_builds = [r for r in project.records("cargo") if r["argv"][:1] == ["build"]]
-    assert sorted(Path(r["cwd"]).parent.name for r in std_builds) == \
-        sorted(project.layout.rust_dir(project.abi(a)).name for a in ("2024_0", "2026_0", "2026_5"))
+    assert sorted(Path(r["cwd"]).parent.name for r in std_builds) == sorted(
+        project.layout.rust_dir(project.abi(a)).name for a in ("2024_0", "2026_0", "2026_5")
+    )
     for r in std_builds:
         assert "-Zbuild-std=std,panic_abort" in r["argv"] and r["env"]["RUSTC_BOOTSTRAP"] == "1"
         assert r["env"]["CARGO_TARGET_WASM32_UNKNOWN_EMSCRIPTEN_RUSTFLAGS"] == "-Cembed-bitcode=yes"
@@ -84,8 +85,12 @@ def test_first_run_provisions_builds_and_smoke_tests_every_abi(project):
 
 def test_compile_command_and_environment_come_from_the_abi_file(project):
     _keep_abis(project, ("2025_0", "2026_0"))
-    project.edit_toml("recipes/hello-pyo3.toml", lambda d: d["build"].update(
-        {"rustflags": ["-C", "opt-level=s"], "features": ["fast", "extra"], "env": {"RECIPE_FLAG": "on"}}))
+    project.edit_toml(
+        "recipes/hello-pyo3.toml",
+        lambda d: d["build"].update(
+            {"rustflags": ["-C", "opt-level=s"], "features": ["fast", "extra"], "env": {"RECIPE_FLAG": "on"}}
+        ),
+    )
     project.doit("build:hello-pyo3")
     calls = {r["env"]["RUSTUP_TOOLCHAIN"]: r for r in project.records("maturin")}
     assert len(calls) == 2
@@ -95,8 +100,18 @@ def test_compile_command_and_environment_come_from_the_abi_file(project):
         call = calls[abi.rust_toolchain]
         argv = call["argv"]
         out = argv[argv.index("--out") + 1]
-        assert argv == ["build", "--release", "--target", "wasm32-unknown-emscripten", "-i", abi.interpreter,
-                        "--out", out, "--features", "fast,extra"]
+        assert argv == [
+            "build",
+            "--release",
+            "--target",
+            "wasm32-unknown-emscripten",
+            "-i",
+            abi.interpreter,
+            "--out",
+            out,
+            "--features",
+            "fast,extra",
+        ]
         env = call["env"]
         assert env[RUSTFLAGS_VAR] == " ".join([*abi.rustflags, "-C", "opt-level=s"])
         assert env["CARGO_BUILD_TARGET"] == "wasm32-unknown-emscripten"
@@ -131,8 +146,10 @@ def test_staleness_per_step(project):
 
     # Editing a recipe's test snippet reruns only its smoke steps (the same wheels pass again: their
     # tested marks are left as they were, so the index stays); `doit info` says it is the settings.
-    project.edit_toml("recipes/hello-pyo3.toml", lambda d: d["test"].update(
-        {"script": d["test"]["script"] + "assert hello_pyo3.Counter().increment() == 1\n"}))
+    project.edit_toml(
+        "recipes/hello-pyo3.toml",
+        lambda d: d["test"].update({"script": d["test"]["script"] + "assert hello_pyo3.Counter().increment() == 1\n"}),
+    )
     info = project.doit("info", "smoke:hello-pyo3@2026_0", check=None).output
     assert "StepCurrent: its settings differ from its last successful run, or it has none (test={script: " in info
     assert "output it recorded is gone" not in info and len(max(info.splitlines(), key=len)) < 400
@@ -172,8 +189,9 @@ def test_staleness_per_step(project):
     # A changed toolchain version reruns that ABI's toolchain, its std and everything built with it.
     project.edit_toml("abi/2026_0.toml", lambda d: d["rust"].update({"toolchain": "1.93.1"}))
     run = project.doit("build")
-    assert sorted(run.executed) == sorted(["rust:2026_0", "std:2026_0"] + [f"{k}:{c}@2026_0" for k in CRATE_KINDS
-                                                                          for c in ("hello-pyo3", "hello-two")])
+    assert sorted(run.executed) == sorted(
+        ["rust:2026_0", "std:2026_0"] + [f"{k}:{c}@2026_0" for k in CRATE_KINDS for c in ("hello-pyo3", "hello-two")]
+    )
     assert project.doit("build").executed == []
 
 

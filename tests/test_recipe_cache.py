@@ -68,7 +68,8 @@ def test_new_removed_and_broken_recipes(repo, tmp_path, parses):
     _load(repo, cache)
     (repo / "recipes" / "jiter.toml").unlink()
     (repo / "recipes" / "hello-two.toml").write_text(
-        (repo / "recipes" / "hello-pyo3.toml").read_text().replace('name = "hello-pyo3"', 'name = "hello-two"'))
+        (repo / "recipes" / "hello-pyo3.toml").read_text().replace('name = "hello-pyo3"', 'name = "hello-two"')
+    )
     (repo / "recipes" / "blake3.toml").write_text("[package\n")
     parses.clear()
     loaded = _load(repo, cache)
@@ -88,8 +89,11 @@ def test_other_abis_or_a_missing_patch_or_folder_mean_parsing_again(repo, tmp_pa
     patch = repo / "recipes" / "fix.patch"
     patch.write_text("--- a/x\n+++ b/x\n")
     path = repo / "recipes" / "hello-pyo3.toml"
-    path.write_text(path.read_text().replace('path = "../examples/hello-pyo3"',
-                                             'path = "../examples/hello-pyo3"\npatches = ["fix.patch"]'))
+    path.write_text(
+        path.read_text().replace(
+            'path = "../examples/hello-pyo3"', 'path = "../examples/hello-pyo3"\npatches = ["fix.patch"]'
+        )
+    )
     _load(repo, cache)
     parses.clear()
     _load(repo, cache, ABIS[:3])
@@ -107,8 +111,9 @@ def test_other_abis_or_a_missing_patch_or_folder_mean_parsing_again(repo, tmp_pa
     assert parses == ["hello-pyo3"] and "does not exist" in str(loaded.errors["hello-pyo3"])
 
 
-@pytest.mark.parametrize("content", [b"", b"not a pickle", pickle.dumps({"context": "other", "entries": {}}),
-                                     pickle.dumps([1, 2, 3])])
+@pytest.mark.parametrize(
+    "content", [b"", b"not a pickle", pickle.dumps({"context": "other", "entries": {}}), pickle.dumps([1, 2, 3])]
+)
 def test_a_corrupt_or_foreign_cache_is_ignored_and_replaced(repo, tmp_path, parses, content):
     cache = tmp_path / "recipes.cache"
     cache.write_bytes(content)

@@ -13,19 +13,19 @@ import re
 from pathlib import Path
 
 import pytest
-from conftest import TEST_CACHE
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name, parse_sdist_filename
 from packaging.version import Version
-from pypi_mirror import cached_sdist
 
-from wasmwheel.model.abi import load_abis
-from wasmwheel.download import Origin, fetch
+from conftest import TEST_CACHE
+from pypi_mirror import cached_sdist
 from wasmwheel.authoring.pypi import PyPI
-from wasmwheel.model.recipe import load_recipes
-from wasmwheel.runner import StepLog
 from wasmwheel.authoring.scaffold import inspect_sdist, suggest_skips
+from wasmwheel.download import Origin, fetch
+from wasmwheel.model.abi import load_abis
+from wasmwheel.model.recipe import load_recipes
 from wasmwheel.model.settings import Settings
+from wasmwheel.runner import StepLog
 from wasmwheel.smoke.smoke import run_smoke
 
 REPO = Path(__file__).resolve().parent.parent
@@ -66,8 +66,12 @@ def test_recipe_pins_a_pypi_sdist(name):
 def test_recipe_test_script_exercises_the_package(name):
     recipe = COLLECTION.recipes[name]
     tree = ast.parse(recipe.test.script)
-    imported = {alias.name.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
-    imported |= {node.module.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.module}
+    imported = {
+        alias.name.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names
+    }
+    imported |= {
+        node.module.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.module
+    }
     assert {n.split(".")[0] for n in recipe.import_names} <= imported
     asserts = [node for node in ast.walk(tree) if isinstance(node, ast.Assert)]
     assert len(asserts) >= 3, f"{recipe.path.name}: the test should check results, not only import"

@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 
 import wasmwheel.pipeline.report as report_module
+from wasmwheel.pipeline.graph import Project
 from wasmwheel.pipeline.report import StepResult, write_report
 from wasmwheel.pipeline.steps import CRATE_ABI_STEPS, TaskId, task_name
-from wasmwheel.pipeline.graph import Project
 
 STEPS = [task_name(step, "hello-pyo3", "2026_0") for step in CRATE_ABI_STEPS]
 RUN = {"seconds": 1.0, "executed": 0, "failed": 0, "skipped": 0, "uptodate": 0, "finished": ""}
@@ -18,8 +18,9 @@ def _project(repo, tmp_path) -> Project:
 
 
 def _results(status: str, **override: str) -> list[StepResult]:
-    return [StepResult(t, override.get(TaskId.parse(t).step, status), 2.0 if status != "uptodate" else None)
-            for t in STEPS]
+    return [
+        StepResult(t, override.get(TaskId.parse(t).step, status), 2.0 if status != "uptodate" else None) for t in STEPS
+    ]
 
 
 def _row(project, crate="hello-pyo3", abi="2026_0"):

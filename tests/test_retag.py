@@ -22,11 +22,16 @@ def make_wheel(folder: Path, tag: str = "cp313-cp313-emscripten_4_0_9_wasm32") -
         "demo.cpython-313-wasm32-emscripten.so": b"\0asm\1\0\0\0",
         "demo-1.0.dist-info/METADATA": b"Metadata-Version: 2.4\nName: demo\nVersion: 1.0\n",
         "demo-1.0.dist-info/WHEEL": (
-            f"Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: false\nTag: {tag}\n".encode()),
+            f"Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: false\nTag: {tag}\n".encode()
+        ),
     }
-    record = "".join(
-        f"{p},sha256={base64.urlsafe_b64encode(hashlib.sha256(d).digest()).rstrip(b'=').decode()},{len(d)}\n"
-        for p, d in files.items()) + "demo-1.0.dist-info/RECORD,,\n"
+    record = (
+        "".join(
+            f"{p},sha256={base64.urlsafe_b64encode(hashlib.sha256(d).digest()).rstrip(b'=').decode()},{len(d)}\n"
+            for p, d in files.items()
+        )
+        + "demo-1.0.dist-info/RECORD,,\n"
+    )
     files["demo-1.0.dist-info/RECORD"] = record.encode()
     path = folder / f"demo-1.0-{tag}.whl"
     with zipfile.ZipFile(path, "w") as zf:
@@ -77,13 +82,47 @@ def test_a_corrupted_member_is_refused(tmp_path):
 @pytest.mark.slow  # starts wasmwheel in a subprocess
 def test_retag_command_line(tmp_path):
     src = make_wheel(tmp_path, "cp314-cp314-emscripten_5_0_3_wasm32")
-    proc = subprocess.run([sys.executable, "-m", "wasmwheel", "--root", str(REPO), "retag", str(src),
-                           "--abi", "2026_0", "--out", str(tmp_path / "o")], capture_output=True, text=True)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "wasmwheel",
+            "--root",
+            str(REPO),
+            "retag",
+            str(src),
+            "--abi",
+            "2026_0",
+            "--out",
+            str(tmp_path / "o"),
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode == 0, proc.stderr
     assert Path(proc.stdout.strip()).name == "demo-1.0-cp314-cp314-pyemscripten_2026_0_wasm32.whl"
-    proc = subprocess.run([sys.executable, "-m", "wasmwheel", "--root", str(REPO), "retag", proc.stdout.strip(),
-                           "--abi", "2026_0", "--legacy", "--out", str(tmp_path / "l")], capture_output=True, text=True)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "wasmwheel",
+            "--root",
+            str(REPO),
+            "retag",
+            proc.stdout.strip(),
+            "--abi",
+            "2026_0",
+            "--legacy",
+            "--out",
+            str(tmp_path / "l"),
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert Path(proc.stdout.strip()).name == src.name
-    proc = subprocess.run([sys.executable, "-m", "wasmwheel", "--root", str(REPO), "retag", str(src), "--abi", "2031_0"],
-                          capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, "-m", "wasmwheel", "--root", str(REPO), "retag", str(src), "--abi", "2031_0"],
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode == 1 and "unknown ABI '2031_0'" in proc.stderr and "Traceback" not in proc.stderr

@@ -10,12 +10,11 @@ import shutil
 
 import pytest
 
-from wasmwheel.audit import runtime_exports
-from wasmwheel.model.abi import load_abis
-from wasmwheel.audit.check import audit_wheel
-from wasmwheel.model.errors import ConfigError
-
 from test_audit import REPO, linkage, make_wheel, wheel_tag
+from wasmwheel.audit import runtime_exports
+from wasmwheel.audit.check import audit_wheel
+from wasmwheel.model.abi import load_abis
+from wasmwheel.model.errors import ConfigError
 
 ABIS = load_abis(REPO / "abi")
 
@@ -30,8 +29,14 @@ def test_committed_exports_are_the_installed_runtimes(runtimes):
         facts = runtime_exports.for_abi(abi)
         assert facts.pyodide == abi.pyodide_version
         # What every side module imports from the runtime is there: the C API, libc, the loader's globals.
-        assert {"PyLong_FromLong", "PyModule_Create2", "malloc", "__stack_pointer", "memory",
-                "__indirect_function_table"} <= facts.symbols
+        assert {
+            "PyLong_FromLong",
+            "PyModule_Create2",
+            "malloc",
+            "__stack_pointer",
+            "memory",
+            "__indirect_function_table",
+        } <= facts.symbols
         assert facts.memory_maximum == 65536 and facts.memory_initial in (320, 480)
     # Python 3.14's C API is in 314.0.7, not in 0.29.5 (Python 3.13).
     assert "PyUnicodeWriter_Create" in runtime_exports.for_abi(ABIS["2026_0"]).symbols
@@ -52,13 +57,22 @@ def _gz(data: object) -> bytes:
     return gzip.compress(json.dumps(data).encode(), mtime=0)
 
 
-@pytest.mark.parametrize("content, problem", [
-    (b"not gzip", "not gzip-compressed JSON"),
-    (_gz([1, 2]), "format: expected 1"),
-    (_gz({"format": 1, "pyodide": "1", "memory": {"initial_pages": "x"}, "symbols": []}), "memory: expected integer"),
-    (_gz({"format": 1, "pyodide": "1", "memory": {"initial_pages": 1, "maximum_pages": None}, "symbols": [1]}),
-     "symbols: expected a list of names"),
-], ids=["not-gzip", "not-a-table", "memory", "symbols"])
+@pytest.mark.parametrize(
+    "content, problem",
+    [
+        (b"not gzip", "not gzip-compressed JSON"),
+        (_gz([1, 2]), "format: expected 1"),
+        (
+            _gz({"format": 1, "pyodide": "1", "memory": {"initial_pages": "x"}, "symbols": []}),
+            "memory: expected integer",
+        ),
+        (
+            _gz({"format": 1, "pyodide": "1", "memory": {"initial_pages": 1, "maximum_pages": None}, "symbols": [1]}),
+            "symbols: expected a list of names",
+        ),
+    ],
+    ids=["not-gzip", "not-a-table", "memory", "symbols"],
+)
 def test_a_broken_exports_file_names_itself_and_the_fix(tmp_path, content, problem):
     (tmp_path / runtime_exports.FILENAME).write_bytes(content)
     with pytest.raises(ConfigError) as err:
@@ -77,8 +91,9 @@ def test_without_exports_the_audit_says_what_it_did_not_check(tmp_path, wasm_too
     abi_dir = tmp_path / "abi"
     shutil.copytree(REPO / "abi", abi_dir, ignore=shutil.ignore_patterns(runtime_exports.FILENAME))
     abi = load_abis(abi_dir)["2026_0"]
-    wheel = make_wheel(tmp_path / "d", "linkage", linkage("2026_0", defines={"UNDEF_DATA": "1"})(tmp_path),
-                       wheel_tag("2026_0"))
+    wheel = make_wheel(
+        tmp_path / "d", "linkage", linkage("2026_0", defines={"UNDEF_DATA": "1"})(tmp_path), wheel_tag("2026_0")
+    )
     bare = audit_wheel(wheel, abi)
     assert bare.ok and bare.notes and "exports are not recorded" in bare.notes[0]
     full = audit_wheel(wheel, ABIS["2026_0"])

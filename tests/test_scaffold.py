@@ -11,15 +11,10 @@ import tomllib
 from pathlib import Path
 
 import pytest
-from pypi_mirror import FakePyPI, cached_sdist, make_sdist, serve
 
+from pypi_mirror import FakePyPI, cached_sdist, make_sdist, serve
 from wasmwheel.__main__ import main
-from wasmwheel.model.abi import load_abis
-from wasmwheel.model.errors import ConfigError
-from wasmwheel.model.layout import Layout
 from wasmwheel.authoring.pypi import PyPI, PyPIError, split_spec
-from wasmwheel.model.recipe import load_recipe
-from wasmwheel.runner import StepLog
 from wasmwheel.authoring.scaffold import (
     ScaffoldError,
     SdistFacts,
@@ -30,16 +25,25 @@ from wasmwheel.authoring.scaffold import (
     suggest_skips,
     toolchain_rust_version,
 )
+from wasmwheel.model.abi import load_abis
+from wasmwheel.model.errors import ConfigError
+from wasmwheel.model.layout import Layout
+from wasmwheel.model.recipe import load_recipe
 from wasmwheel.model.settings import Settings
+from wasmwheel.runner import StepLog
 
 REPO = Path(__file__).resolve().parent.parent
 
 # Real sdists not pinned by a recipe: an older jiter (for bump) and a setuptools-rust project.
 EXTRA_SDISTS = {
-    ("jiter", "0.18.0"): ("https://files.pythonhosted.org/packages/63/5b/f68319f4fe624311a744a33d10fdbcac4c971991e348223cba60d31780b2/jiter-0.18.0.tar.gz",
-                          "a0ca63fd9450a212e4e658d4cfe0ab4977c4f9b0003c68828b843c65e27662ff"),
-    ("tiktoken", "0.14.0"): ("https://files.pythonhosted.org/packages/66/62/167a842aa0429d45f5e797354fd4343a96f6043d67d0513c675c7b8d36e6/tiktoken-0.14.0.tar.gz",
-                             "231dec90efcdccf1b565a1416107736f1e09b1a08fe736ef9d6363e626d03874"),
+    ("jiter", "0.18.0"): (
+        "https://files.pythonhosted.org/packages/63/5b/f68319f4fe624311a744a33d10fdbcac4c971991e348223cba60d31780b2/jiter-0.18.0.tar.gz",
+        "a0ca63fd9450a212e4e658d4cfe0ab4977c4f9b0003c68828b843c65e27662ff",
+    ),
+    ("tiktoken", "0.14.0"): (
+        "https://files.pythonhosted.org/packages/66/62/167a842aa0429d45f5e797354fd4343a96f6043d67d0513c675c7b8d36e6/tiktoken-0.14.0.tar.gz",
+        "231dec90efcdccf1b565a1416107736f1e09b1a08fe736ef9d6363e626d03874",
+    ),
 }
 
 
@@ -232,7 +236,8 @@ def test_bump_changes_version_url_and_sha256_and_nothing_else(root, pypi):
     # The comment block `new` wrote is brought up to the new sdist; other comments stay.
     assert [b for _, b in changed if b.startswith("#")] == [
         "# jiter 0.19.0: maturin sdist from PyPI, scaffolded by `python -m wasmwheel new`.",
-        "#   requires-python: >=3.11"]
+        "#   requires-python: >=3.11",
+    ]
     assert "# kept: a maintainer's note" in after
     _, _, url, sha = recipe_sdist("jiter")
     recipe = load(root, path)
@@ -262,8 +267,11 @@ def test_bump_to_a_given_version_and_errors(root, pypi):
 def test_bump_repairs_a_version_changed_by_hand(root, pypi):
     path, _ = scaffold(root, pypi, "jiter", "0.18.0")
     path.write_text(path.read_text().replace('version = "0.18.0"', 'version = "0.19.0"'))
-    with pytest.raises(ConfigError, match=r"source\.url: names version 0\.18\.0 of the sdist \(jiter-0\.18\.0\.tar\.gz\), "
-                                          r"but package\.version is 0\.19\.0 \(.*`python -m wasmwheel bump jiter 0\.19\.0`"):
+    with pytest.raises(
+        ConfigError,
+        match=r"source\.url: names version 0\.18\.0 of the sdist \(jiter-0\.18\.0\.tar\.gz\), "
+        r"but package\.version is 0\.19\.0 \(.*`python -m wasmwheel bump jiter 0\.19\.0`",
+    ):
         load(root, path)
     bump(root, pypi, "jiter", "0.19.0")  # what the error says to run
     _, _, url, sha = recipe_sdist("jiter")
@@ -314,8 +322,14 @@ def test_toolchain_rust_version():
 
 def test_suggest_skips_follows_pyo3_abi3_requires_python_and_rust_version():
     abis = load_abis(REPO / "abi")
-    base = {"backend": "maturin", "subdir": "", "manifest": "Cargo.toml", "manifest_rule": "", "module_name": "m",
-            "import_names": ("m",)}
+    base = {
+        "backend": "maturin",
+        "subdir": "",
+        "manifest": "Cargo.toml",
+        "manifest_rule": "",
+        "module_name": "m",
+        "import_names": ("m",),
+    }
     old_pyo3 = SdistFacts(**base, pyo3="0.26.0")
     assert set(suggest_skips(old_pyo3, abis)) == {"2026_5"}
     assert suggest_skips(SdistFacts(**base, pyo3="0.26.0", abi3="abi3-py39"), abis) == {}
@@ -333,8 +347,10 @@ def test_inspect_sdist_reads_abi3_from_maturin_features(sdists):
 def test_cargo_toml_in_toml_1_1_syntax_is_read():
     # Cargo accepts TOML 1.1 (pyrage 1.4.0's Cargo.toml spreads an inline table over lines);
     # tomllib reads TOML 1.0.
-    text = ('[dependencies]\npyo3 = {\n  version = "0.24.2", # pinned\n  features = [\n    "abi3-py310",\n  ]\n}\n'
-            'name = "a { b" # a brace in a string and a comment stay\n')
+    text = (
+        '[dependencies]\npyo3 = {\n  version = "0.24.2", # pinned\n  features = [\n    "abi3-py310",\n  ]\n}\n'
+        'name = "a { b" # a brace in a string and a comment stay\n'
+    )
     with pytest.raises(tomllib.TOMLDecodeError):
         tomllib.loads(text)
     data = tomllib.loads(inline_tables_on_one_line(text))
@@ -346,8 +362,10 @@ def test_cargo_toml_in_toml_1_1_syntax_is_read():
 
 
 def pyproject(name: str, maturin: str = "", requires_python: str = ">=3.9") -> str:
-    return (f'[build-system]\nrequires = ["maturin>=1,<2"]\nbuild-backend = "maturin"\n\n'
-            f'[project]\nname = "{name}"\nrequires-python = "{requires_python}"\n\n[tool.maturin]\n{maturin}')
+    return (
+        f'[build-system]\nrequires = ["maturin>=1,<2"]\nbuild-backend = "maturin"\n\n'
+        f'[project]\nname = "{name}"\nrequires-python = "{requires_python}"\n\n[tool.maturin]\n{maturin}'
+    )
 
 
 def cargo(name: str, deps: str = "", lib: str = '[lib]\ncrate-type = ["cdylib"]\n', extra: str = "") -> str:
@@ -364,26 +382,47 @@ def lock(*packages: tuple[str, str, list[str]]) -> str:
 
 
 def pyo3_crate(name: str, pyo3: str, maturin: str = "", **files: str) -> dict[str, str]:
-    return {"pyproject.toml": pyproject(name, maturin), "src/lib.rs": "",
-            "Cargo.toml": cargo(name, f'pyo3 = {{ version = "{pyo3}", features = ["extension-module"] }}\n'),
-            "Cargo.lock": lock((name, "0.1.0", ["pyo3"]), ("pyo3", pyo3, [])), **files}
+    return {
+        "pyproject.toml": pyproject(name, maturin),
+        "src/lib.rs": "",
+        "Cargo.toml": cargo(name, f'pyo3 = {{ version = "{pyo3}", features = ["extension-module"] }}\n'),
+        "Cargo.lock": lock((name, "0.1.0", ["pyo3"]), ("pyo3", pyo3, [])),
+        **files,
+    }
 
 
 PROGRAMS_AND_FOREIGN_BINDINGS = {
     # ruff, uv, py-spy, lintrunner: a program wrapped in a wheel.
-    "bin": ({"pyproject.toml": pyproject("tool", 'bindings = "bin"\n'), "src/main.rs": "fn main() {}\n",
-             "Cargo.toml": cargo("tool", 'clap = "4"\n', lib="")},
-            "'bin' bindings here (tool.maturin.bindings): the wheel ships a program"),
+    "bin": (
+        {
+            "pyproject.toml": pyproject("tool", 'bindings = "bin"\n'),
+            "src/main.rs": "fn main() {}\n",
+            "Cargo.toml": cargo("tool", 'clap = "4"\n', lib=""),
+        },
+        "'bin' bindings here (tool.maturin.bindings): the wheel ships a program",
+    ),
     # The same without the key: maturin finds a program target and no library.
-    "bin, found": ({"pyproject.toml": pyproject("tool"), "src/main.rs": "fn main() {}\n",
-                    "Cargo.toml": cargo("tool", 'clap = "4"\n', lib="")},
-                   "'bin' bindings here (no library for Python, a program target)"),
-    "cffi": ({"pyproject.toml": pyproject("clib"), "src/lib.rs": "", "Cargo.toml": cargo("clib", 'libc = "0.2"\n')},
-             "'cffi' bindings here (a cdylib without PyO3, cpython or uniffi among its dependencies): a cffi library"),
-    "uniffi": ({"pyproject.toml": pyproject("ulib"), "src/lib.rs": "",
-                "Cargo.toml": cargo("ulib", 'uniffi = "0.28"\n'), "Cargo.lock": lock(("ulib", "0.1.0", ["uniffi"]),
-                                                                                     ("uniffi", "0.28.0", []))},
-               "'uniffi' bindings here (the crate depends on uniffi): a uniffi library"),
+    "bin, found": (
+        {
+            "pyproject.toml": pyproject("tool"),
+            "src/main.rs": "fn main() {}\n",
+            "Cargo.toml": cargo("tool", 'clap = "4"\n', lib=""),
+        },
+        "'bin' bindings here (no library for Python, a program target)",
+    ),
+    "cffi": (
+        {"pyproject.toml": pyproject("clib"), "src/lib.rs": "", "Cargo.toml": cargo("clib", 'libc = "0.2"\n')},
+        "'cffi' bindings here (a cdylib without PyO3, cpython or uniffi among its dependencies): a cffi library",
+    ),
+    "uniffi": (
+        {
+            "pyproject.toml": pyproject("ulib"),
+            "src/lib.rs": "",
+            "Cargo.toml": cargo("ulib", 'uniffi = "0.28"\n'),
+            "Cargo.lock": lock(("ulib", "0.1.0", ["uniffi"]), ("uniffi", "0.28.0", [])),
+        },
+        "'uniffi' bindings here (the crate depends on uniffi): a uniffi library",
+    ),
 }
 
 
@@ -404,8 +443,9 @@ def test_new_finds_pyo3_through_a_workspace_crate_and_reads_its_locked_version(r
     # polars-runtime-32's layout: the crate maturin builds has no pyo3 dependency of its own; a
     # workspace crate it uses has. Another member locks a newer PyO3 that this build never uses.
     files = {
-        "pyproject.toml": pyproject("ws-demo", 'manifest-path = "py/Cargo.toml"\nmodule-name = "ws_demo._native"\n'
-                                               'python-source = "python"\n'),
+        "pyproject.toml": pyproject(
+            "ws-demo", 'manifest-path = "py/Cargo.toml"\nmodule-name = "ws_demo._native"\npython-source = "python"\n'
+        ),
         "python/ws_demo/__init__.py": "",
         "Cargo.toml": '[workspace]\nmembers = ["py", "bindings", "tools"]\n',
         "py/Cargo.toml": cargo("ws-demo-py", 'bindings = { path = "../bindings" }\n'),
@@ -414,8 +454,13 @@ def test_new_finds_pyo3_through_a_workspace_crate_and_reads_its_locked_version(r
         "bindings/src/lib.rs": "",
         "tools/Cargo.toml": cargo("tools", 'pyo3 = "0.30.1"\n', lib=""),
         "tools/src/lib.rs": "",
-        "Cargo.lock": lock(("ws-demo-py", "0.1.0", ["bindings"]), ("bindings", "0.1.0", ["pyo3 0.22.6"]),
-                           ("tools", "0.1.0", ["pyo3 0.30.1"]), ("pyo3", "0.22.6", []), ("pyo3", "0.30.1", [])),
+        "Cargo.lock": lock(
+            ("ws-demo-py", "0.1.0", ["bindings"]),
+            ("bindings", "0.1.0", ["pyo3 0.22.6"]),
+            ("tools", "0.1.0", ["pyo3 0.30.1"]),
+            ("pyo3", "0.22.6", []),
+            ("pyo3", "0.30.1", []),
+        ),
     }
     pypi.add("ws-demo", "1.0", make_sdist(tmp_path / "sdists", "ws-demo", "1.0", files))
     path, facts = scaffold(root, pypi, "ws-demo")
@@ -435,17 +480,28 @@ def test_new_leaves_out_the_pythons_an_old_pyo3_predates(root, pypi, tmp_path):
     assert "pyo3 0.19.2 (Cargo.lock): CPython up to 3.12" in facts.summary()
     skips = load(root, path).build.skip_abis
     assert set(skips) == {"2025_0", "2026_0", "2026_5"}
-    assert skips["2025_0"] == "PyO3 0.19.2 supports CPython up to 3.12; it predates 3.13 (PyO3 before 0.20 checks no upper limit)"
+    assert (
+        skips["2025_0"]
+        == "PyO3 0.19.2 supports CPython up to 3.12; it predates 3.13 (PyO3 before 0.20 checks no upper limit)"
+    )
 
 
 def test_pyo3_limits_for_releases_before_the_table_and_the_experimental_next_python():
     abis = load_abis(REPO / "abi")
-    base = {"backend": "maturin", "subdir": "", "manifest": "Cargo.toml", "manifest_rule": "", "module_name": "m",
-            "import_names": ("m",)}
+    base = {
+        "backend": "maturin",
+        "subdir": "",
+        "manifest": "Cargo.toml",
+        "manifest_rule": "",
+        "module_name": "m",
+        "import_names": ("m",),
+    }
     assert set(suggest_skips(SdistFacts(**base, pyo3="0.14.5"), abis)) == set(abis)  # older than any 3.12 support
     experimental = suggest_skips(SdistFacts(**base, pyo3="0.28.2"), abis)
-    assert experimental == {"2026_5": "PyO3 0.28.2 supports CPython up to 3.14; 3.15 only experimentally "
-                                      "(PyO3 warns not to distribute such builds)"}
+    assert experimental == {
+        "2026_5": "PyO3 0.28.2 supports CPython up to 3.14; 3.15 only experimentally "
+        "(PyO3 warns not to distribute such builds)"
+    }
     assert suggest_skips(SdistFacts(**base, pyo3="0.31.0"), abis) == {}  # newer than wasmwheel knows: no guess
     # A crate built on pyo3-ffi alone (orjson) is named beside the version; the reason always says "PyO3",
     # which the collection's checks look for.
@@ -467,12 +523,18 @@ def test_new_notes_a_toolchain_the_sdist_pins(root, pypi, tmp_path):
 def test_new_and_bump_say_when_a_release_is_yanked(root, pypi, tmp_path):
     sdists_dir = tmp_path / "sdists"
     pypi.add("yank-demo", "1.0", make_sdist(sdists_dir, "yank-demo", "1.0", pyo3_crate("yank-demo", "0.30.1")))
-    pypi.add("yank-demo", "1.1", make_sdist(sdists_dir, "yank-demo", "1.1", pyo3_crate("yank-demo", "0.30.1")),
-             yanked_reason="corrupted wheel got uploaded")
+    pypi.add(
+        "yank-demo",
+        "1.1",
+        make_sdist(sdists_dir, "yank-demo", "1.1", pyo3_crate("yank-demo", "0.30.1")),
+        yanked_reason="corrupted wheel got uploaded",
+    )
     path, facts = scaffold(root, pypi, "yank-demo")  # latest: PyPI's latest is never a yanked release
     assert load(root, path).version == "1.0" and not any("yanked" in n for n in facts.notes)
-    warning = ("warning: yank-demo 1.1 is yanked on PyPI (corrupted wheel got uploaded); pick another version "
-               "unless you need this one (latest: 1.0)")
+    warning = (
+        "warning: yank-demo 1.1 is yanked on PyPI (corrupted wheel got uploaded); pick another version "
+        "unless you need this one (latest: 1.0)"
+    )
     result = bump(root, pypi, "yank-demo", "1.1")
     assert result.changes[0] == warning and f"#   {warning}" in path.read_text()
     path, facts = scaffold(root, pypi, "yank-demo", "1.1", force=True)
@@ -488,14 +550,18 @@ def test_bump_refreshes_the_facts_and_says_which_reasons_went_stale(root, pypi, 
     path.write_text(text)
     result = bump(root, pypi, "moving")
     after = path.read_text()
-    header = after[:after.index("[package]")]
+    header = after[: after.index("[package]")]
     assert "#   pyo3 0.30.1 (Cargo.lock): CPython up to 3.15" in header and "0.19.2" not in header
     assert header.startswith("# moving 2.0: maturin sdist from PyPI")
     assert "PyO3: 0.19.2 -> 0.30.1" in result.changes
     for abi in ("2025_0", "2026_0", "2026_5"):  # left out for PyO3 0.19, which the new sdist no longer has
-        assert any(c.startswith(f"ABI {abi} is left out, but what ruled it out in 1.0 (PyO3 0.19.2") and
-                   c.endswith(f"check whether [build] skip_abis.{abi} still applies") for c in result.changes)
+        assert any(
+            c.startswith(f"ABI {abi} is left out, but what ruled it out in 1.0 (PyO3 0.19.2")
+            and c.endswith(f"check whether [build] skip_abis.{abi} still applies")
+            for c in result.changes
+        )
     assert [c for c in result.changes if "still mention" in c] == [
         "the reason of [build] skip_abis.2026_0 still mentions 1.0: 'moving 1.0 (not 1.0.5): PyO3 0.19.2 supports "
-        "CPython up to 3.12; it predates 3.14 (PyO3 before 0.20 checks no upper limit)'"]
+        "CPython up to 3.12; it predates 3.14 (PyO3 before 0.20 checks no upper limit)'"
+    ]
     assert load(root, path).build.skip_abis  # bump never edits the skips: the maintainer decides

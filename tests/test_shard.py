@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from wasmwheel.pipeline.graph import Project
 from wasmwheel.pipeline.shard import (
     Item,
     ShardError,
@@ -23,7 +24,6 @@ from wasmwheel.pipeline.shard import (
     read_durations,
     weigh,
 )
-from wasmwheel.pipeline.graph import Project
 
 
 def _load(root, tmp_path) -> Project:
@@ -35,8 +35,11 @@ def _entries(matrix):
 
 
 def _all_items(project) -> set[str]:
-    return {f"smoke:{n}@{a}" for n, r in project.recipes.recipes.items()
-            for a in r.abis(sorted(project.abis), project.toolchain)}
+    return {
+        f"smoke:{n}@{a}"
+        for n, r in project.recipes.recipes.items()
+        for a in r.abis(sorted(project.abis), project.toolchain)
+    }
 
 
 def _report(path: Path, seconds: dict[tuple[str, str], float | None], **extra) -> Path:
@@ -103,14 +106,33 @@ def test_a_report_balances_the_shards_by_duration(repo, tmp_path):
 
 @pytest.mark.slow  # starts wasmwheel in a subprocess
 def test_cli_prints_the_matrix_and_notes_on_stderr(repo):
-    proc = subprocess.run([sys.executable, "-m", "wasmwheel", "--root", str(repo), "matrix", "--shards", "3",
-                           "--abi", "2026_0", "--report", str(repo / "nope.json")],
-                          capture_output=True, text=True, check=True)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "wasmwheel",
+            "--root",
+            str(repo),
+            "matrix",
+            "--shards",
+            "3",
+            "--abi",
+            "2026_0",
+            "--report",
+            str(repo / "nope.json"),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     matrix = json.loads(proc.stdout)
     assert len(matrix["include"]) == 3
     assert "no build report at" in proc.stderr
-    bad = subprocess.run([sys.executable, "-m", "wasmwheel", "--root", str(repo), "matrix", "--crate", "nosuch"],
-                         capture_output=True, text=True)
+    bad = subprocess.run(
+        [sys.executable, "-m", "wasmwheel", "--root", str(repo), "matrix", "--crate", "nosuch"],
+        capture_output=True,
+        text=True,
+    )
     assert bad.returncode == 1 and "unknown crate or ABI: nosuch" in bad.stderr
 
 
@@ -170,20 +192,26 @@ def test_shard_count_is_checked():
 
 def test_unknown_items_weigh_the_median_of_the_known(tmp_path):
     items = [Item(c, "2026_0") for c in "abcd"]
-    durations, warnings = read_durations(_report(tmp_path / "r.json", {("a", "2026_0"): 10, ("b", "2026_0"): 40,
-                                                                       ("c", "2026_0"): 100, ("x", "2026_0"): None}))
+    durations, warnings = read_durations(
+        _report(
+            tmp_path / "r.json", {("a", "2026_0"): 10, ("b", "2026_0"): 40, ("c", "2026_0"): 100, ("x", "2026_0"): None}
+        )
+    )
     assert warnings == []
     assert weigh(items, durations) == {items[0]: 10, items[1]: 40, items[2]: 100, items[3]: 40}
-    assert weigh(items, {}) == {i: 1.0 for i in items}
+    assert weigh(items, {}) == dict.fromkeys(items, 1.0)
 
 
-@pytest.mark.parametrize("text,problem", [
-    ("{not json", "JSONDecodeError"),
-    ('{"rows": {"a": 1}}', "rows is not a list"),
-    ('{"summary": {}}', "KeyError"),
-    ("[1, 2]", "TypeError"),
-    (b"\xff\xfe", "UnicodeDecodeError"),
-])
+@pytest.mark.parametrize(
+    "text,problem",
+    [
+        ("{not json", "JSONDecodeError"),
+        ('{"rows": {"a": 1}}', "rows is not a list"),
+        ('{"summary": {}}', "KeyError"),
+        ("[1, 2]", "TypeError"),
+        (b"\xff\xfe", "UnicodeDecodeError"),
+    ],
+)
 def test_a_bad_report_falls_back_to_equal_weights(tmp_path, text, problem):
     path = tmp_path / "report.json"
     path.write_bytes(text if isinstance(text, bytes) else text.encode())
@@ -194,8 +222,19 @@ def test_a_bad_report_falls_back_to_equal_weights(tmp_path, text, problem):
 
 def test_malformed_rows_are_skipped_and_counted(tmp_path):
     path = tmp_path / "report.json"
-    path.write_text(json.dumps({"rows": [{"crate": "a", "abi": "2026_0", "seconds": 5}, {"crate": 3, "abi": "x"},
-                                         "row", {"abi": "2026_0"}, {"crate": "b", "abi": "2026_0", "seconds": True}]}))
+    path.write_text(
+        json.dumps(
+            {
+                "rows": [
+                    {"crate": "a", "abi": "2026_0", "seconds": 5},
+                    {"crate": 3, "abi": "x"},
+                    "row",
+                    {"abi": "2026_0"},
+                    {"crate": "b", "abi": "2026_0", "seconds": True},
+                ]
+            }
+        )
+    )
     durations, warnings = read_durations(path)
     assert durations == {Item("a", "2026_0"): 5.0}
     assert warnings == [f"{path}: ignored 3 malformed row(s)"]
@@ -215,10 +254,19 @@ def _shard(folder: Path, rows: list[dict], wheels: dict[str, str], toolchains: l
     for rel, payload in wheels.items():
         _wheel(folder / "dist" / rel, payload)
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / "report.json").write_text(json.dumps({
-        "generated": "2026-01-01T00:00:00+00:00", "abis": ["2025_0", "2026_0"], "rows": rows,
-        "run": {"executed": len(wheels), "failed": 0, "skipped": 0, "uptodate": 0, "seconds": 5.0},
-        "toolchains": list(toolchains), "invalid_recipes": [], "invalid_abis": []}))
+    (folder / "report.json").write_text(
+        json.dumps(
+            {
+                "generated": "2026-01-01T00:00:00+00:00",
+                "abis": ["2025_0", "2026_0"],
+                "rows": rows,
+                "run": {"executed": len(wheels), "failed": 0, "skipped": 0, "uptodate": 0, "seconds": 5.0},
+                "toolchains": list(toolchains),
+                "invalid_recipes": [],
+                "invalid_abis": [],
+            }
+        )
+    )
     return folder
 
 
@@ -227,11 +275,17 @@ def _row(crate, abi, status, seconds=None):
 
 
 def test_merge_takes_each_row_from_the_shard_that_built_it(tmp_path):
-    a = _shard(tmp_path / "shard-1", [_row("x", "2025_0", "ok", 3.0), _row("x", "2026_0", "not built")],
-               {"2025_0/x-1-a.whl": "x25"})
-    b = _shard(tmp_path / "shard-2", [_row("x", "2025_0", "not built"), _row("x", "2026_0", "failed", 1.0)],
-               {"2026_0/y-1-b.whl": "y26"},
-               [{"task": "rust:2026_0", "status": "failed", "error": "could not install Rust", "log": "rust.log"}])
+    a = _shard(
+        tmp_path / "shard-1",
+        [_row("x", "2025_0", "ok", 3.0), _row("x", "2026_0", "not built")],
+        {"2025_0/x-1-a.whl": "x25"},
+    )
+    b = _shard(
+        tmp_path / "shard-2",
+        [_row("x", "2025_0", "not built"), _row("x", "2026_0", "failed", 1.0)],
+        {"2026_0/y-1-b.whl": "y26"},
+        [{"task": "rust:2026_0", "status": "failed", "error": "could not install Rust", "log": "rust.log"}],
+    )
     build = tmp_path / "build"
     result = merge_shards([b, a], build)
     assert result["wheels"] == 2

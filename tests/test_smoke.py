@@ -13,29 +13,30 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import signal
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import textwrap
 import threading
 import time
 import zipfile
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 
 import wasmbuild
 from conftest import REPO, TEST_CACHE
-from wasmwheel.smoke import smoke, server as smokeserver, wheelhouse
 from wasmwheel.model.abi import load_abis
 from wasmwheel.model.errors import ConfigError
 from wasmwheel.model.layout import Layout
 from wasmwheel.model.recipe import load_recipe
-from wasmwheel.runner import StepLog
 from wasmwheel.model.settings import Settings
+from wasmwheel.runner import StepLog
+from wasmwheel.smoke import server as smokeserver
+from wasmwheel.smoke import smoke, wheelhouse
 
 ABIS = load_abis(REPO / "abi")
 PYTHON = {abi.pyodide_version: abi.python_minor for abi in ABIS.values()}
@@ -71,8 +72,8 @@ def strip_dylink(module: bytes) -> bytes:
         shift += 7
         if byte < 0x80:
             break
-    assert module[i + 1:i + 1 + module[i]] == b"dylink.0"
-    return module[:8] + module[i + size:]
+    assert module[i + 1 : i + 1 + module[i]] == b"dylink.0"
+    return module[:8] + module[i + size :]
 
 
 @pytest.fixture(scope="session")
@@ -89,11 +90,19 @@ def wheels(tmp_path_factory, wasm_tools) -> dict[str, Path]:
 
     for minor in wasmbuild.MINORS:
         wheel(f"good-3.{minor}", wasmbuild.build_module(so / f"good{minor}.so", minor), minor)
-    wheel("two-3.14", wasmbuild.build_module(so / "two.so", 14, defines={"MODULE_NAME": "hello_two"}), 14,
-          module="hello_two")
+    wheel(
+        "two-3.14",
+        wasmbuild.build_module(so / "two.so", 14, defines={"MODULE_NAME": "hello_two"}),
+        14,
+        module="hello_two",
+    )
     for minor in (12, 13, 14):
-        shared = wasmbuild.build_module(so / f"shared{minor}.so", minor, cflags=("-matomics", "-mbulk-memory"),
-                                        ldflags=("--shared-memory", "--max-memory=4294967296"))
+        shared = wasmbuild.build_module(
+            so / f"shared{minor}.so",
+            minor,
+            cflags=("-matomics", "-mbulk-memory"),
+            ldflags=("--shared-memory", "--max-memory=4294967296"),
+        )
         wheel(f"shared-memory-3.{minor}", shared, minor)
     made["shared-memory"] = made["shared-memory-3.14"]
     nodylink = so / "nodylink.so"
@@ -101,19 +110,37 @@ def wheels(tmp_path_factory, wasm_tools) -> dict[str, Path]:
     wheel("no-dylink", nodylink, 14)
     wheel("missing-pyinit", wasmbuild.build_module(so / "noinit.so", 14, defines={"INIT_NAME": "other"}), 14)
     wheel("suffix-mismatch", wasmbuild.build_module(so / "py312.so", 12), 14, so_minor=12)
-    wheel("missing-function", wasmbuild.build_module(so / "nofunc.so", 14, source="linkage.c", defines={
-        "MODULE_NAME": "hello_pyo3", "UNDEF_FUNC": "1", "CALL_IN_INIT": "1"}), 14)
-    wheel("js-exceptions", wasmbuild.build_module(so / "jseh.so", 14, source="eh_module.cpp", defines={
-        "MODULE_NAME": "hello_pyo3", "INIT_TRY": "1"}, cflags=("-fexceptions", "-mllvm",
-                                                            "-enable-emscripten-cxx-exceptions")), 14)
+    wheel(
+        "missing-function",
+        wasmbuild.build_module(
+            so / "nofunc.so",
+            14,
+            source="linkage.c",
+            defines={"MODULE_NAME": "hello_pyo3", "UNDEF_FUNC": "1", "CALL_IN_INIT": "1"},
+        ),
+        14,
+    )
+    wheel(
+        "js-exceptions",
+        wasmbuild.build_module(
+            so / "jseh.so",
+            14,
+            source="eh_module.cpp",
+            defines={"MODULE_NAME": "hello_pyo3", "INIT_TRY": "1"},
+            cflags=("-fexceptions", "-mllvm", "-enable-emscripten-cxx-exceptions"),
+        ),
+        14,
+    )
     # use_dep needs libdep.so (dylink.0), which its wheel does not ship
     libdep = wasmbuild.build_module(so / "libdep.so", 14, source="dep.c")
-    needs = wasmbuild.build_module(so / "needs.so", 14, source="use_dep.c", defines={"MODULE_NAME": "hello_pyo3"},
-                                   link_with=(libdep,))
+    needs = wasmbuild.build_module(
+        so / "needs.so", 14, source="use_dep.c", defines={"MODULE_NAME": "hello_pyo3"}, link_with=(libdep,)
+    )
     wheel("missing-library", needs, 14)
     libdep12 = wasmbuild.build_module(so / "libdep12" / "libdep.so", 12, source="dep.c")
-    needs12 = wasmbuild.build_module(so / "needs12.so", 12, source="use_dep.c", defines={"MODULE_NAME": "hello_pyo3"},
-                                     link_with=(libdep12,))
+    needs12 = wasmbuild.build_module(
+        so / "needs12.so", 12, source="use_dep.c", defines={"MODULE_NAME": "hello_pyo3"}, link_with=(libdep12,)
+    )
     wheel("missing-library-3.12", needs12, 12)
     return made
 
@@ -126,8 +153,9 @@ def runtime_package(runtimes: dict[str, Path], version: str) -> Path:
 
 
 def settings(**env: str) -> Settings:
-    return Settings.from_env(REPO, {**os.environ, "WASMWHEEL_CACHE": str(TEST_CACHE / "wasmwheel"),
-                                    "WASMWHEEL_SMOKE_IDLE": "5", **env})
+    return Settings.from_env(
+        REPO, {**os.environ, "WASMWHEEL_CACHE": str(TEST_CACHE / "wasmwheel"), "WASMWHEEL_SMOKE_IDLE": "5", **env}
+    )
 
 
 SCRIPT = 'import hello_pyo3\nassert hello_pyo3.sum_as_string(2, 3) == "5"\n'
@@ -138,10 +166,21 @@ SCRIPT = 'import hello_pyo3\nassert hello_pyo3.sum_as_string(2, 3) == "5"\n'
 PASSING_TIMEOUT = 600
 
 
-def job(wheel: Path, script: str = SCRIPT, version: str = NEWEST.pyodide_version, timeout: int = PASSING_TIMEOUT,
-        preload: tuple[Path, ...] = ()) -> smoke.SmokeJob:
-    return smoke.SmokeJob(wheel=wheel, script=script, filename="recipes/t.toml [test] script", timeout=timeout,
-                          python=PYTHON[version], preload=preload)
+def job(
+    wheel: Path,
+    script: str = SCRIPT,
+    version: str = NEWEST.pyodide_version,
+    timeout: int = PASSING_TIMEOUT,
+    preload: tuple[Path, ...] = (),
+) -> smoke.SmokeJob:
+    return smoke.SmokeJob(
+        wheel=wheel,
+        script=script,
+        filename="recipes/t.toml [test] script",
+        timeout=timeout,
+        python=PYTHON[version],
+        preload=preload,
+    )
 
 
 @contextlib.contextmanager
@@ -156,15 +195,30 @@ def own_server(runtimes, idle: int, **env: str) -> Iterator[Settings]:
         smokeserver.stop(smokeserver.Server.for_runtime(runtime_package(runtimes, NEWEST.pyodide_version), config))
 
 
-def smoke_test(runtimes, the_job: smoke.SmokeJob, tmp_path: Path, version: str = NEWEST.pyodide_version,
-               config: Settings | None = None, name: str = "smoke") -> tuple[dict | None, str, str]:
+def smoke_test(
+    runtimes,
+    the_job: smoke.SmokeJob,
+    tmp_path: Path,
+    version: str = NEWEST.pyodide_version,
+    config: Settings | None = None,
+    name: str = "smoke",
+) -> tuple[dict | None, str, str]:
     """Run like the smoke step: (facts or None, the failure message, the log)."""
     log_path = tmp_path / f"{name}.log"
     with StepLog(log_path, name) as log:
         result = smoke.run_in_node(runtime_package(runtimes, version), the_job, log, config or settings())
         try:
-            facts, message = smoke.conclude(result, the_job, environment="node", where=f"Pyodide {version}",
-                                            log=log, recipe_file="recipes/t.toml"), ""
+            facts, message = (
+                smoke.conclude(
+                    result,
+                    the_job,
+                    environment="node",
+                    where=f"Pyodide {version}",
+                    log=log,
+                    recipe_file="recipes/t.toml",
+                ),
+                "",
+            )
         except smoke.SmokeFailed as exc:
             facts, message = None, str(exc)
     return facts, message, log_path.read_text()
@@ -176,18 +230,31 @@ REAL_ERRORS = {
     # case: (stage shown, the real cause, a piece of the hint)
     "shared-memory": ("installing the wheel failed", "mismatch in shared state of memory", "remove -pthread"),
     "no-dylink": ("installing the wheel failed", "need the dylink section to be first", "-sSIDE_MODULE=2"),
-    "missing-pyinit": ("the test script failed",
-                       "dynamic module does not define module export function (PyInit_hello_pyo3)",
-                       "does not export PyInit_<name>"),
-    "suffix-mismatch": ("the test script failed", "ModuleNotFoundError: No module named 'hello_pyo3'",
-                        "for Python 3.12 (hello_pyo3.cpython-312-wasm32-emscripten.so) but this Pyodide runs "
-                        "Python 3.14"),
-    "missing-function": ("the interpreter crashed", "cannot resolve symbol made_up_function",
-                         "the module called a function that neither Pyodide nor"),
-    "js-exceptions": ("the interpreter crashed", "cannot resolve symbol invoke_",
-                      "the module was built with JavaScript exception handling"),
-    "missing-library": ("installing the wheel failed", 'Failed to find dynamic library "libdep.so"',
-                        "needs a shared library that no installed wheel provides"),
+    "missing-pyinit": (
+        "the test script failed",
+        "dynamic module does not define module export function (PyInit_hello_pyo3)",
+        "does not export PyInit_<name>",
+    ),
+    "suffix-mismatch": (
+        "the test script failed",
+        "ModuleNotFoundError: No module named 'hello_pyo3'",
+        "for Python 3.12 (hello_pyo3.cpython-312-wasm32-emscripten.so) but this Pyodide runs Python 3.14",
+    ),
+    "missing-function": (
+        "the interpreter crashed",
+        "cannot resolve symbol made_up_function",
+        "the module called a function that neither Pyodide nor",
+    ),
+    "js-exceptions": (
+        "the interpreter crashed",
+        "cannot resolve symbol invoke_",
+        "the module was built with JavaScript exception handling",
+    ),
+    "missing-library": (
+        "installing the wheel failed",
+        'Failed to find dynamic library "libdep.so"',
+        "needs a shared library that no installed wheel provides",
+    ),
 }
 
 
@@ -213,14 +280,14 @@ def test_the_good_wheel_passes_and_its_output_is_in_the_log(wheels, runtimes, tm
 
 
 def test_a_python_exception_shows_the_test_traceback_without_pyodide_frames(wheels, runtimes, tmp_path):
-    script = textwrap.dedent('''\
+    script = textwrap.dedent("""\
         import hello_pyo3
 
         def check():
             assert hello_pyo3.sum_as_string(2, 2) == "5", "wrong sum"
 
         check()
-        ''')
+        """)
     facts, message, log = smoke_test(runtimes, job(wheels["good-3.14"], script), tmp_path)
     assert facts is None
     assert message.splitlines()[0].endswith("the test script failed: AssertionError: wrong sum")
@@ -234,17 +301,22 @@ def test_a_missing_python_dependency_is_named(wheels, runtimes, tmp_path):
     script = "import hello_pyo3\nimport attrs_not_installed\n"
     _facts, message, _ = smoke_test(runtimes, job(wheels["good-3.14"], script), tmp_path)
     assert "ModuleNotFoundError: No module named 'attrs_not_installed'" in message.splitlines()[0]
-    assert "hint: attrs_not_installed is not installed: add the distribution that provides it to [test] " \
-           "requirements in recipes/t.toml" in message
+    assert (
+        "hint: attrs_not_installed is not installed: add the distribution that provides it to [test] "
+        "requirements in recipes/t.toml" in message
+    )
 
 
 def test_pyodide_0_27_names_the_missing_library_it_hides(wheels, runtimes, tmp_path):
     # 0.27's loader says only "Didn't expect to load any more file_packager files!" here.
-    _facts, message, log = smoke_test(runtimes, job(wheels["missing-library-3.12"], version="0.27.8"), tmp_path,
-                                      "0.27.8")
+    _facts, message, log = smoke_test(
+        runtimes, job(wheels["missing-library-3.12"], version="0.27.8"), tmp_path, "0.27.8"
+    )
     first = message.splitlines()[0]
-    assert 'installing the wheel failed: Failed to find dynamic library "libdep.so" (needed by ' \
-           "hello_pyo3.cpython-312-wasm32-emscripten.so; this Pyodide says only: " in first
+    assert (
+        'installing the wheel failed: Failed to find dynamic library "libdep.so" (needed by '
+        "hello_pyo3.cpython-312-wasm32-emscripten.so; this Pyodide says only: " in first
+    )
     assert "hint: the extension needs a shared library that no installed wheel provides" in message
     assert "file_packager" in log
 
@@ -254,24 +326,37 @@ def test_the_summary_is_the_exception_not_pyodides_note_after_it(real_wheels, ru
     the_job = job(real_wheels["pydantic_core"], "import pydantic_core\n")
     _facts, message, log = smoke_test(runtimes, the_job, tmp_path)
     assert message.splitlines()[0].endswith(
-        "the test script failed: ModuleNotFoundError: No module named 'typing_extensions'")
-    assert "hint: typing_extensions is not installed: add the distribution that provides it to [test] " \
-           "requirements" in message
+        "the test script failed: ModuleNotFoundError: No module named 'typing_extensions'"
+    )
+    assert (
+        "hint: typing_extensions is not installed: add the distribution that provides it to [test] "
+        "requirements" in message
+    )
     assert "for more details" in log
 
 
-@pytest.mark.parametrize("key, version, line, hint", [
-    # A cp314 package whose extension module Python 3.13 does not find: an ImportError in its __init__.
-    ("pydantic_core", "0.29.5", "the test script failed: ImportError: cannot import name",
-     "the wheel's extension module is for Python 3.14 (_pydantic_core.cpython-314-wasm32-emscripten.so) "
-     "but this "
-     "Pyodide runs Python 3.13"),
-    # An abi3 wheel built with wasm exception handling, in a runtime with JavaScript exception handling.
-    ("rustworkx", "0.27.8", 'installing the wheel failed: WebAssembly.instantiate(): Import #',
-     "the crate and the Rust std it links disagree on exception handling"),
-])
-def test_real_wheels_in_the_wrong_runtime_get_the_right_hint(key, version, line, hint, real_wheels, runtimes,
-                                                             tmp_path):
+@pytest.mark.parametrize(
+    "key, version, line, hint",
+    [
+        # A cp314 package whose extension module Python 3.13 does not find: an ImportError in its __init__.
+        (
+            "pydantic_core",
+            "0.29.5",
+            "the test script failed: ImportError: cannot import name",
+            "the wheel's extension module is for Python 3.14 (_pydantic_core.cpython-314-wasm32-emscripten.so) "
+            "but this "
+            "Pyodide runs Python 3.13",
+        ),
+        # An abi3 wheel built with wasm exception handling, in a runtime with JavaScript exception handling.
+        (
+            "rustworkx",
+            "0.27.8",
+            "installing the wheel failed: WebAssembly.instantiate(): Import #",
+            "the crate and the Rust std it links disagree on exception handling",
+        ),
+    ],
+)
+def test_real_wheels_in_the_wrong_runtime_get_the_right_hint(key, version, line, hint, real_wheels, runtimes, tmp_path):
     preload = (real_wheels["typing_extensions"],) if key == "pydantic_core" else ()
     the_job = job(real_wheels[key], f"import {key}\n", version=version, preload=preload)
     facts, message, _ = smoke_test(runtimes, the_job, tmp_path, version)
@@ -281,8 +366,10 @@ def test_real_wheels_in_the_wrong_runtime_get_the_right_hint(key, version, line,
 
 
 def test_exception_line_skips_notes_and_multiline_messages():
-    traceback = ('Traceback (most recent call last):\n  File "t", line 1, in <module>\n    x()\n'
-                 "ValueError: first line\nsecond line of the message\nA note added later.")
+    traceback = (
+        'Traceback (most recent call last):\n  File "t", line 1, in <module>\n    x()\n'
+        "ValueError: first line\nsecond line of the message\nA note added later."
+    )
     assert smoke.exception_line(traceback, "ValueError") == "ValueError: first line"
     assert smoke.exception_line(traceback) == "ValueError: first line"
     assert smoke.exception_line("KeyboardInterrupt", "KeyboardInterrupt") == "KeyboardInterrupt"
@@ -290,14 +377,23 @@ def test_exception_line_skips_notes_and_multiline_messages():
 
 # How a test ends, however it ends: (script after the import, console line, a piece of the details).
 ENDINGS = {
-    "sys.exit(3)": ("import sys\nsys.exit(3)\n", "the test script failed: SystemExit: 3",
-                    'File "recipes/t.toml [test] script", line 4, in <module>'),
+    "sys.exit(3)": (
+        "import sys\nsys.exit(3)\n",
+        "the test script failed: SystemExit: 3",
+        'File "recipes/t.toml [test] script", line 4, in <module>',
+    ),
     "sys.exit(0)": ("import sys\nsys.exit(0)\nraise AssertionError('not reached')\n", None, None),
-    "os._exit(3)": ("import os\nos._exit(3)\n", "the interpreter exited: exit status 3 (the test or the extension "
-                    "called os._exit(3) or C exit())", None),
-    "wasm crash": ("import ctypes\nctypes.CFUNCTYPE(None)(0)()\n",
-                   "the interpreter crashed: Pyodide suffered a fatal error (a wasm trap, or a JavaScript error inside "
-                   "a wasm call): ", 'File "recipes/t.toml [test] script", line 4 in <module>'),
+    "os._exit(3)": (
+        "import os\nos._exit(3)\n",
+        "the interpreter exited: exit status 3 (the test or the extension called os._exit(3) or C exit())",
+        None,
+    ),
+    "wasm crash": (
+        "import ctypes\nctypes.CFUNCTYPE(None)(0)()\n",
+        "the interpreter crashed: Pyodide suffered a fatal error (a wasm trap, or a JavaScript error inside "
+        "a wasm call): ",
+        'File "recipes/t.toml [test] script", line 4 in <module>',
+    ),
 }
 
 
@@ -316,8 +412,9 @@ def test_every_way_a_test_ends_is_reported_for_what_it_is(ending, server, wheels
         if detail:
             assert detail in message
     # The next wheel gets a healthy interpreter (one slot: the same server, after the broken one).
-    facts, message, _ = smoke_test(runtimes, job(wheels["two-3.14"], "import hello_two\n"), tmp_path, config=config,
-                                   name="next")
+    facts, message, _ = smoke_test(
+        runtimes, job(wheels["two-3.14"], "import hello_two\n"), tmp_path, config=config, name="next"
+    )
     assert message == "" and facts["outcome"] == "passed"
 
 
@@ -332,11 +429,12 @@ def test_a_test_may_await_at_the_top_level(wheels, runtimes, tmp_path):
 
 @pytest.mark.parametrize("version", ["0.27.8", "314.0.7"])
 def test_a_test_that_prints_50_mb_keeps_all_of_it_in_the_log(version, wheels, runtimes, tmp_path):
-    script = (SCRIPT + "import sys\nprint('x' * 40_000_000)\nfor i in range(100_000):\n    print(f'line {i:06d}', 'y' * 80)\n"
-              "print('the end', file=sys.stderr)\n")
+    script = (
+        SCRIPT + "import sys\nprint('x' * 40_000_000)\nfor i in range(100_000):\n    print(f'line {i:06d}', 'y' * 80)\n"
+        "print('the end', file=sys.stderr)\n"
+    )
     minor = PYTHON[version]
-    facts, message, log = smoke_test(runtimes, job(wheels[f"good-{minor}"], script, version=version), tmp_path,
-                                     version)
+    facts, message, log = smoke_test(runtimes, job(wheels[f"good-{minor}"], script, version=version), tmp_path, version)
     assert message == "" and facts["outcome"] == "passed"
     assert "x" * 40_000_000 + "\n" in log
     assert log.count("\nline ") == 100_000 and "line 099999 " in log
@@ -349,8 +447,9 @@ def test_every_runtime_passes_good_wheels_and_names_real_errors(version, wheels,
     facts, message, _ = smoke_test(runtimes, job(wheels[f"good-{minor}"], version=version), tmp_path, version)
     assert message == "" and facts["outcome"] == "passed"
     if f"shared-memory-{minor}" in wheels:
-        _, message, _ = smoke_test(runtimes, job(wheels[f"shared-memory-{minor}"], version=version), tmp_path,
-                                   version, name="broken")
+        _, message, _ = smoke_test(
+            runtimes, job(wheels[f"shared-memory-{minor}"], version=version), tmp_path, version, name="broken"
+        )
         assert "mismatch in shared state of memory" in message.splitlines()[0]
         assert "hint: Pyodide modules cannot use threads or shared memory: remove -pthread" in message
 
@@ -375,8 +474,10 @@ def test_a_hung_test_is_killed_after_its_timeout_and_the_server_goes_on(wheels, 
 
 # Blocks the test's thread for good without using a core (the worker thread waits on a lock nobody
 # releases).
-BLOCK_FOREVER = ("from js import Atomics, Int32Array, SharedArrayBuffer\n"
-                 "Atomics.wait(Int32Array.new(SharedArrayBuffer.new(4)), 0, 0)\n")
+BLOCK_FOREVER = (
+    "from js import Atomics, Int32Array, SharedArrayBuffer\n"
+    "Atomics.wait(Int32Array.new(SharedArrayBuffer.new(4)), 0, 0)\n"
+)
 
 
 def test_one_node_process_per_job_kills_a_hung_test_after_its_own_timeout(wheels, runtimes, tmp_path):
@@ -410,7 +511,7 @@ def test_one_node_process_per_job_gives_the_same_answers(wheels, runtimes, tmp_p
 
 # -- isolation ------------------------------------------------------------------------------------
 
-POLLUTE = textwrap.dedent('''\
+POLLUTE = textwrap.dedent("""\
     import asyncio, atexit, builtins, sys, js, os, hello_pyo3
     from pyodide.code import run_js
     builtins.LEAKED_BUILTIN = 1
@@ -431,8 +532,8 @@ POLLUTE = textwrap.dedent('''\
             await asyncio.sleep(0.01)
 
     asyncio.ensure_future(forever())
-    ''')
-CHECK_CLEAN = textwrap.dedent('''\
+    """)
+CHECK_CLEAN = textwrap.dedent("""\
     import builtins, sys, js, os
     from pyodide.code import run_js
     import hello_two
@@ -453,17 +554,19 @@ CHECK_CLEAN = textwrap.dedent('''\
         pass
     else:
         raise AssertionError("the previous test's wheel is installed")
-    ''')
+    """)
 
 
 def test_each_wheel_meets_a_fresh_interpreter(wheels, runtimes, tmp_path):
     # One interpreter slot: the second job runs on the same server after the first.
     with own_server(runtimes, idle=3602, WASMWHEEL_SMOKE_WORKERS="1") as one_slot:
-        _first, message, log_a = smoke_test(runtimes, job(wheels["good-3.14"], POLLUTE), tmp_path, config=one_slot,
-                                            name="a")
+        _first, message, log_a = smoke_test(
+            runtimes, job(wheels["good-3.14"], POLLUTE), tmp_path, config=one_slot, name="a"
+        )
         assert message == ""
-        _second, message, log_b = smoke_test(runtimes, job(wheels["two-3.14"], CHECK_CLEAN), tmp_path,
-                                             config=one_slot, name="b")
+        _second, message, log_b = smoke_test(
+            runtimes, job(wheels["two-3.14"], CHECK_CLEAN), tmp_path, config=one_slot, name="b"
+        )
         assert message == "", message
         assert _server_pid(log_b) == _server_pid(log_a)  # the same server ran both
 
@@ -475,7 +578,7 @@ def test_each_wheel_meets_a_fresh_interpreter(wheels, runtimes, tmp_path):
 
 # -- the server -------------------------------------------------------------------------------------
 
-CLIENT = textwrap.dedent('''\
+CLIENT = textwrap.dedent("""\
     import sys
     from pathlib import Path
     from wasmwheel.smoke import smoke, server as smokeserver
@@ -495,14 +598,16 @@ CLIENT = textwrap.dedent('''\
         result = smoke.run_in_node(Path(runtime), job, step_log, Settings.from_env(Path.cwd()))
     print(result)
     sys.exit(0 if result.ok else 1)
-    ''')
+    """)
 
 
 def wait_until_exists(path: Path) -> str:
     """A test script that runs until ``path`` exists on the host (the test's signal to finish)."""
-    return ("import time, hello_pyo3\nfrom pyodide.code import run_js\n"
-            "exists = run_js(\"(path) => process.getBuiltinModule('fs').existsSync(path)\")\n"
-            f"while not exists({str(path)!r}):\n    time.sleep(0.05)\n")
+    return (
+        "import time, hello_pyo3\nfrom pyodide.code import run_js\n"
+        "exists = run_js(\"(path) => process.getBuiltinModule('fs').existsSync(path)\")\n"
+        f"while not exists({str(path)!r}):\n    time.sleep(0.05)\n"
+    )
 
 
 def wait_for(condition, what: str, timeout: float = 300) -> None:
@@ -518,8 +623,13 @@ def _text(path: Path) -> str:
 
 
 def test_parallel_steps_start_one_server_and_it_exits_when_idle(wheels, runtimes, tmp_path):
-    env = {**os.environ, "PYTHONPATH": str(REPO), "WASMWHEEL_SMOKE_IDLE": "3", "WASMWHEEL_SMOKE_WORKERS": "2",
-           "WASMWHEEL_CACHE": str(TEST_CACHE / "wasmwheel")}
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(REPO),
+        "WASMWHEEL_SMOKE_IDLE": "3",
+        "WASMWHEEL_SMOKE_WORKERS": "2",
+        "WASMWHEEL_CACHE": str(TEST_CACHE / "wasmwheel"),
+    }
     runtime = runtime_package(runtimes, NEWEST.pyodide_version)
     server = smokeserver.Server.for_runtime(runtime, settings(WASMWHEEL_SMOKE_IDLE="3"))
     smokeserver.stop(server)
@@ -528,9 +638,17 @@ def test_parallel_steps_start_one_server_and_it_exits_when_idle(wheels, runtimes
     # before the last one has come.
     go = tmp_path / "go"
     logs = [tmp_path / f"client{i}.log" for i in range(3)]
-    clients = [subprocess.Popen([sys.executable, "-c", CLIENT, str(runtime), str(wheels["good-3.14"]), str(log),
-                                 wait_until_exists(go)], env=env, cwd=REPO,
-                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for log in logs]
+    clients = [
+        subprocess.Popen(
+            [sys.executable, "-c", CLIENT, str(runtime), str(wheels["good-3.14"]), str(log), wait_until_exists(go)],
+            env=env,
+            cwd=REPO,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        for log in logs
+    ]
 
     def all_connected() -> bool:
         if any(c.poll() is not None for c in clients):  # a client that ended before its test could
@@ -605,57 +723,86 @@ def test_an_expected_failure_passes_the_step_and_says_why(wheels, runtimes, tmp_
     broken = job(wheels["shared-memory"])
     with StepLog(tmp_path / "x.log") as log:
         result = smoke.run_in_node(runtime_package(runtimes, NEWEST.pyodide_version), broken, log, settings())
-        facts = smoke.conclude(result, broken, environment="node", where="Pyodide", log=log,
-                               expected_failure="threads in Node only")
-        assert facts == {"outcome": "expected failure", "environment": "node", "mark": "node",
-                         "reason": "threads in Node only"}
+        facts = smoke.conclude(
+            result, broken, environment="node", where="Pyodide", log=log, expected_failure="threads in Node only"
+        )
+        assert facts == {
+            "outcome": "expected failure",
+            "environment": "node",
+            "mark": "node",
+            "reason": "threads in Node only",
+        }
         # The mark is for one environment: the browser's is not this one.
         with pytest.raises(smoke.SmokeFailed):
             smoke.conclude(result, broken, environment="browser", where="Pyodide", log=log)
         good = job(wheels["good-3.14"])
         result = smoke.run_in_node(runtime_package(runtimes, NEWEST.pyodide_version), good, log, settings())
-        facts = smoke.conclude(result, good, environment="node", where="Pyodide", log=log, expected_failure="why",
-                               recipe_file="recipes/t.toml")
+        facts = smoke.conclude(
+            result,
+            good,
+            environment="node",
+            where="Pyodide",
+            log=log,
+            expected_failure="why",
+            recipe_file="recipes/t.toml",
+        )
         assert facts["outcome"] == "unexpected pass"
-    assert "passed, although [test.expected_failures] node says it fails (why): remove that mark from " \
-           "recipes/t.toml" in (tmp_path / "x.log").read_text()
+    assert (
+        "passed, although [test.expected_failures] node says it fails (why): remove that mark from "
+        "recipes/t.toml" in (tmp_path / "x.log").read_text()
+    )
 
 
 def test_an_infrastructure_failure_is_never_an_expected_failure():
     lost = smoke.SmokeResult(ok=False, stage="boot", error="Pyodide does not boot")
     with StepLog(None) as log, pytest.raises(smoke.SmokeFailed, match="Pyodide did not boot"):
-        smoke.conclude(lost, job(Path("x.whl")), environment="node", where="Pyodide", log=log,
-                       expected_failure="node-only bug")
+        smoke.conclude(
+            lost, job(Path("x.whl")), environment="node", where="Pyodide", log=log, expected_failure="node-only bug"
+        )
 
 
 # -- the recipe's [test] table --------------------------------------------------------------------
 
-RECIPE = '''\
+RECIPE = """\
 [package]
 name = "t"
 version = "1.0"
 [source]
 path = "."
 [test]
-'''
+"""
 
 
-@pytest.mark.parametrize("extra, problem", [
-    ("timeout = 0", "test.timeout: must be at least 1"),
-    ('timeout = "60"', "test.timeout: expected an integer"),
-    ("timeout = 7200", "test.timeout: 7200 s is more than 3600 s"),
-    ('expected_failures = { deno = "x" }', "test.expected_failures.deno: unknown environment 'deno'"),
-    ('expected_failures = { node = " " }', "test.expected_failures.node: empty reason"),
-    ('expected_failures = { node = "a", browser = "b" }', "test.expected_failures: expects the test to fail everywhere"),
-    ('expected_failures = { "2026_0" = "a" }', "test.expected_failures: expects the test to fail everywhere"),
-    ('expected_failures = { "node@2026_0" = "a", "browser@2026_0" = "b" }',
-     "test.expected_failures: expects the test to fail everywhere"),
-    ('expected_failures = { "2023_0" = "x" }', "test.expected_failures.2023_0: unknown ABI '2023_0' (known: 2026_0)"),
-    ('expected_failures = { "deno@2026_0" = "x" }', """test.expected_failures."deno@2026_0": unknown environment"""),
-    ('expected_failures = { "node@" = "x" }', """test.expected_failures."node@": no ABI after @"""),
-    ('expected_failures = "node"', "test.expected_failures: expected a table"),
-    ("timout = 5", "test.timout: unknown key (did you mean `timeout`?)"),
-])
+@pytest.mark.parametrize(
+    "extra, problem",
+    [
+        ("timeout = 0", "test.timeout: must be at least 1"),
+        ('timeout = "60"', "test.timeout: expected an integer"),
+        ("timeout = 7200", "test.timeout: 7200 s is more than 3600 s"),
+        ('expected_failures = { deno = "x" }', "test.expected_failures.deno: unknown environment 'deno'"),
+        ('expected_failures = { node = " " }', "test.expected_failures.node: empty reason"),
+        (
+            'expected_failures = { node = "a", browser = "b" }',
+            "test.expected_failures: expects the test to fail everywhere",
+        ),
+        ('expected_failures = { "2026_0" = "a" }', "test.expected_failures: expects the test to fail everywhere"),
+        (
+            'expected_failures = { "node@2026_0" = "a", "browser@2026_0" = "b" }',
+            "test.expected_failures: expects the test to fail everywhere",
+        ),
+        (
+            'expected_failures = { "2023_0" = "x" }',
+            "test.expected_failures.2023_0: unknown ABI '2023_0' (known: 2026_0)",
+        ),
+        (
+            'expected_failures = { "deno@2026_0" = "x" }',
+            """test.expected_failures."deno@2026_0": unknown environment""",
+        ),
+        ('expected_failures = { "node@" = "x" }', """test.expected_failures."node@": no ABI after @"""),
+        ('expected_failures = "node"', "test.expected_failures: expected a table"),
+        ("timout = 5", "test.timout: unknown key (did you mean `timeout`?)"),
+    ],
+)
 def test_bad_test_settings_are_rejected_with_the_key(tmp_path, extra, problem):
     path = tmp_path / "t.toml"
     path.write_text(RECIPE + extra + "\n")
@@ -666,8 +813,9 @@ def test_bad_test_settings_are_rejected_with_the_key(tmp_path, extra, problem):
 
 def test_an_expected_failure_can_be_for_one_abi_or_one_environment_on_one_abi(tmp_path):
     path = tmp_path / "t.toml"
-    path.write_text(RECIPE + 'expected_failures = { "2024_0" = "Python 3.12", "node@2025_0" = "Node only", '
-                             'browser = "no fork" }\n')
+    path.write_text(
+        RECIPE + 'expected_failures = { "2024_0" = "Python 3.12", "node@2025_0" = "Node only", browser = "no fork" }\n'
+    )
     test = load_recipe(path, ["2024_0", "2025_0", "2026_0"], tmp_path).test
     assert test.expected_failure("node", "2024_0") == "Python 3.12"
     assert test.expected_failure("node", "2025_0") == "Node only"
@@ -678,8 +826,10 @@ def test_an_expected_failure_can_be_for_one_abi_or_one_environment_on_one_abi(tm
     assert test.config("node", "2024_0")["expected_failure"] == "Python 3.12"
     assert test.config("node", "2026_0")["expected_failure"] is None
     # A mark for an ABI the recipe leaves out would never apply.
-    path.write_text(RECIPE.replace("[test]", '[build]\nskip_abis = { "2024_0" = "3.13+" }\n[test]')
-                    + 'expected_failures = { "2024_0" = "x" }\n')
+    path.write_text(
+        RECIPE.replace("[test]", '[build]\nskip_abis = { "2024_0" = "3.13+" }\n[test]')
+        + 'expected_failures = { "2024_0" = "x" }\n'
+    )
     with pytest.raises(ConfigError, match=r"test.expected_failures.2024_0: ABI 2024_0 is in \[build\] skip_abis"):
         load_recipe(path, ["2024_0", "2026_0"], tmp_path)
 
@@ -696,20 +846,22 @@ def test_test_settings_are_read_and_shape_the_step(tmp_path):
     assert load_recipe(path, ["2026_0"], tmp_path).test.timeout == 300
 
 
-
 def test_a_script_with_a_top_level_await_loads_and_runs_in_pyodide(wheels, runtimes, tmp_path):
     # Pyodide runs [test] script with runPythonAsync, which allows `await` outside a function:
     # the recipe check must accept what the runtime runs, and still refuse a real syntax error.
     path = tmp_path / "t.toml"
-    path.write_text(RECIPE + "script = \'\'\'\nimport asyncio, hello_pyo3\nawait asyncio.sleep(0)\n"
-                    "print('awaited', hello_pyo3.sum_as_string(2, 3))\n\'\'\'\n")
+    path.write_text(
+        RECIPE + "script = '''\nimport asyncio, hello_pyo3\nawait asyncio.sleep(0)\n"
+        "print('awaited', hello_pyo3.sum_as_string(2, 3))\n'''\n"
+    )
     script = load_recipe(path, ["2026_0"], tmp_path).test.script
     facts, message, log = smoke_test(runtimes, job(wheels["good-3.14"], script), tmp_path)
     assert message == "" and facts["outcome"] == "passed"
     assert "awaited 5" in log
-    path.write_text(RECIPE + "script = \'\'\'\nawait asyncio.sleep(0))\n\'\'\'\n")
+    path.write_text(RECIPE + "script = '''\nawait asyncio.sleep(0))\n'''\n")
     with pytest.raises(ConfigError, match=r"test\.script: Python syntax error on line 1: unmatched '\)'"):
         load_recipe(path, ["2026_0"], tmp_path)
+
 
 # -- test requirements ----------------------------------------------------------------------------
 
@@ -718,8 +870,12 @@ def test_a_script_with_a_top_level_await_loads_and_runs_in_pyodide(wheels, runti
 def index(tmp_path, monkeypatch) -> Path:
     """A local package index (find-links folder) with pure-Python wheels; pip sees nothing else."""
     links = tmp_path / "index"
-    pack(links, "smokedep", {"smokedep.py": b"import smokedep_base\nVALUE = smokedep_base.BASE + 1\n"},
-         requires="smokedep-base>=1")
+    pack(
+        links,
+        "smokedep",
+        {"smokedep.py": b"import smokedep_base\nVALUE = smokedep_base.BASE + 1\n"},
+        requires="smokedep-base>=1",
+    )
     pack(links, "smokedep_base", {"smokedep_base.py": b"BASE = 41\n"})
     monkeypatch.setenv("PIP_NO_INDEX", "1")
     monkeypatch.setenv("PIP_FIND_LINKS", str(links))
@@ -761,11 +917,14 @@ def test_test_requirements_are_downloaded_once_and_installed_first(index, wheels
 def test_missing_test_requirements_are_all_named(index, tmp_path):
     layout = Layout(Settings.from_env(REPO, {"WASMWHEEL_CACHE": str(tmp_path / "cache")}))
     with StepLog(tmp_path / "req.log") as log, pytest.raises(wheelhouse.RequirementsUnavailable) as err:
-        wheelhouse.fetch_test_requirements(["smokedep==1.0", "nothere==2.0", "alsomissing"], NEWEST.python, layout,
-                                           log, "recipes/t.toml")
+        wheelhouse.fetch_test_requirements(
+            ["smokedep==1.0", "nothere==2.0", "alsomissing"], NEWEST.python, layout, log, "recipes/t.toml"
+        )
     message = str(err.value)
-    assert message.startswith("test requirements of recipes/t.toml not available as pure-Python wheels for "
-                              f"Python {NEWEST.python}: nothere==2.0, alsomissing (")
+    assert message.startswith(
+        "test requirements of recipes/t.toml not available as pure-Python wheels for "
+        f"Python {NEWEST.python}: nothere==2.0, alsomissing ("
+    )
     folder = wheelhouse.folder(layout, ["smokedep==1.0", "nothere==2.0", "alsomissing"], NEWEST.python)
     assert wheelhouse.cached(folder) is None and not folder.exists()
 
@@ -790,8 +949,9 @@ def test_the_same_smoke_test_runs_in_headless_chromium(chromium, wheels, runtime
     for key, expect in (("good-3.14", None), ("shared-memory", "mismatch in shared state of memory")):
         the_job = job(wheels[key], SCRIPT + "import js\nprint('user agent:', js.navigator.userAgent)\n")
         with StepLog(tmp_path / f"{key}.log") as log:
-            data = browser.run_in_browser(runtime, the_job.wheels, the_job.payload([""] * len(the_job.wheels)),
-                                          the_job.timeout, log, chromium)
+            data = browser.run_in_browser(
+                runtime, the_job.wheels, the_job.payload([""] * len(the_job.wheels)), the_job.timeout, log, chromium
+            )
         result = smoke.SmokeResult.from_json(data)
         text = (tmp_path / f"{key}.log").read_text()
         assert "(CORS)" in text and "HeadlessChrome" in text
@@ -810,11 +970,13 @@ def test_the_browser_reports_how_a_test_ended_too(chromium, wheels, runtimes, tm
         script, line, _ = ENDINGS[ending]
         the_job = job(wheels["good-3.14"], SCRIPT + script)
         with StepLog(tmp_path / "b.log") as log:
-            data = browser.run_in_browser(runtime, the_job.wheels, the_job.payload([""] * len(the_job.wheels)),
-                                          the_job.timeout, log, chromium)
+            data = browser.run_in_browser(
+                runtime, the_job.wheels, the_job.payload([""] * len(the_job.wheels)), the_job.timeout, log, chromium
+            )
             with pytest.raises(smoke.SmokeFailed) as err:
-                smoke.conclude(smoke.SmokeResult.from_json(data), the_job, environment="browser", where="Pyodide",
-                               log=log)
+                smoke.conclude(
+                    smoke.SmokeResult.from_json(data), the_job, environment="browser", where="Pyodide", log=log
+                )
         assert str(err.value).splitlines()[0].endswith(f"(headless Chromium): {line}")
 
 
@@ -848,8 +1010,10 @@ def test_doit_smoke_failure_shows_the_cause_and_log_path(project):
 
 
 def test_doit_expected_node_failure_passes_with_its_reason(project):
-    project.edit_toml("recipes/hello-pyo3.toml", lambda doc: doc["test"].update(
-        {"script": FAILING, "expected_failures": {"node": "sum is off by one in Node"}}))
+    project.edit_toml(
+        "recipes/hello-pyo3.toml",
+        lambda doc: doc["test"].update({"script": FAILING, "expected_failures": {"node": "sum is off by one in Node"}}),
+    )
     run = project.doit("smoke:hello-pyo3@2026_0")
     assert run.executed[-1] == "smoke:hello-pyo3@2026_0" and run.failed == []
     log = project.layout.log("smoke", "2026_0", "hello-pyo3").read_text()
@@ -858,8 +1022,9 @@ def test_doit_expected_node_failure_passes_with_its_reason(project):
 
 def test_doit_expected_failure_on_one_abi_is_xfail_and_a_pass_is_xpass(project):
     mark = {"2026_0": "sum is off by one on Python 3.14"}
-    project.edit_toml("recipes/hello-pyo3.toml", lambda doc: doc["test"].update(
-        {"script": FAILING, "expected_failures": mark}))
+    project.edit_toml(
+        "recipes/hello-pyo3.toml", lambda doc: doc["test"].update({"script": FAILING, "expected_failures": mark})
+    )
     run = project.doit("smoke:hello-pyo3@2026_0", "smoke:hello-pyo3@2025_0", check=False)
     # The mark is for 2026_0 only: the same failure on 2025_0 fails that step.
     assert run.failed == ["smoke:hello-pyo3@2025_0"]
@@ -875,8 +1040,10 @@ def test_doit_expected_failure_on_one_abi_is_xfail_and_a_pass_is_xpass(project):
     project.edit_toml("recipes/hello-pyo3.toml", lambda doc: doc["test"].__setitem__("script", SCRIPT))
     run = project.doit("smoke:hello-pyo3@2026_0")
     assert run.failed == [] and "smoke:hello-pyo3@2026_0" in run.executed
-    assert "UNEXPECTED PASS: passed, although [test.expected_failures] 2026_0 says it fails (sum is off by one " \
-           "on Python 3.14): remove that mark from recipes/hello-pyo3.toml" in run.output
+    assert (
+        "UNEXPECTED PASS: passed, although [test.expected_failures] 2026_0 says it fails (sum is off by one "
+        "on Python 3.14): remove that mark from recipes/hello-pyo3.toml" in run.output
+    )
     row = {r["abi"]: r for r in json.loads(project.layout.report_json.read_text())["rows"]}["2026_0"]
     assert row["status"] == "xpass" and "remove that mark from hello-pyo3.toml" in row["hint"]
     assert "XPASS (unexpected pass)" in project.layout.report_md.read_text()
@@ -887,8 +1054,9 @@ def test_doit_two_crates_in_parallel_share_one_server_and_stay_isolated(project)
     project.edit_toml("recipes/hello-pyo3.toml", lambda doc: doc["test"].__setitem__("script", POLLUTE))
     project.edit_toml("recipes/hello-two.toml", lambda doc: doc["test"].__setitem__("script", CHECK_CLEAN))
     # One interpreter slot: hello-two's test must meet a fresh one after hello-pyo3's.
-    run = project.doit("-n", "2", "smoke:hello-pyo3@2026_0", "smoke:hello-two@2026_0",
-                       env={"WASMWHEEL_SMOKE_WORKERS": "1"})
+    run = project.doit(
+        "-n", "2", "smoke:hello-pyo3@2026_0", "smoke:hello-two@2026_0", env={"WASMWHEEL_SMOKE_WORKERS": "1"}
+    )
     assert {"smoke:hello-pyo3@2026_0", "smoke:hello-two@2026_0"} <= set(run.executed)
     logs = [project.layout.log("smoke", "2026_0", crate).read_text() for crate in ("hello-pyo3", "hello-two")]
     pids = {line.split()[4] for text in logs for line in text.splitlines() if "smoke server pid" in line}

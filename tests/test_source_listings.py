@@ -101,8 +101,16 @@ def test_a_tree_changed_just_before_listing_is_not_kept(tree, tmp_path, walks, m
     assert walks == []
 
 
-@pytest.mark.parametrize("content", ["", "{not json", '{"format": 2, "trees": {}}', '{"format": 1, "trees": []}',
-                                     '{"format": 1, "trees": {"%s": {"dirs": 3}}}'])
+@pytest.mark.parametrize(
+    "content",
+    [
+        "",
+        "{not json",
+        '{"format": 2, "trees": {}}',
+        '{"format": 1, "trees": []}',
+        '{"format": 1, "trees": {"%s": {"dirs": 3}}}',
+    ],
+)
 def test_a_bad_cache_is_ignored(tree, tmp_path, content):
     cache = tmp_path / "sources.cache"
     cache.write_text(content.replace("%s", str(tree)))

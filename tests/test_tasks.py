@@ -6,8 +6,8 @@ import pickle
 
 from doit.tools import config_changed
 
-from wasmwheel.pipeline.steps import CRATE_ABI, PIPELINE, TaskId
 from wasmwheel.pipeline.graph import Project
+from wasmwheel.pipeline.steps import CRATE_ABI, PIPELINE, TaskId
 
 
 def _tasks(project: Project) -> dict[str, dict]:
@@ -62,8 +62,12 @@ def test_each_step_config_holds_what_shapes_it_and_nothing_else(repo, tmp_path):
     # std is built with the ABI's std flags: they shape std and the compiles, not the toolchain install.
     from wasmwheel.toolchain.std import STD_BUILD
 
-    assert _config(tasks["std:2025_0"]) == {"toolchain": "nightly-2025-02-01", "std": "source",
-                                            "rustflags": ["-Z", "emscripten-wasm-eh"], "build": STD_BUILD}
+    assert _config(tasks["std:2025_0"]) == {
+        "toolchain": "nightly-2025-02-01",
+        "std": "source",
+        "rustflags": ["-Z", "emscripten-wasm-eh"],
+        "build": STD_BUILD,
+    }
     assert compile_cfg["abi"]["std"] == abi.std_config()
     # The default toolchain is lean: binaryen, not emsdk, and its wasm-opt flags shape the compile.
     assert "emsdk:2025_0" not in tasks and _config(tasks["binaryen:2025_0"]) == {"binaryen": "132.0.0"}
@@ -73,14 +77,24 @@ def test_each_step_config_holds_what_shapes_it_and_nothing_else(repo, tmp_path):
     # emsdk: the version and Pyodide's patches applied to it (names and digests, in order), for the step and
     # for the compiles that link with it; not the patches' URLs (a mirror or a moved file is the same patch).
     patches = [[p.name, p.sha256] for p in abi.emsdk.patches]
-    assert [name for name, _ in patches] == ["0001-Add-useful-error-when-symbol-resolution-fails.patch",
-                                             "0002-Don-t-check-exports-for-being-valid-C-C-identifiers-.patch",
-                                             "0003-dylink-Fix-rpath-calculation-in-nested-dependencies.patch",
-                                             "0004-Fix-promise-order.patch"]
-    assert _config(emsdk["emsdk:2025_0"]) == {"emscripten": "4.0.9", "pyodide_tag": "0.29.4", "patches": patches,
-                                               "mode": "managed"}
+    assert [name for name, _ in patches] == [
+        "0001-Add-useful-error-when-symbol-resolution-fails.patch",
+        "0002-Don-t-check-exports-for-being-valid-C-C-identifiers-.patch",
+        "0003-dylink-Fix-rpath-calculation-in-nested-dependencies.patch",
+        "0004-Fix-promise-order.patch",
+    ]
+    assert _config(emsdk["emsdk:2025_0"]) == {
+        "emscripten": "4.0.9",
+        "pyodide_tag": "0.29.4",
+        "patches": patches,
+        "mode": "managed",
+    }
     assert _config(emsdk["compile:hello-pyo3@2025_0"])["toolchain"] == {
-        "kind": "emsdk", "emscripten": "4.0.9", "pyodide_tag": "0.29.4", "patches": patches}
+        "kind": "emsdk",
+        "emscripten": "4.0.9",
+        "pyodide_tag": "0.29.4",
+        "patches": patches,
+    }
     assert "https://" not in str(_config(emsdk["emsdk:2025_0"]))
     assert "binaryen:2025_0" not in emsdk
     # Big archives never appear as file_dep; stamps do.
@@ -96,9 +110,12 @@ def test_a_changed_patch_pin_changes_that_abi_s_emsdk_step_and_compiles_only(rep
     sha = Project.load(repo, env).abis["2026_0"].emsdk.patches[3].sha256
     path.write_text(path.read_text().replace(sha, "0" * 64))
     after = _tasks(Project.load(repo, env))
-    changed = {name for name in before.keys() & after.keys()
-               if any(isinstance(u, config_changed) for u in before[name].get("uptodate", []))
-               and _config(before[name]) != _config(after[name])}
+    changed = {
+        name
+        for name in before.keys() & after.keys()
+        if any(isinstance(u, config_changed) for u in before[name].get("uptodate", []))
+        and _config(before[name]) != _config(after[name])
+    }
     compiles = {name for name in after if name.startswith("compile:") and name.endswith("@2026_0")}
     assert "compile:hello-pyo3@2026_0" in compiles
     assert changed == {"emsdk:2026_0", *compiles}
@@ -106,8 +123,9 @@ def test_a_changed_patch_pin_changes_that_abi_s_emsdk_step_and_compiles_only(rep
 
 def test_pin_patches_is_a_task_per_abi_with_patches(repo, tmp_path):
     tasks = _tasks(Project.load(repo, {"WASMWHEEL_CACHE": str(tmp_path / "c")}))
-    assert {n for n in tasks if n.startswith("pin-patches:")} == {f"pin-patches:{a}" for a in
-                                                                 ("2024_0", "2025_0", "2026_0", "2026_5")}
+    assert {n for n in tasks if n.startswith("pin-patches:")} == {
+        f"pin-patches:{a}" for a in ("2024_0", "2025_0", "2026_0", "2026_5")
+    }
     assert "Pyodide 0.29.4's 4 patches to Emscripten 4.0.9" in tasks["pin-patches:2025_0"]["doc"]
     assert "uptodate" not in tasks["pin-patches:2025_0"]  # on demand: it runs whenever asked for
 
@@ -161,16 +179,26 @@ def test_switching_the_toolchain_changes_the_compiles_config_and_nothing_before_
     project = Project.load(repo, {"WASMWHEEL_CACHE": str(tmp_path / "c")})
     lean = _tasks(project)
     emsdk = _tasks(Project.load(repo, {"WASMWHEEL_CACHE": str(tmp_path / "c"), "WASMWHEEL_TOOLCHAIN": "emsdk"}))
-    changed = {name for name in lean.keys() & emsdk.keys()
-               if any(isinstance(u, config_changed) for u in lean[name].get("uptodate", []))
-               and _config(lean[name]) != _config(emsdk[name])}
+    changed = {
+        name
+        for name in lean.keys() & emsdk.keys()
+        if any(isinstance(u, config_changed) for u in lean[name].get("uptodate", []))
+        and _config(lean[name]) != _config(emsdk[name])
+    }
     compiles = {name for name in lean if name.startswith("compile:")}
-    assert changed == compiles and {f"compile:hello-pyo3@{a}" for a in ("2024_0", "2025_0", "2026_0", "2026_5")} <= compiles
+    assert (
+        changed == compiles
+        and {f"compile:hello-pyo3@{a}" for a in ("2024_0", "2025_0", "2026_0", "2026_5")} <= compiles
+    )
     # Besides each toolchain's own step, the recipes that need emsdk (C sources) have steps under emsdk only.
     needs_emsdk = {n: r for n, r in project.recipes.recipes.items() if r.build.needs_emsdk}
     assert needs_emsdk, "the collection has recipes that need emsdk (cramjam, orjson)"
-    theirs = {f"{kind}:{n}@{a}" for n, r in needs_emsdk.items() for a in r.abis(project.abi_names, "emsdk")
-              for kind in (s.name for s in PIPELINE if s.scope == CRATE_ABI)}
+    theirs = {
+        f"{kind}:{n}@{a}"
+        for n, r in needs_emsdk.items()
+        for a in r.abis(project.abi_names, "emsdk")
+        for kind in (s.name for s in PIPELINE if s.scope == CRATE_ABI)
+    }
     assert theirs <= emsdk.keys() - lean.keys()
     assert {TaskId.parse(n).step for n in (lean.keys() ^ emsdk.keys()) - theirs} == {"binaryen", "emsdk"}
     # The compiles of each toolchain wait for its own linker step.

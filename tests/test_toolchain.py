@@ -46,7 +46,9 @@ def test_pin_sysroot_records_the_sha256_keeping_comments(project, sysroot_archiv
     sha = sha256_file(sysroot_archive[0])
     assert f'sha256 = "{sha}"' in after
     # Only that one line changed: comments and layout are kept.
-    changed = [(a, b) for a, b in zip(before.splitlines(), after.splitlines(), strict=False) if a != b]  # lengths: below
+    changed = [
+        (a, b) for a, b in zip(before.splitlines(), after.splitlines(), strict=False) if a != b
+    ]  # lengths: below
     assert changed == [('sha256 = ""', f'sha256 = "{sha}"')]
     assert len(before.splitlines()) == len(after.splitlines())
     # The pinned archive is reused by the sysroot step (no second download needed), and the build passes.
@@ -111,9 +113,13 @@ def test_a_std_rustup_does_not_publish_gets_a_hint_that_can_help(project):
     """rustup has no prebuilt std for the target on some toolchains: the hint says so and where the std
     can come from, instead of sending the user to rerun the step that just failed."""
     _only(project, "2026_0")
-    message = ("error: component 'rust-std' for target 'wasm32-unknown-emscripten' is unavailable for download "
-               "for channel '1.93.0'")
-    run = project.doit("rust:2026_0", check=False, env={"STANDIN_RUSTUP_FAIL": "1", "STANDIN_RUSTUP_FAIL_MESSAGE": message})
+    message = (
+        "error: component 'rust-std' for target 'wasm32-unknown-emscripten' is unavailable for download "
+        "for channel '1.93.0'"
+    )
+    run = project.doit(
+        "rust:2026_0", check=False, env={"STANDIN_RUSTUP_FAIL": "1", "STANDIN_RUSTUP_FAIL_MESSAGE": message}
+    )
     assert run.failed == ["rust:2026_0"]
     assert "hint: no prebuilt std for wasm32-unknown-emscripten is published for this toolchain" in run.output
     assert "doit rust:" not in run.output.split("hint:", 1)[1]
@@ -151,8 +157,7 @@ def test_system_mode_verifies_the_exact_versions_and_the_target(project, tmp_pat
     _only(project, "2026_0")
     sysbin = tmp_path / "system-emsdk"
     home = tmp_path / "user-rustup"
-    env = {"WASMWHEEL_SYSTEM": "1", "RUSTUP_HOME": str(home),
-           "PATH": f"{sysbin}{os.pathsep}{project.env['PATH']}"}
+    env = {"WASMWHEEL_SYSTEM": "1", "RUSTUP_HOME": str(home), "PATH": f"{sysbin}{os.pathsep}{project.env['PATH']}"}
 
     _fake_system_emcc(sysbin, "5.0.2")
     run = project.doit("build", check=False, env=env)
@@ -160,16 +165,21 @@ def test_system_mode_verifies_the_exact_versions_and_the_target(project, tmp_pat
 
     _fake_system_emcc(sysbin, "5.0.3")
     run = project.doit("build", check=False, env=env)
-    assert "Rust toolchain 1.93.0 is not installed: run `rustup toolchain install 1.93.0 --component " \
-           "rust-src`" in run.output
+    assert (
+        "Rust toolchain 1.93.0 is not installed: run `rustup toolchain install 1.93.0 --component "
+        "rust-src`" in run.output
+    )
 
     # The user installs the toolchain without rust-src, which building std needs: that is named too.
     subprocess.run(["rustup", "toolchain", "install", "1.93.0"], env={**project.env, **env}, check=True)
     run = project.doit("build", check=False, env=env)
-    assert "has no rust-src component" in run.output and "rustup component add rust-src --toolchain 1.93.0" in run.output
+    assert (
+        "has no rust-src component" in run.output and "rustup component add rust-src --toolchain 1.93.0" in run.output
+    )
 
-    subprocess.run(["rustup", "toolchain", "install", "1.93.0", "--component", "rust-src"],
-                   env={**project.env, **env}, check=True)
+    subprocess.run(
+        ["rustup", "toolchain", "install", "1.93.0", "--component", "rust-src"], env={**project.env, **env}, check=True
+    )
     project.clear_records()
     project.doit("build", env=env)
     # Nothing was provisioned; the build used the user's emcc and toolchain home, and std was built into it.
@@ -177,8 +187,17 @@ def test_system_mode_verifies_the_exact_versions_and_the_target(project, tmp_pat
     assert [r["argv"][:2] for r in project.records("rustup")] == [["run", "1.93.0"]] * 2
     (std_build,) = project.records("cargo")
     assert std_build["argv"][:2] == ["build", "--release"] and "-Zbuild-std=std,panic_abort" in std_build["argv"]
-    assert list((home / "toolchains" / "1.93.0-x86_64-unknown-linux-gnu" / "lib" / "rustlib" /
-                 "wasm32-unknown-emscripten" / "lib").glob("libstd-*.rlib"))
+    assert list(
+        (
+            home
+            / "toolchains"
+            / "1.93.0-x86_64-unknown-linux-gnu"
+            / "lib"
+            / "rustlib"
+            / "wasm32-unknown-emscripten"
+            / "lib"
+        ).glob("libstd-*.rlib")
+    )
     (call,) = project.records("maturin")
     assert call["emcc"] == str(sysbin / "emcc")
     assert call["env"]["RUSTUP_HOME"] == str(home)

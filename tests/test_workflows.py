@@ -17,8 +17,8 @@ import yaml
 from wasmwheel.__main__ import build_parser
 from wasmwheel.model.layout import Layout
 from wasmwheel.model.settings import Settings
-from wasmwheel.pipeline.shard import matrix_for
 from wasmwheel.pipeline.graph import Project
+from wasmwheel.pipeline.shard import matrix_for
 
 REPO = Path(__file__).resolve().parents[1]
 WORKFLOWS = REPO / ".github" / "workflows"
@@ -44,8 +44,9 @@ def test_actionlint_accepts_the_workflows():
 def test_actionlint_really_checks(tmp_path):
     """The check above can fail: a workflow with a mistake is refused."""
     broken = tmp_path / "broken.yml"
-    broken.write_text((WORKFLOWS / "collection.yml").read_text().replace("needs.plan.outputs.matrix",
-                                                                         "needs.plan.outputs.matrixx"))
+    broken.write_text(
+        (WORKFLOWS / "collection.yml").read_text().replace("needs.plan.outputs.matrix", "needs.plan.outputs.matrixx")
+    )
     proc = subprocess.run([_actionlint(), "-no-color", str(broken)], capture_output=True, text=True)
     assert proc.returncode == 1 and "matrixx" in proc.stdout
 
@@ -66,8 +67,12 @@ def test_matrix_fields_used_by_a_workflow_are_in_the_generated_matrix(path, repo
 
 @pytest.mark.parametrize("path", FILES, ids=lambda p: p.name)
 def test_wasmwheel_commands_in_workflows_parse(path):
-    commands = [m for step in _steps(yaml.safe_load(path.read_text())) if "run" in step
-                for m in re.findall(r"python -m wasmwheel ([^)\n]+)", step["run"])]
+    commands = [
+        m
+        for step in _steps(yaml.safe_load(path.read_text()))
+        if "run" in step
+        for m in re.findall(r"python -m wasmwheel ([^)\n]+)", step["run"])
+    ]
     assert commands
     for command in commands:
         argv = [re.sub(r"^\$\w+$", "8", a) for a in shlex.split(command)]
@@ -82,8 +87,10 @@ def test_caches_hold_the_cache_folders_wasmwheel_uses(tmp_path, monkeypatch):
     layout = Layout(Settings.from_env(REPO, {}))
     assert layout.cache == home / ".cache" / "wasmwheel"  # what the workflows spell ~/.cache/wasmwheel
     abi = next(iter(Project.load(REPO, {"WASMWHEEL_BUILD_DIR": str(tmp_path / "b")}).abis.values()))
-    needed = {p.relative_to(layout.cache).parts[0] for p in
-              (layout.emsdk_dir(abi), layout.rust_dir(abi), layout.runtime_dir(abi), layout.download("0" * 64, "f"))}
+    needed = {
+        p.relative_to(layout.cache).parts[0]
+        for p in (layout.emsdk_dir(abi), layout.rust_dir(abi), layout.runtime_dir(abi), layout.download("0" * 64, "f"))
+    }
     for path in FILES:
         jobs = yaml.safe_load(path.read_text())["jobs"]
         build = jobs["build"]
@@ -112,8 +119,14 @@ def test_the_collection_workflow_builds_merges_and_indexes_over_shards(project, 
     project.add_crate("hello-two", "hello_two")
 
     def wasmwheel(*args: str, build: Path) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, "-m", "wasmwheel", *args], cwd=project.root, check=True,
-                              env={**project.env, "WASMWHEEL_BUILD_DIR": str(build)}, capture_output=True, text=True)
+        return subprocess.run(
+            [sys.executable, "-m", "wasmwheel", *args],
+            cwd=project.root,
+            check=True,
+            env={**project.env, "WASMWHEEL_BUILD_DIR": str(build)},
+            capture_output=True,
+            text=True,
+        )
 
     # plan: no report yet (the cache is empty on a first run).
     merged = tmp_path / "merged"
@@ -151,8 +164,9 @@ def test_the_collection_workflow_builds_merges_and_indexes_over_shards(project, 
     assert all(r["steps"]["compile"]["status"] == "ok" for r in report["rows"])
 
     # The next plan is balanced by these durations.
-    again = json.loads(wasmwheel("matrix", "--shards", "2", "--report", str(merged / "report.json"),
-                                 build=tmp_path / "plan").stdout)["include"]
+    again = json.loads(
+        wasmwheel("matrix", "--shards", "2", "--report", str(merged / "report.json"), build=tmp_path / "plan").stdout
+    )["include"]
     for entry in again:
         rows = [r for r in report["rows"] if r["abi"] == entry["abis"]]
         assert entry["weight"] == round(sum(r["seconds"] for r in rows), 2)

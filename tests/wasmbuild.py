@@ -44,9 +44,23 @@ def build_module(
     obj = out.with_suffix(".o")
     flags = [f"-DPY_MINOR={minor}"] + [f"-D{k}={v}" for k, v in (defines or {}).items()]
     subprocess.run(
-        [CLANG, "--target=wasm32-unknown-emscripten", "-fPIC", "-O2", *flags, *cflags,
-         "-I", str(HERE), "-c", str(HERE / source), "-o", str(obj)],
-        check=True, capture_output=True, text=True,
+        [
+            CLANG,
+            "--target=wasm32-unknown-emscripten",
+            "-fPIC",
+            "-O2",
+            *flags,
+            *cflags,
+            "-I",
+            str(HERE),
+            "-c",
+            str(HERE / source),
+            "-o",
+            str(obj),
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
     )
     link = [WASM_LD, str(obj), *map(str, link_with), "-o", str(out), "--unresolved-symbols=import-dynamic", *ldflags]
     if shared:

@@ -59,7 +59,7 @@ def raw_sections(data: bytes) -> list[tuple[Section, bytes]]:
     out = []
     for sec in parse_module(data).sections:
         length = 1 + len(uleb(sec.size)) + sec.size
-        out.append((sec, data[sec.offset:sec.offset + length]))
+        out.append((sec, data[sec.offset : sec.offset + length]))
     assert HEADER + b"".join(raw for _, raw in out) == data, "non-minimal LEB128 section sizes"
     return out
 

@@ -11,8 +11,8 @@ import sys
 import tomllib
 from pathlib import Path
 
-from wasmwheel.model.errors import WasmwheelError, plural
 from wasmwheel.fsutil import read_json
+from wasmwheel.model.errors import WasmwheelError, plural
 
 
 def is_repository(folder: Path) -> bool:
@@ -34,8 +34,10 @@ def find_root(start: Path) -> Path:
     for folder in (start, *start.parents):
         if is_repository(folder):
             return folder
-    raise WasmwheelError(f"not inside a wasmwheel repository: no folder from {start} up holds abi/, recipes/ and "
-                         "wasmwheel's pyproject.toml; run this from the repository or pass --root DIR")
+    raise WasmwheelError(
+        f"not inside a wasmwheel repository: no folder from {start} up holds abi/, recipes/ and "
+        "wasmwheel's pyproject.toml; run this from the repository or pass --root DIR"
+    )
 
 
 def _project_root(arg: str | None) -> Path:
@@ -67,8 +69,10 @@ def cmd_check(args: argparse.Namespace) -> int:
     problems = [*project.abi_errors.values(), *project.recipes.errors.values()]
     for error in problems:
         print(f"error: {error}", file=sys.stderr)
-    print(f"{plural(len(project.abis), 'ABI')}, {plural(len(project.recipes.recipes), 'recipe')}, "
-          f"{plural(len(problems), 'problem')}")
+    print(
+        f"{plural(len(project.abis), 'ABI')}, {plural(len(project.recipes.recipes), 'recipe')}, "
+        f"{plural(len(problems), 'problem')}"
+    )
     return 1 if problems else 0
 
 
@@ -101,8 +105,8 @@ def cmd_audit(args: argparse.Namespace) -> int:
 
 def cmd_pin_sysroot(args: argparse.Namespace) -> int:
     from wasmwheel.model.layout import Layout
-    from wasmwheel.runner import StepLog
     from wasmwheel.model.settings import Settings
+    from wasmwheel.runner import StepLog
     from wasmwheel.toolchain.provision import pin_sysroot
 
     root = _project_root(args.root)
@@ -114,8 +118,8 @@ def cmd_pin_sysroot(args: argparse.Namespace) -> int:
 
 
 def _scaffold_env(args: argparse.Namespace):
-    from wasmwheel.model.layout import Layout
     from wasmwheel.authoring.pypi import PyPI
+    from wasmwheel.model.layout import Layout
     from wasmwheel.model.settings import Settings
 
     root = _project_root(args.root)
@@ -125,8 +129,8 @@ def _scaffold_env(args: argparse.Namespace):
 
 def cmd_new(args: argparse.Namespace) -> int:
     from wasmwheel.authoring.pypi import split_spec
-    from wasmwheel.runner import StepLog
     from wasmwheel.authoring.scaffold import new_recipe
+    from wasmwheel.runner import StepLog
 
     name, version = split_spec(args.spec, args.version)
     root, pypi, layout = _scaffold_env(args)
@@ -140,8 +144,8 @@ def cmd_new(args: argparse.Namespace) -> int:
 
 
 def cmd_bump(args: argparse.Namespace) -> int:
-    from wasmwheel.runner import StepLog
     from wasmwheel.authoring.scaffold import bump_recipe
+    from wasmwheel.runner import StepLog
 
     root, pypi, layout = _scaffold_env(args)
     version = args.version.removeprefix("==") if args.version else None
@@ -160,8 +164,8 @@ def cmd_matrix(args: argparse.Namespace) -> int:
     """Print the GitHub Actions matrix (JSON) of the collection's shards."""
     import json
 
-    from wasmwheel.pipeline.shard import matrix_for
     from wasmwheel.pipeline.graph import Project
+    from wasmwheel.pipeline.shard import matrix_for
 
     project = Project.load(_project_root(args.root))
     report = None if args.report == "none" else Path(args.report) if args.report else project.layout.report_json
@@ -180,9 +184,11 @@ def cmd_merge(args: argparse.Namespace) -> int:
     build_dir = Path(args.build_dir) if args.build_dir else Settings.from_env(_project_root(args.root)).build_dir
     result = merge_shards([Path(d) for d in args.shards], build_dir, Path(args.report) if args.report else None)
     summary = ", ".join(f"{n} {s}" for s, n in sorted(result["report"]["summary"].items()))
-    print(f"merged {plural(len(args.shards), 'shard')} into {build_dir}: {plural(result['wheels'], 'wheel')} copied; "
-          f"{summary}; "
-          f"report: {result['report_path']}")
+    print(
+        f"merged {plural(len(args.shards), 'shard')} into {build_dir}: {plural(result['wheels'], 'wheel')} copied; "
+        f"{summary}; "
+        f"report: {result['report_path']}"
+    )
     for problem in result["report"]["missing_reports"]:
         print(f"warning: no report from {problem}", file=sys.stderr)
     return 0
@@ -200,10 +206,14 @@ def cmd_collection(args: argparse.Namespace) -> int:
             rows = read_json(report).get("rows", [])
         except (OSError, ValueError):
             raise collection.CollectionError(f"{report}: no build report (run `doit build` first)") from None
-        wanted = [r for r in rows if (not args.crate or r["crate"] in args.crate) and (not args.abi or r["abi"] in args.abi)]
+        wanted = [
+            r for r in rows if (not args.crate or r["crate"] in args.crate) and (not args.abi or r["abi"] in args.abi)
+        ]
         found = collection.compare(project, wanted, runs=args.runs)
-        print(f"compared {plural(sum(1 for c in found if c.official), 'wheel')} with PyPI's; "
-              f"{plural(sum(1 for c in found if not c.official), 'crate build')} without an official wheel")
+        print(
+            f"compared {plural(sum(1 for c in found if c.official), 'wheel')} with PyPI's; "
+            f"{plural(sum(1 for c in found if not c.official), 'crate build')} without an official wheel"
+        )
     path = collection.write_page(project, Path(args.output) if args.output else None)
     print(f"wrote {path}")
     return 0
@@ -215,16 +225,20 @@ def cmd_check_index(args: argparse.Namespace) -> int:
     from wasmwheel.pipeline.graph import Project
 
     project = Project.load(_project_root(args.root))
-    results = indexcheck.check_index(project, abis=args.abi, crates=args.crate, url=args.url,
-                                     browser_crate=args.browser)
+    results = indexcheck.check_index(
+        project, abis=args.abi, crates=args.crate, url=args.url, browser_crate=args.browser
+    )
     print(indexcheck.summary(results))
     return 1 if any(not r.ok for r in results) else 0
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="wasmwheel", description=__doc__.splitlines()[0])
-    parser.add_argument("--root", help="repository root (default: the nearest folder from the current one up "
-                        "that holds abi/, recipes/ and wasmwheel's pyproject.toml)")
+    parser.add_argument(
+        "--root",
+        help="repository root (default: the nearest folder from the current one up "
+        "that holds abi/, recipes/ and wasmwheel's pyproject.toml)",
+    )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("check", help="validate every ABI file and recipe")
@@ -238,8 +252,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_retag)
 
     p = sub.add_parser("audit", help="check wheels for what an ABI's Pyodide would refuse (exit 1 on errors)")
-    p.add_argument("wheels", nargs="+", metavar="WHEEL", help="wheels to audit (installed together: "
-                   "libraries at one's root serve the others)")
+    p.add_argument(
+        "wheels",
+        nargs="+",
+        metavar="WHEEL",
+        help="wheels to audit (installed together: libraries at one's root serve the others)",
+    )
     p.add_argument("--abi", required=True, help="ABI name, e.g. 2026_0")
     p.add_argument("--json", action="store_true", help="print a JSON report instead of a table")
     p.set_defaults(func=cmd_audit)
@@ -254,15 +272,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true", help="overwrite an existing recipe")
     p.set_defaults(func=cmd_new)
 
-    p = sub.add_parser("bump", help="move a recipe to another PyPI release (version, url, sha256), keeping its comments")
+    p = sub.add_parser(
+        "bump", help="move a recipe to another PyPI release (version, url, sha256), keeping its comments"
+    )
     p.add_argument("recipe", help="recipe name (recipes/<name>.toml) or path")
     p.add_argument("version", nargs="?", help="the version (default: latest)")
     p.set_defaults(func=cmd_bump)
 
     p = sub.add_parser("matrix", help="print a GitHub Actions matrix (JSON) that shards the collection's builds")
     p.add_argument("--shards", type=int, default=4, help="at most this many shards (default 4)")
-    p.add_argument("--report", help="build report whose durations balance the shards (default: build/report.json; "
-                   "'none': equal weights)")
+    p.add_argument(
+        "--report",
+        help="build report whose durations balance the shards (default: build/report.json; 'none': equal weights)",
+    )
     p.add_argument("--crate", action="append", default=[], help="only this crate (repeatable)")
     p.add_argument("--abi", action="append", default=[], help="only this ABI (repeatable)")
     p.set_defaults(func=cmd_matrix)
@@ -270,25 +292,40 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("merge", help="join shard artifacts (dist/ + report.json each) into one build folder")
     p.add_argument("shards", nargs="+", metavar="SHARD_DIR")
     p.add_argument("--build-dir", help="where to merge (default: the build folder, $WASMWHEEL_BUILD_DIR or build/)")
-    p.add_argument("--report", help="where to write the merged report.json (+ .md beside it; default: "
-                   "<build dir>/report.json, which a later doit run rewrites from its own steps)")
+    p.add_argument(
+        "--report",
+        help="where to write the merged report.json (+ .md beside it; default: "
+        "<build dir>/report.json, which a later doit run rewrites from its own steps)",
+    )
     p.set_defaults(func=cmd_merge)
     p = sub.add_parser("collection", help="write docs/collection.md: every recipe x ABI from the build report")
-    p.add_argument("--compare", action="store_true", help="first compare built wheels with PyPI's official wheels "
-                   "for the same ABI (size; the recipe's test time in the same runtime)")
-    p.add_argument("--runs", type=int, default=3, help="test runs per wheel when comparing (the fastest counts; default 3)")
+    p.add_argument(
+        "--compare",
+        action="store_true",
+        help="first compare built wheels with PyPI's official wheels "
+        "for the same ABI (size; the recipe's test time in the same runtime)",
+    )
+    p.add_argument(
+        "--runs", type=int, default=3, help="test runs per wheel when comparing (the fastest counts; default 3)"
+    )
     p.add_argument("--crate", action="append", default=[], help="compare only this crate (repeatable)")
     p.add_argument("--abi", action="append", default=[], help="compare only for this ABI (repeatable)")
     p.add_argument("--output", help="where to write the page (default: docs/collection.md)")
     p.set_defaults(func=cmd_collection)
 
-    p = sub.add_parser("check-index", help="install every indexed crate by name with micropip in its ABI's Pyodide "
-                       "and run its test (exit 1 on a failure)")
+    p = sub.add_parser(
+        "check-index",
+        help="install every indexed crate by name with micropip in its ABI's Pyodide "
+        "and run its test (exit 1 on a failure)",
+    )
     p.add_argument("--abi", action="append", default=[], help="only this ABI (repeatable; default: every indexed ABI)")
     p.add_argument("--crate", action="append", default=[], help="only this project (repeatable)")
     p.add_argument("--url", help="a published index to check (default: build/index, served locally meanwhile)")
-    p.add_argument("--browser", metavar="CRATE", help="also load CRATE in headless Chromium from the served try "
-                   "page (loadPyodide({lockFileURL}) + loadPackage)")
+    p.add_argument(
+        "--browser",
+        metavar="CRATE",
+        help="also load CRATE in headless Chromium from the served try page (loadPyodide({lockFileURL}) + loadPackage)",
+    )
     p.set_defaults(func=cmd_check_index)
     return parser
 

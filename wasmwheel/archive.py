@@ -44,13 +44,17 @@ FILES_SETTING = "WASMWHEEL_UNPACK_MAX_FILES"
 
 def _too_big(archive: Path, limits: UnpackLimits, member: str, streaming: bool = False) -> UnsafeArchive:
     when = f"writing member {member!r}" if streaming else f"its member {member!r} reaches it"
-    return UnsafeArchive(f"{archive.name}: unpacks to more than {format_size(limits.max_bytes)} ({when}); refusing "
-                         f"to unpack (nothing was written; {SIZE_SETTING} raises the limit for a trusted archive)")
+    return UnsafeArchive(
+        f"{archive.name}: unpacks to more than {format_size(limits.max_bytes)} ({when}); refusing "
+        f"to unpack (nothing was written; {SIZE_SETTING} raises the limit for a trusted archive)"
+    )
 
 
 def _too_many(archive: Path, limits: UnpackLimits) -> UnsafeArchive:
-    return UnsafeArchive(f"{archive.name}: has more than {limits.max_members} members; refusing to unpack (nothing "
-                         f"was written; {FILES_SETTING} raises the limit for a trusted archive)")
+    return UnsafeArchive(
+        f"{archive.name}: has more than {limits.max_members} members; refusing to unpack (nothing "
+        f"was written; {FILES_SETTING} raises the limit for a trusted archive)"
+    )
 
 
 TAR_SUFFIXES = (".tar.gz", ".tgz", ".tar.bz2", ".tbz2", ".tar.xz", ".txz", ".tar")
@@ -144,8 +148,9 @@ def _check_tar_members(archive: Path, members: list[tarfile.TarInfo]) -> None:
             if target in links or any(p in links for p in target.parents):
                 raise _refuse(archive, m.name, f"is a hard link to the symbolic link {m.linkname!r}")
             if target not in earlier_files:
-                raise _refuse(archive, m.name, f"is a hard link to {m.linkname!r}, which is not a file before it "
-                                               "in the archive")
+                raise _refuse(
+                    archive, m.name, f"is a hard link to {m.linkname!r}, which is not a file before it in the archive"
+                )
         if m.isreg():
             earlier_files.add(rel)
     _check_layout(archive, [(m.name, paths[id(m)], _tar_kind(m)) for m in members], any_duplicate=False)
@@ -237,8 +242,11 @@ def _extract_zip(archive: Path, dest: Path, limits: UnpackLimits) -> None:
                 total += info.file_size
                 if total > limits.max_bytes:
                     raise _too_big(archive, limits, info.filename)
-            _check_layout(archive, [(i.filename, _member_path(archive, i.filename), _zip_kind(i)) for i in infos],
-                          any_duplicate=True)
+            _check_layout(
+                archive,
+                [(i.filename, _member_path(archive, i.filename), _zip_kind(i)) for i in infos],
+                any_duplicate=True,
+            )
             written = 0
             for info in infos:
                 target = root.joinpath(*_member_path(archive, info.filename).parts)
@@ -279,8 +287,9 @@ def check_tree_links(tree: Path, what: str) -> None:
             rel = path.relative_to(tree).as_posix()
             resolved = Path(os.path.realpath(path))
             if os.path.isabs(target) or (resolved != root and root not in resolved.parents):
-                raise UnsafeArchive(f"{what}: {rel!r} is a symbolic link to {target!r}, outside the source; "
-                                    "refusing to use it")
+                raise UnsafeArchive(
+                    f"{what}: {rel!r} is a symbolic link to {target!r}, outside the source; refusing to use it"
+                )
 
 
 def single_top_folder(folder: Path) -> Path:

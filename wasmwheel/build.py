@@ -19,17 +19,18 @@ import hashlib
 import json
 import os
 import shutil
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
+from wasmwheel.fsutil import atomic_write_text, clean_stale_temps, sha256_file, staged_dir
 from wasmwheel.model.abi import RUST_TARGET, Abi
 from wasmwheel.model.errors import WasmwheelError
-from wasmwheel.fsutil import atomic_write_text, clean_stale_temps, sha256_file, staged_dir
-from wasmwheel.toolchain.launcher import ensure_launcher
-from wasmwheel.toolchain.linker import LINK_ENV
 from wasmwheel.model.layout import Layout
 from wasmwheel.model.recipe import Recipe
 from wasmwheel.runner import StepLog, inherited_env, run
+from wasmwheel.toolchain.launcher import ensure_launcher
+from wasmwheel.toolchain.linker import LINK_ENV
 from wasmwheel.wheel import set_generator
 
 if TYPE_CHECKING:  # annotations only: a doit start does not import the facts' classes
@@ -85,10 +86,15 @@ def rustflags(abi: Abi, recipe: Recipe) -> list[str]:
 
 def compile_argv(maturin: str, abi: Abi, recipe: Recipe, out_dir: Path) -> list[str]:
     argv = [
-        maturin, "build", "--release",
-        "--target", RUST_TARGET,
-        "-i", abi.interpreter,
-        "--out", str(out_dir),
+        maturin,
+        "build",
+        "--release",
+        "--target",
+        RUST_TARGET,
+        "-i",
+        abi.interpreter,
+        "--out",
+        str(out_dir),
     ]
     if recipe.build.features:
         argv += ["--features", ",".join(recipe.build.features)]
@@ -108,8 +114,12 @@ def toolchain_config(abi: Abi, toolchain: str) -> dict[str, Any]:
     switching WASMWHEEL_TOOLCHAIN reruns the compiles and nothing before them)."""
     if toolchain == "emsdk":
         return {"kind": "emsdk", **abi.emsdk_config()}  # the version and Pyodide's patches applied to it
-    return {"kind": "lean", "binaryen": abi.lean.binaryen if abi.lean else None,
-            "wasm_opt_flags": list(abi.lean.wasm_opt_flags) if abi.lean else None, "linker": linker_digest()}
+    return {
+        "kind": "lean",
+        "binaryen": abi.lean.binaryen if abi.lean else None,
+        "wasm_opt_flags": list(abi.lean.wasm_opt_flags) if abi.lean else None,
+        "linker": linker_digest(),
+    }
 
 
 LINK_KEY_FILE = "wasmwheel-link.json"
@@ -135,8 +145,10 @@ def force_relink(target_dir: Path, link_config: Mapping[str, Any], log: StepLog)
         for path in gone:
             path.unlink(missing_ok=True)
         if gone:
-            log.note(f"how the crate is linked changed since the last build: removed {len(gone)} linked "
-                     "output(s) so that cargo links again")
+            log.note(
+                f"how the crate is linked changed since the last build: removed {len(gone)} linked "
+                "output(s) so that cargo links again"
+            )
     atomic_write_text(marker, json.dumps({"key": key, "config": link_config}, sort_keys=True, indent=1))
 
 
@@ -167,8 +179,7 @@ def ensure_launchers(layout: Layout) -> None:
     ensure_launcher(layout.no_cc_launcher, "toolchain.linker", "no_c_compiler")
 
 
-def lean_env(abi: Abi, layout: Layout, rust: RustFacts, lean: BinaryenFacts,
-             link_log: Path | None) -> dict[str, str]:
+def lean_env(abi: Abi, layout: Layout, rust: RustFacts, lean: BinaryenFacts, link_log: Path | None) -> dict[str, str]:
     """What makes rustc link with wasmwheel's linker (and refuse C for the target)."""
     return {
         LINKER_VAR: str(layout.link_launcher),
@@ -201,19 +212,21 @@ def compile_env(
         env["PATH"] = os.pathsep.join([*prepend, env.get("PATH", "")])
     env.update(linker.env)
     env.update(rust.env)
-    env.update({
-        # One registry for every ABI and toolchain (cargo locks it itself); rustup's own CARGO_HOME stays
-        # the toolchain's, but compiles call the toolchain's cargo and rustc directly (PATH).
-        "CARGO_HOME": str(layout.cargo_home),
-        "CARGO_BUILD_TARGET": RUST_TARGET,
-        RUSTFLAGS_VAR: " ".join(rustflags(abi, recipe)),
-        "CARGO_TARGET_DIR": str(layout.target_dir(recipe.name, abi.name)),
-        "SOURCE_DATE_EPOCH": env.get("SOURCE_DATE_EPOCH", SOURCE_DATE_EPOCH),
-        # PyO3 for the ABI's Python without that Python on this machine (maturin writes its config).
-        "PYO3_CROSS": "1",
-        "PYO3_CROSS_PYTHON_VERSION": abi.python_minor,
-        **abi.maturin_tag_env(),
-    })
+    env.update(
+        {
+            # One registry for every ABI and toolchain (cargo locks it itself); rustup's own CARGO_HOME stays
+            # the toolchain's, but compiles call the toolchain's cargo and rustc directly (PATH).
+            "CARGO_HOME": str(layout.cargo_home),
+            "CARGO_BUILD_TARGET": RUST_TARGET,
+            RUSTFLAGS_VAR: " ".join(rustflags(abi, recipe)),
+            "CARGO_TARGET_DIR": str(layout.target_dir(recipe.name, abi.name)),
+            "SOURCE_DATE_EPOCH": env.get("SOURCE_DATE_EPOCH", SOURCE_DATE_EPOCH),
+            # PyO3 for the ABI's Python without that Python on this machine (maturin writes its config).
+            "PYO3_CROSS": "1",
+            "PYO3_CROSS_PYTHON_VERSION": abi.python_minor,
+            **abi.maturin_tag_env(),
+        }
+    )
     if lean:
         env.update(lean_env(abi, layout, rust, linker, link_log))
     if build_wheels:
@@ -251,8 +264,9 @@ def compile_wheel(
     link_log.unlink(missing_ok=True)
     if toolchain == "lean":
         ensure_launchers(layout)
-    env = compile_env(abi, recipe, layout, linker, rust, build_wheels=[Path(w.wheel) for w in build_wheels],
-                      link_log=link_log)
+    env = compile_env(
+        abi, recipe, layout, linker, rust, build_wheels=[Path(w.wheel) for w in build_wheels], link_log=link_log
+    )
     maturin = shutil.which("maturin", path=env["PATH"])
     if not maturin:
         raise CompileError("maturin not found on PATH: `pip install maturin` (wasmwheel installs it as a dependency)")
@@ -266,18 +280,27 @@ def compile_wheel(
     force_relink(target_dir, toolchain_config(abi, toolchain), log)
     with staged_dir(wheels_dir / "out") as out:
         how = f"Emscripten {abi.emscripten}" if toolchain == "emsdk" else "lean toolchain: rust-lld + wasm-opt"
-        log.note(f"maturin build {recipe.name} {recipe.version} for {abi.name} (Python {abi.python_minor}, "
-                 f"Rust {abi.rust_toolchain}, {how})")
+        log.note(
+            f"maturin build {recipe.name} {recipe.version} for {abi.name} (Python {abi.python_minor}, "
+            f"Rust {abi.rust_toolchain}, {how})"
+        )
         try:
-            run(compile_argv(maturin, abi, recipe, out), log=log, cwd=Path(source.crate_dir), env=env,
-                what=f"maturin build ({recipe.name} for {abi.name})")
+            run(
+                compile_argv(maturin, abi, recipe, out),
+                log=log,
+                cwd=Path(source.crate_dir),
+                env=env,
+                what=f"maturin build ({recipe.name} for {abi.name})",
+            )
         finally:
             if link_log.exists():  # what the lean linker ran and dropped, in the step's own log
                 log.write(link_log.read_text(encoding="utf-8", errors="replace"))
         built = sorted(out.glob("*.whl"))
         if len(built) != 1:
-            raise CompileError(f"maturin wrote {len(built)} wheels to {out}, expected exactly one: "
-                               + (", ".join(p.name for p in built) or "none"))
+            raise CompileError(
+                f"maturin wrote {len(built)} wheels to {out}, expected exactly one: "
+                + (", ".join(p.name for p in built) or "none")
+            )
         wheel = wheels_dir / built[0].name
         set_generator(built[0], wheel, generator(abi, toolchain, linker))
         for old in wheels_dir.glob("*.whl"):

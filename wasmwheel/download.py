@@ -30,10 +30,10 @@ from pathlib import Path
 import requests
 import urllib3
 
-from wasmwheel.model.errors import WasmwheelError
 from wasmwheel.fsutil import CHUNK, file_lock, sha256_file
-from wasmwheel.runner import StepLog
+from wasmwheel.model.errors import WasmwheelError
 from wasmwheel.model.settings import retry_backoff
+from wasmwheel.runner import StepLog
 
 RETRIES = 3  # attempts in a row that got nothing
 MAX_REQUESTS = 50  # in all, however much each attempt got
@@ -71,7 +71,7 @@ class Origin:
 
 
 def _backoff(attempt: int) -> float:
-    return retry_backoff() * (2 ** attempt)
+    return retry_backoff() * (2**attempt)
 
 
 def _hint(origin: Origin) -> str:
@@ -154,8 +154,11 @@ def _download(url: str, part: Path, origin: Origin, log: StepLog, timeout: float
             failures = 0 if exc.progress else failures + 1
             if failures >= RETRIES:
                 raise DownloadError(
-                    f"could not download {url} after {RETRIES} attempts: {exc} {_hint(origin)}".rstrip()) from None
-            delay = exc.retry_after if exc.retry_after is not None else (0.0 if exc.progress else _backoff(failures - 1))
+                    f"could not download {url} after {RETRIES} attempts: {exc} {_hint(origin)}".rstrip()
+                ) from None
+            delay = (
+                exc.retry_after if exc.retry_after is not None else (0.0 if exc.progress else _backoff(failures - 1))
+            )
             log.note(f"retrying in {delay:g}s ({exc})", console=True)
             time.sleep(delay)
     raise DownloadError(f"could not download {url}: gave up after {MAX_REQUESTS} requests {_hint(origin)}".rstrip())
@@ -220,8 +223,9 @@ def _download_once(url: str, part: Path, log: StepLog, timeout: float) -> None:
                 first, _ = _content_range(resp)
                 if not have or first != have:
                     part.unlink(missing_ok=True)
-                    raise _Transient(f"the server sent bytes from {first} when asked for byte {have}; starting again",
-                                     progress=True)
+                    raise _Transient(
+                        f"the server sent bytes from {first} when asked for byte {have}; starting again", progress=True
+                    )
                 append = True
             elif have:
                 log.write("# the server does not resume downloads; starting again\n")
@@ -243,8 +247,13 @@ def _download_once(url: str, part: Path, log: StepLog, timeout: float) -> None:
         if "Connection broken" in reason or "IncompleteRead" in reason:
             reason = f"the connection dropped after {received:,} bytes"
         raise _Transient(reason, progress=received > 0) from None
-    except (requests.ConnectionError, requests.Timeout, urllib3.exceptions.HTTPError, ConnectionError,
-            TimeoutError) as exc:
+    except (
+        requests.ConnectionError,
+        requests.Timeout,
+        urllib3.exceptions.HTTPError,
+        ConnectionError,
+        TimeoutError,
+    ) as exc:
         raise _Transient(_reason(exc), progress=received > 0) from None
     except requests.RequestException as exc:
         raise _Permanent(_reason(exc)) from None
@@ -252,8 +261,14 @@ def _download_once(url: str, part: Path, log: StepLog, timeout: float) -> None:
 
 def _reason(exc: Exception) -> str:
     text = str(exc)
-    for marker in ("Name or service not known", "Temporary failure in name resolution", "Connection refused",
-                   "No route to host", "Network is unreachable", "timed out"):
+    for marker in (
+        "Name or service not known",
+        "Temporary failure in name resolution",
+        "Connection refused",
+        "No route to host",
+        "Network is unreachable",
+        "timed out",
+    ):
         if marker in text:
             return marker
     return text.splitlines()[0][:200] if text else type(exc).__name__

@@ -17,8 +17,9 @@ import os
 import shutil
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 CHUNK = 1 << 20
 
@@ -244,8 +245,9 @@ def stamp_inputs(stamp: Path) -> str | None:
 OUTPUTS_VALUE = "_wasmwheel_outputs"
 # What doit's `inspect.signature` call sees for an uptodate callable: (task, values). doit inspects
 # every uptodate callable of every task on each run; a ready Signature makes that lookup instant.
-UPTODATE_SIGNATURE = inspect.Signature([inspect.Parameter(n, inspect.Parameter.POSITIONAL_OR_KEYWORD)
-                                        for n in ("task", "values")])
+UPTODATE_SIGNATURE = inspect.Signature(
+    [inspect.Parameter(n, inspect.Parameter.POSITIONAL_OR_KEYWORD) for n in ("task", "values")]
+)
 
 
 def outputs_intact(record: Any) -> bool:

@@ -16,8 +16,8 @@ import sys
 import threading
 import time
 from collections import deque
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Mapping, Sequence
 
 from wasmwheel.model.errors import CommandFailed, WasmwheelError
 from wasmwheel.model.settings import verbose
@@ -66,7 +66,7 @@ class StepLog:
             self._file.close()
             self._file = None
 
-    def __enter__(self) -> "StepLog":
+    def __enter__(self) -> StepLog:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -168,8 +168,12 @@ def run(
     # The command's own last lines (stdout and stderr), not the log's header.
     tail = "\n".join(result.stdout.splitlines()[-TAIL_LINES:]) if not separate_stdout else log.tail()
     if timed_out:
-        raise CommandFailed(f"{what or args[0]} timed out after {timeout:.0f}s", returncode=proc.returncode,
-                            log_path=log.path, output_tail=tail)
+        raise CommandFailed(
+            f"{what or args[0]} timed out after {timeout:.0f}s",
+            returncode=proc.returncode,
+            log_path=log.path,
+            output_tail=tail,
+        )
     if check and proc.returncode != 0:
         raise CommandFailed(
             f"{what or shlex.join(args[:3])} failed with exit code {proc.returncode}",
@@ -245,8 +249,12 @@ def start(
         sink = open(output, "ab")
     try:
         proc = subprocess.Popen(
-            args, cwd=cwd, env=full_env, stdin=subprocess.DEVNULL,
-            stdout=sink if output is not None else subprocess.PIPE, stderr=subprocess.STDOUT,
+            args,
+            cwd=cwd,
+            env=full_env,
+            stdin=subprocess.DEVNULL,
+            stdout=sink if output is not None else subprocess.PIPE,
+            stderr=subprocess.STDOUT,
             start_new_session=True,
         )
     except FileNotFoundError:
@@ -258,6 +266,7 @@ def start(
             sink.close()
     readers: list[threading.Thread] = []
     if output is None:
+
         def pump() -> None:
             for raw in iter(proc.stdout.readline, b""):
                 log.write(raw.decode("utf-8", errors="replace"))

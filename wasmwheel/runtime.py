@@ -11,17 +11,23 @@ from pathlib import Path
 from typing import Any
 
 from wasmwheel.audit import runtime_exports
-from wasmwheel.smoke import server as smokeserver
-from wasmwheel.model.abi import Abi
 from wasmwheel.fsutil import atomic_write_bytes
+from wasmwheel.model.abi import Abi
 from wasmwheel.model.layout import Layout
-from wasmwheel.toolchain.npm import NpmPackage, ensure_installed, npm_tools
 from wasmwheel.runner import StepLog, capture
+from wasmwheel.smoke import server as smokeserver
+from wasmwheel.toolchain.npm import NpmPackage, ensure_installed, npm_tools
 
 
 def runtime_package(abi: Abi, layout: Layout) -> NpmPackage:
-    return NpmPackage("pyodide", abi.pyodide_version, layout.runtime_dir(abi), layout.runtime_lock_dir(abi),
-                      "Pyodide runtime for wasmwheel smoke tests", "Pyodide")
+    return NpmPackage(
+        "pyodide",
+        abi.pyodide_version,
+        layout.runtime_dir(abi),
+        layout.runtime_lock_dir(abi),
+        "Pyodide runtime for wasmwheel smoke tests",
+        "Pyodide",
+    )
 
 
 def provision_runtime(abi: Abi, layout: Layout, log: StepLog) -> dict[str, Any]:
@@ -32,8 +38,12 @@ def provision_runtime(abi: Abi, layout: Layout, log: StepLog) -> dict[str, Any]:
     if fresh or runtime_exports.load(pkg.lock_dir) is None:
         _record_exports(pkg.package_dir, layout.runtime_exports(abi), log)
     snapshot = smokeserver.ensure_snapshot(pkg.package_dir, log)  # smoke tests boot from it (smokeserver.py)
-    return {"runtime": str(pkg.package_dir), "pyodide": abi.pyodide_version, "node": node_version,
-            "snapshot": str(snapshot) if snapshot else None}
+    return {
+        "runtime": str(pkg.package_dir),
+        "pyodide": abi.pyodide_version,
+        "node": node_version,
+        "snapshot": str(snapshot) if snapshot else None,
+    }
 
 
 def _record_exports(package: Path, path: Path, log: StepLog) -> None:

@@ -12,12 +12,13 @@ import json
 import os
 import shutil
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from wasmwheel.archive import check_tree_links, extract, single_top_folder
-from wasmwheel.model.errors import WasmwheelError
 from wasmwheel.fsutil import atomic_write_text, clean_stale_temps, replace_dir, staged_dir
+from wasmwheel.model.errors import WasmwheelError
 from wasmwheel.model.layout import Layout
 from wasmwheel.model.recipe import Recipe
 from wasmwheel.runner import StepLog, capture, run
@@ -30,8 +31,9 @@ class SourceError(WasmwheelError):
     pass
 
 
-def local_file_names(folder: Path | str, ignore: tuple[str, ...] = LOCAL_IGNORE,
-                     visited: list[str] | None = None) -> Iterator[str]:
+def local_file_names(
+    folder: Path | str, ignore: tuple[str, ...] = LOCAL_IGNORE, visited: list[str] | None = None
+) -> Iterator[str]:
     """Files of a source folder, minus ``ignore`` (names, or ``*suffix``), in a stable order, as
     strings (the source step's file_deps, listed on every doit start). ``visited`` collects
     the folders listed."""
@@ -154,20 +156,29 @@ def fetch_source(recipe: Recipe, layout: Layout, log: StepLog) -> dict[str, Any]
         check_tree_links(tree, f"{recipe.path.name}: the {src.kind} source")
         crate_dir = tree / src.subdir if src.subdir else tree
         if not crate_dir.is_dir():
-            raise SourceError(f"{recipe.path}: [source] subdir: {src.subdir!r} does not exist in the source "
-                              f"(top-level entries: {', '.join(sorted(p.name for p in tree.iterdir())[:12])})")
+            raise SourceError(
+                f"{recipe.path}: [source] subdir: {src.subdir!r} does not exist in the source "
+                f"(top-level entries: {', '.join(sorted(p.name for p in tree.iterdir())[:12])})"
+            )
         for patch in src.patches:
             log.note(f"applying {patch.name}")
             try:
-                run(["patch", "-p1", "--batch", "--forward", "--no-backup-if-mismatch", "-i", patch],
-                    log=log, cwd=tree, what=f"patch {patch.name}")
+                run(
+                    ["patch", "-p1", "--batch", "--forward", "--no-backup-if-mismatch", "-i", patch],
+                    log=log,
+                    cwd=tree,
+                    what=f"patch {patch.name}",
+                )
             except WasmwheelError as exc:
-                raise SourceError(f"{recipe.path}: patch {patch.name} does not apply to {recipe.package_name} "
-                                  f"{recipe.version}: {exc}") from None
+                raise SourceError(
+                    f"{recipe.path}: patch {patch.name} does not apply to {recipe.package_name} {recipe.version}: {exc}"
+                ) from None
         if not any((crate_dir / f).exists() for f in ("pyproject.toml", "Cargo.toml")):
-            raise SourceError(f"{recipe.path}: no pyproject.toml or Cargo.toml in the source"
-                              + (f" subdir {src.subdir!r}" if src.subdir else "")
-                              + "; set [source] subdir to the folder maturin should build")
+            raise SourceError(
+                f"{recipe.path}: no pyproject.toml or Cargo.toml in the source"
+                + (f" subdir {src.subdir!r}" if src.subdir else "")
+                + "; set [source] subdir to the folder maturin should build"
+            )
         digest = tree_digest(tree)
         replace_dir(tree, dest)
     log.note(f"source of {recipe.name} ready in {dest}")
@@ -178,14 +189,22 @@ def _git_checkout(url: str, commit: str, dest: Path, log: StepLog) -> None:
     hint = "check the URL and that the commit exists there"
     run(["git", "init", "--quiet", dest], log=log, what="git init")
     try:
-        run(["git", "-C", dest, "fetch", "--quiet", "--depth", "1", "--", url, commit], log=log,
-            what=f"git fetch {commit[:12]}", timeout=1800)
+        run(
+            ["git", "-C", dest, "fetch", "--quiet", "--depth", "1", "--", url, commit],
+            log=log,
+            what=f"git fetch {commit[:12]}",
+            timeout=1800,
+        )
     except WasmwheelError:
         # Servers that refuse fetching a commit by id: fetch everything instead.
         log.note("shallow fetch by commit refused; fetching the whole repository")
         try:
-            run(["git", "-C", dest, "fetch", "--quiet", "--tags", "--", url, "+refs/heads/*:refs/remotes/origin/*"],
-                log=log, what="git fetch", timeout=3600)
+            run(
+                ["git", "-C", dest, "fetch", "--quiet", "--tags", "--", url, "+refs/heads/*:refs/remotes/origin/*"],
+                log=log,
+                what="git fetch",
+                timeout=3600,
+            )
         except WasmwheelError as exc:
             raise SourceError(f"could not fetch {url}: {exc} ({hint})") from None
     try:

@@ -21,8 +21,8 @@ from packaging.tags import Tag
 from packaging.utils import InvalidWheelFilename, parse_wheel_filename
 from wheel.wheelfile import WheelError, WheelFile
 
-from wasmwheel.model.errors import WasmwheelError
 from wasmwheel.fsutil import clean_stale_temps, sha256_file, temp_path_beside
+from wasmwheel.model.errors import WasmwheelError
 
 if TYPE_CHECKING:  # annotations only: a doit start does not import the facts' classes
     from wasmwheel.model.facts import WheelFacts
@@ -40,7 +40,7 @@ class WheelName:
     tags: frozenset[Tag]
 
     @classmethod
-    def parse(cls, filename: str) -> "WheelName":
+    def parse(cls, filename: str) -> WheelName:
         try:
             _, version, build, tags = parse_wheel_filename(filename)
         except InvalidWheelFilename as exc:
@@ -48,9 +48,13 @@ class WheelName:
         dist = filename[:-4].split("-")[0]
         return cls(dist, str(version), "".join(map(str, build)) if build else "", frozenset(tags))
 
-    def with_platform(self, platform: str) -> "WheelName":
-        return WheelName(self.distribution, self.version, self.build,
-                         frozenset(Tag(t.interpreter, t.abi, platform) for t in self.tags))
+    def with_platform(self, platform: str) -> WheelName:
+        return WheelName(
+            self.distribution,
+            self.version,
+            self.build,
+            frozenset(Tag(t.interpreter, t.abi, platform) for t in self.tags),
+        )
 
     @property
     def filename(self) -> str:
@@ -81,8 +85,8 @@ def rewrite_wheel_metadata(text: str, tags: frozenset[Tag]) -> str:
         seen: set[Tag] = set()
         for line in lines:
             if line.startswith("Tag:"):
-                body = line[len("Tag:"):].strip()
-                ending = line[len(line.rstrip("\r\n")):]
+                body = line[len("Tag:") :].strip()
+                ending = line[len(line.rstrip("\r\n")) :]
                 try:
                     interpreter, abi, _ = body.split("-")
                 except ValueError:

@@ -26,16 +26,16 @@ from __future__ import annotations
 
 import posixpath
 import re
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
-from typing import Iterable, Sequence
 
 from packaging.version import Version
 
 from wasmwheel.audit import runtime_exports
-from wasmwheel.model.abi import Abi
 from wasmwheel.audit.runtime_exports import RuntimeExports
 from wasmwheel.audit.wasm import Module
+from wasmwheel.model.abi import Abi
 
 WASM_MAGIC = b"\x00asm"
 SHAREDLIB_RE = re.compile(r"\.so(\.\d+)*$")
@@ -60,7 +60,7 @@ class LoaderFacts:
     exports: RuntimeExports | None  # None: no abi/runtimes/<version>/exports.json.gz yet
 
     @classmethod
-    def for_abi(cls, abi: Abi) -> "LoaderFacts":
+    def for_abi(cls, abi: Abi) -> LoaderFacts:
         try:
             legacy = Version(abi.pyodide_version) < Version("0.28")
         except ValueError:
@@ -102,7 +102,7 @@ class LoaderFacts:
         if norm == self.site_packages:
             return ""
         if norm.startswith(self.site_packages + "/"):
-            return norm[len(self.site_packages) + 1:]
+            return norm[len(self.site_packages) + 1 :]
         return norm
 
 
@@ -124,7 +124,7 @@ class Library:
     module: Module | None
     is_wasm: bool  # starts with the wasm magic number
     ours: bool = True  # in the wheel being audited (False: a wheel installed alongside)
-    needed_found: dict[str, "Library"] = field(default_factory=dict)
+    needed_found: dict[str, Library] = field(default_factory=dict)
 
     @property
     def folder(self) -> str:
@@ -168,7 +168,7 @@ class Linker:
         for runtime_path in lib.runtime_paths:
             rpath = runtime_path
             if rpath.startswith("$ORIGIN"):
-                rpath = self.facts.where(lib.folder) + rpath[len("$ORIGIN"):]
+                rpath = self.facts.where(lib.folder) + rpath[len("$ORIGIN") :]
             if rpath.startswith("/"):
                 dirs.append(rpath)
         dirs += ["/usr/lib", self.facts.site_packages]
@@ -189,8 +189,11 @@ class Linker:
         found = self._first(name, dirs)
         if found is None:  # then every folder below the installed library's, recursively
             base = self.facts.key(top)
-            below = sorted(k for k in self.files if not k.startswith("/") and posixpath.basename(k) == name
-                           and (base == "" or k.startswith(base + "/")))
+            below = sorted(
+                k
+                for k in self.files
+                if not k.startswith("/") and posixpath.basename(k) == name and (base == "" or k.startswith(base + "/"))
+            )
             if below:
                 found = self.files[below[0]] or _placeholder(below[0])
         return found, [*dirs, f"{top}/**"]
@@ -220,8 +223,10 @@ class Linker:
                 if self.facts.legacy_loader:
                     loaded.setdefault(name, found)
                 if id(found) not in stack and found.module is not None:
-                    ok = resolve(found, top_folder if self.facts.legacy_loader else found.folder,
-                                 (*stack, id(found))) and ok
+                    ok = (
+                        resolve(found, top_folder if self.facts.legacy_loader else found.folder, (*stack, id(found)))
+                        and ok
+                    )
             return ok
 
         for lib in self.libraries:
@@ -254,8 +259,9 @@ class Unresolved:
     call: tuple[str, ...]  # functions: the first call fails
 
 
-def unresolved_imports(module: Module, visible: Iterable[Module], facts: LoaderFacts,
-                       skip: frozenset[str] = frozenset()) -> Unresolved:
+def unresolved_imports(
+    module: Module, visible: Iterable[Module], facts: LoaderFacts, skip: frozenset[str] = frozenset()
+) -> Unresolved:
     """Imports of ``module`` that nothing provides. ``skip``: names another check reports."""
     foreign = sorted({f"{i.module}.{i.name}" for i in module.imports if i.module not in IMPORT_MODULES})
     if facts.exports is None:

@@ -24,9 +24,9 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from wasmwheel.audit.wasm import WasmError, read_module
 from wasmwheel.model.errors import ConfigError
 from wasmwheel.model.layout import RUNTIME_EXPORTS as FILENAME  # abi/runtimes/<version>/exports.json.gz
-from wasmwheel.audit.wasm import WasmError, read_module
 
 FORMAT = 1
 WASM_PAGE = 65536
@@ -53,8 +53,9 @@ def _js_import_keys(js: str, where: Path) -> set[str]:
     """The keys of ``var wasmImports={...}``: every JavaScript function the loader can hand out."""
     match = _IMPORTS_RE.search(js)
     if not match:
-        raise RuntimeExportsError(where, "", "no `var wasmImports={...}` object found",
-                                  "is this a Pyodide runtime's pyodide.asm.js?")
+        raise RuntimeExportsError(
+            where, "", "no `var wasmImports={...}` object found", "is this a Pyodide runtime's pyodide.asm.js?"
+        )
     depth, end = 1, match.end()
     while depth and end < len(js):
         depth += {"{": 1, "}": -1}.get(js[end], 0)
@@ -62,11 +63,15 @@ def _js_import_keys(js: str, where: Path) -> set[str]:
     if depth:
         raise RuntimeExportsError(where, "", "the wasmImports object does not end", "reinstall the runtime")
     keys = set()
-    for part in js[match.end():end - 1].split(","):
+    for part in js[match.end() : end - 1].split(","):
         key = part.split(":", 1)[0].strip()
         if not _KEY_RE.match(key):
-            raise RuntimeExportsError(where, "", f"unexpected wasmImports entry {part.strip()[:60]!r}",
-                                      "this runtime's JavaScript is not in a form wasmwheel reads")
+            raise RuntimeExportsError(
+                where,
+                "",
+                f"unexpected wasmImports entry {part.strip()[:60]!r}",
+                "this runtime's JavaScript is not in a form wasmwheel reads",
+            )
         keys.add(key)
     return keys
 
@@ -77,8 +82,12 @@ def extract(package: Path) -> dict:
     js_path = next((p for p in (package / "pyodide.asm.js", package / "pyodide.asm.mjs") if p.exists()), None)
     wasm_path = package / "pyodide.asm.wasm"
     if js_path is None or not wasm_path.exists():
-        raise RuntimeExportsError(package, "", "no pyodide.asm.js/.mjs and pyodide.asm.wasm here",
-                                  "point at node_modules/pyodide of an installed runtime")
+        raise RuntimeExportsError(
+            package,
+            "",
+            "no pyodide.asm.js/.mjs and pyodide.asm.wasm here",
+            "point at node_modules/pyodide of an installed runtime",
+        )
     try:
         main = read_module(wasm_path)
     except WasmError as exc:
@@ -88,9 +97,12 @@ def extract(package: Path) -> dict:
         raise RuntimeExportsError(wasm_path, "", "the main module has no memory", "reinstall the runtime")
     version = json.loads((package / "package.json").read_text()).get("version", "")
     symbols = _js_import_keys(js_path.read_text(encoding="utf-8"), js_path) | set(main.export_names())
-    return {"format": FORMAT, "pyodide": version,
-            "memory": {"initial_pages": memories[0].minimum, "maximum_pages": memories[0].maximum},
-            "symbols": sorted(symbols)}
+    return {
+        "format": FORMAT,
+        "pyodide": version,
+        "memory": {"initial_pages": memories[0].minimum, "maximum_pages": memories[0].maximum},
+        "symbols": sorted(symbols),
+    }
 
 
 def encode(data: dict) -> bytes:

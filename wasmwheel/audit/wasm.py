@@ -32,17 +32,52 @@ VERSION = 1
 
 # Section ids of the core format.
 SECTION_NAMES = {
-    0: "custom", 1: "type", 2: "import", 3: "function", 4: "table", 5: "memory", 6: "global",
-    7: "export", 8: "start", 9: "element", 10: "code", 11: "data", 12: "datacount", 13: "tag",
+    0: "custom",
+    1: "type",
+    2: "import",
+    3: "function",
+    4: "table",
+    5: "memory",
+    6: "global",
+    7: "export",
+    8: "start",
+    9: "element",
+    10: "code",
+    11: "data",
+    12: "datacount",
+    13: "tag",
 }
 KINDS = {0: "func", 1: "table", 2: "memory", 3: "global", 4: "tag"}
 VALTYPES = {0x7F: "i32", 0x7E: "i64", 0x7D: "f32", 0x7C: "f64", 0x7B: "v128"}
 # Reference types: the short forms, and the GC proposal's (ref null? ht) forms.
-SHORT_REFTYPES = {0x70: "funcref", 0x6F: "externref", 0x69: "exnref", 0x6E: "anyref", 0x6D: "eqref",
-                  0x6C: "i31ref", 0x6B: "structref", 0x6A: "arrayref", 0x71: "nullref", 0x72: "nullexternref",
-                  0x73: "nullfuncref", 0x74: "nullexnref"}
-HEAP_TYPES = {0x70: "func", 0x6F: "extern", 0x69: "exn", 0x6E: "any", 0x6D: "eq", 0x6C: "i31", 0x6B: "struct",
-              0x6A: "array", 0x71: "none", 0x72: "noextern", 0x73: "nofunc", 0x74: "noexn"}
+SHORT_REFTYPES = {
+    0x70: "funcref",
+    0x6F: "externref",
+    0x69: "exnref",
+    0x6E: "anyref",
+    0x6D: "eqref",
+    0x6C: "i31ref",
+    0x6B: "structref",
+    0x6A: "arrayref",
+    0x71: "nullref",
+    0x72: "nullexternref",
+    0x73: "nullfuncref",
+    0x74: "nullexnref",
+}
+HEAP_TYPES = {
+    0x70: "func",
+    0x6F: "extern",
+    0x69: "exn",
+    0x6E: "any",
+    0x6D: "eq",
+    0x6C: "i31",
+    0x6B: "struct",
+    0x6A: "array",
+    0x71: "none",
+    0x72: "noextern",
+    0x73: "nofunc",
+    0x74: "noexn",
+}
 
 DYLINK_SECTION = "dylink.0"
 LEGACY_DYLINK_SECTION = "dylink"
@@ -184,7 +219,7 @@ class Module:
 
 
 class _Reader:
-    __slots__ = ("data", "pos", "end")
+    __slots__ = ("data", "end", "pos")
 
     def __init__(self, data: bytes, pos: int = 0, end: int | None = None):
         self.data = data
@@ -207,7 +242,7 @@ class _Reader:
 
     def bytes(self, n: int, what: str) -> bytes:
         self.need(n, what)
-        out = self.data[self.pos:self.pos + n]
+        out = self.data[self.pos : self.pos + n]
         self.pos += n
         return bytes(out)
 
@@ -362,8 +397,10 @@ def _dylink0(r: _Reader) -> Dylink:
         sub = _Reader(r.data, r.pos, r.pos + size)
         r.pos += size
         if sub_type == WASM_DYLINK_MEM_INFO:
-            mem = tuple(sub.uleb(32, f"dylink.0 {what}")  # type: ignore[assignment]
-                        for what in ("memory size", "memory alignment", "table size", "table alignment"))
+            mem = tuple(
+                sub.uleb(32, f"dylink.0 {what}")  # type: ignore[assignment]
+                for what in ("memory size", "memory alignment", "table size", "table alignment")
+            )
         elif sub_type == WASM_DYLINK_NEEDED:
             needed = [sub.name("a needed library name") for _ in range(sub.count("needed libraries"))]
         elif sub_type == WASM_DYLINK_EXPORT_INFO:
@@ -381,19 +418,32 @@ def _dylink0(r: _Reader) -> Dylink:
             continue  # unknown subsections are skipped, as Emscripten's loader does
         if sub.remaining:
             raise WasmError(f"dylink.0 subsection {sub_type} has {sub.remaining} bytes left over", sub.pos)
-    return Dylink(*mem, needed=tuple(needed), runtime_paths=tuple(runtime_paths),  # type: ignore[misc]
-                  export_flags=tuple(export_flags), import_flags=tuple(import_flags))
+    return Dylink(
+        *mem,
+        needed=tuple(needed),
+        runtime_paths=tuple(runtime_paths),  # type: ignore[misc]
+        export_flags=tuple(export_flags),
+        import_flags=tuple(import_flags),
+    )
 
 
 def _legacy_dylink(r: _Reader) -> Dylink:
-    mem = [r.uleb(32, f"dylink {what}") for what in ("memory size", "memory alignment", "table size", "table alignment")]
+    mem = [
+        r.uleb(32, f"dylink {what}") for what in ("memory size", "memory alignment", "table size", "table alignment")
+    ]
     needed = tuple(r.name("a needed library name") for _ in range(r.count("needed libraries")))
     return Dylink(*mem, needed=needed, legacy=True)
 
 
 # Constant expressions: the MVP instructions (with their immediates) and the extended-const ones.
-EXTENDED_CONST_OPS = {0x6A: "i32.add", 0x6B: "i32.sub", 0x6C: "i32.mul", 0x7C: "i64.add", 0x7D: "i64.sub",
-                      0x7E: "i64.mul"}
+EXTENDED_CONST_OPS = {
+    0x6A: "i32.add",
+    0x6B: "i32.sub",
+    0x6C: "i32.mul",
+    0x7C: "i64.add",
+    0x7D: "i64.sub",
+    0x7E: "i64.mul",
+}
 
 
 def _const_expr(r: _Reader, what: str) -> set[str]:
@@ -581,8 +631,19 @@ def parse_module(data: bytes) -> Module:
         if sid in (2, 5, 6, 7, 8, 9, 11, 13) and body.remaining:
             raise WasmError(f"the {SECTION_NAMES[sid]} section has {body.remaining} bytes left over", body.pos)
         sections.append(Section(sid, header_at, size, name))
-    return Module(version, tuple(sections), tuple(imports), tuple(exports), tuple(memories), tag_count, dylink,
-                  features, frozenset(extended_const), start, code)
+    return Module(
+        version,
+        tuple(sections),
+        tuple(imports),
+        tuple(exports),
+        tuple(memories),
+        tag_count,
+        dylink,
+        features,
+        frozenset(extended_const),
+        start,
+        code,
+    )
 
 
 # -- calls a function always makes -------------------------------------------------------------
@@ -599,13 +660,58 @@ def parse_module(data: bytes) -> Module:
 # Opcodes after which the rest of the body may not run: unreachable, if, else, try, catch, throw,
 # rethrow, throw_ref, br, br_if, br_table, return, return_call(_indirect), return_call_ref,
 # delegate, catch_all, try_table, br_on_null, br_on_non_null.
-_PREFIX_ENDS = frozenset({0x00, 0x04, 0x05, 0x06, 0x07, 0x08, 0x09, 0x0A, 0x0C, 0x0D, 0x0E, 0x0F, 0x12, 0x13,
-                          0x15, 0x18, 0x19, 0x1F, 0xD5, 0xD6})
+_PREFIX_ENDS = frozenset(
+    {
+        0x00,
+        0x04,
+        0x05,
+        0x06,
+        0x07,
+        0x08,
+        0x09,
+        0x0A,
+        0x0C,
+        0x0D,
+        0x0E,
+        0x0F,
+        0x12,
+        0x13,
+        0x15,
+        0x18,
+        0x19,
+        0x1F,
+        0xD5,
+        0xD6,
+    }
+)
 _NO_IMMEDIATE = frozenset({0x00, 0x01, 0x05, 0x0A, 0x0F, 0x19, 0x1A, 0x1B, 0xD1, 0xD3, 0xD4, *range(0x45, 0xC5)})
 # One index: catch, throw, rethrow, br, br_if, call, return_call, call_ref, return_call_ref,
 # local/global/table get/set, memory.size/grow, ref.func, br_on_null, br_on_non_null.
-_ONE_INDEX = frozenset({0x07, 0x08, 0x09, 0x0C, 0x0D, 0x10, 0x12, 0x14, 0x15, 0x20, 0x21, 0x22, 0x23, 0x24,
-                        0x25, 0x26, 0x3F, 0x40, 0xD2, 0xD5, 0xD6})
+_ONE_INDEX = frozenset(
+    {
+        0x07,
+        0x08,
+        0x09,
+        0x0C,
+        0x0D,
+        0x10,
+        0x12,
+        0x14,
+        0x15,
+        0x20,
+        0x21,
+        0x22,
+        0x23,
+        0x24,
+        0x25,
+        0x26,
+        0x3F,
+        0x40,
+        0xD2,
+        0xD5,
+        0xD6,
+    }
+)
 _BLOCKS = frozenset({0x02, 0x03, 0x04, 0x06})  # block, loop, if, try: a block type, then a body to its end
 # 0xFC prefix: how many index immediates each sub-opcode has (saturating truncations, bulk memory, tables).
 _FC_INDICES = {**dict.fromkeys(range(8), 0), 8: 2, 9: 1, 10: 2, 11: 1, 12: 2, 13: 1, 14: 2, 15: 1, 16: 1, 17: 1}

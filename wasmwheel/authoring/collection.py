@@ -16,28 +16,41 @@ with each wheel in turn in the ABI's Pyodide (the same runtime, alternating, the
 from __future__ import annotations
 
 import zipfile
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any
 
 from packaging.tags import Tag
 from packaging.utils import InvalidWheelFilename, parse_wheel_filename
 
+from wasmwheel.fsutil import atomic_write_text, read_json, write_json
 from wasmwheel.model.errors import WasmwheelError, plural
 from wasmwheel.model.facts import RuntimeFacts
-from wasmwheel.fsutil import atomic_write_text, read_json, write_json
 from wasmwheel.pipeline.report import _fmt_size, _md_escape, error_summary
 
 if TYPE_CHECKING:  # pragma: no cover
-    from wasmwheel.model.abi import Abi
     from wasmwheel.authoring.pypi import DistFile
+    from wasmwheel.model.abi import Abi
     from wasmwheel.pipeline.graph import Project
 
 PAGE = Path("docs") / "collection.md"
 DATA_SUFFIX = ".json"  # the page's data, beside it: docs/collection.json
 # What a kept cell holds of a report row (the rest is the run's detail, in build/report.json).
-ROW_FIELDS = ("crate", "version", "abi", "status", "wheel", "size", "test_seconds", "failed_step", "blocked_step",
-              "error", "hint", "built")
+ROW_FIELDS = (
+    "crate",
+    "version",
+    "abi",
+    "status",
+    "wheel",
+    "size",
+    "test_seconds",
+    "failed_step",
+    "blocked_step",
+    "error",
+    "hint",
+    "built",
+)
 BUILT_STATUSES = ("ok", "xpass", "xfail", "failed", "blocked")  # what a build did; skipped comes from the recipe
 
 
@@ -48,7 +61,7 @@ class CollectionError(WasmwheelError):
 # -- official wheels ----------------------------------------------------------------------------
 
 
-def _python_ok(tag: Tag, abi: "Abi") -> bool:
+def _python_ok(tag: Tag, abi: Abi) -> bool:
     """Whether the ABI's CPython runs a wheel of this tag: cpXY for its own version, or abi3 built
     for an older or equal one."""
     ours = abi.cp_tag
@@ -62,10 +75,10 @@ def _python_ok(tag: Tag, abi: "Abi") -> bool:
     return False
 
 
-def official_wheel(files: Sequence["DistFile"], abi: "Abi") -> "DistFile | None":
+def official_wheel(files: Sequence[DistFile], abi: Abi) -> DistFile | None:
     """The release's wheel that the ABI's Pyodide installs: one of the ABI's platform tags (PEP 783's
     or a legacy one) and a Python tag its CPython runs. A version-specific wheel wins over abi3."""
-    found: list[tuple[int, "DistFile"]] = []
+    found: list[tuple[int, DistFile]] = []
     for f in files:
         if f.packagetype != "bdist_wheel" or f.yanked:
             continue
@@ -113,14 +126,20 @@ class Comparison:
         return self.our_test / self.official_test
 
 
-def compare(project: "Project", rows: Sequence[dict[str, Any]], *, runs: int = 3,
-            pypi: Any = None, progress: Callable[[str], None] = print) -> list[Comparison]:
+def compare(
+    project: Project,
+    rows: Sequence[dict[str, Any]],
+    *,
+    runs: int = 3,
+    pypi: Any = None,
+    progress: Callable[[str], None] = print,
+) -> list[Comparison]:
     """Compare each built wheel (report rows with a wheel that passed) with PyPI's wheel for the
     same package, version and ABI, in that ABI's Pyodide. Writes ``build/collection-compare.json``."""
     from wasmwheel import download
-    from wasmwheel.smoke import smoke, wheelhouse
     from wasmwheel.authoring.pypi import PyPI, PyPIError
     from wasmwheel.runner import StepLog
+    from wasmwheel.smoke import smoke, wheelhouse
 
     layout = project.layout
     pypi = pypi or PyPI(layout.settings.pypi_url)
@@ -141,55 +160,91 @@ def compare(project: "Project", rows: Sequence[dict[str, Any]], *, runs: int = 3
             except PyPIError as exc:
                 releases[key] = exc
         files = releases[key]
-        base = {"crate": recipe.name, "abi": abi.name, "ours": ours.name, "our_size": ours.stat().st_size,
-                "our_module": module_size(ours)}
+        base = {
+            "crate": recipe.name,
+            "abi": abi.name,
+            "ours": ours.name,
+            "our_size": ours.stat().st_size,
+            "our_module": module_size(ours),
+        }
         if isinstance(files, Exception):
             out.append(Comparison(official=None, reason=f"PyPI: {files}", **base))
             continue
         official = official_wheel(files, abi)
         if official is None:
-            wasm = sorted({t.platform for f in files if f.filename.endswith(".whl")
-                           for t in parse_wheel_filename(f.filename)[3] if "wasm32" in t.platform})
-            reason = (f"PyPI has {recipe.package_name} {recipe.version} wheels for {', '.join(wasm)} only" if wasm
-                      else f"PyPI has no wasm wheel of {recipe.package_name} {recipe.version}")
+            wasm = sorted(
+                {
+                    t.platform
+                    for f in files
+                    if f.filename.endswith(".whl")
+                    for t in parse_wheel_filename(f.filename)[3]
+                    if "wasm32" in t.platform
+                }
+            )
+            reason = (
+                f"PyPI has {recipe.package_name} {recipe.version} wheels for {', '.join(wasm)} only"
+                if wasm
+                else f"PyPI has no wasm wheel of {recipe.package_name} {recipe.version}"
+            )
             out.append(Comparison(official=None, reason=reason, **base))
             continue
-        with StepLog(layout.log("compare", abi.name, recipe.name),
-                     title=f"{ours.name} vs {official.filename} in Pyodide {abi.pyodide_version}") as log:
-            theirs = download.fetch(download.Origin(official.url), layout.download(official.sha256, official.filename),
-                                    official.sha256, log)
-            requirements = wheelhouse.fetch_test_requirements(recipe.test.requirements, abi.python, layout, log,
-                                                              recipe.path.name)
+        with StepLog(
+            layout.log("compare", abi.name, recipe.name),
+            title=f"{ours.name} vs {official.filename} in Pyodide {abi.pyodide_version}",
+        ) as log:
+            theirs = download.fetch(
+                download.Origin(official.url), layout.download(official.sha256, official.filename), official.sha256, log
+            )
+            requirements = wheelhouse.fetch_test_requirements(
+                recipe.test.requirements, abi.python, layout, log, recipe.path.name
+            )
             try:  # the npm package folder the ABI's pyodide step installed
                 runtime = Path(RuntimeFacts.from_stamp(read_json(layout.stamp("pyodide", abi.name))).runtime or "")
                 if not runtime.name:
                     raise ValueError("no runtime")
             except (OSError, ValueError, TypeError):
-                raise CollectionError(f"Pyodide for {abi.name} is not installed: run `doit pyodide:{abi.name}`") from None
-            progress(f"compare {recipe.name}@{abi.name}: {ours.name} vs {official.filename} ({plural(runs, 'run')} each)")
+                raise CollectionError(
+                    f"Pyodide for {abi.name} is not installed: run `doit pyodide:{abi.name}`"
+                ) from None
+            progress(
+                f"compare {recipe.name}@{abi.name}: {ours.name} vs {official.filename} ({plural(runs, 'run')} each)"
+            )
             times: dict[str, list[float]] = {"ours": [], "official": []}
             for _ in range(runs):
                 for who, wheel in (("ours", ours), ("official", theirs)):
-                    job = smoke.SmokeJob(wheel=wheel, script=recipe.test.script, filename=f"{recipe.path.name} [test] script",
-                                         timeout=recipe.test.timeout, python=abi.python_minor, preload=tuple(requirements))
+                    job = smoke.SmokeJob(
+                        wheel=wheel,
+                        script=recipe.test.script,
+                        filename=f"{recipe.path.name} [test] script",
+                        timeout=recipe.test.timeout,
+                        python=abi.python_minor,
+                        preload=tuple(requirements),
+                    )
                     result = smoke.run_in_node(runtime, job, log, layout.settings)
                     log.write(f"# {who}: {'ok' if result.ok else 'FAILED: ' + result.error[:200]} {result.timings}\n")
                     if result.ok:
                         times[who].append(result.test_seconds)
-            out.append(Comparison(
-                official=official.filename, official_size=theirs.stat().st_size, official_module=module_size(theirs),
-                our_test=min(times["ours"], default=None), official_test=min(times["official"], default=None),
-                runs=runs, reason="" if times["official"] else "the official wheel failed the recipe's test (see compare.log)",
-                **base))
+            out.append(
+                Comparison(
+                    official=official.filename,
+                    official_size=theirs.stat().st_size,
+                    official_module=module_size(theirs),
+                    our_test=min(times["ours"], default=None),
+                    official_test=min(times["official"], default=None),
+                    runs=runs,
+                    reason="" if times["official"] else "the official wheel failed the recipe's test (see compare.log)",
+                    **base,
+                )
+            )
     save_comparisons(project, out)
     return out
 
 
-def comparisons_path(project: "Project") -> Path:
+def comparisons_path(project: Project) -> Path:
     return project.layout.comparisons
 
 
-def save_comparisons(project: "Project", found: Sequence[Comparison]) -> None:
+def save_comparisons(project: Project, found: Sequence[Comparison]) -> None:
     """Merge into the kept comparisons (a run for some crates keeps the others')."""
     path = comparisons_path(project)
     kept = {f"{c['crate']}@{c['abi']}": c for c in load_comparison_dicts(path)}
@@ -205,10 +260,12 @@ def load_comparison_dicts(path: Path) -> list[dict[str, Any]]:
     return data if isinstance(data, list) else []
 
 
-def load_comparisons(project: "Project") -> list[Comparison]:
+def load_comparisons(project: Project) -> list[Comparison]:
     fields = set(Comparison.__dataclass_fields__)
-    return [Comparison(**{k: v for k, v in c.items() if k in fields})
-            for c in load_comparison_dicts(comparisons_path(project))]
+    return [
+        Comparison(**{k: v for k, v in c.items() if k in fields})
+        for c in load_comparison_dicts(comparisons_path(project))
+    ]
 
 
 # -- the page -----------------------------------------------------------------------------------
@@ -229,7 +286,12 @@ def _cell(row: dict[str, Any]) -> str:
         return "skipped: " + _md_escape(row.get("reason", ""))
     if status in ("failed", "blocked"):
         step = row.get("failed_step") or row.get("blocked_step") or ""
-        text = f"**{status.upper()}**" + (f" ({step})" if step else "") + ": " + _md_escape(error_summary(row.get("error", "")))
+        text = (
+            f"**{status.upper()}**"
+            + (f" ({step})" if step else "")
+            + ": "
+            + _md_escape(error_summary(row.get("error", "")))
+        )
         if row.get("hint"):
             text += " — hint: " + _md_escape(row["hint"])
         return text
@@ -250,8 +312,9 @@ def kept_row(row: dict[str, Any], generated: str) -> dict[str, Any]:
     return out
 
 
-def merge(project: "Project", kept: dict[str, Any], report: dict[str, Any] | None,
-          comparisons: Sequence[dict[str, Any]] = ()) -> dict[str, Any]:
+def merge(
+    project: Project, kept: dict[str, Any], report: dict[str, Any] | None, comparisons: Sequence[dict[str, Any]] = ()
+) -> dict[str, Any]:
     """The page's data: ``kept`` (the last page's) updated by the build report's cells that a build made
     and by new comparisons; cells of recipes that are gone or now at another version are dropped."""
     recipes = project.recipes.recipes
@@ -265,18 +328,24 @@ def merge(project: "Project", kept: dict[str, Any], report: dict[str, Any] | Non
     compared = {f"{c['crate']}@{c['abi']}": c for c in (*kept.get("comparisons", []), *comparisons)}
     current = {f"{k[0]}@{k[1]}": r.get("wheel") for k, r in rows.items()}
     compared = {k: c for k, c in compared.items() if k in current and c.get("ours") == current[k]}
-    return {"toolchain": (report or {}).get("toolchain") or kept.get("toolchain") or project.toolchain,
-            "rows": [rows[k] for k in sorted(rows)], "comparisons": [compared[k] for k in sorted(compared)]}
+    return {
+        "toolchain": (report or {}).get("toolchain") or kept.get("toolchain") or project.toolchain,
+        "rows": [rows[k] for k in sorted(rows)],
+        "comparisons": [compared[k] for k in sorted(compared)],
+    }
 
 
-def render(project: "Project", report: dict[str, Any], comparisons: Sequence[Comparison] = ()) -> str:
+def render(project: Project, report: dict[str, Any], comparisons: Sequence[Comparison] = ()) -> str:
     """docs/collection.md: every recipe a row, every ABI a column; then the official-wheel comparison.
     ``report``: the page's data (or a build report): its rows' built cells; skips come from the recipes."""
     abis = list(project.abi_names)
     recipes = project.recipes.recipes
     # Rows of this checkout's recipes and ABIs only (a merged report may hold others).
-    rows = {(r["crate"], r["abi"]): r for r in report.get("rows", [])
-            if r["crate"] in recipes and r["abi"] in abis and r.get("status") in BUILT_STATUSES}
+    rows = {
+        (r["crate"], r["abi"]): r
+        for r in report.get("rows", [])
+        if r["crate"] in recipes and r["abi"] in abis and r.get("status") in BUILT_STATUSES
+    }
     for name, recipe in recipes.items():
         for abi, reason in recipe.skips(abis, project.toolchain).items():
             rows[(name, abi)] = {"crate": name, "abi": abi, "status": "skipped", "reason": reason}
@@ -284,8 +353,13 @@ def render(project: "Project", report: dict[str, Any], comparisons: Sequence[Com
     skipped = sum(1 for r in rows.values() if r.get("status") == "skipped")
     failed = sum(1 for r in rows.values() if r.get("status") in ("failed", "blocked"))
     dates = sorted(str(r["built"])[:10] for r in rows.values() if r.get("built"))
-    when = (f"built {dates[0]} to {dates[-1]}" if dates and dates[0] != dates[-1]
-            else f"built {dates[0]}" if dates else "nothing built yet")
+    when = (
+        f"built {dates[0]} to {dates[-1]}"
+        if dates and dates[0] != dates[-1]
+        else f"built {dates[0]}"
+        if dates
+        else "nothing built yet"
+    )
     out = [
         "# The collection",
         "",
@@ -325,14 +399,27 @@ def render(project: "Project", report: dict[str, Any], comparisons: Sequence[Com
         ]
         for c in sorted(measured, key=lambda c: (c.crate, c.abi)):
             if c.official is None:
-                out.append(f"| {c.crate} | {c.abi} | none: {_md_escape(c.reason)} | {_fmt_size(c.our_module)} | | | "
-                           f"| | |")
+                out.append(
+                    f"| {c.crate} | {c.abi} | none: {_md_escape(c.reason)} | {_fmt_size(c.our_module)} | | | | | |"
+                )
                 continue
-            out.append("| " + " | ".join([
-                c.crate, c.abi, c.official, _fmt_size(c.our_module), _fmt_size(c.official_module), _ratio(c.size_ratio),
-                "" if c.our_test is None else f"{c.our_test:.3f} s",
-                "" if c.official_test is None else f"{c.official_test:.3f} s", _ratio(c.time_ratio),
-            ]) + " |")
+            out.append(
+                "| "
+                + " | ".join(
+                    [
+                        c.crate,
+                        c.abi,
+                        c.official,
+                        _fmt_size(c.our_module),
+                        _fmt_size(c.official_module),
+                        _ratio(c.size_ratio),
+                        "" if c.our_test is None else f"{c.our_test:.3f} s",
+                        "" if c.official_test is None else f"{c.official_test:.3f} s",
+                        _ratio(c.time_ratio),
+                    ]
+                )
+                + " |"
+            )
     return "\n".join(out) + "\n"
 
 
@@ -340,7 +427,7 @@ def data_path(page: Path) -> Path:
     return page.with_suffix(DATA_SUFFIX)
 
 
-def write_page(project: "Project", output: Path | None = None) -> Path:
+def write_page(project: Project, output: Path | None = None) -> Path:
     """Merge the build report (if any) into the page's kept data, then write the data and the page."""
     path = output or project.layout.settings.root / PAGE
     kept_path = data_path(path)
@@ -349,16 +436,19 @@ def write_page(project: "Project", output: Path | None = None) -> Path:
     except FileNotFoundError:
         kept = {}
     except (OSError, ValueError) as exc:
-        raise CollectionError(f"{kept_path}: unreadable ({exc}); restore it from git or delete it to start "
-                              "the page from this build's report alone") from None
+        raise CollectionError(
+            f"{kept_path}: unreadable ({exc}); restore it from git or delete it to start "
+            "the page from this build's report alone"
+        ) from None
     report_path = project.layout.report_json
     try:
         report = read_json(report_path)
     except (OSError, ValueError):
         report = None
         if not kept:
-            raise CollectionError(f"{report_path}: no build report (run `doit build` first; the page shows its "
-                                  "results)") from None
+            raise CollectionError(
+                f"{report_path}: no build report (run `doit build` first; the page shows its results)"
+            ) from None
     data = merge(project, kept, report, load_comparison_dicts(comparisons_path(project)))
     path.parent.mkdir(parents=True, exist_ok=True)
     write_json(kept_path, data)

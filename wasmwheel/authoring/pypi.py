@@ -64,8 +64,10 @@ class Release:
         sdists = [f for f in self.files if f.packagetype == "sdist"]
         if not sdists:
             have = f"only {len(self.files)} wheel(s)" if self.files else "no files"
-            raise PyPIError(f"{self.name} {self.version} has no sdist on PyPI ({have}); wasmwheel builds from "
-                            "source: pick a version with an sdist, or write a recipe with a git source")
+            raise PyPIError(
+                f"{self.name} {self.version} has no sdist on PyPI ({have}); wasmwheel builds from "
+                "source: pick a version with an sdist, or write a recipe with a git source"
+            )
         return sdists[0]
 
 
@@ -80,8 +82,13 @@ class PyPI:
         self.base_url = base_url.rstrip("/")
         self.timeout = timeout
         self.session = session or requests.Session()
-        retry = Retry(total=RETRIES - 1, backoff_factor=_retry_backoff(), status_forcelist=sorted(TRANSIENT_STATUS),
-                      allowed_methods=["GET"], raise_on_status=False)
+        retry = Retry(
+            total=RETRIES - 1,
+            backoff_factor=_retry_backoff(),
+            status_forcelist=sorted(TRANSIENT_STATUS),
+            allowed_methods=["GET"],
+            raise_on_status=False,
+        )
         for scheme in ("http://", "https://"):
             self.session.mount(scheme, HTTPAdapter(max_retries=retry))
 
@@ -90,8 +97,10 @@ class PyPI:
         try:
             resp = self.session.get(url, timeout=self.timeout, headers={"Accept": "application/json"})
         except requests.RequestException as exc:
-            raise PyPIError(f"cannot reach {url}: {type(exc).__name__}: {str(exc).splitlines()[0][:200]} "
-                            "(set WASMWHEEL_PYPI_URL to a PyPI mirror if this machine cannot reach PyPI)") from None
+            raise PyPIError(
+                f"cannot reach {url}: {type(exc).__name__}: {str(exc).splitlines()[0][:200]} "
+                "(set WASMWHEEL_PYPI_URL to a PyPI mirror if this machine cannot reach PyPI)"
+            ) from None
         if resp.status_code == 404:
             return 404, None, resp.url
         if resp.status_code >= 400:
@@ -104,8 +113,10 @@ class PyPI:
     def project(self, name: str) -> tuple[dict[str, Any], str]:
         status, data, url = self._get(quote(name, safe=""))
         if status == 404:
-            raise PyPIError(f"no project named {name!r} on {self.base_url} (check the spelling; "
-                            f"{self.base_url}/project/{quote(name, safe='')}/ shows what PyPI has)")
+            raise PyPIError(
+                f"no project named {name!r} on {self.base_url} (check the spelling; "
+                f"{self.base_url}/project/{quote(name, safe='')}/ shows what PyPI has)"
+            )
         return data, url
 
     def release(self, name: str, version: str | None = None) -> Release:
@@ -122,8 +133,12 @@ class PyPI:
             raise PyPIError(f"{version!r} is not a version (PEP 440), e.g. {latest or '1.2.3'}") from None
         status, data, url = self._get(f"{quote(name, safe='')}/{quote(version, safe='')}")
         if status != 404:
-            return Release(pypi_name, str((data.get("info") or {}).get("version", version)), latest,
-                           _files(data.get("urls") or [], url))
+            return Release(
+                pypi_name,
+                str((data.get("info") or {}).get("version", version)),
+                latest,
+                _files(data.get("urls") or [], url),
+            )
         # Some mirrors serve only the project document; its "releases" map has every version.
         releases = project.get("releases") or {}
         for key, files in releases.items():
@@ -150,15 +165,17 @@ def _files(entries: list[dict[str, Any]], base: str) -> tuple[DistFile, ...]:
         digests = entry.get("digests") or {}
         if not entry.get("filename") or not entry.get("url") or not digests.get("sha256"):
             continue
-        out.append(DistFile(
-            filename=entry["filename"],
-            url=urljoin(base, entry["url"]),
-            sha256=str(digests["sha256"]).lower(),
-            blake2b_256=digests.get("blake2b_256"),
-            packagetype=str(entry.get("packagetype", "")),
-            yanked=bool(entry.get("yanked", False)),
-            yanked_reason=str(entry["yanked_reason"]).strip() or None if entry.get("yanked_reason") else None,
-        ))
+        out.append(
+            DistFile(
+                filename=entry["filename"],
+                url=urljoin(base, entry["url"]),
+                sha256=str(digests["sha256"]).lower(),
+                blake2b_256=digests.get("blake2b_256"),
+                packagetype=str(entry.get("packagetype", "")),
+                yanked=bool(entry.get("yanked", False)),
+                yanked_reason=str(entry["yanked_reason"]).strip() or None if entry.get("yanked_reason") else None,
+            )
+        )
     return tuple(out)
 
 

@@ -23,13 +23,13 @@ from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
-from wasmwheel.model.abi import Abi, load_abis
 from wasmwheel.archive import UnpackLimits, extract, single_top_folder
-from wasmwheel.download import Origin, fetch
-from wasmwheel.model.errors import ConfigError, WasmwheelError
-from wasmwheel.fsutil import atomic_write_text
-from wasmwheel.model.layout import Layout
 from wasmwheel.authoring.pypi import PyPI, Release
+from wasmwheel.download import Origin, fetch
+from wasmwheel.fsutil import atomic_write_text
+from wasmwheel.model.abi import Abi, load_abis
+from wasmwheel.model.errors import ConfigError, WasmwheelError
+from wasmwheel.model.layout import Layout
 from wasmwheel.model.recipe import load_recipe
 from wasmwheel.runner import StepLog
 
@@ -40,18 +40,30 @@ from wasmwheel.runner import StepLog
 # definitions cover (`Py_3_X` cfgs in the crates: 0.16 has 3.11 in 7 files, 0.17-0.18 in 15, 0.19
 # has 3.12 in 12 files, and pydantic-core 2.10 shipped cp312 wheels built with 0.19.2).
 PYO3_MAX_PYTHON: dict[tuple[int, int], tuple[int, int]] = {
-    (0, 16): (3, 10), (0, 17): (3, 11), (0, 18): (3, 11), (0, 19): (3, 12),
-    (0, 20): (3, 12), (0, 21): (3, 12), (0, 22): (3, 13), (0, 23): (3, 13), (0, 24): (3, 13),
-    (0, 25): (3, 14), (0, 26): (3, 14), (0, 27): (3, 14), (0, 28): (3, 14), (0, 29): (3, 15), (0, 30): (3, 15),
+    (0, 16): (3, 10),
+    (0, 17): (3, 11),
+    (0, 18): (3, 11),
+    (0, 19): (3, 12),
+    (0, 20): (3, 12),
+    (0, 21): (3, 12),
+    (0, 22): (3, 13),
+    (0, 23): (3, 13),
+    (0, 24): (3, 13),
+    (0, 25): (3, 14),
+    (0, 26): (3, 14),
+    (0, 27): (3, 14),
+    (0, 28): (3, 14),
+    (0, 29): (3, 15),
+    (0, 30): (3, 15),
 }
 # What maturin can build and wasmwheel takes (tool.maturin.bindings, or found the way maturin finds it).
 PYO3_BINDINGS = ("pyo3", "pyo3-ffi")
 REFUSED_BINDINGS = {
     "bin": "the wheel ships a program, not an extension module, and Pyodide cannot run programs",
     "cffi": "a cffi library is loaded with ffi.dlopen, not imported; wasmwheel builds and audits "
-            "PyO3 extension modules (PyInit_<module>)",
+    "PyO3 extension modules (PyInit_<module>)",
     "uniffi": "a uniffi library is loaded through ctypes, not imported; wasmwheel builds and audits "
-              "PyO3 extension modules (PyInit_<module>)",
+    "PyO3 extension modules (PyInit_<module>)",
     "rust-cpython": "wasmwheel builds PyO3 extension modules; rust-cpython is unmaintained",
 }
 # Rust releases come every six weeks from 1.0 (2015-05-15); a nightly is two releases ahead of stable.
@@ -84,9 +96,11 @@ class SdistFacts:
 
     def summary(self) -> list[str]:
         where = f"pyproject.toml in {self.subdir}/" if self.subdir else "pyproject.toml at the sdist root"
-        lines = [f"build backend: {self.backend} ({where})",
-                 f"crate: {self.manifest} ({self.manifest_rule})",
-                 f"extension module: {self.module_name}"]
+        lines = [
+            f"build backend: {self.backend} ({where})",
+            f"crate: {self.manifest} ({self.manifest_rule})",
+            f"extension module: {self.module_name}",
+        ]
         if self.bindings_rule:
             lines.append(f"bindings: {self.bindings} ({self.bindings_rule})")
         if self.pyo3:
@@ -97,8 +111,11 @@ class SdistFacts:
             lines.append(f"{self.pyo3_crate} {self.pyo3} (Cargo.lock): {limit}")
         else:
             lines.append("PyO3: not found in a Cargo.lock (not a PyO3 crate, or the sdist has no lock file)")
-        lines.append(f"rust-version: {self.rust_version} (the crate's own; dependencies may need more)"
-                     if self.rust_version else "rust-version: not set by the crate")
+        lines.append(
+            f"rust-version: {self.rust_version} (the crate's own; dependencies may need more)"
+            if self.rust_version
+            else "rust-version: not set by the crate"
+        )
         lines.append(f"requires-python: {self.requires_python or 'not set'}")
         return lines + list(self.notes)
 
@@ -128,7 +145,7 @@ def inline_tables_on_one_line(text: str) -> str:
         ch = text[i]
         if quote:
             if ch == "\\" and quote in ('"', '"""'):
-                out.append(text[i:i + 2])
+                out.append(text[i : i + 2])
                 i += 2
                 continue
             if text.startswith(quote, i):
@@ -190,8 +207,10 @@ def _find_pyproject(root: Path, label: str) -> tuple[Path, dict[str, Any]]:
         return found[0]
     if found:
         where = ", ".join(str(p.parent.relative_to(root)) for p, _ in found)
-        raise ScaffoldError(f"{label}: several maturin projects ({where}); write the recipe by hand and set "
-                            "[source] subdir to the one to build")
+        raise ScaffoldError(
+            f"{label}: several maturin projects ({where}); write the recipe by hand and set "
+            "[source] subdir to the one to build"
+        )
     raise ScaffoldError(f"{label}: no pyproject.toml (a maturin sdist has one at its root)")
 
 
@@ -209,7 +228,9 @@ def _manifest(pyproject_dir: Path, pyproject: dict[str, Any], label: str) -> tup
         else:
             path, rule = pyproject_dir / "Cargo.toml", "beside pyproject.toml"
     if not path.is_file():
-        raise ScaffoldError(f"{label}: maturin would build {path.name} in {path.parent.name}/, which is not in the sdist")
+        raise ScaffoldError(
+            f"{label}: maturin would build {path.name} in {path.parent.name}/, which is not in the sdist"
+        )
     return path, rule
 
 
@@ -264,8 +285,11 @@ def _reachable(packages: list[dict[str, Any]], crate: str) -> list[dict[str, Any
 
 def _locked_pyo3(packages: list[dict[str, Any]]) -> tuple[str | None, str]:
     for crate in ("pyo3", "pyo3-ffi"):
-        versions = sorted({str(p["version"]) for p in packages if p.get("name") == crate and "version" in p},
-                          key=Version, reverse=True)
+        versions = sorted(
+            {str(p["version"]) for p in packages if p.get("name") == crate and "version" in p},
+            key=Version,
+            reverse=True,
+        )
         if versions:
             return versions[0], crate
     return None, "pyo3"
@@ -282,7 +306,9 @@ def _dependency_names(cargo: dict[str, Any]) -> set[str]:
     return names
 
 
-def _bindings(maturin: dict[str, Any], cargo: dict[str, Any], manifest: Path, dependencies: set[str]) -> tuple[str, str]:
+def _bindings(
+    maturin: dict[str, Any], cargo: dict[str, Any], manifest: Path, dependencies: set[str]
+) -> tuple[str, str]:
     """The bindings maturin builds and why: tool.maturin.bindings, else found as maturin finds them
     (a PyO3 / cpython / uniffi crate among the dependencies, else a cdylib is cffi, else a program)."""
     if maturin.get("bindings"):
@@ -290,14 +316,22 @@ def _bindings(maturin: dict[str, Any], cargo: dict[str, Any], manifest: Path, de
     old_style = ((cargo.get("package") or {}).get("metadata") or {}).get("maturin") or {}
     if isinstance(old_style, dict) and old_style.get("bindings"):
         return str(old_style["bindings"]), "package.metadata.maturin.bindings in Cargo.toml"
-    for crate, bindings in (("pyo3", "pyo3"), ("pyo3-ffi", "pyo3-ffi"), ("cpython", "rust-cpython"),
-                            ("uniffi", "uniffi")):
+    for crate, bindings in (
+        ("pyo3", "pyo3"),
+        ("pyo3-ffi", "pyo3-ffi"),
+        ("cpython", "rust-cpython"),
+        ("uniffi", "uniffi"),
+    ):
         if crate in dependencies:
             return bindings, f"the crate depends on {crate}"
     crate_types = (cargo.get("lib") or {}).get("crate-type") or []
     if "cdylib" in crate_types:
         return "cffi", "a cdylib without PyO3, cpython or uniffi among its dependencies"
-    if cargo.get("bin") or (manifest.parent / "src" / "main.rs").is_file() or (manifest.parent / "src" / "bin").is_dir():
+    if (
+        cargo.get("bin")
+        or (manifest.parent / "src" / "main.rs").is_file()
+        or (manifest.parent / "src" / "bin").is_dir()
+    ):
         return "bin", "no library for Python, a program target"
     return "unknown", "neither a PyO3 dependency, a cdylib nor a program target"
 
@@ -353,8 +387,9 @@ def inspect_tree(root: Path, label: str) -> SdistFacts:
     pyproject_path, pyproject = _find_pyproject(root, label)
     backend = _backend(pyproject)
     if backend != "maturin":
-        raise ScaffoldError(f"{label}: the build backend is {backend}, not maturin; wasmwheel builds maturin "
-                            "projects only")
+        raise ScaffoldError(
+            f"{label}: the build backend is {backend}, not maturin; wasmwheel builds maturin projects only"
+        )
     pyproject_dir = pyproject_path.parent
     maturin = (pyproject.get("tool") or {}).get("maturin") or {}
     manifest, rule = _manifest(pyproject_dir, pyproject, label)
@@ -364,12 +399,16 @@ def inspect_tree(root: Path, label: str) -> SdistFacts:
     package = cargo.get("package") or {}
     lib = cargo.get("lib") or {}
     old_style = ((package.get("metadata") or {}).get("maturin") or {}).get("name")
-    module = (str(maturin.get("module-name") or "")
-              or (str(old_style) if old_style and "." in str(old_style) else "")
-              or str(lib.get("name") or "")
-              or str(package.get("name", "")).replace("-", "_"))
+    module = (
+        str(maturin.get("module-name") or "")
+        or (str(old_style) if old_style and "." in str(old_style) else "")
+        or str(lib.get("name") or "")
+        or str(package.get("name", "")).replace("-", "_")
+    )
     if not module:
-        raise ScaffoldError(f"{label}: cannot tell the extension module's name (no module-name, [lib] name or package name)")
+        raise ScaffoldError(
+            f"{label}: cannot tell the extension module's name (no module-name, [lib] name or package name)"
+        )
     imports = [module.split(".")[0]]
     for extra in maturin.get("python-packages") or []:
         top = str(extra).split(".")[0]
@@ -381,16 +420,19 @@ def inspect_tree(root: Path, label: str) -> SdistFacts:
     crate_name = str(package.get("name", ""))
     reachable = _reachable(locked, crate_name) if locked is not None else []
     pyo3, crate = _locked_pyo3(reachable)
-    bindings, bindings_rule = _bindings(maturin, cargo, manifest,
-                                        _dependency_names(cargo) | {str(p.get("name")) for p in reachable})
+    bindings, bindings_rule = _bindings(
+        maturin, cargo, manifest, _dependency_names(cargo) | {str(p.get("name")) for p in reachable}
+    )
     if bindings not in PYO3_BINDINGS:
         why = REFUSED_BINDINGS.get(bindings, "wasmwheel builds PyO3 extension modules only")
         raise ScaffoldError(f"{label}: maturin builds {bindings!r} bindings here ({bindings_rule}): {why}")
     notes = []
     toolchain = _pinned_toolchain(manifest.parent, root)
     if toolchain and toolchain[1] != "stable":
-        notes.append(f"{toolchain[0]} pins Rust {toolchain[1]}; wasmwheel builds with each ABI's own toolchain "
-                     "instead (a pinned nightly often means nightly-only features: check the compile logs)")
+        notes.append(
+            f"{toolchain[0]} pins Rust {toolchain[1]}; wasmwheel builds with each ABI's own toolchain "
+            "instead (a pinned nightly often means nightly-only features: check the compile logs)"
+        )
     if maturin.get("locked"):
         notes.append("tool.maturin.locked = true: cargo must not change Cargo.lock (a pruned sdist lock can fail this)")
     return SdistFacts(
@@ -470,8 +512,10 @@ def suggest_skips(facts: SdistFacts, abis: dict[str, Abi]) -> dict[str, str]:
         need = _minor(facts.rust_version) if facts.rust_version else None
         have = toolchain_rust_version(abi.rust_toolchain)
         if need and have and need > have:
-            reasons.append(f"needs Rust >= {facts.rust_version} (the crate's rust-version); the ABI's toolchain "
-                           f"{abi.rust_toolchain} is Rust {have[0]}.{have[1]}")
+            reasons.append(
+                f"needs Rust >= {facts.rust_version} (the crate's rust-version); the ABI's toolchain "
+                f"{abi.rust_toolchain} is Rust {have[0]}.{have[1]}"
+            )
         if reasons:
             skips[name] = "; ".join(reasons)
     return skips
@@ -488,8 +532,10 @@ def _download(release: Release, layout: Layout, log: StepLog) -> tuple[Path, str
     warnings = ()
     if sdist.yanked:
         reason = f" ({sdist.yanked_reason})" if sdist.yanked_reason else ""
-        warnings = (f"warning: {release.name} {release.version} is yanked on PyPI{reason}; pick another version "
-                    f"unless you need this one (latest: {release.latest})",)
+        warnings = (
+            f"warning: {release.name} {release.version} is yanked on PyPI{reason}; pick another version "
+            f"unless you need this one (latest: {release.latest})",
+        )
     log.note(f"downloading {sdist.filename}")
     path = fetch(Origin(sdist.url), layout.download(sdist.sha256, sdist.filename), sdist.sha256, log)
     return path, sdist.sha256, sdist.public_url, warnings
@@ -497,8 +543,11 @@ def _download(release: Release, layout: Layout, log: StepLog) -> tuple[Path, str
 
 def render_recipe(release: Release, url: str, sha256: str, facts: SdistFacts, skips: dict[str, str]) -> str:
     doc = tomlkit.document()
-    doc.add(tomlkit.comment(f"{release.name} {release.version}: maturin sdist from PyPI, "
-                            "scaffolded by `python -m wasmwheel new`."))
+    doc.add(
+        tomlkit.comment(
+            f"{release.name} {release.version}: maturin sdist from PyPI, scaffolded by `python -m wasmwheel new`."
+        )
+    )
     doc.add(tomlkit.comment(""))
     doc.add(tomlkit.comment("Facts found in the sdist:"))
     for line in facts.summary():
@@ -547,15 +596,17 @@ def _project_abis(root: Path) -> dict[str, Abi]:
     return load_abis(root / "abi")
 
 
-def new_recipe(spec_name: str, version: str | None, root: Path, pypi: PyPI, layout: Layout, log: StepLog,
-               force: bool = False) -> tuple[Path, SdistFacts]:
+def new_recipe(
+    spec_name: str, version: str | None, root: Path, pypi: PyPI, layout: Layout, log: StepLog, force: bool = False
+) -> tuple[Path, SdistFacts]:
     root = Path(root).resolve()
     abis = _project_abis(root)
     release = pypi.release(spec_name, version)
     dest = root / "recipes" / f"{canonicalize_name(release.name)}.toml"
     if dest.exists() and not force:
-        raise ScaffoldError(f"{dest.relative_to(root)} exists already; `bump` moves it to another version, "
-                            "--force overwrites it")
+        raise ScaffoldError(
+            f"{dest.relative_to(root)} exists already; `bump` moves it to another version, --force overwrites it"
+        )
     archive, sha256, url, warnings = _download(release, layout, log)
     facts = inspect_sdist(archive, f"{release.name} {release.version} ({archive.name})", layout.settings.unpack_limits)
     facts = replace(facts, notes=facts.notes + warnings)
@@ -595,8 +646,10 @@ def bump_recipe(recipe: str, version: str | None, root: Path, pypi: PyPI, layout
     # package.version (a bump by hand that missed it) is what this command repairs.
     current = load_recipe(path, list(abis), root, url_matches_version=False)
     if current.source.kind != "url":
-        raise ScaffoldError(f"{path.name}: bump updates sdist recipes ([source] url + sha256); this one has a "
-                            f"{current.source.kind} source")
+        raise ScaffoldError(
+            f"{path.name}: bump updates sdist recipes ([source] url + sha256); this one has a "
+            f"{current.source.kind} source"
+        )
     release = pypi.release(current.package_name, version)
     if Version(release.version) == Version(current.version) and current.source.sha256 == release.sdist().sha256:
         return Bump(path, current.version, release.version, ())
@@ -607,16 +660,22 @@ def bump_recipe(recipe: str, version: str | None, root: Path, pypi: PyPI, layout
     assert src.url and src.sha256
     old_facts = None
     try:  # the old sdist is usually in the download cache already (its source step fetched it)
-        old_archive = fetch(Origin(src.url, layout.settings.sdist_mirror, "WASMWHEEL_SDIST_MIRROR"),
-                            layout.download(src.sha256, src.filename), src.sha256, log)
-        old_facts = inspect_sdist(old_archive, f"{current.package_name} {current.version}",
-                                  layout.settings.unpack_limits)
+        old_archive = fetch(
+            Origin(src.url, layout.settings.sdist_mirror, "WASMWHEEL_SDIST_MIRROR"),
+            layout.download(src.sha256, src.filename),
+            src.sha256,
+            log,
+        )
+        old_facts = inspect_sdist(
+            old_archive, f"{current.package_name} {current.version}", layout.settings.unpack_limits
+        )
         changes += compare_facts(old_facts, facts)
     except WasmwheelError as exc:
         changes.append(f"could not compare with the old sdist ({exc}); check the recipe's facts by hand")
     if facts.subdir != current.source.subdir:
-        changes.append(f"pyproject.toml moved: [source] subdir was {current.source.subdir!r}, the new sdist needs "
-                       f"{facts.subdir!r}")
+        changes.append(
+            f"pyproject.toml moved: [source] subdir was {current.source.subdir!r}, the new sdist needs {facts.subdir!r}"
+        )
     missing = [n for n in facts.import_names if n not in current.import_names]
     if missing:
         changes.append(f"new top-level module(s) {', '.join(missing)}: check [package] import_names")
@@ -627,15 +686,18 @@ def bump_recipe(recipe: str, version: str | None, root: Path, pypi: PyPI, layout
     old_skips = suggest_skips(old_facts, abis) if old_facts else {}
     for abi in current.build.skip_abis:
         if abi in old_skips and abi not in suggested:
-            changes.append(f"ABI {abi} is left out, but what ruled it out in {current.version} ({old_skips[abi]}) "
-                           f"no longer holds: check whether [build] skip_abis.{abi} still applies")
+            changes.append(
+                f"ABI {abi} is left out, but what ruled it out in {current.version} ({old_skips[abi]}) "
+                f"no longer holds: check whether [build] skip_abis.{abi} still applies"
+            )
 
     doc = tomlkit.parse(path.read_text(encoding="utf-8"))
     doc["package"]["version"] = release.version
     doc["source"]["url"] = url
     doc["source"]["sha256"] = sha256
-    text = rewrite_scaffold_header(tomlkit.dumps(doc), current.version, release.version,
-                                   replace(facts, notes=facts.notes + warnings))
+    text = rewrite_scaffold_header(
+        tomlkit.dumps(doc), current.version, release.version, replace(facts, notes=facts.notes + warnings)
+    )
     mentions = re.compile(r"(?<![\w.])" + re.escape(current.version) + r"(?![\w]|\.\d)")
     stale = [line for line in text.splitlines() if line.lstrip().startswith("#") and mentions.search(line)]
     if stale:
@@ -668,14 +730,22 @@ def rewrite_scaffold_header(text: str, old_version: str, new_version: str, facts
     marker = f" {old_version}: maturin sdist from PyPI"
     if marker in first:
         lines[0] = first.replace(marker, f" {new_version}: maturin sdist from PyPI", 1)
-    lines[start + 1:end] = [f"#   {line}" for line in facts.summary()]
+    lines[start + 1 : end] = [f"#   {line}" for line in facts.summary()]
     return "\n".join(lines)
 
 
 def compare_facts(old: SdistFacts, new: SdistFacts) -> list[str]:
     changes = []
-    labels = {"backend": "build backend", "bindings": "bindings", "manifest": "crate", "module_name": "extension module",
-              "pyo3": "PyO3", "abi3": "abi3", "rust_version": "rust-version", "requires_python": "requires-python"}
+    labels = {
+        "backend": "build backend",
+        "bindings": "bindings",
+        "manifest": "crate",
+        "module_name": "extension module",
+        "pyo3": "PyO3",
+        "abi3": "abi3",
+        "rust_version": "rust-version",
+        "requires_python": "requires-python",
+    }
     for attr, label in labels.items():
         before, after = getattr(old, attr), getattr(new, attr)
         if before != after:

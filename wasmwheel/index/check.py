@@ -19,13 +19,14 @@ from __future__ import annotations
 import json
 import threading
 import time
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Iterator, Sequence
+from typing import TYPE_CHECKING
 
-from wasmwheel.model.errors import WasmwheelError, plural
 from wasmwheel.fsutil import read_json, write_json
+from wasmwheel.model.errors import WasmwheelError, plural
 
 if TYPE_CHECKING:
     from wasmwheel.pipeline.graph import Project
@@ -101,11 +102,17 @@ def served(root: Path, url: str | None) -> Iterator[str]:
         server.server_close()
 
 
-def check_index(project: "Project", abis: Sequence[str] = (), crates: Sequence[str] = (), url: str | None = None,
-                browser_crate: str | None = None, progress: Callable[[str], None] = print) -> list[Installed]:
+def check_index(
+    project: Project,
+    abis: Sequence[str] = (),
+    crates: Sequence[str] = (),
+    url: str | None = None,
+    browser_crate: str | None = None,
+    progress: Callable[[str], None] = print,
+) -> list[Installed]:
     """Install every indexed crate (or ``crates``) by name in each ABI's Pyodide (or ``abis``) and run its test."""
-    from wasmwheel.smoke import smoke, wheelhouse
     from wasmwheel.runner import StepLog
+    from wasmwheel.smoke import smoke, wheelhouse
 
     layout = project.layout
     root = layout.build / "index"
@@ -123,43 +130,76 @@ def check_index(project: "Project", abis: Sequence[str] = (), crates: Sequence[s
             runtime = _runtime(project, abi_name)
             by_package = {r.package_name: r for r in project.recipes.recipes.values()}
             simple = f"{base}/{abi_name}/simple/"
-            progress(f"{abi_name}: installing {plural(len(names), 'crate')} from {simple} with micropip "
-                     f"in Pyodide {abi.pyodide_version}")
+            progress(
+                f"{abi_name}: installing {plural(len(names), 'crate')} from {simple} with micropip "
+                f"in Pyodide {abi.pyodide_version}"
+            )
             for name in names:
                 recipe = by_package.get(name)
-                with StepLog(layout.build / "logs" / abi_name / (recipe.name if recipe else name) / "index-check.log",
-                             title=f"micropip install {name} from {simple} in Pyodide {abi.pyodide_version}") as log:
+                with StepLog(
+                    layout.build / "logs" / abi_name / (recipe.name if recipe else name) / "index-check.log",
+                    title=f"micropip install {name} from {simple} in Pyodide {abi.pyodide_version}",
+                ) as log:
                     tools = wheelhouse.fetch_test_requirements(
-                        [PACKAGING, micropip_requirement(abi.python_minor)], abi.python, layout, log, "the index check")
-                    needs = wheelhouse.fetch_test_requirements(recipe.test.requirements if recipe else [], abi.python,
-                                                               layout, log, recipe.path.name if recipe else name)
+                        [PACKAGING, micropip_requirement(abi.python_minor)], abi.python, layout, log, "the index check"
+                    )
+                    needs = wheelhouse.fetch_test_requirements(
+                        recipe.test.requirements if recipe else [],
+                        abi.python,
+                        layout,
+                        log,
+                        recipe.path.name if recipe else name,
+                    )
                     micropip = next(w for w in tools if w.name.startswith("micropip-"))
                     version = _indexed_version(layout.index_dir(abi_name), name)
                     test = recipe.test.script if recipe else ""
-                    job = smoke.SmokeJob(wheel=micropip, script=install_script(name, version, simple, test),
-                                         filename=f"check-index {name}", timeout=recipe.test.timeout if recipe else 300,
-                                         python=abi.python_minor,
-                                         preload=tuple(w for w in (*tools, *needs) if w != micropip))
+                    job = smoke.SmokeJob(
+                        wheel=micropip,
+                        script=install_script(name, version, simple, test),
+                        filename=f"check-index {name}",
+                        timeout=recipe.test.timeout if recipe else 300,
+                        python=abi.python_minor,
+                        preload=tuple(w for w in (*tools, *needs) if w != micropip),
+                    )
                     result = smoke.run_in_node(runtime, job, log, layout.settings)
-                    got = next((line[len(INSTALLED):].strip() for line in result.output.splitlines()
-                                if line.startswith(INSTALLED)), "")
+                    got = next(
+                        (
+                            line[len(INSTALLED) :].strip()
+                            for line in result.output.splitlines()
+                            if line.startswith(INSTALLED)
+                        ),
+                        "",
+                    )
                     # The script failed before it printed what micropip installed: the install did.
                     stage = "install" if not result.ok and result.stage == "test" and not got else result.stage
-                    outcome = Installed(abi=abi_name, crate=name, ok=result.ok, version=got, stage=stage,
-                                        error="" if result.ok else result.error.strip().splitlines()[-1][:300]
-                                        if result.error.strip() else result.stage,
-                                        seconds=round(result.test_seconds, 3))
+                    outcome = Installed(
+                        abi=abi_name,
+                        crate=name,
+                        ok=result.ok,
+                        version=got,
+                        stage=stage,
+                        error=""
+                        if result.ok
+                        else result.error.strip().splitlines()[-1][:300]
+                        if result.error.strip()
+                        else result.stage,
+                        seconds=round(result.test_seconds, 3),
+                    )
                 results.append(outcome)
-                progress(f"  {'ok    ' if outcome.ok else 'FAILED'} {name} {outcome.version or version}"
-                         + (f"  {outcome.seconds:.2f} s" if outcome.ok else f"  {outcome.stage}: {outcome.error}"))
+                progress(
+                    f"  {'ok    ' if outcome.ok else 'FAILED'} {name} {outcome.version or version}"
+                    + (f"  {outcome.seconds:.2f} s" if outcome.ok else f"  {outcome.stage}: {outcome.error}")
+                )
             if browser_crate:
                 results.append(_browser(project, abi_name, base, runtime, browser_crate, names, progress))
-    write_json(layout.build / "index-check.json", {"checked": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-                                                     "results": [asdict(r) for r in results]})
+    write_json(
+        layout.build / "index-check.json",
+        {"checked": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "results": [asdict(r) for r in results]},
+    )
     return results
 
 
-def _runtime(project: "Project", abi: str) -> Path:
+def _runtime(project: Project, abi: str) -> Path:
     try:  # the npm package folder the ABI's pyodide step installed
         return Path(read_json(project.layout.stamp("pyodide", abi))["runtime"])
     except (OSError, ValueError, KeyError):
@@ -173,12 +213,19 @@ def _indexed_version(index_dir: Path, project: str) -> str:
     return str(max(parse_wheel_filename(f["filename"])[1] for f in files))
 
 
-def _browser(project: "Project", abi: str, base: str, runtime: Path, crate: str, names: Sequence[str],
-             progress: Callable[[str], None]) -> Installed:
+def _browser(
+    project: Project,
+    abi: str,
+    base: str,
+    runtime: Path,
+    crate: str,
+    names: Sequence[str],
+    progress: Callable[[str], None],
+) -> Installed:
     """The try page, served from the index, loads ``crate`` in headless Chromium through the lock file."""
-    from wasmwheel.smoke import browser
-    from wasmwheel.runner import StepLog
     from wasmwheel.index.serve import try_url
+    from wasmwheel.runner import StepLog
+    from wasmwheel.smoke import browser
 
     if crate not in names:
         raise IndexCheckError(f"--browser {crate}: not in the {abi} index ({', '.join(names) or 'empty'})")
@@ -196,17 +243,26 @@ def _browser(project: "Project", abi: str, base: str, runtime: Path, crate: str,
             log.write(json.dumps(result) + "\n")
     ok = bool(result.get("ok")) and result.get("value") == imports[0]
     timings = result.get("timings") or {}
-    outcome = Installed(abi=abi, crate=crate, ok=ok, stage=str(result.get("stage", "")),
-                        error="" if ok else str(result.get("error") or f"unexpected value {result.get('value')!r}"),
-                        seconds=round(sum(float(timings.get(k, 0)) for k in ("load", "test")), 3),
-                        environment="browser")
-    progress(f"  {'ok    ' if ok else 'FAILED'} {crate} in headless Chromium (lockFileURL + loadPackage)"
-             + (f"  {outcome.seconds:.2f} s" if ok else f"  {outcome.stage}: {outcome.error}"))
+    outcome = Installed(
+        abi=abi,
+        crate=crate,
+        ok=ok,
+        stage=str(result.get("stage", "")),
+        error="" if ok else str(result.get("error") or f"unexpected value {result.get('value')!r}"),
+        seconds=round(sum(float(timings.get(k, 0)) for k in ("load", "test")), 3),
+        environment="browser",
+    )
+    progress(
+        f"  {'ok    ' if ok else 'FAILED'} {crate} in headless Chromium (lockFileURL + loadPackage)"
+        + (f"  {outcome.seconds:.2f} s" if ok else f"  {outcome.stage}: {outcome.error}")
+    )
     return outcome
 
 
 def summary(results: Sequence[Installed]) -> str:
     failed = [r for r in results if not r.ok]
-    line = (f"{plural(sum(1 for r in results if r.ok), 'crate')} installed by name and tested"
-            f" ({plural(len({r.abi for r in results}), 'ABI')})")
+    line = (
+        f"{plural(sum(1 for r in results if r.ok), 'crate')} installed by name and tested"
+        f" ({plural(len({r.abi for r in results}), 'ABI')})"
+    )
     return line + (f"; {len(failed)} failed: " + ", ".join(f"{r.crate}@{r.abi}" for r in failed) if failed else "")

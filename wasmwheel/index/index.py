@@ -27,9 +27,9 @@ from typing import TYPE_CHECKING, Any
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name, parse_wheel_filename
 
+from wasmwheel.fsutil import read_json, replace_dir, sha256_file, staged_dir
 from wasmwheel.model.abi import Abi
 from wasmwheel.model.errors import plural
-from wasmwheel.fsutil import read_json, replace_dir, sha256_file, staged_dir
 from wasmwheel.model.layout import Layout, tested_dir, tested_marker
 from wasmwheel.model.recipe import Recipe, index_inputs
 from wasmwheel.runner import StepLog
@@ -74,13 +74,20 @@ def listing_digest(dist_dir: Path, extra: Any = None) -> str:
     return hashlib.sha256(json.dumps([dist_listing(dist_dir), extra], sort_keys=True).encode()).hexdigest()
 
 
-def index_step(abi: Abi, layout: Layout, recipes: dict[str, Recipe], runtime: RuntimeFacts,
-               log: StepLog) -> dict[str, Any]:
+def index_step(
+    abi: Abi, layout: Layout, recipes: dict[str, Recipe], runtime: RuntimeFacts, log: StepLog
+) -> dict[str, Any]:
     """The index step: the index of build/dist/<abi>, with the digest of what it was made from."""
     dist = layout.dist_dir(abi.name)
     digest = listing_digest(dist, index_inputs(recipes, layout.settings.index_url))  # as IndexCurrent compares
-    facts = build_index(abi, dist, layout.index_dir(abi.name), Path(runtime.runtime) / "pyodide-lock.json",
-                        recipes, layout.settings.index_url)
+    facts = build_index(
+        abi,
+        dist,
+        layout.index_dir(abi.name),
+        Path(runtime.runtime) / "pyodide-lock.json",
+        recipes,
+        layout.settings.index_url,
+    )
     log.note(f"indexed {plural(len(facts['wheels']), 'wheel')} of ABI {abi.name} in {facts['index']}")
     for name, why in facts["left_out"].items():
         log.note(f"left out {name}: {why}", console=True)
@@ -94,8 +101,14 @@ def _link_or_copy(src: Path, dest: Path) -> None:
         shutil.copy2(src, dest)
 
 
-def build_index(abi: Abi, dist_dir: Path, dest: Path, runtime_lock: Path | None,
-                recipes: dict[str, Recipe], base_url: str | None = None) -> dict[str, Any]:
+def build_index(
+    abi: Abi,
+    dist_dir: Path,
+    dest: Path,
+    runtime_lock: Path | None,
+    recipes: dict[str, Recipe],
+    base_url: str | None = None,
+) -> dict[str, Any]:
     """Write the index of ``dist_dir`` to ``dest`` (replaced as a whole, atomically)."""
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
@@ -106,8 +119,8 @@ def build_index(abi: Abi, dist_dir: Path, dest: Path, runtime_lock: Path | None,
             name, version, _, _ = parse_wheel_filename(wheel.name)
             _link_or_copy(wheel, tmp / wheel.name)
             projects.setdefault(canonicalize_name(name), []).append(
-                {"filename": wheel.name, "version": str(version), "sha256": digest,
-                 "size": wheel.stat().st_size})
+                {"filename": wheel.name, "version": str(version), "sha256": digest, "size": wheel.stat().st_size}
+            )
         _write_simple(tmp / "simple", projects, wheel_url(abi, base_url))
         lock = _pyodide_lock(abi, runtime_lock, projects, recipes, base_url)
         (tmp / "pyodide-lock.json").write_text(json.dumps(lock, indent=1, sort_keys=True) + "\n")
@@ -131,31 +144,54 @@ def _write_simple(root: Path, projects: dict[str, list[dict[str, Any]]], url) ->
     meta = {"api-version": "1.1"}
     links = "".join(f'    <a href="{html.escape(p)}/">{html.escape(p)}</a><br>\n' for p in sorted(projects))
     (root / "index.html").write_text(
-        "<!DOCTYPE html>\n<html>\n  <head>\n    <meta name=\"pypi:repository-version\" content=\"1.1\">\n"
-        "    <title>Simple index</title>\n  </head>\n  <body>\n" + links + "  </body>\n</html>\n")
-    (root / "index.json").write_text(json.dumps(
-        {"meta": meta, "projects": [{"name": p} for p in sorted(projects)]}, indent=1) + "\n")
+        '<!DOCTYPE html>\n<html>\n  <head>\n    <meta name="pypi:repository-version" content="1.1">\n'
+        "    <title>Simple index</title>\n  </head>\n  <body>\n" + links + "  </body>\n</html>\n"
+    )
+    (root / "index.json").write_text(
+        json.dumps({"meta": meta, "projects": [{"name": p} for p in sorted(projects)]}, indent=1) + "\n"
+    )
     for project, files in projects.items():
         folder = root / project
         folder.mkdir()
         anchors = "".join(
             f'    <a href="{html.escape(url(f["filename"]))}#sha256={f["sha256"]}">'
-            f'{html.escape(f["filename"])}</a><br>\n'
-            for f in files)
+            f"{html.escape(f['filename'])}</a><br>\n"
+            for f in files
+        )
         (folder / "index.html").write_text(
-            "<!DOCTYPE html>\n<html>\n  <head>\n    <meta name=\"pypi:repository-version\" content=\"1.1\">\n"
+            '<!DOCTYPE html>\n<html>\n  <head>\n    <meta name="pypi:repository-version" content="1.1">\n'
             f"    <title>Links for {html.escape(project)}</title>\n  </head>\n  <body>\n"
-            f"    <h1>Links for {html.escape(project)}</h1>\n{anchors}  </body>\n</html>\n")
-        (folder / "index.json").write_text(json.dumps({
-            "meta": meta, "name": project,
-            "versions": sorted({f["version"] for f in files}),
-            "files": [{"filename": f["filename"], "url": url(f["filename"]), "hashes": {"sha256": f["sha256"]},
-                       "size": f["size"]} for f in files],
-        }, indent=1) + "\n")
+            f"    <h1>Links for {html.escape(project)}</h1>\n{anchors}  </body>\n</html>\n"
+        )
+        (folder / "index.json").write_text(
+            json.dumps(
+                {
+                    "meta": meta,
+                    "name": project,
+                    "versions": sorted({f["version"] for f in files}),
+                    "files": [
+                        {
+                            "filename": f["filename"],
+                            "url": url(f["filename"]),
+                            "hashes": {"sha256": f["sha256"]},
+                            "size": f["size"],
+                        }
+                        for f in files
+                    ],
+                },
+                indent=1,
+            )
+            + "\n"
+        )
 
 
-def _pyodide_lock(abi: Abi, runtime_lock: Path | None, projects: dict[str, list[dict[str, Any]]],
-                  recipes: dict[str, Recipe], base_url: str | None) -> dict[str, Any]:
+def _pyodide_lock(
+    abi: Abi,
+    runtime_lock: Path | None,
+    projects: dict[str, list[dict[str, Any]]],
+    recipes: dict[str, Recipe],
+    base_url: str | None,
+) -> dict[str, Any]:
     base = read_json(runtime_lock) if runtime_lock and Path(runtime_lock).exists() else {"info": {}, "packages": {}}
     cdn = PYODIDE_CDN.format(version=abi.pyodide_version)
     packages: dict[str, Any] = {}
@@ -181,16 +217,18 @@ def _pyodide_lock(abi: Abi, runtime_lock: Path | None, projects: dict[str, list[
             wanted = [*recipe.depends.test, *(canonicalize_name(Requirement(r).name) for r in recipe.test.requirements)]
             depends = [d for d in wanted if d in packages or d in projects]
         entry = dict(template)
-        entry.update({
-            "name": project,
-            "version": newest["version"],
-            "file_name": prefix + newest["filename"],
-            "install_dir": "site",
-            "sha256": newest["sha256"],
-            "package_type": "package",
-            "imports": imports,
-            "depends": depends,
-            "unvendored_tests": False,
-        })
+        entry.update(
+            {
+                "name": project,
+                "version": newest["version"],
+                "file_name": prefix + newest["filename"],
+                "install_dir": "site",
+                "sha256": newest["sha256"],
+                "package_type": "package",
+                "imports": imports,
+                "depends": depends,
+                "unvendored_tests": False,
+            }
+        )
         packages[project] = entry
     return {"info": info, "packages": dict(sorted(packages.items()))}

@@ -87,7 +87,7 @@ class IndexHandler(http.server.SimpleHTTPRequestHandler):
         self.send_header("Vary", "Accept")
         super().end_headers()
 
-    def do_OPTIONS(self) -> None:  # noqa: N802 - http.server naming
+    def do_OPTIONS(self) -> None:
         self.send_response(204)
         self.send_header("Content-Length", "0")
         self.end_headers()
@@ -126,12 +126,14 @@ class IndexHandler(http.server.SimpleHTTPRequestHandler):
         data = absolute_links(page.read_bytes(), f"http://{host}")
         return self._answer(data, PEP691_TYPE if as_json else "text/html; charset=utf-8")
 
-    def log_message(self, format, *args):  # noqa: A002 - http.server signature
+    def log_message(self, format, *args):
         if not self.quiet:
             sys.stderr.write(f"   {self.address_string()} {format % args}\n")
 
 
-def make_server(root: Path, host: str = "127.0.0.1", port: int = 8000, quiet: bool = False) -> http.server.ThreadingHTTPServer:
+def make_server(
+    root: Path, host: str = "127.0.0.1", port: int = 8000, quiet: bool = False
+) -> http.server.ThreadingHTTPServer:
     handler = functools.partial(type("Handler", (IndexHandler,), {"quiet": quiet}), directory=str(root))
     return http.server.ThreadingHTTPServer((host, port), handler)
 

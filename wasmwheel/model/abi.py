@@ -246,8 +246,10 @@ def _check_wasm_opt_flag(value: str) -> str | None:
     if re.fullmatch(r"-O[0-4sz]?", value):
         return "the optimisation level comes from the link line (cargo's opt-level), as with emcc; remove it"
     if value == "--all-features":
-        return ("enables features Pyodide's runtimes cannot instantiate (measured: 'unknown import kind 0x7f'); "
-                "name the ABI's features with --enable-...")
+        return (
+            "enables features Pyodide's runtimes cannot instantiate (measured: 'unknown import kind 0x7f'); "
+            "name the ABI's features with --enable-..."
+        )
     return None
 
 
@@ -272,20 +274,39 @@ def _load_patches(top: Table, name: str) -> EmscriptenPatches | None:
         return None
     et = top.table("emsdk")
     fix = f"run `doit pin-patches:{name}` to record it"
-    tag = et.string("pyodide_tag", required=True, expect='the Pyodide release tag whose emsdk/patches/ these are, '
-                    'like "0.29.4"', check=lambda v: None if NAME_RE.match(v) else "not a git tag name")
+    tag = et.string(
+        "pyodide_tag",
+        required=True,
+        expect='the Pyodide release tag whose emsdk/patches/ these are, like "0.29.4"',
+        check=lambda v: None if NAME_RE.match(v) else "not a git tag name",
+    )
     patches: list[Patch] = []
-    for pt in et.table_list("patches", expect="a list of [[emsdk.patches]] tables (url, sha256)",
-                            fix='write each as [[emsdk.patches]] with url = "..." and sha256 = "..."'):
-        url = pt.string("url", required=True, expect="the URL of one of Pyodide's emsdk/patches/*.patch files",
-                        check=_check_patch_url)
-        sha = pt.string("sha256", default="", expect="64 hex characters or empty (not pinned yet)",
-                        check=lambda v: None if v == "" else check_sha256(v), fix=fix)
+    for pt in et.table_list(
+        "patches",
+        expect="a list of [[emsdk.patches]] tables (url, sha256)",
+        fix='write each as [[emsdk.patches]] with url = "..." and sha256 = "..."',
+    ):
+        url = pt.string(
+            "url",
+            required=True,
+            expect="the URL of one of Pyodide's emsdk/patches/*.patch files",
+            check=_check_patch_url,
+        )
+        sha = pt.string(
+            "sha256",
+            default="",
+            expect="64 hex characters or empty (not pinned yet)",
+            check=lambda v: None if v == "" else check_sha256(v),
+            fix=fix,
+        )
         pt.done()
         m = PYODIDE_RAW_RE.match(url or "")
         if m and m.group(1) != tag:
-            raise pt.error("url", f"is Pyodide {m.group(1)}'s patch, but pyodide_tag = {tag!r}",
-                           f"use https://raw.githubusercontent.com/pyodide/pyodide/{tag}/emsdk/patches/<name>")
+            raise pt.error(
+                "url",
+                f"is Pyodide {m.group(1)}'s patch, but pyodide_tag = {tag!r}",
+                f"use https://raw.githubusercontent.com/pyodide/pyodide/{tag}/emsdk/patches/<name>",
+            )
         patch = Patch(url=url or "", sha256=sha or None)
         if any(p.name == patch.name for p in patches):
             raise pt.error("url", f"names {patch.name} a second time", "list each patch once")
@@ -303,59 +324,103 @@ def load_abi(path: Path, root: Path | None = None) -> Abi:
         raise ConfigError(path, "", f"ABI file name {name!r} is not <year>_<patch>", "rename it, e.g. abi/2026_0.toml")
     top = Table(path, parse_toml(path, root=root))
     python = top.string("python", required=True, expect='a Python version like "3.13.2"', check=_check_python)
-    emscripten = top.string("emscripten", required=True, expect='an Emscripten version like "4.0.9"', check=_check_semver3)
+    emscripten = top.string(
+        "emscripten", required=True, expect='an Emscripten version like "4.0.9"', check=_check_semver3
+    )
     platform_tag = top.string(
         "platform_tag", required=True, expect='a tag like "pyemscripten_2026_0_wasm32"', check=_check_platform_tag
     )
     m = PEP783_TAG_RE.match(platform_tag or "")
     if m and m.group(2) != name:
-        raise top.error("platform_tag", f"{platform_tag!r} is for ABI {m.group(2)}, but this file is ABI {name}",
-                        f"use pyemscripten_{name}_wasm32 or rename the file")
+        raise top.error(
+            "platform_tag",
+            f"{platform_tag!r} is for ABI {m.group(2)}, but this file is ABI {name}",
+            f"use pyemscripten_{name}_wasm32 or rename the file",
+        )
     legacy = top.string_list("legacy_tags", expect="a list of platform tags", check=_check_platform_tag)
     emscripten_tag = "emscripten_" + (emscripten or "").replace(".", "_") + "_wasm32"
     for key, tag in [("platform_tag", platform_tag or ""), *((f"legacy_tags[{i}]", t) for i, t in enumerate(legacy))]:
         if LEGACY_TAG_RE.match(tag) and tag != emscripten_tag:
-            raise top.error(key, f"{tag!r} names another Emscripten than emscripten = {emscripten!r}",
-                            f"use {emscripten_tag}")
-    eh = top.string("exception_handling", required=True, expect='"js" or "wasm"',
-                    check=lambda v: None if v in ("js", "wasm") else "unknown exception-handling ABI")
-    status = top.string("status", default="stable", expect='"stable" or "development"',
-                        check=lambda v: None if v in ("stable", "development") else "unknown status")
+            raise top.error(
+                key, f"{tag!r} names another Emscripten than emscripten = {emscripten!r}", f"use {emscripten_tag}"
+            )
+    eh = top.string(
+        "exception_handling",
+        required=True,
+        expect='"js" or "wasm"',
+        check=lambda v: None if v in ("js", "wasm") else "unknown exception-handling ABI",
+    )
+    status = top.string(
+        "status",
+        default="stable",
+        expect='"stable" or "development"',
+        check=lambda v: None if v in ("stable", "development") else "unknown status",
+    )
 
     rust = top.table("rust", required=True)
-    toolchain = rust.string("toolchain", required=True, expect='"1.93.0" or "nightly-YYYY-MM-DD"', check=_check_toolchain)
-    rustflags = rust.string_list("rustflags", check=check_rustflag,
-                                 fix='one flag per item, e.g. ["-C", "link-arg=-sSIDE_MODULE=2"]')
+    toolchain = rust.string(
+        "toolchain", required=True, expect='"1.93.0" or "nightly-YYYY-MM-DD"', check=_check_toolchain
+    )
+    rustflags = rust.string_list(
+        "rustflags", check=check_rustflag, fix='one flag per item, e.g. ["-C", "link-arg=-sSIDE_MODULE=2"]'
+    )
     if SEMVER3_RE.match(toolchain or "") and any(f == "-Z" or f.startswith("-Z") for f in rustflags):
-        raise rust.error("rustflags", f"-Z flags need a nightly toolchain; stable {toolchain} rejects them",
-                         "remove the -Z flags (stable >= 1.93 needs no -Z emscripten-wasm-eh) or use a nightly")
-    std = rust.string("std", default="sysroot" if rust.has("sysroot") else "source",
-                      expect=" or ".join(f'"{k}" ({v})' for k, v in STD_SOURCES.items()),
-                      check=lambda v: None if v in STD_SOURCES else "not a way to get std")
-    std_rustflags = rust.string_list("std_rustflags", check=check_rustflag,
-                                     fix='one flag per item, e.g. ["-Z", "emscripten-wasm-eh"]')
+        raise rust.error(
+            "rustflags",
+            f"-Z flags need a nightly toolchain; stable {toolchain} rejects them",
+            "remove the -Z flags (stable >= 1.93 needs no -Z emscripten-wasm-eh) or use a nightly",
+        )
+    std = rust.string(
+        "std",
+        default="sysroot" if rust.has("sysroot") else "source",
+        expect=" or ".join(f'"{k}" ({v})' for k, v in STD_SOURCES.items()),
+        check=lambda v: None if v in STD_SOURCES else "not a way to get std",
+    )
+    std_rustflags = rust.string_list(
+        "std_rustflags", check=check_rustflag, fix='one flag per item, e.g. ["-Z", "emscripten-wasm-eh"]'
+    )
     if std_rustflags and std != "source":
-        raise rust.error("std_rustflags", f'only std = "source" builds std; std = "{std}" comes prebuilt',
-                         'remove std_rustflags, or set std = "source"')
+        raise rust.error(
+            "std_rustflags",
+            f'only std = "source" builds std; std = "{std}" comes prebuilt',
+            'remove std_rustflags, or set std = "source"',
+        )
     missing = [f for f in flag_units(std_rustflags) if f not in flag_units(rustflags)]
     if missing:
-        raise rust.error("std_rustflags", f"{' '.join(missing)} would build std differently from the crates "
-                         "(a wasm-EH crate against a JS-EH std links, then fails in Pyodide)",
-                         "give every std flag to rustflags too")
+        raise rust.error(
+            "std_rustflags",
+            f"{' '.join(missing)} would build std differently from the crates "
+            "(a wasm-EH crate against a JS-EH std links, then fails in Pyodide)",
+            "give every std flag to rustflags too",
+        )
     if std == "sysroot" and not rust.has("sysroot"):
-        raise rust.error("std", 'std = "sysroot" needs a [rust.sysroot] table with the archive\'s url and sha256',
-                         'add [rust.sysroot], or use std = "source"')
+        raise rust.error(
+            "std",
+            'std = "sysroot" needs a [rust.sysroot] table with the archive\'s url and sha256',
+            'add [rust.sysroot], or use std = "source"',
+        )
     if std != "sysroot" and rust.has("sysroot"):
-        raise rust.error("sysroot", f'[rust.sysroot] is only used with std = "sysroot", and std = "{std}"',
-                         'set std = "sysroot", or remove the table (keep it as a comment)')
+        raise rust.error(
+            "sysroot",
+            f'[rust.sysroot] is only used with std = "sysroot", and std = "{std}"',
+            'set std = "sysroot", or remove the table (keep it as a comment)',
+        )
     sysroot = None
     if rust.has("sysroot"):
         st = rust.table("sysroot")
-        url = st.string("url", required=True, expect="the URL of a .tar.bz2/.tar.gz/.tar.xz sysroot archive",
-                        check=_check_sysroot_url)
-        sha = st.string("sha256", default="", expect="64 hex characters or empty (not pinned yet)",
-                        check=lambda v: None if v == "" else check_sha256(v),
-                        fix=f"run `doit pin-sysroot:{name}` to record it")
+        url = st.string(
+            "url",
+            required=True,
+            expect="the URL of a .tar.bz2/.tar.gz/.tar.xz sysroot archive",
+            check=_check_sysroot_url,
+        )
+        sha = st.string(
+            "sha256",
+            default="",
+            expect="64 hex characters or empty (not pinned yet)",
+            check=lambda v: None if v == "" else check_sha256(v),
+            fix=f"run `doit pin-sysroot:{name}` to record it",
+        )
         st.done()
         sysroot = Sysroot(url=url or "", sha256=sha or None)
     rust.done()
@@ -363,18 +428,29 @@ def load_abi(path: Path, root: Path | None = None) -> Abi:
     lean = None
     if top.has("lean"):
         lt = top.table("lean")
-        binaryen = lt.string("binaryen", required=True, expect='an npm version of binaryen like "132.0.0"',
-                             check=lambda v: None if NPM_VERSION_RE.match(v) else "not an npm version")
-        opt_flags = lt.string_list("wasm_opt_flags", check=_check_wasm_opt_flag,
-                                   fix='one flag per item, e.g. ["--post-emscripten", "--enable-exception-handling"]')
+        binaryen = lt.string(
+            "binaryen",
+            required=True,
+            expect='an npm version of binaryen like "132.0.0"',
+            check=lambda v: None if NPM_VERSION_RE.match(v) else "not an npm version",
+        )
+        opt_flags = lt.string_list(
+            "wasm_opt_flags",
+            check=_check_wasm_opt_flag,
+            fix='one flag per item, e.g. ["--post-emscripten", "--enable-exception-handling"]',
+        )
         lt.done()
         lean = Lean(binaryen=binaryen or "", wasm_opt_flags=opt_flags)
 
     emsdk = _load_patches(top, name)
 
     pyodide = top.table("pyodide", required=True)
-    pyodide_version = pyodide.string("version", required=True, expect='an npm version of pyodide like "314.0.7"',
-                                     check=lambda v: None if NPM_VERSION_RE.match(v) else "not an npm version")
+    pyodide_version = pyodide.string(
+        "version",
+        required=True,
+        expect='an npm version of pyodide like "314.0.7"',
+        check=lambda v: None if NPM_VERSION_RE.match(v) else "not an npm version",
+    )
     pyodide.done()
     top.done()
     return Abi(

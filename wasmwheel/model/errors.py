@@ -52,5 +52,5 @@ class CommandFailed(WasmwheelError):
             stripped = line.strip()
             for prefix in ("fatal:", "error:", "ERROR:"):
                 if stripped.startswith(prefix):
-                    return stripped[len(prefix):].strip()
+                    return stripped[len(prefix) :].strip()
         return str(self)

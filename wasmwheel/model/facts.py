@@ -9,12 +9,13 @@ ignored, missing ones take their default: a stamp written by an older wasmwheel 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
-from functools import lru_cache
-from typing import Any, Mapping
+from functools import cache
+from typing import Any
 
 
-@lru_cache(maxsize=None)
+@cache
 def _names(cls: type) -> frozenset[str]:
     return frozenset(f.name for f in fields(cls))
 

@@ -11,9 +11,10 @@ from __future__ import annotations
 import ast
 import keyword
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
@@ -149,8 +150,12 @@ class Test:
 
     def config(self, environment: str = "node", abi: str = "") -> dict[str, Any]:
         """What shapes the smoke result in ``environment`` on ``abi``."""
-        return {"script": self.script, "requirements": list(self.requirements), "timeout": self.timeout,
-                "expected_failure": self.expected_failure(environment, abi)}
+        return {
+            "script": self.script,
+            "requirements": list(self.requirements),
+            "timeout": self.timeout,
+            "expected_failure": self.expected_failure(environment, abi),
+        }
 
 
 @dataclass(frozen=True)
@@ -255,7 +260,8 @@ def _check_git_url(value: str) -> str | None:
     if check_no_control(value):
         return "contains control characters"
     m = re.match(r"^(?:https?|git|ssh|file)://(?:[^/@\s]*@)?([^\s]*)\Z", value) or re.match(
-        r"^[\w.-]+@([\w.-]+:[^\s]+)\Z", value)
+        r"^[\w.-]+@([\w.-]+:[^\s]+)\Z", value
+    )
     if not m:
         return "not a git URL (https://, ssh://, git://, file:// or user@host:path)"
     if m.group(1).startswith("-"):
@@ -292,8 +298,10 @@ def _check_recipe_rustflag(value: str) -> str | None:
         return problem
     for needle in _SHARED_MEMORY_FLAGS:
         if needle in value:
-            return (f"{needle} gives the module shared memory (threads), which Pyodide does not have: "
-                    "the wheel would fail to load (audit WW103)")
+            return (
+                f"{needle} gives the module shared memory (threads), which Pyodide does not have: "
+                "the wheel would fail to load (audit WW103)"
+            )
     return None
 
 
@@ -314,8 +322,10 @@ def _check_maturin_arg(value: str) -> str | None:
         return problem
     flag = value.split("=", 1)[0]
     if value.startswith("-") and any(c.isspace() for c in flag):
-        return ("holds several arguments in one item; maturin gets each item as one argument (no shell splits "
-                "it), so write one argument per item, e.g. [\"--locked\", \"--offline\"]")
+        return (
+            "holds several arguments in one item; maturin gets each item as one argument (no shell splits "
+            'it), so write one argument per item, e.g. ["--locked", "--offline"]'
+        )
     if flag in RESERVED_MATURIN_ARGS:
         return f"{flag} {RESERVED_MATURIN_ARGS[flag]}"
     if value.startswith("-") and not value.startswith("--"):
@@ -345,13 +355,17 @@ def _resolve_in_repo(table: Table, key: str, value: str, base: Path, root: Path,
         is_file = exists and resolved.is_file()
     except (OSError, RuntimeError) as exc:  # too long, a symlink loop, ...
         reason = getattr(exc, "strerror", None) or str(exc)
-        raise table.error(key, f"{shown!r} cannot be used as a path ({reason})",
-                          "fix the path; it is relative to the recipe file") from None
+        raise table.error(
+            key, f"{shown!r} cannot be used as a path ({reason})", "fix the path; it is relative to the recipe file"
+        ) from None
     if not inside:
-        raise table.error(key, f"{shown!r} points outside the repository ({root})",
-                          "keep sources and patches inside the repository")
+        raise table.error(
+            key, f"{shown!r} points outside the repository ({root})", "keep sources and patches inside the repository"
+        )
     if not exists:
-        raise table.error(key, f"{shown!r} does not exist (looked at {resolved})", "fix the path; it is relative to the recipe file")
+        raise table.error(
+            key, f"{shown!r} does not exist (looked at {resolved})", "fix the path; it is relative to the recipe file"
+        )
     if want_dir is True and not is_dir:
         raise table.error(key, f"{shown!r} is not a folder")
     if want_dir is False and not is_file:
@@ -362,14 +376,17 @@ def _resolve_in_repo(table: Table, key: str, value: str, base: Path, root: Path,
 # -- loading ----------------------------------------------------------------------
 
 
-def _check_expected_failure_key(key: str, abi_names: list[str] | tuple[str, ...],
-                                skipped: Mapping[str, str]) -> str | None:
+def _check_expected_failure_key(
+    key: str, abi_names: list[str] | tuple[str, ...], skipped: Mapping[str, str]
+) -> str | None:
     environment, at, abi = key.partition("@")
     if not at:
         environment, abi = (key, "") if key in TEST_ENVIRONMENTS or not re.fullmatch(r"\d+_\d+", key) else ("", key)
     if environment and environment not in TEST_ENVIRONMENTS:
-        return (f"unknown environment {environment!r} (known: {', '.join(TEST_ENVIRONMENTS)}; "
-                f"or an ABI, or environment@ABI)")
+        return (
+            f"unknown environment {environment!r} (known: {', '.join(TEST_ENVIRONMENTS)}; "
+            f"or an ABI, or environment@ABI)"
+        )
     if at and not abi:
         return "no ABI after @ (environment@ABI, e.g. node@2024_0)"
     if abi and abi not in abi_names:
@@ -379,8 +396,13 @@ def _check_expected_failure_key(key: str, abi_names: list[str] | tuple[str, ...]
     return None
 
 
-def load_recipe(path: Path, abi_names: list[str] | tuple[str, ...], root: Path, text: str | None = None,
-                url_matches_version: bool = True) -> Recipe:
+def load_recipe(
+    path: Path,
+    abi_names: list[str] | tuple[str, ...],
+    root: Path,
+    text: str | None = None,
+    url_matches_version: bool = True,
+) -> Recipe:
     """Parse and validate one recipe. Raises ConfigError naming file and key.
 
     ``url_matches_version=False`` accepts an sdist URL naming another version than ``package.version``
@@ -399,14 +421,18 @@ def load_recipe(path: Path, abi_names: list[str] | tuple[str, ...], root: Path, 
     version = pkg.string("version", required=True, expect='a PEP 440 version like "1.2.3"', check=_check_version) or ""
     name = canonicalize_name(package_name)
     if canonicalize_name(path.stem) != name:
-        raise pkg.error("name", f"{package_name!r} does not match the file name {path.name!r}",
-                        f"rename the file to {name}.toml or fix the name")
+        raise pkg.error(
+            "name",
+            f"{package_name!r} does not match the file name {path.name!r}",
+            f"rename the file to {name}.toml or fix the name",
+        )
     import_names = pkg.string_list("import_names", expect="a list of module names", check=_check_import_name)
     if not import_names:
         guess = re.sub(r"[-.]+", "_", package_name)
         if _check_import_name(guess):
-            raise pkg.error("import_names", "missing and cannot be guessed from the package name",
-                            'add import_names = ["module"]')
+            raise pkg.error(
+                "import_names", "missing and cannot be guessed from the package name", 'add import_names = ["module"]'
+            )
         import_names = (guess,)
     pkg.done()
 
@@ -422,19 +448,30 @@ def load_recipe(path: Path, abi_names: list[str] | tuple[str, ...], root: Path, 
         url = src.string("url", required=True, expect="an sdist URL", check=_check_url)
         raw = src.data.get("sha256")
         upper = isinstance(raw, str) and re.fullmatch(r"[0-9a-fA-F]{64}", raw) is not None
-        sha256 = src.string("sha256", required=True, expect="the sdist's sha256 (64 hex characters)", check=check_sha256,
-                            fix="write it in lower case" if upper else "compute it with `sha256sum` on the downloaded file")
+        sha256 = src.string(
+            "sha256",
+            required=True,
+            expect="the sdist's sha256 (64 hex characters)",
+            check=check_sha256,
+            fix="write it in lower case" if upper else "compute it with `sha256sum` on the downloaded file",
+        )
         named = _sdist_version(url or "")
         if url_matches_version and named is not None and named != Version(version):
-            raise src.error("url", f"names version {named} of the sdist ({url.rsplit('/', 1)[-1]}), but "
-                                   f"package.version is {version}",
-                            "point url and sha256 at the sdist of that version (`python -m wasmwheel bump "
-                            f"{path.stem} {version}` does both), or fix the version")
+            raise src.error(
+                "url",
+                f"names version {named} of the sdist ({url.rsplit('/', 1)[-1]}), but package.version is {version}",
+                "point url and sha256 at the sdist of that version (`python -m wasmwheel bump "
+                f"{path.stem} {version}` does both), or fix the version",
+            )
     elif kind == "git":
         git = src.string("git", required=True, expect="a git URL", check=_check_git_url)
-        commit = src.string("commit", required=True, expect="a full 40-character commit hash",
-                            check=lambda v: None if GIT_COMMIT_RE.match(v) else "not a full commit hash",
-                            fix="use `git rev-parse <tag>^{commit}`; tags and branches move")
+        commit = src.string(
+            "commit",
+            required=True,
+            expect="a full 40-character commit hash",
+            check=lambda v: None if GIT_COMMIT_RE.match(v) else "not a full commit hash",
+            fix="use `git rev-parse <tag>^{commit}`; tags and branches move",
+        )
     else:
         rel = src.string("path", required=True, expect="a folder relative to the recipe file", check=_check_relative)
         local = _resolve_in_repo(src, "path", rel or "", base, root, want_dir=True)
@@ -442,18 +479,23 @@ def load_recipe(path: Path, abi_names: list[str] | tuple[str, ...], root: Path, 
         if src.has(other) and kind != owner:
             raise src.error(other, f"only applies to a {owner} source, not a {kind} source", f"remove {other}")
     subdir = src.string("subdir", default="", expect="a relative folder inside the source", check=_check_subdir) or ""
-    patch_names = src.string_list("patches", expect="a list of patch files relative to the recipe", check=_check_relative)
+    patch_names = src.string_list(
+        "patches", expect="a list of patch files relative to the recipe", check=_check_relative
+    )
     patches = tuple(
         _resolve_in_repo(src, f"patches[{i}]", p, base, root, want_dir=False) for i, p in enumerate(patch_names)
     )
     src.done()
-    source = Source(kind=kind, url=url, sha256=sha256, git=git, commit=commit, path=local, subdir=subdir, patches=patches)
+    source = Source(
+        kind=kind, url=url, sha256=sha256, git=git, commit=commit, path=local, subdir=subdir, patches=patches
+    )
 
     bld = top.table("build")
     maturin_args = bld.string_list("maturin_args", check=_check_maturin_arg)
     features = bld.string_list("features", expect="a list of cargo feature names", check=_check_feature)
-    rustflags = bld.string_list("rustflags", check=_check_recipe_rustflag,
-                                fix='one flag per item, e.g. ["-C", "opt-level=s"]')
+    rustflags = bld.string_list(
+        "rustflags", check=_check_recipe_rustflag, fix='one flag per item, e.g. ["-C", "opt-level=s"]'
+    )
 
     def env_key(k: str) -> str | None:
         problem = check_env_name(k)
@@ -471,16 +513,29 @@ def load_recipe(path: Path, abi_names: list[str] | tuple[str, ...], root: Path, 
             return f"unknown ABI {k!r} (known: {', '.join(sorted(known))})"
         return None
 
-    skip = bld.string_map("skip_abis", key_check=skip_key,
-                          value_check=lambda v: None if v.strip() else "empty reason",
-                          expect='a table of ABI = "reason"', fix="say why the ABI is left out",
-                          key_fix="name an ABI that has a file in abi/")
-    needs_emsdk = bld.string("needs_emsdk", expect='why the crate needs the Emscripten SDK, e.g. "compiles zstd\'s C '
-                             'sources (zstd-sys)"', check=lambda v: None if v.strip() else "empty reason",
-                             fix="say what needs emcc (the lean toolchain skips the recipe with this reason)")
+    skip = bld.string_map(
+        "skip_abis",
+        key_check=skip_key,
+        value_check=lambda v: None if v.strip() else "empty reason",
+        expect='a table of ABI = "reason"',
+        fix="say why the ABI is left out",
+        key_fix="name an ABI that has a file in abi/",
+    )
+    needs_emsdk = bld.string(
+        "needs_emsdk",
+        expect='why the crate needs the Emscripten SDK, e.g. "compiles zstd\'s C sources (zstd-sys)"',
+        check=lambda v: None if v.strip() else "empty reason",
+        fix="say what needs emcc (the lean toolchain skips the recipe with this reason)",
+    )
     bld.done()
-    build = Build(maturin_args=maturin_args, features=features, rustflags=rustflags, env=env, skip_abis=skip,
-                  needs_emsdk=needs_emsdk)
+    build = Build(
+        maturin_args=maturin_args,
+        features=features,
+        rustflags=rustflags,
+        env=env,
+        skip_abis=skip,
+        needs_emsdk=needs_emsdk,
+    )
 
     tst = top.table("test")
     script = tst.string("script", expect="Python code run in Pyodide after installing the wheel", check=check_no_nul)
@@ -488,8 +543,7 @@ def load_recipe(path: Path, abi_names: list[str] | tuple[str, ...], root: Path, 
         script = default_test_script(import_names)
     try:
         # Pyodide runs the script with runPythonAsync, which allows a top-level await.
-        compile(script, f"{path}:[test].script", "exec", flags=ast.PyCF_ALLOW_TOP_LEVEL_AWAIT,
-                dont_inherit=True)
+        compile(script, f"{path}:[test].script", "exec", flags=ast.PyCF_ALLOW_TOP_LEVEL_AWAIT, dont_inherit=True)
     except SyntaxError as exc:
         raise tst.error("script", f"Python syntax error on line {exc.lineno}: {exc.msg}") from None
     except (RecursionError, MemoryError, ValueError, OverflowError):
@@ -507,18 +561,22 @@ def load_recipe(path: Path, abi_names: list[str] | tuple[str, ...], root: Path, 
         fix="keys: node, browser, an ABI, or environment@ABI; each value says why the test fails there",
     )
     runs_in = [(env, abi) for abi in abi_names if abi not in build.skip_abis for env in TEST_ENVIRONMENTS]
-    if expected and runs_in and all(Test("", expected_failures=expected).expected_failure(*where)
-                                    for where in runs_in):
-        raise tst.error("expected_failures", "expects the test to fail everywhere it runs",
-                        "a wheel failing everywhere is broken: fix the test or leave the ABI out ([build] skip_abis)")
+    if expected and runs_in and all(Test("", expected_failures=expected).expected_failure(*where) for where in runs_in):
+        raise tst.error(
+            "expected_failures",
+            "expects the test to fail everywhere it runs",
+            "a wheel failing everywhere is broken: fix the test or leave the ABI out ([build] skip_abis)",
+        )
     tst.done()
 
     dep = top.table("depends")
     depends = Depends(
-        test=tuple(canonicalize_name(n) for n in dep.string_list("test", expect="a list of recipe names",
-                                                                  check=_check_name)),
-        build=tuple(canonicalize_name(n) for n in dep.string_list("build", expect="a list of recipe names",
-                                                                   check=_check_name)),
+        test=tuple(
+            canonicalize_name(n) for n in dep.string_list("test", expect="a list of recipe names", check=_check_name)
+        ),
+        build=tuple(
+            canonicalize_name(n) for n in dep.string_list("build", expect="a list of recipe names", check=_check_name)
+        ),
     )
     for kind, names in (("test", depends.test), ("build", depends.build)):
         if name in names:
@@ -534,8 +592,12 @@ def load_recipe(path: Path, abi_names: list[str] | tuple[str, ...], root: Path, 
         import_names=import_names,
         source=source,
         build=build,
-        test=Test(script=script, requirements=requirements, timeout=timeout or DEFAULT_TEST_TIMEOUT,
-                  expected_failures=expected),
+        test=Test(
+            script=script,
+            requirements=requirements,
+            timeout=timeout or DEFAULT_TEST_TIMEOUT,
+            expected_failures=expected,
+        ),
         depends=depends,
     )
 
@@ -551,8 +613,9 @@ def recipe_files(recipe_dir: Path) -> list[Path]:
     return sorted((p for p in Path(recipe_dir).glob("*.toml") if not p.name.startswith(".")), key=lambda p: p.name)
 
 
-def load_recipes(recipe_dir: Path, abi_names: list[str] | tuple[str, ...], root: Path,
-                 cache: Path | None = None) -> RecipeSet:
+def load_recipes(
+    recipe_dir: Path, abi_names: list[str] | tuple[str, ...], root: Path, cache: Path | None = None
+) -> RecipeSet:
     """Load every recipe; a bad file is reported, never hides the others.
 
     Both maps are keyed by the canonical name of the file (the recipe's package name, which
@@ -573,8 +636,12 @@ def load_recipes(recipe_dir: Path, abi_names: list[str] | tuple[str, ...], root:
     for name, paths in files.items():
         if len(paths) > 1:
             others = ", ".join(p.name for p in paths[:-1])
-            errors[name] = ConfigError(paths[-1], "package.name", f"package {name!r} also has the recipe {others}",
-                                       "keep one recipe per package; neither is built until then")
+            errors[name] = ConfigError(
+                paths[-1],
+                "package.name",
+                f"package {name!r} also has the recipe {others}",
+                "keep one recipe per package; neither is built until then",
+            )
             continue
         key, recipe = parsed.get(paths[0])
         if recipe is None:
@@ -590,15 +657,17 @@ def load_recipes(recipe_dir: Path, abi_names: list[str] | tuple[str, ...], root:
     return RecipeSet(recipes=recipes, errors=errors)
 
 
-def _check_dependencies(recipes: dict[str, Recipe], errors: dict[str, ConfigError],
-                        abi_names: list[str] | tuple[str, ...]) -> None:
+def _check_dependencies(
+    recipes: dict[str, Recipe], errors: dict[str, ConfigError], abi_names: list[str] | tuple[str, ...]
+) -> None:
     """Cyclic, unknown, broken or ABI-incompatible dependencies make the dependent invalid (in place)."""
     for name in list(recipes):
         cycle = _find_cycle(name, recipes)
         if cycle:
             recipe = recipes[name]
-            errors[name] = ConfigError(recipe.path, "depends", "dependency cycle: " + " -> ".join(cycle),
-                                       "remove one of the dependencies")
+            errors[name] = ConfigError(
+                recipe.path, "depends", "dependency cycle: " + " -> ".join(cycle), "remove one of the dependencies"
+            )
     for name in list(errors):
         recipes.pop(name, None)
     changed = True
@@ -618,12 +687,18 @@ def _dependency_problem(recipe: Recipe, recipes: dict[str, Recipe], abi_names) -
         for dep in names:
             other = recipes.get(dep)
             if other is None:
-                return (f"depends.{kind}", f"{dep!r} is not a (valid) recipe in this collection",
-                        "add its recipe, fix its errors, or remove the dependency")
+                return (
+                    f"depends.{kind}",
+                    f"{dep!r} is not a (valid) recipe in this collection",
+                    "add its recipe, fix its errors, or remove the dependency",
+                )
             missing = [a for a in recipe.abis(abi_names) if a not in other.abis(abi_names)]
             if missing:
-                return (f"depends.{kind}", f"{dep} skips {', '.join(missing)}, which {recipe.name} builds for",
-                        f"skip {', '.join(missing)} here too, with the reason")
+                return (
+                    f"depends.{kind}",
+                    f"{dep} skips {', '.join(missing)}, which {recipe.name} builds for",
+                    f"skip {', '.join(missing)} here too, with the reason",
+                )
     return None
 
 
@@ -632,7 +707,7 @@ def _find_cycle(start: str, recipes: dict[str, Recipe]) -> list[str] | None:
 
     def visit(name: str) -> list[str] | None:
         if name in path:
-            return [*path[path.index(name):], name]
+            return [*path[path.index(name) :], name]
         recipe = recipes.get(name)
         if recipe is None:
             return None
@@ -651,9 +726,13 @@ def _find_cycle(start: str, recipes: dict[str, Recipe]) -> list[str] | None:
 def index_inputs(recipes: dict[str, Recipe], base_url: str | None) -> dict[str, Any]:
     """What, besides the wheels, shapes an index: lock metadata from the recipes, the public URL
     (here, not in wasmwheel.index: every doit start needs it for the index's up-to-date check)."""
-    return {"base_url": base_url,
-            "recipes": {n: [list(r.import_names), list(r.depends.test), list(r.test.requirements)]
-                        for n, r in sorted(recipes.items())}}
+    return {
+        "base_url": base_url,
+        "recipes": {
+            n: [list(r.import_names), list(r.depends.test), list(r.test.requirements)]
+            for n, r in sorted(recipes.items())
+        },
+    }
 
 
 def runtime_closure(recipe: Recipe, recipes: dict[str, Recipe]) -> list[str]:

@@ -51,8 +51,14 @@ class RecipeCache:
     def __init__(self, path: Path | None, recipe_dir: Path, abi_names: list[str] | tuple[str, ...], root: Path):
         self.path = Path(path) if path else None
         here = Path(__file__).resolve().parent
-        self.context: Any = (FORMAT, sys.version_info[:2], str(Path(root).resolve()), str(Path(recipe_dir).resolve()),
-                             tuple(abi_names), tuple(_file_key(here / name) for name in _CODE))
+        self.context: Any = (
+            FORMAT,
+            sys.version_info[:2],
+            str(Path(root).resolve()),
+            str(Path(recipe_dir).resolve()),
+            tuple(abi_names),
+            tuple(_file_key(here / name) for name in _CODE),
+        )
         self.entries: dict[str, tuple[tuple[int, ...], Recipe]] = {}
         self.used: dict[str, tuple[tuple[int, ...], Recipe]] = {}
         self.changed = False
@@ -87,7 +93,9 @@ class RecipeCache:
         if self.path is None or not (self.changed or self.used.keys() != self.entries.keys()):
             return
         try:
-            atomic_write_bytes(self.path, pickle.dumps({"context": self.context, "entries": self.used},
-                                                       protocol=pickle.HIGHEST_PROTOCOL))
+            atomic_write_bytes(
+                self.path,
+                pickle.dumps({"context": self.context, "entries": self.used}, protocol=pickle.HIGHEST_PROTOCOL),
+            )
         except OSError:  # a read-only build folder only costs speed
             pass

@@ -17,8 +17,9 @@ import re
 import reprlib
 import stat
 import tomllib
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 from urllib.parse import urlsplit
 
 from wasmwheel.model.errors import ConfigError
@@ -55,8 +56,13 @@ def _show(value: object) -> str:
 # No schema nests deeper than 3 (build.env.NAME); anything this deep is a mistake or an attack, and
 # would exhaust the recursion of whatever walks it next (repr, pickle, json).
 MAX_DEPTH = 32
-_KINDS = {stat.S_IFDIR: "a folder", stat.S_IFIFO: "a FIFO", stat.S_IFSOCK: "a socket", stat.S_IFCHR: "a device",
-          stat.S_IFBLK: "a device"}
+_KINDS = {
+    stat.S_IFDIR: "a folder",
+    stat.S_IFIFO: "a FIFO",
+    stat.S_IFSOCK: "a socket",
+    stat.S_IFCHR: "a device",
+    stat.S_IFBLK: "a device",
+}
 
 
 def _inside(root: Path, path: Path) -> bool:
@@ -72,12 +78,19 @@ def read_config_text(path: Path, root: Path | None = None) -> str:
             resolved = path.resolve(strict=True)
         except (OSError, RuntimeError) as exc:
             looped = isinstance(exc, RuntimeError) or getattr(exc, "errno", None) == errno.ELOOP
-            problem = "is a symbolic link loop" if looped else f"is a symbolic link to {os.readlink(path)!r}, " \
-                                                                 "which does not exist"
+            problem = (
+                "is a symbolic link loop"
+                if looped
+                else f"is a symbolic link to {os.readlink(path)!r}, which does not exist"
+            )
             raise ConfigError(path, "", problem, "fix or remove the link") from None
         if not _inside(Path(root).resolve(), resolved):
-            raise ConfigError(path, "", f"is a symbolic link to {str(resolved)!r}, outside the repository",
-                              "keep recipes and ABI files inside the repository")
+            raise ConfigError(
+                path,
+                "",
+                f"is a symbolic link to {str(resolved)!r}, outside the repository",
+                "keep recipes and ABI files inside the repository",
+            )
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)  # non-blocking: opening a FIFO must not wait for a writer
     except OSError as exc:
@@ -86,8 +99,9 @@ def read_config_text(path: Path, root: Path | None = None) -> str:
     kind = stat.S_IFMT(os.fstat(fd).st_mode)
     if kind != stat.S_IFREG:
         os.close(fd)
-        raise ConfigError(path, "", f"is {_KINDS.get(kind, 'not a regular file')}, not a file",
-                          "recipes and ABI files are TOML files")
+        raise ConfigError(
+            path, "", f"is {_KINDS.get(kind, 'not a regular file')}, not a file", "recipes and ABI files are TOML files"
+        )
     with open(fd, "rb") as f:
         data = f.read()
     try:
@@ -116,8 +130,12 @@ def parse_toml(path: Path, text: str | None = None, root: Path | None = None) ->
     if text is None:
         text = read_config_text(path, root)
     if text.startswith("\ufeff"):
-        raise ConfigError(path, "", "starts with a byte order mark (BOM), which TOML does not allow",
-                          "save the file as UTF-8 without BOM")
+        raise ConfigError(
+            path,
+            "",
+            "starts with a byte order mark (BOM), which TOML does not allow",
+            "save the file as UTF-8 without BOM",
+        )
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
@@ -125,8 +143,12 @@ def parse_toml(path: Path, text: str | None = None, root: Path | None = None) ->
     except RecursionError:
         data = None
     if data is None or _too_deep(data):
-        raise ConfigError(path, "", f"arrays or tables are nested too deeply to read (more than {MAX_DEPTH} levels)",
-                          "fix the TOML syntax")
+        raise ConfigError(
+            path,
+            "",
+            f"arrays or tables are nested too deeply to read (more than {MAX_DEPTH} levels)",
+            "fix the TOML syntax",
+        )
     return data
 
 
@@ -144,7 +166,7 @@ class Table:
         """The dotted key of the schema key ``name``, which may end with an index (``features[2]``)."""
         base, index = name, ""
         if name.endswith("]") and "[" in name:
-            base, index = name[: name.index("[")], name[name.index("["):]
+            base, index = name[: name.index("[")], name[name.index("[") :]
         return self._join(show_key(base) + index)
 
     def _join(self, shown: str) -> str:
@@ -171,7 +193,7 @@ class Table:
         return self.data[name]
 
     # -- typed reads -------------------------------------------------------------
-    def table(self, name: str, required: bool = False) -> "Table":
+    def table(self, name: str, required: bool = False) -> Table:
         value = self._get(name, required, "a table")
         if value is None:
             value = {}
@@ -193,8 +215,11 @@ class Table:
         if value is None:
             return default
         if not isinstance(value, str):
-            raise self.error(name, f"expected {expect}, got {_type_name(value)} {_show(value)}",
-                             fix or _quote_it(show_key(name), value))
+            raise self.error(
+                name,
+                f"expected {expect}, got {_type_name(value)} {_show(value)}",
+                fix or _quote_it(show_key(name), value),
+            )
         if value == "" and required:
             raise self.error(name, f"is empty; expected {expect}", fix)
         if check is not None:
@@ -203,7 +228,7 @@ class Table:
                 raise self.error(name, f"{problem}; expected {expect}, got {_show(value)}", fix)
         return value
 
-    def table_list(self, name: str, expect: str = "a list of tables", fix: str = "") -> list["Table"]:
+    def table_list(self, name: str, expect: str = "a list of tables", fix: str = "") -> list[Table]:
         """An array of tables (``[[name]]``), each as a Table keyed ``name[i]``."""
         value = self._get(name, False, expect)
         if value is None:
@@ -248,7 +273,9 @@ class Table:
         if value is None:
             return ()
         if isinstance(value, str):
-            raise self.error(name, f"expected {expect}, got a string", f'write it as {name} = [{value!r}]'.replace("'", '"'))
+            raise self.error(
+                name, f"expected {expect}, got a string", f"write it as {name} = [{value!r}]".replace("'", '"')
+            )
         if not isinstance(value, list):
             raise self.error(name, f"expected {expect}, got {_type_name(value)} {_show(value)}", fix)
         for i, item in enumerate(value):
@@ -284,8 +311,11 @@ class Table:
                 if problem:
                     raise sub.data_error(key, problem, fix if key_fix is None else key_fix)
             if not isinstance(item, str):
-                raise sub.data_error(key, f"expected a string, got {_type_name(item)} {_show(item)}",
-                                     _quote_it(show_key(key), item) or fix)
+                raise sub.data_error(
+                    key,
+                    f"expected a string, got {_type_name(item)} {_show(item)}",
+                    _quote_it(show_key(key), item) or fix,
+                )
             if value_check is not None:
                 problem = value_check(item)
                 if problem:
@@ -309,8 +339,7 @@ def _quote_it(key: str, value: object) -> str:
     if isinstance(value, int):
         return f'write it as a string, in quotes: {key} = "{value}"'
     if isinstance(value, float):
-        return (f'write it as a string, in quotes: {key} = "{value}" (as a number, TOML drops digits: '
-                '1.10 reads as 1.1)')
+        return f'write it as a string, in quotes: {key} = "{value}" (as a number, TOML drops digits: 1.10 reads as 1.1)'
     return ""
 
 
@@ -329,8 +358,10 @@ def check_rustflag(value: str) -> str | None:
     if nul := check_no_nul(value):
         return nul
     if any(c.isspace() for c in value):
-        return ("contains whitespace, and cargo splits CARGO_TARGET_WASM32_UNKNOWN_EMSCRIPTEN_RUSTFLAGS at "
-                "whitespace, so this one item would reach rustc as several flags")
+        return (
+            "contains whitespace, and cargo splits CARGO_TARGET_WASM32_UNKNOWN_EMSCRIPTEN_RUSTFLAGS at "
+            "whitespace, so this one item would reach rustc as several flags"
+        )
     return None
 
 

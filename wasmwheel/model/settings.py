@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping
 
 from wasmwheel.model.errors import ConfigError
 
@@ -35,11 +35,11 @@ VARIABLES = {
     "WASMWHEEL_CACHE": "shared downloads and toolchains (default: $XDG_CACHE_HOME/wasmwheel or ~/.cache/wasmwheel)",
     "WASMWHEEL_BUILD_DIR": "per-repository build outputs, logs and doit state (default: <repo>/build)",
     "WASMWHEEL_TOOLCHAIN": f"lean (default) or emsdk: how crates are linked "
-                           f"({TOOLCHAINS['lean']}; or {TOOLCHAINS['emsdk']})",
+    f"({TOOLCHAINS['lean']}; or {TOOLCHAINS['emsdk']})",
     "WASMWHEEL_EMSDK_URL": f"git URL or local path of the Emscripten SDK repository (default: {DEFAULT_EMSDK_URL})",
     "WASMWHEEL_SYSROOT_MIRROR": "URL prefix or local folder; sysroot archives are fetched from <prefix>/<file name>",
     "WASMWHEEL_PATCH_MIRROR": "URL prefix or local folder (a path or file:// URL); Pyodide's Emscripten patches are "
-                              "fetched from <prefix>/<pyodide tag>/<file name> (emsdk toolchain)",
+    "fetched from <prefix>/<pyodide tag>/<file name> (emsdk toolchain)",
     "WASMWHEEL_SDIST_MIRROR": "URL prefix or local folder; recipe sdists are fetched from <prefix>/<file name>",
     "WASMWHEEL_PYPI_URL": f"PyPI base URL for the JSON API used by `new`/`bump` (default: {DEFAULT_PYPI_URL})",
     "WASMWHEEL_NPM_REGISTRY": f"npm registry for Pyodide runtimes (default: {DEFAULT_NPM_REGISTRY})",
@@ -48,12 +48,12 @@ VARIABLES = {
     "WASMWHEEL_RETRY_BACKOFF": "seconds before the first retry of a failed download, doubling after each (default: 1)",
     "WASMWHEEL_VERBOSE": "1 = echo every step's log to the console as it is written",
     "WASMWHEEL_SMOKE_SERVER": "0 = boot one Node process per smoke test instead of the per-runtime smoke server "
-                              "(slow; for debugging)",
+    "(slow; for debugging)",
     "WASMWHEEL_SMOKE_WORKERS": "pre-booted interpreters per smoke server (default: the number of CPUs, at most 4)",
     "WASMWHEEL_SMOKE_IDLE": "seconds a smoke server stays up without work (default: 60)",
     "WASMWHEEL_CHROMIUM": "Chromium/Chrome executable for browser smoke tests (default: chromium on PATH)",
     "WASMWHEEL_UNPACK_MAX_SIZE": "most an archive (sdist, sysroot) may unpack to, in bytes or with K, M, G, T "
-                                 "(default: 4G)",
+    "(default: 4G)",
     "WASMWHEEL_UNPACK_MAX_FILES": "most members an archive may hold (default: 200000)",
 }
 
@@ -124,7 +124,9 @@ def _size(name: str, value: str | None, default: int) -> int:
     m = _SIZE_RE.match(value.strip())
     number = int(float(m.group(1)) * (1 << (10 * " KMGT".index(m.group(2).upper() or " ")))) if m else 0
     if number < 1:
-        raise ConfigError("environment", name, f"expected a size in bytes, or with K, M, G or T (e.g. 8G); got {value!r}")
+        raise ConfigError(
+            "environment", name, f"expected a size in bytes, or with K, M, G or T (e.g. 8G); got {value!r}"
+        )
     return number
 
 
@@ -134,7 +136,6 @@ class UnpackLimits:
 
     max_bytes: int = DEFAULT_UNPACK_MAX_BYTES
     max_members: int = DEFAULT_UNPACK_MAX_FILES
-
 
 
 def format_size(n: int) -> str:
@@ -167,7 +168,7 @@ class Settings:
     unpack_max_files: int = DEFAULT_UNPACK_MAX_FILES
 
     @classmethod
-    def from_env(cls, root: Path, env: dict[str, str] | None = None) -> "Settings":
+    def from_env(cls, root: Path, env: dict[str, str] | None = None) -> Settings:
         env = dict(os.environ if env is None else env)
         root = Path(root).resolve()
 
@@ -183,11 +184,17 @@ class Settings:
             if "://" in value:
                 return value
             if not folder:
-                raise ConfigError("environment", name, f"expected a URL, got {value!r}", "e.g. http://localhost:8000/mirror")
+                raise ConfigError(
+                    "environment", name, f"expected a URL, got {value!r}", "e.g. http://localhost:8000/mirror"
+                )
             local = Path(value).expanduser().resolve()
             if not local.is_dir():
-                raise ConfigError("environment", name, f"expected a URL or a local folder, got {value!r}, and {local} "
-                                  "is no folder", "e.g. http://localhost:8000/mirror or /srv/mirror")
+                raise ConfigError(
+                    "environment",
+                    name,
+                    f"expected a URL or a local folder, got {value!r}, and {local} is no folder",
+                    "e.g. http://localhost:8000/mirror or /srv/mirror",
+                )
             return str(local)
 
         return cls(
@@ -207,10 +214,12 @@ class Settings:
             smoke_workers=_count("WASMWHEEL_SMOKE_WORKERS", env.get("WASMWHEEL_SMOKE_WORKERS"), 0, 1),
             smoke_idle=_count("WASMWHEEL_SMOKE_IDLE", env.get("WASMWHEEL_SMOKE_IDLE"), 60, 1),
             chromium=(env.get("WASMWHEEL_CHROMIUM") or "").strip() or None,
-            unpack_max_bytes=_size("WASMWHEEL_UNPACK_MAX_SIZE", env.get("WASMWHEEL_UNPACK_MAX_SIZE"),
-                                   DEFAULT_UNPACK_MAX_BYTES),
-            unpack_max_files=_count("WASMWHEEL_UNPACK_MAX_FILES", env.get("WASMWHEEL_UNPACK_MAX_FILES"),
-                                    DEFAULT_UNPACK_MAX_FILES, 1),
+            unpack_max_bytes=_size(
+                "WASMWHEEL_UNPACK_MAX_SIZE", env.get("WASMWHEEL_UNPACK_MAX_SIZE"), DEFAULT_UNPACK_MAX_BYTES
+            ),
+            unpack_max_files=_count(
+                "WASMWHEEL_UNPACK_MAX_FILES", env.get("WASMWHEEL_UNPACK_MAX_FILES"), DEFAULT_UNPACK_MAX_FILES, 1
+            ),
         )
 
     @property

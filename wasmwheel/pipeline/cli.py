@@ -7,9 +7,10 @@ from __future__ import annotations
 
 import signal
 import sys
-from functools import lru_cache
+from collections.abc import Callable
+from functools import cache
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from wasmwheel.pipeline.steps import PIPELINE
 
@@ -24,16 +25,55 @@ SERVE_TASK_PARAMS = (
 
 
 # Options of `doit run` that take a value (so their value is not mistaken for a task name).
-_VALUE_OPTIONS = {"-n", "--process", "-P", "--parallel-type", "-r", "--reporter", "-f", "--file", "-d", "--dir",
-                  "-o", "--output-file", "--db-file", "--dep-file", "--backend", "--check_file_uptodate",
-                  "-v", "--verbosity", "--failure-verbosity"}
+_VALUE_OPTIONS = {
+    "-n",
+    "--process",
+    "-P",
+    "--parallel-type",
+    "-r",
+    "--reporter",
+    "-f",
+    "--file",
+    "-d",
+    "--dir",
+    "-o",
+    "--output-file",
+    "--db-file",
+    "--dep-file",
+    "--backend",
+    "--check_file_uptodate",
+    "-v",
+    "--verbosity",
+    "--failure-verbosity",
+}
 # ... and those without one. doit reads all of these only before the first task name.
-_FLAG_OPTIONS = {"-a", "--always-execute", "-c", "--continue", "-s", "--single", "--pdb", "--auto-delayed-regex",
-                 "-k", "--seek-file"}
+_FLAG_OPTIONS = {
+    "-a",
+    "--always-execute",
+    "-c",
+    "--continue",
+    "-s",
+    "--single",
+    "--pdb",
+    "--auto-delayed-regex",
+    "-k",
+    "--seek-file",
+}
 # Task parameters (`doit serve --port 8001`): options after that task's name are its own.
 SERVE_PARAMS = {f"--{p['long']}" for p in SERVE_TASK_PARAMS}
-_OTHER_COMMANDS = {"list", "info", "clean", "forget", "ignore", "dumpdb", "help", "auto", "strace", "reset-dep",
-                   "tabcompletion"}
+_OTHER_COMMANDS = {
+    "list",
+    "info",
+    "clean",
+    "forget",
+    "ignore",
+    "dumpdb",
+    "help",
+    "auto",
+    "strace",
+    "reset-dep",
+    "tabcompletion",
+}
 
 
 def misplaced_options(argv: list[str]) -> str | None:
@@ -43,7 +83,7 @@ def misplaced_options(argv: list[str]) -> str | None:
     if args and args[0] in _OTHER_COMMANDS:
         return None
     prefix = ["run"] if args[:1] == ["run"] else []
-    args = args[len(prefix):]
+    args = args[len(prefix) :]
     options: list[str] = []
     rest: list[str] = []
     moved: list[str] = []
@@ -54,7 +94,7 @@ def misplaced_options(argv: list[str]) -> str | None:
         name = arg.split("=", 1)[0]
         short = name[:2] if name.startswith("-") and not name.startswith("--") else name
         takes_value = short in _VALUE_OPTIONS and "=" not in arg and len(arg) == len(short)
-        value = args[i + 1:i + 2] if takes_value else []
+        value = args[i + 1 : i + 2] if takes_value else []
         if not arg.startswith("-"):
             task = task if "=" in arg else arg
             rest.append(arg)
@@ -72,15 +112,17 @@ def misplaced_options(argv: list[str]) -> str | None:
     if not moved:
         return None
     fixed = " ".join(["doit", *prefix, *options, *rest])
-    return (f"doit reads its options before the task names, and {', '.join(repr(m) for m in moved)} came after "
-            f"one; run `{fixed}`")
+    return (
+        f"doit reads its options before the task names, and {', '.join(repr(m) for m in moved)} came after "
+        f"one; run `{fixed}`"
+    )
 
 
 # doit's commands whose arguments (after their options) are task names, targets or patterns.
 _TASK_COMMANDS = ("run", "list", "info", "clean", "forget", "ignore", "strace")
 
 
-@lru_cache(maxsize=None)
+@cache
 def _doit_options(command: str) -> tuple[frozenset[str], frozenset[str]]:
     """doit's own command names, and the options of ``command`` that take a value (``-n``,
     ``--process``), read from doit's option tables."""
@@ -88,8 +130,11 @@ def _doit_options(command: str) -> tuple[frozenset[str], frozenset[str]]:
     from doit.doit_cmd import DoitMain
 
     commands = {cmd.name or cmd.__name__.lower(): cmd for cmd in DoitMain.DOIT_CMDS}
-    options = [*DoitCmdBase.base_options, *DodoTaskLoader.cmd_options,
-               *getattr(commands.get(command), "cmd_options", ())]
+    options = [
+        *DoitCmdBase.base_options,
+        *DodoTaskLoader.cmd_options,
+        *getattr(commands.get(command), "cmd_options", ()),
+    ]
     valued = {f"-{o['short']}" for o in options if o.get("short") and o.get("type") is not bool}
     valued |= {f"--{o['long']}" for o in options if o.get("long") and o.get("type") is not bool}
     return frozenset(commands), frozenset(valued)
@@ -121,8 +166,9 @@ def task_arguments(argv: list[str]) -> list[str]:
     return names
 
 
-def unknown_task_hint(argv: list[str], known: Callable[[], set[str]],
-                      every: Callable[[], set[str]] | None = None) -> str | None:
+def unknown_task_hint(
+    argv: list[str], known: Callable[[], set[str]], every: Callable[[], set[str]] | None = None
+) -> str | None:
     """For a task name on the command line that no task has: the closest real names
     ("did you mean build:hello-pyo3?"), or where to find them. None when every name is a task.
 
@@ -139,8 +185,10 @@ def unknown_task_hint(argv: list[str], known: Callable[[], set[str]],
     lines = []
     for name in dict.fromkeys(n for n in wanted if n not in names):
         close = _closest(name, names)
-        lines.append(f"no task is named {name!r}: " + (f"did you mean {_either(close)}?" if close else
-                                                          "`doit list` shows every task"))
+        lines.append(
+            f"no task is named {name!r}: "
+            + (f"did you mean {_either(close)}?" if close else "`doit list` shows every task")
+        )
     return "; ".join(lines) or None
 
 
@@ -153,7 +201,7 @@ def names_of_tasks(namespace: dict[str, Any]) -> set[str]:
             continue
         made = func()
         for task in [made] if isinstance(made, dict) else made or ():
-            base = task.get("basename", key[len("task_"):])
+            base = task.get("basename", key[len("task_") :])
             names.add(f"{base}:{task['name']}" if task.get("name") else base)
     return names
 
@@ -196,8 +244,10 @@ def started_elsewhere(started_in: str | Path | None, root: Path) -> str | None:
     if here == root:
         return None
     where = "a subfolder of" if root in here.parents else "outside"
-    return (f"doit started in {here}, {where} the repository, whose root is {root}; doit reads its settings "
-            f"(pyproject.toml) from the folder it starts in: run it from the root (cd {root})")
+    return (
+        f"doit started in {here}, {where} the repository, whose root is {root}; doit reads its settings "
+        f"(pyproject.toml) from the folder it starts in: run it from the root (cd {root})"
+    )
 
 
 def keep_going(argv: list[str]) -> bool:

@@ -12,26 +12,26 @@ from __future__ import annotations
 
 import gc
 import sys
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import Any, Callable, Iterator, NamedTuple
+from typing import Any, NamedTuple
 
 from doit.exceptions import TaskFailed
 
 # Modules the task dicts need on every doit start; the steps' own modules (toolchain, runtime,
 # smoke, index, wheel, hints) are imported when a step runs (wasmwheel.pipeline.steps names their functions).
 from wasmwheel import source
+from wasmwheel.fsutil import OutputsIntact
 from wasmwheel.model.abi import Abi, abi_files, load_abi
 from wasmwheel.model.errors import ConfigError
-from wasmwheel.fsutil import OutputsIntact
 from wasmwheel.model.layout import Layout
-from wasmwheel.pipeline.cli import BASENAMES, SERVE_TASK_PARAMS, keep_going
-from wasmwheel.pipeline.run import run_step
-from wasmwheel.pipeline.uptodate import StepCurrent
-from wasmwheel.pipeline.progress import ProgressReporter, reporter_writing
 from wasmwheel.model.recipe import Recipe, RecipeSet, index_inputs, load_recipes, runtime_closure
 from wasmwheel.model.settings import Settings
+from wasmwheel.pipeline.cli import BASENAMES, SERVE_TASK_PARAMS, keep_going
+from wasmwheel.pipeline.progress import ProgressReporter, reporter_writing
+from wasmwheel.pipeline.run import run_step
 from wasmwheel.pipeline.steps import (
     ABI,
     CRATE,
@@ -43,6 +43,7 @@ from wasmwheel.pipeline.steps import (
     target_name,
     task_name,
 )
+from wasmwheel.pipeline.uptodate import StepCurrent
 
 # -- the project ----------------------------------------------------------------------
 
@@ -59,7 +60,7 @@ class Project:
         object.__setattr__(self, "layout", Layout(self.settings))
 
     @classmethod
-    def load(cls, root: Path, env: dict[str, str] | None = None) -> "Project":
+    def load(cls, root: Path, env: dict[str, str] | None = None) -> Project:
         fewer_gc_passes()
         root = Path(root).resolve()
         settings = Settings.from_env(root, env)
@@ -184,14 +185,18 @@ class Project:
             if step.scope == CRATE_ABI:
                 per_crate_abi.append(step)
             else:
-                names.update(task_name(step.name, recipe and recipe.name, abi and abi.name)
-                             for abi, recipe in self.targets(step))
+                names.update(
+                    task_name(step.name, recipe and recipe.name, abi and abi.name) for abi, recipe in self.targets(step)
+                )
         for recipe in self.recipes.recipes.values():  # each recipe's ABIs once, not once per step
             for abi_name in recipe.abis(self.abi_names, self.toolchain):
                 abi = self.abis.get(abi_name)
                 if abi is not None:
-                    names.update(f"{step.name}:{recipe.name}@{abi_name}" for step in per_crate_abi
-                                 if step.when is None or step.when(self, abi, recipe))
+                    names.update(
+                        f"{step.name}:{recipe.name}@{abi_name}"
+                        for step in per_crate_abi
+                        if step.when is None or step.when(self, abi, recipe)
+                    )
         names.update(task_name("build", name) for name in [*self.recipes.recipes, *self.recipes.errors])
         return names
 
@@ -214,8 +219,6 @@ def fewer_gc_passes() -> None:
 
 def group(basename: str, doc: str) -> dict:
     return {"basename": basename, "name": None, "doc": doc}
-
-
 
 
 # -- running a step -----------------------------------------------------------------------
@@ -248,7 +251,7 @@ class Wiring(NamedTuple):
     first: bool  # also a task_dep
 
 
-def wiring(step: Step, project: "Project", abi: Abi | None) -> tuple[Wiring, ...]:
+def wiring(step: Step, project: Project, abi: Abi | None) -> tuple[Wiring, ...]:
     """The inputs of ``step`` for ``abi``: those whose step runs under this configuration (emsdk's under
     WASMWHEEL_TOOLCHAIN=emsdk, binaryen's under lean). An input step's ``when`` is decided per ABI."""
     found = []
@@ -259,8 +262,9 @@ def wiring(step: Step, project: "Project", abi: Abi | None) -> tuple[Wiring, ...
     return tuple(found)
 
 
-def step_task(step: Step, project: "Project", abi: Abi | None, recipe: Recipe | None,
-              plan: tuple[Wiring, ...] | None = None) -> dict:
+def step_task(
+    step: Step, project: Project, abi: Abi | None, recipe: Recipe | None, plan: tuple[Wiring, ...] | None = None
+) -> dict:
     """The task of ``step`` for ``abi`` and/or ``recipe``, from its declaration. Its file_dep are its
     inputs' stamps (read and locked while it runs) and the files its ``file_deps`` name. ``plan``:
     wiring(step, project, abi), when the caller has it."""
@@ -297,14 +301,27 @@ def step_task(step: Step, project: "Project", abi: Abi | None, recipe: Recipe | 
     if step.file_deps is not None:
         deps.extend(str(p) for p in step.file_deps(project, abi, recipe))
     config = step.config(project, abi, recipe) if step.config is not None else None
-    uptodate = ([step.current(project, abi, stamp), OutputsIntact(stamp)] if step.current is not None
-                else [StepCurrent(config, stamp if step.outputs is not None else None)])
+    uptodate = (
+        [step.current(project, abi, stamp), OutputsIntact(stamp)]
+        if step.current is not None
+        else [StepCurrent(config, stamp if step.outputs is not None else None)]
+    )
     return {
         "basename": step.name,
         "name": target,
         "doc": doc,
-        "actions": [(run_step, args, {"config": config, "deps": deps, "inputs": tuple(inputs),
-                                      **({"recipes": project.recipes.recipes} if step.scope == ABI else {})})],
+        "actions": [
+            (
+                run_step,
+                args,
+                {
+                    "config": config,
+                    "deps": deps,
+                    "inputs": tuple(inputs),
+                    **({"recipes": project.recipes.recipes} if step.scope == ABI else {}),
+                },
+            )
+        ],
         "file_dep": deps,
         "task_dep": order,
         "targets": [stamp, f"{stamp}.outputs"],  # fsutil.outputs_path, without a Path per task
@@ -344,10 +361,13 @@ def serve_task(layout: Layout) -> dict:
     }
 
 
-def build_task(recipe: Recipe, all_abis: list[str], abi_errors: dict[str, ConfigError], toolchain: str = "lean") -> dict:
+def build_task(
+    recipe: Recipe, all_abis: list[str], abi_errors: dict[str, ConfigError], toolchain: str = "lean"
+) -> dict:
     abi_names = recipe.abis(all_abis, toolchain)
-    deps = [task_name("abi", abi=a) if a in abi_errors else task_name(last_crate_step(), recipe.name, a)
-            for a in abi_names]
+    deps = [
+        task_name("abi", abi=a) if a in abi_errors else task_name(last_crate_step(), recipe.name, a) for a in abi_names
+    ]
     skips = recipe.skips(all_abis, toolchain)
     doc = f"{recipe.package_name} {recipe.version} for {', '.join(abi_names) or 'no ABI'}"
     if toolchain == "lean" and recipe.build.needs_emsdk:
@@ -363,10 +383,11 @@ def build_task(recipe: Recipe, all_abis: list[str], abi_errors: dict[str, Config
 
 
 def needs_emsdk_action(crate: str, why: str) -> bool | TaskFailed:
-    message = (f"{crate} needs emsdk ({why}), and this run uses the lean toolchain: "
-               f"build it with `WASMWHEEL_TOOLCHAIN=emsdk doit build:{crate}`")
+    message = (
+        f"{crate} needs emsdk ({why}), and this run uses the lean toolchain: "
+        f"build it with `WASMWHEEL_TOOLCHAIN=emsdk doit build:{crate}`"
+    )
     if keep_going(sys.argv[1:]):
         sys.stderr.write(f"skip build:{crate}  ({message})\n")
         return True
     return TaskFailed(message)
-

@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from doit.reporter import ConsoleReporter
 
@@ -152,8 +153,14 @@ class ProgressReporter(ConsoleReporter):
     def complete_run(self):
         seconds = round(time.monotonic() - self.run_start, 2)
         counts = {s: sum(1 for r in self.results if r.status == s) for s in ("ok", "failed", "skipped", "uptodate")}
-        run = {"seconds": seconds, "executed": counts["ok"] + counts["failed"], "failed": counts["failed"],
-               "skipped": counts["skipped"], "uptodate": counts["uptodate"], "finished": utc_now()}
+        run = {
+            "seconds": seconds,
+            "executed": counts["ok"] + counts["failed"],
+            "failed": counts["failed"],
+            "skipped": counts["skipped"],
+            "uptodate": counts["uptodate"],
+            "finished": utc_now(),
+        }
         # doit calls this from a `finally`: a Ctrl-C (or SIGTERM, see tasks._sigterm) is on its way out.
         interrupted = isinstance(sys.exc_info()[1], KeyboardInterrupt)
         if interrupted:
@@ -169,26 +176,38 @@ class ProgressReporter(ConsoleReporter):
                 report_note = f"; could not write the report: {exc}"
         if interrupted:
             left = max(self.total - self.done, 0)
-            self.write(f"{plural(run['executed'], 'step')} ran ({counts['failed']} failed), {counts['skipped']} skipped, "
-                       f"{counts['uptodate']} up to date, {left} not finished: interrupted after {seconds:.1f}s"
-                       f"{report_note}\n")
+            self.write(
+                f"{plural(run['executed'], 'step')} ran ({counts['failed']} failed), {counts['skipped']} skipped, "
+                f"{counts['uptodate']} up to date, {left} not finished: interrupted after {seconds:.1f}s"
+                f"{report_note}\n"
+            )
         elif run["executed"] or run["skipped"]:
             left = max(self.total - self.done, 0)
             # A single target (doit build:<crate>) stops at its first failure: say what it left.
-            stopped = (f", {left} not run (doit stops at the first failure of a single target; -c keeps going)"
-                       if left and counts["failed"] else "")
-            self.write(f"{plural(run['executed'], 'step')} ran ({counts['failed']} failed), {counts['skipped']} skipped, "
-                       f"{counts['uptodate']} up to date{stopped} in {seconds:.1f}s{report_note}\n")
+            stopped = (
+                f", {left} not run (doit stops at the first failure of a single target; -c keeps going)"
+                if left and counts["failed"]
+                else ""
+            )
+            self.write(
+                f"{plural(run['executed'], 'step')} ran ({counts['failed']} failed), {counts['skipped']} skipped, "
+                f"{counts['uptodate']} up to date{stopped} in {seconds:.1f}s{report_note}\n"
+            )
         elif self.results:
             self.write(f"nothing to do: {plural(counts['uptodate'], 'step')} up to date{report_note}\n")
         for abi, steps in sorted(self.after_index.items()):
-            self.write(f"note: index:{abi} started before {', '.join(steps)} passed (doit -n runs steps side by "
-                       f"side), so it may lack their wheels: run `doit index` to add them\n")
+            self.write(
+                f"note: index:{abi} started before {', '.join(steps)} passed (doit -n runs steps side by "
+                f"side), so it may lack their wheels: run `doit index` to add them\n"
+            )
         if self.runtime_errors:
             self.write("Execution aborted.\n" + "\n".join(self.runtime_errors) + "\n")
 
 
 def reporter_writing(write_report: ReportWriter, report_path: Path) -> type[ProgressReporter]:
     """The reporter class doit instantiates (it takes a class), writing the report with ``write_report``."""
-    return type("WasmwheelReporter", (ProgressReporter,),
-                {"write_report": staticmethod(write_report), "report_path": report_path})
+    return type(
+        "WasmwheelReporter",
+        (ProgressReporter,),
+        {"write_report": staticmethod(write_report), "report_path": report_path},
+    )

@@ -17,10 +17,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from wasmwheel.model.errors import plural
 from wasmwheel.fsutil import atomic_write_text, file_lock, read_json, write_json
-from wasmwheel.pipeline.hints import hint_for
+from wasmwheel.model.errors import plural
 from wasmwheel.model.settings import TOOLCHAINS
+from wasmwheel.pipeline.hints import hint_for
+
 if TYPE_CHECKING:  # annotations only
     from wasmwheel.model.facts import SmokeFacts
 from wasmwheel.pipeline.steps import (
@@ -53,7 +54,7 @@ class StepResult:
 
 
 def utc_now() -> str:
-    return _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat()
+    return _dt.datetime.now(_dt.UTC).replace(microsecond=0).isoformat()
 
 
 def update_history(path: Path, results: list[StepResult]) -> tuple[dict[str, Any], bool, int | None]:
@@ -102,11 +103,11 @@ def build_report(project: Any, history: dict[str, Any], run: dict[str, Any]) -> 
                 row.update(status="skipped", reason=skips[abi])
                 rows.append(row)
                 continue
-            names = {step: task_name(step, recipe.name, None if step not in CRATE_ABI_STEPS else abi)
-                     for step in ROW_STEPS}
+            names = {
+                step: task_name(step, recipe.name, None if step not in CRATE_ABI_STEPS else abi) for step in ROW_STEPS
+            }
             steps = {k: history.get(name) for k, name in names.items()}
-            row["steps"] = {k: {"status": v.get("status"), "seconds": v.get("seconds")}
-                            for k, v in steps.items() if v}
+            row["steps"] = {k: {"status": v.get("status"), "seconds": v.get("seconds")} for k, v in steps.items() if v}
             row["seconds"] = round(sum(v.get("seconds") or 0 for v in steps.values() if v), 2)
             failed = next(((k, v) for k, v in steps.items() if v and v.get("status") == "failed"), None)
             blocked = next(((k, v) for k, v in steps.items() if v and v.get("status") == "skipped"), None)
@@ -114,13 +115,15 @@ def build_report(project: Any, history: dict[str, Any], run: dict[str, Any]) -> 
                 row.update(status="blocked", blocked_by=[task_name("abi", abi=abi)], error=str(project.abi_errors[abi]))
             elif failed:
                 step, entry = failed
-                row.update(status="failed", failed_step=step, error=entry.get("error", ""),
-                           log=_task_log(layout, names[step]))
+                row.update(
+                    status="failed", failed_step=step, error=entry.get("error", ""), log=_task_log(layout, names[step])
+                )
             elif blocked:
                 step, entry = blocked
                 blockers = entry.get("blocked_by", [])
-                row.update(status="blocked", blocked_step=step, blocked_by=blockers,
-                           error=_blocking_error(history, blockers))
+                row.update(
+                    status="blocked", blocked_step=step, blocked_by=blockers, error=_blocking_error(history, blockers)
+                )
                 log = _task_log(layout, blockers[0]) if blockers else None
                 if log:
                     row["log"] = log
@@ -150,9 +153,15 @@ def build_report(project: Any, history: dict[str, Any], run: dict[str, Any]) -> 
             name = task_name(step, abi=abi)
             entry = history.get(name)
             if entry:
-                toolchains.append({"task": name, "status": entry.get("status"),
-                                   "seconds": entry.get("seconds"), "error": entry.get("error", ""),
-                                   "log": _task_log(layout, name)})
+                toolchains.append(
+                    {
+                        "task": name,
+                        "status": entry.get("status"),
+                        "seconds": entry.get("seconds"),
+                        "error": entry.get("error", ""),
+                        "log": _task_log(layout, name),
+                    }
+                )
     summary: dict[str, int] = {}
     for row in rows:
         summary[row["status"]] = summary.get(row["status"], 0) + 1
@@ -177,13 +186,21 @@ def _not_built(row: dict[str, Any], steps: dict[str, Any], history: dict[str, An
     so its crate steps never ran), else not built."""
     done = [step for step in CRATE_ABI_STEPS if (steps.get(step) or {}).get("status") == "ok"]
     waiting = next((step for step in CRATE_ABI_STEPS if step not in done), last_crate_step())
-    blockers = [task_name(step, abi=abi.name) for step, needer in NEEDED_BY.items()
-                if needer not in done and (history.get(task_name(step, abi=abi.name)) or {}).get("status") == "failed"]
+    blockers = [
+        task_name(step, abi=abi.name)
+        for step, needer in NEEDED_BY.items()
+        if needer not in done and (history.get(task_name(step, abi=abi.name)) or {}).get("status") == "failed"
+    ]
     if not blockers:
         row["status"] = "not built"
         return
-    row.update(status="blocked", blocked_step=waiting, blocked_by=blockers, error=_blocking_error(history, blockers),
-               log=_task_log(layout, blockers[0]))
+    row.update(
+        status="blocked",
+        blocked_step=waiting,
+        blocked_by=blockers,
+        error=_blocking_error(history, blockers),
+        log=_task_log(layout, blockers[0]),
+    )
 
 
 def _row_task(row: dict[str, Any]) -> str:
@@ -261,7 +278,7 @@ def _task_log(layout, task: str) -> str | None:
 SMOKE_OUTCOMES = {"expected failure": "xfail", "unexpected pass": "xpass"}
 
 
-def _smoke_facts(stamp: Path) -> "SmokeFacts | None":
+def _smoke_facts(stamp: Path) -> SmokeFacts | None:
     from wasmwheel.model.facts import SmokeFacts  # here: a no-op never reads them
 
     try:
@@ -270,7 +287,7 @@ def _smoke_facts(stamp: Path) -> "SmokeFacts | None":
         return None
 
 
-def _test_seconds(row: dict[str, Any], facts: "SmokeFacts | None") -> None:
+def _test_seconds(row: dict[str, Any], facts: SmokeFacts | None) -> None:
     """The recipe's test in the runtime (installing the wheel + running the script; not booting the
     interpreter), from the smoke step's facts: ``test_seconds`` on the row."""
     timings = (facts.timings if facts is not None else None) or {}
@@ -278,7 +295,7 @@ def _test_seconds(row: dict[str, Any], facts: "SmokeFacts | None") -> None:
         row["test_seconds"] = round(sum(float(timings.get(k, 0.0)) for k in ("load", "test")), 3)
 
 
-def _smoke_outcome(row: dict[str, Any], facts: "SmokeFacts | None", recipe: Any) -> None:
+def _smoke_outcome(row: dict[str, Any], facts: SmokeFacts | None, recipe: Any) -> None:
     """A smoke test that failed as the recipe expects (xfail) or passed although it expects a
     failure (xpass): the row says so, with the mark's reason."""
     if facts is None:
@@ -288,8 +305,10 @@ def _smoke_outcome(row: dict[str, Any], facts: "SmokeFacts | None", recipe: Any)
         row.update(status=status, reason=str(facts.reason))
         if status == "xpass":
             mark = facts.mark or facts.environment
-            row["hint"] = (f"the test passes although [test.expected_failures] {mark} says it fails: "
-                           f"remove that mark from {recipe.path.name}")
+            row["hint"] = (
+                f"the test passes although [test.expected_failures] {mark} says it fails: "
+                f"remove that mark from {recipe.path.name}"
+            )
 
 
 def _blocking_error(history: dict[str, Any], blockers: list[str]) -> str:
@@ -353,8 +372,7 @@ def error_summary(error: str) -> str:
         return ""
     first = lines[0]
     tail = [line[1:].strip() for line in lines[1:] if line.startswith("|")]
-    cause = next((line for line in reversed(tail)
-                  if any(word in line.lower() for word in ("error", "caused by"))), "")
+    cause = next((line for line in reversed(tail) if any(word in line.lower() for word in ("error", "caused by"))), "")
     return f"{first} ({cause})" if cause and cause not in first else first
 
 
@@ -365,14 +383,19 @@ def render_markdown(report: dict[str, Any]) -> str:
     counts = ", ".join(f"{n} {status}" for status, n in sorted(report["summary"].items()))
     toolchain = report.get("toolchain")
     how = f" Toolchain: {toolchain} ({TOOLCHAINS[toolchain]})." if toolchain in TOOLCHAINS else ""
-    out.append(f"Generated {report['generated']}.{how}" if counts and counts in first else
-               f"{counts or 'no crates'}. Generated {report['generated']}.{how}")
+    out.append(
+        f"Generated {report['generated']}.{how}"
+        if counts and counts in first
+        else f"{counts or 'no crates'}. Generated {report['generated']}.{how}"
+    )
     run = report.get("run") or {}
     if run:
-        out.append(f"Last run{' (interrupted)' if run.get('interrupted') else ''}: "
-                   f"{plural(run.get('executed', 0), 'step')} ran ({run.get('failed', 0)} failed), "
-                   f"{run.get('skipped', 0)} skipped after a failure, {run.get('uptodate', 0)} up to date, "
-                   f"{run.get('seconds', 0):.1f}s.")
+        out.append(
+            f"Last run{' (interrupted)' if run.get('interrupted') else ''}: "
+            f"{plural(run.get('executed', 0), 'step')} ran ({run.get('failed', 0)} failed), "
+            f"{run.get('skipped', 0)} skipped after a failure, {run.get('uptodate', 0)} up to date, "
+            f"{run.get('seconds', 0):.1f}s."
+        )
     failed = report.get("failures", failures(report))
     if failed:
         out += ["", "## What failed", ""]
@@ -394,17 +417,34 @@ def render_markdown(report: dict[str, Any]) -> str:
         out.append(f"| {crate} | " + " | ".join(_cell(cells[a]) if a in cells else "" for a in abis) + " |")
     for bad in report["invalid_recipes"]:
         out.append(f"| {bad['recipe']} | " + " | ".join("invalid recipe" for _ in abis) + " |")
-    out += ["", "## Details", "",
-            f"| crate | ABI | status | wheel | size | {' | '.join(CRATE_ABI_STEPS)} | log | hint |",
-            "|---|---|---|---|---|" + "---|" * len(CRATE_ABI_STEPS) + "---|---|"]
+    out += [
+        "",
+        "## Details",
+        "",
+        f"| crate | ABI | status | wheel | size | {' | '.join(CRATE_ABI_STEPS)} | log | hint |",
+        "|---|---|---|---|---|" + "---|" * len(CRATE_ABI_STEPS) + "---|---|",
+    ]
     for row in report["rows"]:
         steps = row.get("steps", {})
-        status = f"{_cell(row)}: {row.get('reason', '')}" if row["status"] in ("skipped", "xfail", "xpass") else _cell(row)
-        out.append("| " + " | ".join([
-            row["crate"], row["abi"], _md_escape(status), row.get("wheel", ""), _fmt_size(row.get("size")),
-            *(_step_cell(steps.get(step)) for step in CRATE_ABI_STEPS),
-            f"`{row['log']}`" if row.get("log") else "", _md_escape(row.get("hint", "")),
-        ]) + " |")
+        status = (
+            f"{_cell(row)}: {row.get('reason', '')}" if row["status"] in ("skipped", "xfail", "xpass") else _cell(row)
+        )
+        out.append(
+            "| "
+            + " | ".join(
+                [
+                    row["crate"],
+                    row["abi"],
+                    _md_escape(status),
+                    row.get("wheel", ""),
+                    _fmt_size(row.get("size")),
+                    *(_step_cell(steps.get(step)) for step in CRATE_ABI_STEPS),
+                    f"`{row['log']}`" if row.get("log") else "",
+                    _md_escape(row.get("hint", "")),
+                ]
+            )
+            + " |"
+        )
     blocked = [r for r in report["rows"] if r["status"] == "blocked" and r.get("error")]
     if blocked:
         out += ["", "## Blocked", ""]
@@ -418,8 +458,10 @@ def render_markdown(report: dict[str, Any]) -> str:
 
 def report_inputs(project: Any) -> str:
     """Digest of what the report shows besides the history: ABIs, recipes, skips, load errors."""
-    recipes = [[n, r.version, sorted(r.skips(project.abi_names, project.toolchain).items())]
-               for n, r in sorted(project.recipes.recipes.items())]
+    recipes = [
+        [n, r.version, sorted(r.skips(project.abi_names, project.toolchain).items())]
+        for n, r in sorted(project.recipes.recipes.items())
+    ]
     errors = sorted(f"{k}: {v}" for k, v in [*project.recipes.errors.items(), *project.abi_errors.items()])
     data = json.dumps([project.abi_names, project.toolchain, recipes, errors], sort_keys=True)
     return hashlib.sha256(data.encode()).hexdigest()
@@ -434,8 +476,11 @@ def _write_state(layout, history: dict[str, Any], mtime_ns: int | None, inputs: 
     file as this history was read or written (its mtime then: another process writing it
     since makes the state stale), and the steps recorded as ok there."""
     try:
-        state = {"inputs": inputs, "history_mtime_ns": mtime_ns,
-                 "ok": sorted(k for k, v in history.items() if v.get("status") == "ok")}
+        state = {
+            "inputs": inputs,
+            "history_mtime_ns": mtime_ns,
+            "ok": sorted(k for k, v in history.items() if v.get("status") == "ok"),
+        }
         write_json(_state_path(layout), state)
     except OSError:
         pass

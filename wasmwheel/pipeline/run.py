@@ -12,10 +12,11 @@ import inspect
 import json
 import time
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from doit.exceptions import TaskFailed
 
@@ -49,16 +50,25 @@ def inputs_key(config: Any, deps: list[str] | tuple[str, ...]) -> str:
 
 def _done_meanwhile(stamp: Path, key: str) -> bool:
     try:
-        return (stamp.stat().st_mtime >= _STARTED and stamp_inputs(stamp) == key
-                and OutputsIntact(stamp)())
+        return stamp.stat().st_mtime >= _STARTED and stamp_inputs(stamp) == key and OutputsIntact(stamp)()
     except OSError:
         return False
 
 
-def run_step(step: str, stamp: str, log_path: str, title: str, abi: Abi | None, recipe: Recipe | None,
-             layout: Layout, *, config: Any = None, deps: tuple[str, ...] = (),
-             inputs: tuple[tuple[str, str, str | tuple[str, ...]], ...] = (),
-             recipes: dict[str, Recipe] | None = None) -> bool | TaskFailed:
+def run_step(
+    step: str,
+    stamp: str,
+    log_path: str,
+    title: str,
+    abi: Abi | None,
+    recipe: Recipe | None,
+    layout: Layout,
+    *,
+    config: Any = None,
+    deps: tuple[str, ...] = (),
+    inputs: tuple[tuple[str, str, str | tuple[str, ...]], ...] = (),
+    recipes: dict[str, Recipe] | None = None,
+) -> bool | TaskFailed:
     """doit action wrapper: run the step's function, write its stamp, turn errors into one clear failure.
 
     ``inputs``: (parameter, step, stamp) of each declared input (a tuple of stamps for other crates'
@@ -74,8 +84,9 @@ def run_step(step: str, stamp: str, log_path: str, title: str, abi: Abi | None, 
     console = StepLog(None)
     with contextlib.ExitStack() as locks:
         for path in sorted(set(reads)):
-            locks.enter_context(file_lock(Path(path), what=f"the input {Path(path).name} of {title}", log=console,
-                                          shared=True))
+            locks.enter_context(
+                file_lock(Path(path), what=f"the input {Path(path).name} of {title}", log=console, shared=True)
+            )
         locks.enter_context(file_lock(stamp_path, what=title, log=console))
         try:
             key = inputs_key(config, deps)
@@ -89,15 +100,24 @@ def run_step(step: str, stamp: str, log_path: str, title: str, abi: Abi | None, 
             try:
                 function = step_function(declared.run)
                 wanted = _parameters(function)
-                given: dict[str, Any] = {"abi": abi, "recipe": recipe, "layout": layout, "recipes": recipes,
-                                         "log": log, **(declared.options or {})}
+                given: dict[str, Any] = {
+                    "abi": abi,
+                    "recipe": recipe,
+                    "layout": layout,
+                    "recipes": recipes,
+                    "log": log,
+                    **(declared.options or {}),
+                }
                 if "previous" in wanted:
                     given["previous"] = _facts(declared.facts, stamp_path) if stamp_path.exists() else None
                 for param, upstream, paths in inputs:
                     if param in wanted:
                         kind = STEP_BY_NAME[upstream].facts
-                        given[param] = (_facts(kind, Path(paths)) if isinstance(paths, str)
-                                        else [_facts(kind, Path(p)) for p in paths])
+                        given[param] = (
+                            _facts(kind, Path(paths))
+                            if isinstance(paths, str)
+                            else [_facts(kind, Path(p)) for p in paths]
+                        )
                 facts = function(**{name: given[name] for name in wanted if name in given})
                 outputs = declared.outputs(facts, StepCall(abi, recipe, layout)) if declared.outputs else []
                 write_stamp(stamp_path, [Path(p) for p in outputs], inputs=key, **facts)
@@ -105,7 +125,7 @@ def run_step(step: str, stamp: str, log_path: str, title: str, abi: Abi | None, 
             except WasmwheelError as exc:
                 log.write(f"# FAILED: {exc}\n")
                 return TaskFailed(failure_message(exc, log))
-            except Exception:
+            except Exception:  # noqa: BLE001 - any bug fails this one step with its traceback in the log
                 log.write(traceback.format_exc())
                 return TaskFailed(f"internal error in {title} (a wasmwheel bug; traceback in {log.path})")
 
@@ -126,7 +146,7 @@ def step_function(run: str) -> Callable[..., dict]:
     return getattr(importlib.import_module(f"wasmwheel.{module}"), name)
 
 
-@lru_cache(maxsize=None)
+@cache
 def _parameters(function: Callable) -> tuple[str, ...]:
     return tuple(inspect.signature(function).parameters)
 
@@ -150,4 +170,3 @@ def failure_message(exc: WasmwheelError, log: StepLog) -> str:
     if log.path and not isinstance(exc, ConfigError):
         message += f"\n  full log: {log.path}"
     return message
-

@@ -31,12 +31,13 @@ import hashlib
 import json
 import shutil
 import statistics
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable
+from typing import TYPE_CHECKING, Any
 
-from wasmwheel.model.errors import WasmwheelError
 from wasmwheel.fsutil import atomic_write_text, sha256_file, temp_path_beside
+from wasmwheel.model.errors import WasmwheelError
 from wasmwheel.model.layout import dist_dir, report_json, tested_marker
 from wasmwheel.pipeline.steps import last_crate_step, task_name
 
@@ -95,8 +96,9 @@ def read_durations(path: Path | None) -> tuple[dict[Item, float], list[str]]:
         if not isinstance(rows, list):
             raise TypeError("rows is not a list")
     except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError) as exc:
-        return {}, [f"ignoring the build report {path} ({type(exc).__name__}: {exc}): "
-                    "every crate x ABI weighs the same"]
+        return {}, [
+            f"ignoring the build report {path} ({type(exc).__name__}: {exc}): every crate x ABI weighs the same"
+        ]
     durations: dict[Item, float] = {}
     bad = 0
     for row in rows:
@@ -124,7 +126,7 @@ def weigh(items: Iterable[Item], durations: dict[Item, float]) -> dict[Item, flo
 # -- planning -------------------------------------------------------------------------------
 
 
-def collection_items(project: "Project", crates: Iterable[str] = (), abis: Iterable[str] = ()) -> list[Item]:
+def collection_items(project: Project, crates: Iterable[str] = (), abis: Iterable[str] = ()) -> list[Item]:
     """Every crate x ABI the collection builds (valid ABI files only), optionally narrowed."""
     crates, abis = set(crates), set(abis)
     unknown = sorted(crates - set(project.recipes.recipes)) + sorted(abis - set(project.abis))
@@ -165,6 +167,7 @@ def _units(items: list[Item], links: dict[str, set[str]]) -> list[list[Item]]:
 
 def _lpt(units: list[list[Item]], weights: dict[Item, float], shards: list[Shard]) -> None:
     """Heaviest unit first, each onto the least loaded shard (the first of equals)."""
+
     def unit_weight(u: list[Item]) -> float:
         return sum(weights[i] for i in u)
 
@@ -174,8 +177,9 @@ def _lpt(units: list[list[Item]], weights: dict[Item, float], shards: list[Shard
         shards[target].weight += unit_weight(unit)
 
 
-def plan_shards(items: list[Item], count: int, weights: dict[Item, float],
-                links: dict[str, set[str]] | None = None) -> list[Shard]:
+def plan_shards(
+    items: list[Item], count: int, weights: dict[Item, float], links: dict[str, set[str]] | None = None
+) -> list[Shard]:
     """Split ``items`` into at most ``count`` non-empty shards (see the module docstring)."""
     if not 1 <= count <= MAX_SHARDS:
         raise ShardError(f"the number of shards must be between 1 and {MAX_SHARDS}, got {count}")
@@ -190,7 +194,7 @@ def plan_shards(items: list[Item], count: int, weights: dict[Item, float],
         _lpt([[i for u in us for i in u] for _, us in sorted(by_abi.items())], weights, shards)
     else:
         # One ABI per shard: give each extra shard to the ABI with the most load per shard.
-        per_abi = {abi: 1 for abi in by_abi}
+        per_abi = dict.fromkeys(by_abi, 1)
         for _ in range(count - len(by_abi)):
             open_ = [a for a in sorted(by_abi) if per_abi[a] < len(by_abi[a])]
             if not open_:
@@ -207,7 +211,7 @@ def plan_shards(items: list[Item], count: int, weights: dict[Item, float],
     return [s for s in shards if s.items]
 
 
-def dependency_links(project: "Project") -> dict[str, set[str]]:
+def dependency_links(project: Project) -> dict[str, set[str]]:
     """Crates linked by [depends] test/build, both ways."""
     links: dict[str, set[str]] = {}
     for name, recipe in project.recipes.recipes.items():
@@ -225,7 +229,7 @@ def _files_key(files: Iterable[Path], root: Path) -> str:
     return h.hexdigest()
 
 
-def abi_files_key(project: "Project", abis: Iterable[str]) -> str:
+def abi_files_key(project: Project, abis: Iterable[str]) -> str:
     """sha256 over the ABI files of ``abis`` and their Pyodide locks: the key of their toolchain caches."""
     root = project.settings.root
     files = []
@@ -235,33 +239,36 @@ def abi_files_key(project: "Project", abis: Iterable[str]) -> str:
     return _files_key(files, root)
 
 
-def recipes_key(project: "Project", crates: Iterable[str]) -> str:
+def recipes_key(project: Project, crates: Iterable[str]) -> str:
     """sha256 over the recipe files of ``crates`` (with the ABI files' key: their cargo target caches)."""
     recipes = project.recipes.recipes
     return _files_key([Path(recipes[c].path).resolve() for c in sorted(crates)], project.settings.root)
 
 
-def github_matrix(project: "Project", shards: list[Shard]) -> dict[str, Any]:
+def github_matrix(project: Project, shards: list[Shard]) -> dict[str, Any]:
     """The ``strategy.matrix`` of the shard jobs: ``{"include": [...]}``, one entry per shard."""
     include = []
     for n, shard in enumerate(shards, 1):
         abis = shard.abis
-        include.append({
-            "shard": n,
-            "name": f"{n}/{len(shards)} {' '.join(abis)} "
-                    f"({len(shard.crates)} crate{'s' * (len(shard.crates) != 1)})",
-            "abis": " ".join(abis),
-            "tasks": " ".join(i.task for i in shard.items),
-            "items": len(shard.items),
-            "weight": round(shard.weight, 2),
-            "toolchain_key": abi_files_key(project, abis),
-            "recipes_key": recipes_key(project, shard.crates),
-        })
+        include.append(
+            {
+                "shard": n,
+                "name": f"{n}/{len(shards)} {' '.join(abis)} "
+                f"({len(shard.crates)} crate{'s' * (len(shard.crates) != 1)})",
+                "abis": " ".join(abis),
+                "tasks": " ".join(i.task for i in shard.items),
+                "items": len(shard.items),
+                "weight": round(shard.weight, 2),
+                "toolchain_key": abi_files_key(project, abis),
+                "recipes_key": recipes_key(project, shard.crates),
+            }
+        )
     return {"include": include}
 
 
-def matrix_for(project: "Project", count: int, report: Path | None, crates: Iterable[str] = (),
-               abis: Iterable[str] = ()) -> tuple[dict[str, Any], list[str]]:
+def matrix_for(
+    project: Project, count: int, report: Path | None, crates: Iterable[str] = (), abis: Iterable[str] = ()
+) -> tuple[dict[str, Any], list[str]]:
     """The GitHub Actions matrix for ``count`` shards, and warnings for stderr."""
     items = collection_items(project, crates, abis)
     if not items:
@@ -301,8 +308,11 @@ def merge_reports(reports: list[dict[str, Any]]) -> dict[str, Any]:
         summary[row["status"]] = summary.get(row["status"], 0) + 1
     runs = [r.get("run") or {} for r in reports]
     run = {k: sum(r.get(k, 0) or 0 for r in runs) for k in ("executed", "failed", "skipped", "uptodate")}
-    run.update(seconds=max((r.get("seconds") or 0 for r in runs), default=0),
-               finished=max((r.get("finished") or "" for r in runs), default=""), shards=len(reports))
+    run.update(
+        seconds=max((r.get("seconds") or 0 for r in runs), default=0),
+        finished=max((r.get("finished") or "" for r in runs), default=""),
+        shards=len(reports),
+    )
     first = reports[0]
     abis = sorted({a for r in reports for a in r.get("abis", [])})
     merged = {
@@ -325,8 +335,10 @@ def _copy_wheel(wheel: Path, dest: Path, owners: dict[Path, Path]) -> bool:
         if sha256_file(dest) == sha256_file(wheel):
             return False
         other = owners.get(dest, dest)
-        raise ShardError(f"{dest.name}: {wheel} and {other} have the same name but different bytes "
-                         "(two shards built this wheel differently); rebuild one of them")
+        raise ShardError(
+            f"{dest.name}: {wheel} and {other} have the same name but different bytes "
+            "(two shards built this wheel differently); rebuild one of them"
+        )
     with temp_path_beside(dest, ".whl") as tmp:
         shutil.copyfile(wheel, tmp)
         tmp.replace(dest)
@@ -353,7 +365,7 @@ def merge_shards(shard_dirs: list[Path], build_dir: Path, report: Path | None = 
             dest = dist_dir(build_dir, wheel.parent.name) / wheel.name
             copied += _copy_wheel(wheel, dest, owners)
         for marker in sorted(folder.glob(str(tested_marker(every_dist, "*")))):  # which wheels passed their smoke test
-            dest = tested_marker(dist_dir(build_dir, marker.parent.parent.name), marker.name[:-len(".json")])
+            dest = tested_marker(dist_dir(build_dir, marker.parent.parent.name), marker.name[: -len(".json")])
             dest.parent.mkdir(parents=True, exist_ok=True)
             atomic_write_text(dest, marker.read_text(encoding="utf-8"))
         path = report_json(folder)

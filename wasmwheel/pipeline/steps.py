@@ -19,11 +19,11 @@ for its stamp. Adding a step is one declaration here and one domain function.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache, lru_cache
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Mapping, NamedTuple
-
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 if TYPE_CHECKING:  # pragma: no cover - annotations only (the project is built from these declarations)
     from wasmwheel.model.abi import Abi
@@ -54,7 +54,7 @@ class TaskId(NamedTuple):
         return target_name(self.crate, self.abi)
 
     @classmethod
-    def parse(cls, name: str) -> "TaskId":
+    def parse(cls, name: str) -> TaskId:
         """The inverse of ``str()``. A name without ``@`` names a crate or an ABI by its step's scope."""
         step, _, rest = name.partition(":")
         if not rest:
@@ -90,7 +90,7 @@ class Input:
 
     step: str
     name: str = ""
-    crates: Callable[[Any, "Recipe"], list[str]] | None = None
+    crates: Callable[[Any, Recipe], list[str]] | None = None
     first: bool = False
 
     @property
@@ -142,27 +142,27 @@ def _maturin_version() -> str:
     return maturin_version()
 
 
-@lru_cache(maxsize=None)
-def _compile_abi_config(abi: "Abi") -> dict:
+@cache
+def _compile_abi_config(abi: Abi) -> dict:
     return abi.compile_config()
 
 
-@lru_cache(maxsize=None)
-def _toolchain_config(abi: "Abi", toolchain: str) -> dict:
+@cache
+def _toolchain_config(abi: Abi, toolchain: str) -> dict:
     from wasmwheel.build import toolchain_config
 
     return toolchain_config(abi, toolchain)
 
 
-@lru_cache(maxsize=None)
-def _audit_config(abi: "Abi") -> dict:
+@cache
+def _audit_config(abi: Abi) -> dict:
     from wasmwheel.audit.check import audit_config
 
     return audit_config(abi)
 
 
-@lru_cache(maxsize=None)
-def _retag_config(abi: "Abi") -> dict:
+@cache
+def _retag_config(abi: Abi) -> dict:
     return {"platform_tag": abi.platform_tag}
 
 
@@ -189,8 +189,11 @@ def _rust_doc(project, abi, recipe) -> str:
 
 
 def _emsdk_doc(project, abi, recipe) -> str:
-    patches = (f" + Pyodide {abi.emsdk.pyodide_tag}'s {len(abi.emsdk.patches)} patches"
-               if abi.emsdk and abi.emsdk.patches else "")
+    patches = (
+        f" + Pyodide {abi.emsdk.pyodide_tag}'s {len(abi.emsdk.patches)} patches"
+        if abi.emsdk and abi.emsdk.patches
+        else ""
+    )
     return f"Emscripten {abi.emscripten}{patches} for ABI {abi.name}"
 
 
@@ -219,15 +222,22 @@ def _crate_marker(facts) -> Path:
 
 
 def _compile_config(project, abi, recipe) -> dict:
-    return {"abi": _compile_abi_config(abi), "build": recipe.build.config(), "maturin": _maturin_version(),
-            "toolchain": _toolchain_config(abi, project.toolchain)}
+    return {
+        "abi": _compile_abi_config(abi),
+        "build": recipe.build.config(),
+        "maturin": _maturin_version(),
+        "toolchain": _toolchain_config(abi, project.toolchain),
+    }
 
 
 def _smoke_config(environment: str) -> Callable[..., dict]:
     def config(project, abi, recipe) -> dict:
         test_deps = project.test_deps(recipe.name)
-        cfg = {"test": recipe.test.config(environment, abi.name), "pyodide": abi.pyodide_version,
-               "test_deps": list(test_deps)}
+        cfg = {
+            "test": recipe.test.config(environment, abi.name),
+            "pyodide": abi.pyodide_version,
+            "test_deps": list(test_deps),
+        }
         if environment == "node":
             # "marks": a pass writes dist/<abi>/tested/<wheel>.json, what the index takes (an output: deleted, it
             # reruns the test; the key reruns the tests of a build folder made before the marks existed).
@@ -263,93 +273,199 @@ def _emsdk(project, abi, recipe) -> bool:
 
 PIPELINE: tuple[Step, ...] = (
     Step("abi", "Report ABI files that do not load", ABI, tasks="abi_error_tasks"),
-    Step("emsdk", "Provision the Emscripten SDK of each ABI (exact version; WASMWHEEL_TOOLCHAIN=emsdk)", ABI,
-         run="toolchain.provision:provision_emsdk", when=_emsdk, describe=_emsdk_doc,
-         # The patch list (names and sha256) is part of the config: a changed pin reruns this step and its compiles.
-         config=lambda project, abi, recipe: {**abi.emsdk_config(), "mode": project.settings.mode},
-         outputs=lambda facts, call: [facts.get("emcc") or str(Path(facts["emsdk"]) / "upstream" / "emscripten"
-                                                                / "emcc")],
-         facts="EmsdkFacts"),
-    Step("binaryen", "Install each ABI's binaryen (wasm-opt) from npm (lean toolchain, the default)", ABI,
-         run="toolchain.provision:provision_binaryen", when=_lean,
-         describe=lambda project, abi, recipe: (f"binaryen {abi.lean.binaryen if abi.lean else None} (npm: wasm-opt) "
-                                                f"for ABI {abi.name}'s lean toolchain"),
-         config=lambda project, abi, recipe: {"binaryen": abi.lean.binaryen if abi.lean else None},
-         file_deps=_binaryen_lock, outputs=lambda facts, call: [facts["wasm_opt"]], facts="BinaryenFacts"),
-    Step("rust", "Provision the Rust toolchain of each ABI (exact version, with rust-src)", ABI,
-         run="toolchain.provision:provision_rust", describe=_rust_doc, config=_rust_config,
-         outputs=lambda facts, call: [str(Path(facts["sysroot"]) / "bin" / "rustc")], facts="RustFacts"),
-    Step("std", "Put std for wasm32-unknown-emscripten into each ABI's toolchain "
-                "(built once from rust-src, a pinned sysroot archive, or rustup's)", ABI,
-         run="toolchain.std:provide_std", inputs=(Input("rust"),), describe=_std_doc, config=_std_config,
-         outputs=lambda facts, call: [facts["marker"]], facts="StdFacts"),
-    Step("pin-sysroot", "Download an ABI's sysroot and write its sha256 into the ABI file", ABI,
-         run="toolchain.provision:pin_sysroot_step", in_build=False, tracked=False, when=lambda project, abi, recipe: bool(abi.sysroot),
-         describe=lambda project, abi, recipe: (f"Download {abi.sysroot.filename} and write its sha256 into "
-                                                f"{abi.path.name}")),
-    Step("pin-patches", "Download the Pyodide patches to Emscripten an ABI names and write their sha256 "
-                        "into the ABI file", ABI,
-         run="toolchain.provision:pin_patches_step", in_build=False, tracked=False,
-         when=lambda project, abi, recipe: bool(abi.emsdk and abi.emsdk.patches),
-         describe=lambda project, abi, recipe: (f"Download Pyodide {abi.emsdk.pyodide_tag}'s {len(abi.emsdk.patches)} "
-                                                f"patches to Emscripten {abi.emscripten} and write their sha256 into "
-                                                f"{abi.path.name}")),
+    Step(
+        "emsdk",
+        "Provision the Emscripten SDK of each ABI (exact version; WASMWHEEL_TOOLCHAIN=emsdk)",
+        ABI,
+        run="toolchain.provision:provision_emsdk",
+        when=_emsdk,
+        describe=_emsdk_doc,
+        # The patch list (names and sha256) is part of the config: a changed pin reruns this step and its compiles.
+        config=lambda project, abi, recipe: {**abi.emsdk_config(), "mode": project.settings.mode},
+        outputs=lambda facts, call: [
+            facts.get("emcc") or str(Path(facts["emsdk"]) / "upstream" / "emscripten" / "emcc")
+        ],
+        facts="EmsdkFacts",
+    ),
+    Step(
+        "binaryen",
+        "Install each ABI's binaryen (wasm-opt) from npm (lean toolchain, the default)",
+        ABI,
+        run="toolchain.provision:provision_binaryen",
+        when=_lean,
+        describe=lambda project, abi, recipe: (
+            f"binaryen {abi.lean.binaryen if abi.lean else None} (npm: wasm-opt) for ABI {abi.name}'s lean toolchain"
+        ),
+        config=lambda project, abi, recipe: {"binaryen": abi.lean.binaryen if abi.lean else None},
+        file_deps=_binaryen_lock,
+        outputs=lambda facts, call: [facts["wasm_opt"]],
+        facts="BinaryenFacts",
+    ),
+    Step(
+        "rust",
+        "Provision the Rust toolchain of each ABI (exact version, with rust-src)",
+        ABI,
+        run="toolchain.provision:provision_rust",
+        describe=_rust_doc,
+        config=_rust_config,
+        outputs=lambda facts, call: [str(Path(facts["sysroot"]) / "bin" / "rustc")],
+        facts="RustFacts",
+    ),
+    Step(
+        "std",
+        "Put std for wasm32-unknown-emscripten into each ABI's toolchain "
+        "(built once from rust-src, a pinned sysroot archive, or rustup's)",
+        ABI,
+        run="toolchain.std:provide_std",
+        inputs=(Input("rust"),),
+        describe=_std_doc,
+        config=_std_config,
+        outputs=lambda facts, call: [facts["marker"]],
+        facts="StdFacts",
+    ),
+    Step(
+        "pin-sysroot",
+        "Download an ABI's sysroot and write its sha256 into the ABI file",
+        ABI,
+        run="toolchain.provision:pin_sysroot_step",
+        in_build=False,
+        tracked=False,
+        when=lambda project, abi, recipe: bool(abi.sysroot),
+        describe=lambda project, abi, recipe: (
+            f"Download {abi.sysroot.filename} and write its sha256 into {abi.path.name}"
+        ),
+    ),
+    Step(
+        "pin-patches",
+        "Download the Pyodide patches to Emscripten an ABI names and write their sha256 into the ABI file",
+        ABI,
+        run="toolchain.provision:pin_patches_step",
+        in_build=False,
+        tracked=False,
+        when=lambda project, abi, recipe: bool(abi.emsdk and abi.emsdk.patches),
+        describe=lambda project, abi, recipe: (
+            f"Download Pyodide {abi.emsdk.pyodide_tag}'s {len(abi.emsdk.patches)} "
+            f"patches to Emscripten {abi.emscripten} and write their sha256 into "
+            f"{abi.path.name}"
+        ),
+    ),
     # The task is named after what it installs (`doit pyodide:2026_0`); the code calls it the runtime.
-    Step("pyodide", "Install each ABI's Pyodide runtime from npm (exact version, committed lock)", ABI,
-         run="runtime:provision_runtime", code_name="runtime",
-         describe=lambda project, abi, recipe: f"Pyodide {abi.pyodide_version} (npm) for smoke tests of ABI {abi.name}",
-         config=lambda project, abi, recipe: {"pyodide": abi.pyodide_version},
-         file_deps=lambda project, abi, recipe: _existing(project.layout.runtime_lock_dir(abi) / "package-lock.json"),
-         # The runtime's exports file (committed; what the audit checks imports against) is an output:
-         # deleting it reruns this step, which records it again.
-         outputs=lambda facts, call: [str(Path(facts["runtime"]) / "package.json"),
-                                      str(call.layout.runtime_exports(call.abi))],
-         facts="RuntimeFacts"),
-    Step("source", "Fetch each crate's source and apply its patches", CRATE,
-         run="source:fetch_source",
-         describe=lambda project, abi, recipe: (f"Fetch {recipe.package_name} {recipe.version} "
-                                                f"({recipe.source.kind} source)"),
-         config=lambda project, abi, recipe: recipe.source.config(project.settings.root),
-         file_deps=_source_files, outputs=lambda facts, call: [str(_crate_marker(facts))], facts="SourceFacts"),
-    Step("compile", "maturin build of each crate for each ABI", CRATE_ABI,
-         run="build:compile_wheel",
-         inputs=(Input("source"), Input("emsdk", "linker", first=True), Input("binaryen", "linker", first=True),
-                 Input("rust", first=True), Input("std", first=True), Input("retag", "build_wheels", crates=_build_deps)),
-         describe=lambda project, abi, recipe: f"maturin build {recipe.name} for ABI {abi.name}",
-         config=_compile_config, outputs=lambda facts, call: [facts["wheel"]], facts="WheelFacts"),
-    Step("retag", "Retag each built wheel to its ABI's platform tag", CRATE_ABI,
-         run="wheel:retag_step", inputs=(Input("compile", "built"),),
-         describe=lambda project, abi, recipe: f"Retag {recipe.name}'s wheel to {abi.platform_tag}",
-         config=lambda project, abi, recipe: _retag_config(abi), outputs=lambda facts, call: [facts["wheel"]],
-         facts="WheelFacts"),
-    Step("audit", "Audit each wheel for what its ABI's Pyodide would refuse", CRATE_ABI,
-         run="audit.check:audit_step", inputs=(Input("retag", "wheel"),),
-         describe=lambda project, abi, recipe: f"Audit {recipe.name}'s wheel against ABI {abi.name}",
-         config=lambda project, abi, recipe: _audit_config(abi), facts="WheelFacts"),
+    Step(
+        "pyodide",
+        "Install each ABI's Pyodide runtime from npm (exact version, committed lock)",
+        ABI,
+        run="runtime:provision_runtime",
+        code_name="runtime",
+        describe=lambda project, abi, recipe: f"Pyodide {abi.pyodide_version} (npm) for smoke tests of ABI {abi.name}",
+        config=lambda project, abi, recipe: {"pyodide": abi.pyodide_version},
+        file_deps=lambda project, abi, recipe: _existing(project.layout.runtime_lock_dir(abi) / "package-lock.json"),
+        # The runtime's exports file (committed; what the audit checks imports against) is an output:
+        # deleting it reruns this step, which records it again.
+        outputs=lambda facts, call: [
+            str(Path(facts["runtime"]) / "package.json"),
+            str(call.layout.runtime_exports(call.abi)),
+        ],
+        facts="RuntimeFacts",
+    ),
+    Step(
+        "source",
+        "Fetch each crate's source and apply its patches",
+        CRATE,
+        run="source:fetch_source",
+        describe=lambda project, abi, recipe: (
+            f"Fetch {recipe.package_name} {recipe.version} ({recipe.source.kind} source)"
+        ),
+        config=lambda project, abi, recipe: recipe.source.config(project.settings.root),
+        file_deps=_source_files,
+        outputs=lambda facts, call: [str(_crate_marker(facts))],
+        facts="SourceFacts",
+    ),
+    Step(
+        "compile",
+        "maturin build of each crate for each ABI",
+        CRATE_ABI,
+        run="build:compile_wheel",
+        inputs=(
+            Input("source"),
+            Input("emsdk", "linker", first=True),
+            Input("binaryen", "linker", first=True),
+            Input("rust", first=True),
+            Input("std", first=True),
+            Input("retag", "build_wheels", crates=_build_deps),
+        ),
+        describe=lambda project, abi, recipe: f"maturin build {recipe.name} for ABI {abi.name}",
+        config=_compile_config,
+        outputs=lambda facts, call: [facts["wheel"]],
+        facts="WheelFacts",
+    ),
+    Step(
+        "retag",
+        "Retag each built wheel to its ABI's platform tag",
+        CRATE_ABI,
+        run="wheel:retag_step",
+        inputs=(Input("compile", "built"),),
+        describe=lambda project, abi, recipe: f"Retag {recipe.name}'s wheel to {abi.platform_tag}",
+        config=lambda project, abi, recipe: _retag_config(abi),
+        outputs=lambda facts, call: [facts["wheel"]],
+        facts="WheelFacts",
+    ),
+    Step(
+        "audit",
+        "Audit each wheel for what its ABI's Pyodide would refuse",
+        CRATE_ABI,
+        run="audit.check:audit_step",
+        inputs=(Input("retag", "wheel"),),
+        describe=lambda project, abi, recipe: f"Audit {recipe.name}'s wheel against ABI {abi.name}",
+        config=lambda project, abi, recipe: _audit_config(abi),
+        facts="WheelFacts",
+    ),
     # The audit's facts hold the wheel's sha256: a new wheel reruns the smoke test, a broken one never reaches it.
-    Step("smoke", "Smoke-test each wheel in its ABI's Pyodide under Node", CRATE_ABI,
-         run="smoke.smoke:smoke_step",
-         inputs=(Input("audit", "wheel"), Input("pyodide"), Input("retag", "test_wheels", crates=_test_deps)),
-         describe=lambda project, abi, recipe: f"Smoke-test {recipe.name} in Pyodide {abi.pyodide_version}",
-         config=_smoke_config("node"), options={"environment": "node"},
-         outputs=lambda facts, call: [str(call.layout.tested_marker(call.abi.name, Path(facts["wheel"]).name))],
-         facts="SmokeFacts"),
-    Step("smoke-browser", "Smoke-test each wheel in its ABI's Pyodide in headless Chromium "
-                          "(on demand; not part of build)", CRATE_ABI,
-         run="smoke.smoke:smoke_step", in_build=False,
-         inputs=(Input("audit", "wheel"), Input("pyodide"), Input("retag", "test_wheels", crates=_test_deps)),
-         describe=lambda project, abi, recipe: (f"Smoke-test {recipe.name} in Pyodide {abi.pyodide_version} "
-                                                "in headless Chromium"),
-         config=_smoke_config("browser"), options={"environment": "browser"}, facts="SmokeFacts"),
+    Step(
+        "smoke",
+        "Smoke-test each wheel in its ABI's Pyodide under Node",
+        CRATE_ABI,
+        run="smoke.smoke:smoke_step",
+        inputs=(Input("audit", "wheel"), Input("pyodide"), Input("retag", "test_wheels", crates=_test_deps)),
+        describe=lambda project, abi, recipe: f"Smoke-test {recipe.name} in Pyodide {abi.pyodide_version}",
+        config=_smoke_config("node"),
+        options={"environment": "node"},
+        outputs=lambda facts, call: [str(call.layout.tested_marker(call.abi.name, Path(facts["wheel"]).name))],
+        facts="SmokeFacts",
+    ),
+    Step(
+        "smoke-browser",
+        "Smoke-test each wheel in its ABI's Pyodide in headless Chromium (on demand; not part of build)",
+        CRATE_ABI,
+        run="smoke.smoke:smoke_step",
+        in_build=False,
+        inputs=(Input("audit", "wheel"), Input("pyodide"), Input("retag", "test_wheels", crates=_test_deps)),
+        describe=lambda project, abi, recipe: (
+            f"Smoke-test {recipe.name} in Pyodide {abi.pyodide_version} in headless Chromium"
+        ),
+        config=_smoke_config("browser"),
+        options={"environment": "browser"},
+        facts="SmokeFacts",
+    ),
     Step("build", "Build and smoke-test every crate for every ABI it enables", CRATE, tasks="build_tasks"),
-    Step("index", "Write each ABI's PEP 503/691 index and pyodide-lock.json from build/dist", ABI,
-         run="index.index:index_step", in_build=False, inputs=(Input("pyodide"),),
-         describe=lambda project, abi, recipe: (f"Index of build/dist/{abi.name} (PEP 503/691) and its "
-                                                "pyodide-lock.json"),
-         config=lambda project, abi, recipe: {}, current=_index_current,
-         outputs=lambda facts, call: [str(call.layout.index_dir(call.abi.name) / "pyodide-lock.json")]),
-    Step("serve", "Serve build/index with CORS headers (--port, --host); Ctrl-C stops", COLLECTION,
-         in_build=False, tasks="serve_task"),
+    Step(
+        "index",
+        "Write each ABI's PEP 503/691 index and pyodide-lock.json from build/dist",
+        ABI,
+        run="index.index:index_step",
+        in_build=False,
+        inputs=(Input("pyodide"),),
+        describe=lambda project, abi, recipe: f"Index of build/dist/{abi.name} (PEP 503/691) and its pyodide-lock.json",
+        config=lambda project, abi, recipe: {},
+        current=_index_current,
+        outputs=lambda facts, call: [str(call.layout.index_dir(call.abi.name) / "pyodide-lock.json")],
+    ),
+    Step(
+        "serve",
+        "Serve build/index with CORS headers (--port, --host); Ctrl-C stops",
+        COLLECTION,
+        in_build=False,
+        tasks="serve_task",
+    ),
 )
 
 STEP_BY_NAME: dict[str, Step] = {s.name: s for s in PIPELINE}
@@ -364,8 +480,10 @@ ABI_STEPS: tuple[str, ...] = tuple(s.name for s in STAMPED if s.scope == ABI)
 
 def needed_by(step: str) -> str | None:
     """The first step of a crate x ABI that reads the ABI step ``step`` (compile reads std, smoke pyodide)."""
-    return next((s.name for s in PIPELINE if s.scope == CRATE_ABI and s.in_build
-                 and any(i.step == step for i in s.inputs)), None)
+    return next(
+        (s.name for s in PIPELINE if s.scope == CRATE_ABI and s.in_build and any(i.step == step for i in s.inputs)),
+        None,
+    )
 
 
 def last_crate_step() -> str:

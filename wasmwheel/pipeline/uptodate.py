@@ -7,7 +7,7 @@ they read no file a check can avoid, and hash nothing.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from doit.tools import config_changed
 
@@ -29,7 +29,7 @@ class StepCurrent(config_changed):
 
     # Steps of one ABI share their config dict (e.g. every audit of an ABI): its digest is
     # computed once per run. The memo keeps the dict alive, so its id() is never reused.
-    _digests: dict[int, tuple[dict, str]] = {}
+    _digests: ClassVar[dict[int, tuple[dict, str]]] = {}
 
     def _calc_digest(self) -> str:
         hit = self._digests.get(id(self.config))

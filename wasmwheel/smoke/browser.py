@@ -17,9 +17,10 @@ import shutil
 import tempfile
 import threading
 import time
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, ClassVar, Iterator, Sequence
+from typing import Any, ClassVar
 from urllib.parse import unquote, urlsplit
 
 from wasmwheel.model.errors import WasmwheelError
@@ -28,14 +29,29 @@ from wasmwheel.smoke.server import script
 
 CHROMIUM_NAMES = ("chromium", "chromium-browser", "google-chrome-stable", "google-chrome")
 CHROMIUM_FLAGS = (
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-background-networking",
-    "--disable-component-update", "--disable-sync", "--disable-default-apps", "--no-first-run",
-    "--no-default-browser-check", "--mute-audio",
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-dev-shm-usage",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-default-apps",
+    "--no-first-run",
+    "--no-default-browser-check",
+    "--mute-audio",
 )
 BOOT_LIMIT = 180  # seconds for Chromium to start and Pyodide to boot
 PAGE_FILES = {"/": "browser.html", "/browser.mjs": "browser.mjs", "/smoke-core.mjs": "smoke-core.mjs"}
-TYPES = {".mjs": "text/javascript", ".js": "text/javascript", ".wasm": "application/wasm", ".json": "application/json",
-         ".html": "text/html; charset=utf-8", ".zip": "application/zip", ".whl": "application/zip"}
+TYPES = {
+    ".mjs": "text/javascript",
+    ".js": "text/javascript",
+    ".wasm": "application/wasm",
+    ".json": "application/json",
+    ".html": "text/html; charset=utf-8",
+    ".zip": "application/zip",
+    ".whl": "application/zip",
+}
 
 
 class BrowserUnavailable(WasmwheelError):
@@ -52,15 +68,17 @@ def find_chromium(configured: str | None = None) -> str:
         found = shutil.which(name)
         if found:
             return found
-    raise BrowserUnavailable("Chromium not found: browser smoke tests need it (`apt-get install chromium`), "
-                             "or set WASMWHEEL_CHROMIUM to a Chromium/Chrome executable")
+    raise BrowserUnavailable(
+        "Chromium not found: browser smoke tests need it (`apt-get install chromium`), "
+        "or set WASMWHEEL_CHROMIUM to a Chromium/Chrome executable"
+    )
 
 
 class _Handler(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     files: ClassVar[dict[str, Path]] = {}  # URL path -> file
     cors = False
-    events: "queue.Queue[tuple[str, bytes]] | None" = None
+    events: queue.Queue[tuple[str, bytes]] | None = None
     job: bytes = b""
 
     def log_message(self, *args: Any) -> None:
@@ -93,8 +111,9 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             self._headers(404, 0)
             return
         data = file.read_bytes()
-        self._headers(200, len(data), TYPES.get(file.suffix) or mimetypes.guess_type(file.name)[0]
-                      or "application/octet-stream")
+        self._headers(
+            200, len(data), TYPES.get(file.suffix) or mimetypes.guess_type(file.name)[0] or "application/octet-stream"
+        )
         self.wfile.write(data)
 
     def do_POST(self) -> None:
@@ -136,8 +155,9 @@ def runtime_files(runtime: Path, prefix: str = "/pyodide/") -> dict[str, Path]:
     return {f"{prefix}{p.name}": p for p in Path(runtime).iterdir() if p.is_file()}
 
 
-def open_page(url: str, events: "queue.Queue[tuple[str, bytes]]", timeout: int, log: StepLog,
-              chromium: str) -> dict[str, Any]:
+def open_page(
+    url: str, events: queue.Queue[tuple[str, bytes]], timeout: int, log: StepLog, chromium: str
+) -> dict[str, Any]:
     """Open ``url`` in a fresh headless Chromium (own profile) and wait for what the page reports to
     ``events`` (``output`` text, ``started`` after the boot, then the JSON ``result``)."""
     profile = tempfile.mkdtemp(prefix="wasmwheel-chromium-")
@@ -152,7 +172,7 @@ def open_page(url: str, events: "queue.Queue[tuple[str, bytes]]", timeout: int, 
 
 
 @contextmanager
-def report_receiver() -> Iterator[tuple[str, "queue.Queue[tuple[str, bytes]]"]]:
+def report_receiver() -> Iterator[tuple[str, queue.Queue[tuple[str, bytes]]]]:
     """An origin that takes a page's reports (POST /output, /started, /result; CORS) into a queue."""
     events: queue.Queue[tuple[str, bytes]] = queue.Queue()
     server, origin = _serve(type("Receiver", (_Handler,), {"events": events, "cors": True}))
@@ -163,16 +183,23 @@ def report_receiver() -> Iterator[tuple[str, "queue.Queue[tuple[str, bytes]]"]]:
         server.server_close()
 
 
-def run_in_browser(runtime: Path, wheels: Sequence[Path], payload: dict[str, Any], timeout: int, log: StepLog,
-                   chromium: str) -> dict[str, Any]:
+def run_in_browser(
+    runtime: Path, wheels: Sequence[Path], payload: dict[str, Any], timeout: int, log: StepLog, chromium: str
+) -> dict[str, Any]:
     """Run one smoke job (``payload`` as for Node; its wheel URLs are replaced) in headless Chromium."""
     wheel_urls = {f"/wheels/{i}/{Path(w).name}": Path(w) for i, w in enumerate(wheels)}
     with file_server({**runtime_files(runtime), **wheel_urls}) as asset_origin:
         events: queue.Queue[tuple[str, bytes]] = queue.Queue()
-        job = {**payload, "runtime_url": f"{asset_origin}/pyodide/",
-               "wheels": [{"name": Path(w).name, "url": asset_origin + u} for u, w in wheel_urls.items()]}
-        page = type("Page", (_Handler,), {"files": {u: script(n) for u, n in PAGE_FILES.items()}, "events": events,
-                                          "job": json.dumps(job).encode()})
+        job = {
+            **payload,
+            "runtime_url": f"{asset_origin}/pyodide/",
+            "wheels": [{"name": Path(w).name, "url": asset_origin + u} for u, w in wheel_urls.items()],
+        }
+        page = type(
+            "Page",
+            (_Handler,),
+            {"files": {u: script(n) for u, n in PAGE_FILES.items()}, "events": events, "job": json.dumps(job).encode()},
+        )
         page_server, page_origin = _serve(page)
         log.write(f"# page {page_origin}/, runtime and wheels from {asset_origin} (CORS)\n")
         try:
@@ -182,31 +209,44 @@ def run_in_browser(runtime: Path, wheels: Sequence[Path], payload: dict[str, Any
             page_server.server_close()
 
 
-def _wait(events: "queue.Queue[tuple[str, bytes]]", browser, timeout: int, log: StepLog) -> dict[str, Any]:
+def _wait(events: queue.Queue[tuple[str, bytes]], browser, timeout: int, log: StepLog) -> dict[str, Any]:
     output: list[str] = []
     result = _events(events, browser, timeout, log, output)
     return {**result, "output": "".join(output)}
 
 
-def _events(events: "queue.Queue[tuple[str, bytes]]", browser, timeout: int, log: StepLog,
-            output: list[str]) -> dict[str, Any]:
+def _events(
+    events: queue.Queue[tuple[str, bytes]], browser, timeout: int, log: StepLog, output: list[str]
+) -> dict[str, Any]:
     deadline = time.monotonic() + BOOT_LIMIT
     started = False
     while True:
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             if started:
-                return {"ok": False, "stage": "timeout", "load_errors": [],
-                        "error": f"the smoke test did not finish within {timeout} s and was killed"}
-            return {"ok": False, "stage": "boot", "load_errors": [],
-                    "error": f"Pyodide did not boot in Chromium within {BOOT_LIMIT} s"}
+                return {
+                    "ok": False,
+                    "stage": "timeout",
+                    "load_errors": [],
+                    "error": f"the smoke test did not finish within {timeout} s and was killed",
+                }
+            return {
+                "ok": False,
+                "stage": "boot",
+                "load_errors": [],
+                "error": f"Pyodide did not boot in Chromium within {BOOT_LIMIT} s",
+            }
         try:
             kind, body = events.get(timeout=min(remaining, 1.0))
         except queue.Empty:
             code = browser.poll()
             if code is not None:
-                return {"ok": False, "stage": "crash", "load_errors": [],
-                        "error": f"Chromium exited with code {code} before the test finished"}
+                return {
+                    "ok": False,
+                    "stage": "crash",
+                    "load_errors": [],
+                    "error": f"Chromium exited with code {code} before the test finished",
+                }
             continue
         if kind == "output":
             output.append(body.decode("utf-8", errors="replace"))

@@ -27,16 +27,17 @@ import stat
 import tempfile
 import time
 import zipfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
-from wasmwheel.model.errors import CommandFailed, WasmwheelError
 from wasmwheel.fsutil import file_lock, temp_path_beside
-from wasmwheel.runner import StepLog, capture, run, start
+from wasmwheel.model.errors import CommandFailed, WasmwheelError
 from wasmwheel.model.settings import Settings
+from wasmwheel.runner import StepLog, capture, run, start
 
 SERVER_SCRIPTS = ("smoke-server.mjs", "smoke-worker.mjs", "smoke-core.mjs")
 START_TIMEOUT = 60  # seconds for a new server to listen
@@ -95,7 +96,9 @@ def _probe_wheel(folder: Path) -> Path:
     with zipfile.ZipFile(wheel, "w") as zf:
         zf.writestr("wasmwheel_probe.py", "")
         zf.writestr(f"{info}/METADATA", "Metadata-Version: 2.1\nName: wasmwheel-probe\nVersion: 1.0\n")
-        zf.writestr(f"{info}/WHEEL", "Wheel-Version: 1.0\nGenerator: wasmwheel\nRoot-Is-Purelib: true\nTag: py3-none-any\n")
+        zf.writestr(
+            f"{info}/WHEEL", "Wheel-Version: 1.0\nGenerator: wasmwheel\nRoot-Is-Purelib: true\nTag: py3-none-any\n"
+        )
         zf.writestr(f"{info}/RECORD", "")
     return wheel
 
@@ -112,8 +115,12 @@ def ensure_snapshot(runtime: Path, log: StepLog) -> Path | None:
         log.note(f"making a boot snapshot of {runtime} (once per runtime and Node version)")
         with temp_path_beside(path, ".snapshot") as tmp:
             try:
-                run([node, script("make-snapshot.mjs"), runtime, tmp, _probe_wheel(tmp.parent)], log=log,
-                    what="make a Pyodide boot snapshot", timeout=300)
+                run(
+                    [node, script("make-snapshot.mjs"), runtime, tmp, _probe_wheel(tmp.parent)],
+                    log=log,
+                    what="make a Pyodide boot snapshot",
+                    timeout=300,
+                )
             except CommandFailed as exc:
                 log.note(f"no boot snapshot ({exc}); smoke tests boot Pyodide in full (slower)")
                 return None
@@ -152,15 +159,27 @@ class Server:
     idle: int
 
     @classmethod
-    def for_runtime(cls, runtime: Path, settings: Settings) -> "Server":
+    def for_runtime(cls, runtime: Path, settings: Settings) -> Server:
         node = node_binary()
-        return cls(runtime=Path(runtime).resolve(), node=node, snapshot=snapshot_path(runtime, node_version(node)),
-                   workers=settings.smoke_workers or default_workers(), idle=settings.smoke_idle)
+        return cls(
+            runtime=Path(runtime).resolve(),
+            node=node,
+            snapshot=snapshot_path(runtime, node_version(node)),
+            workers=settings.smoke_workers or default_workers(),
+            idle=settings.smoke_idle,
+        )
 
     @property
     def key(self) -> str:
-        identity = [str(self.runtime), self.node, node_version(self.node), str(self.snapshot), self.workers,
-                    self.idle, _scripts_digest()]
+        identity = [
+            str(self.runtime),
+            self.node,
+            node_version(self.node),
+            str(self.snapshot),
+            self.workers,
+            self.idle,
+            _scripts_digest(),
+        ]
         return hashlib.sha256(json.dumps(identity).encode()).hexdigest()[:20]
 
     @property
@@ -191,20 +210,35 @@ def connect(server: Server, log: StepLog) -> socket.socket:
         return _connect(server.socket)
     except (FileNotFoundError, ConnectionRefusedError):
         pass
-    with file_lock(server.socket, what="the smoke server start", log=log,
-                   waiting="waiting for the smoke server that another step is starting"):
+    with file_lock(
+        server.socket,
+        what="the smoke server start",
+        log=log,
+        waiting="waiting for the smoke server that another step is starting",
+    ):
         try:
             return _connect(server.socket)  # another step started it meanwhile
         except (FileNotFoundError, ConnectionRefusedError):
             pass
         snapshot = ensure_snapshot(server.runtime, log)
-        config = {"socket": str(server.socket), "runtime": str(server.runtime),
-                  "snapshot": str(snapshot) if snapshot else None, "workers": server.workers, "idle": server.idle}
+        config = {
+            "socket": str(server.socket),
+            "runtime": str(server.runtime),
+            "snapshot": str(snapshot) if snapshot else None,
+            "workers": server.workers,
+            "idle": server.idle,
+        }
         server.log_path.unlink(missing_ok=True)
-        log.note(f"starting the smoke server for Pyodide in {server.runtime.parent.parent.name} "
-                 f"({server.workers} interpreters{', from a snapshot' if snapshot else ''})")
-        proc = start([server.node, script("smoke-server.mjs"), json.dumps(config)], log=log, output=server.log_path,
-                     what="smoke server")
+        log.note(
+            f"starting the smoke server for Pyodide in {server.runtime.parent.parent.name} "
+            f"({server.workers} interpreters{', from a snapshot' if snapshot else ''})"
+        )
+        proc = start(
+            [server.node, script("smoke-server.mjs"), json.dumps(config)],
+            log=log,
+            output=server.log_path,
+            what="smoke server",
+        )
         deadline = time.monotonic() + START_TIMEOUT
         while True:
             try:
@@ -215,8 +249,10 @@ def connect(server: Server, log: StepLog) -> socket.socket:
             if code is not None or time.monotonic() > deadline:
                 if code is None:
                     proc.stop()
-                raise SmokeServerError(f"the smoke server did not start (exit code {proc.poll()}): "
-                                       f"{_tail(server.log_path)} (log: {server.log_path})")
+                raise SmokeServerError(
+                    f"the smoke server did not start (exit code {proc.poll()}): "
+                    f"{_tail(server.log_path)} (log: {server.log_path})"
+                )
             time.sleep(0.05)
 
 
@@ -239,7 +275,7 @@ def _lines(sock: socket.socket) -> Iterator[dict[str, Any]]:
             continue
         end = pending.rfind(b"\n")
         complete = bytes(pending[:end])
-        del pending[:end + 1]
+        del pending[: end + 1]
         for line in complete.split(b"\n"):
             if line.strip():
                 yield json.loads(line)
@@ -277,18 +313,21 @@ def _exchange(server: Server, payload: dict[str, Any], timeout: int, log: StepLo
                     started = True
                     sock.settimeout(timeout + GRACE)
                     how = "from the boot snapshot" if message.get("snapshot") else "in full"
-                    log.write(f"# smoke server pid {message.get('pid')} ({server.log_path}): a fresh interpreter "
-                              f"booted {how} in {message.get('boot')} s; waited {message.get('waited')} s for it\n")
+                    log.write(
+                        f"# smoke server pid {message.get('pid')} ({server.log_path}): a fresh interpreter "
+                        f"booted {how} in {message.get('boot')} s; waited {message.get('waited')} s for it\n"
+                    )
                 elif kind == "result":
                     return started, {**message["result"], "output": "".join(output)}
                 elif kind == "error":
                     raise SmokeServerError(f"the smoke server refused the job: {message.get('error')}")
-        except (socket.timeout, TimeoutError):
+        except TimeoutError:
             return started, _lost(f"the {server.describe()} stopped answering")
         except (OSError, ValueError) as exc:
             return started, _lost(f"lost the {server.describe()}: {exc}")
-    return started, _lost(f"the {server.describe()} closed the connection before the test finished: "
-                          f"{_tail(server.log_path)}")
+    return started, _lost(
+        f"the {server.describe()} closed the connection before the test finished: {_tail(server.log_path)}"
+    )
 
 
 def _lost(error: str) -> dict[str, Any]:
@@ -317,4 +356,3 @@ def stop(server: Server, wait: float = 10) -> bool:
     while server.socket.exists() and time.monotonic() < deadline:
         time.sleep(0.05)
     return True
-

@@ -22,19 +22,21 @@ import re
 import shutil
 import tempfile
 import zipfile
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any
 
-from wasmwheel.smoke import browser, server as smokeserver, wheelhouse
-from wasmwheel.pipeline import hints
+from wasmwheel.fsutil import file_snapshot, keep_if_same
 from wasmwheel.model.abi import Abi
 from wasmwheel.model.errors import CommandFailed, WasmwheelError
-from wasmwheel.fsutil import file_snapshot, keep_if_same
 from wasmwheel.model.layout import Layout
 from wasmwheel.model.recipe import DEFAULT_TEST_TIMEOUT, Recipe
-from wasmwheel.runner import StepLog, run
 from wasmwheel.model.settings import Settings
+from wasmwheel.pipeline import hints
+from wasmwheel.runner import StepLog, run
+from wasmwheel.smoke import browser, wheelhouse
+from wasmwheel.smoke import server as smokeserver
 
 if TYPE_CHECKING:  # annotations only: a doit start does not import the facts' classes
     from wasmwheel.model.facts import RuntimeFacts, WheelFacts
@@ -78,8 +80,11 @@ class SmokeJob:
 
     def payload(self, urls: Sequence[str]) -> dict[str, Any]:
         """The JSON job js/smoke-core.mjs runs, given each wheel's URL."""
-        return {"wheels": [{"name": w.name, "url": u} for w, u in zip(self.wheels, urls, strict=True)],
-                "script": self.script, "filename": self.filename}
+        return {
+            "wheels": [{"name": w.name, "url": u} for w, u in zip(self.wheels, urls, strict=True)],
+            "script": self.script,
+            "filename": self.filename,
+        }
 
     def file_payload(self) -> dict[str, Any]:
         return self.payload([Path(w).resolve().as_uri() for w in self.wheels])
@@ -96,11 +101,16 @@ class SmokeResult:
     output: str = ""  # everything the runtime and the test printed (also in the step log)
 
     @classmethod
-    def from_json(cls, data: dict[str, Any]) -> "SmokeResult":
-        return cls(ok=bool(data.get("ok")), stage=str(data.get("stage") or ""), error=str(data.get("error") or ""),
-                   error_type=str(data.get("error_type") or ""), wheel=str(data.get("wheel") or ""),
-                   timings={k: float(v) for k, v in (data.get("timings") or {}).items() if isinstance(v, (int, float))},
-                   output=str(data.get("output") or ""))
+    def from_json(cls, data: dict[str, Any]) -> SmokeResult:
+        return cls(
+            ok=bool(data.get("ok")),
+            stage=str(data.get("stage") or ""),
+            error=str(data.get("error") or ""),
+            error_type=str(data.get("error_type") or ""),
+            wheel=str(data.get("wheel") or ""),
+            timings={k: float(v) for k, v in (data.get("timings") or {}).items() if isinstance(v, (int, float))},
+            output=str(data.get("output") or ""),
+        )
 
     @property
     def test_seconds(self) -> float:
@@ -163,8 +173,10 @@ def diagnose(result: SmokeResult, job: SmokeJob, recipe_file: str = "the recipe"
         if not hint:
             missing = _missing_libraries(job, result.wheel)
             if missing:
-                summary = (f'Failed to find dynamic library "{missing[0][0]}" (needed by {missing[0][1]}; '
-                           f"this Pyodide says only: {summary})")
+                summary = (
+                    f'Failed to find dynamic library "{missing[0][0]}" (needed by {missing[0][1]}; '
+                    f"this Pyodide says only: {summary})"
+                )
                 hint = known_hint(summary)
     elif result.stage == "test":
         cleaned = clean_traceback(error, job.filename)
@@ -204,7 +216,7 @@ def exception_line(traceback: str, error_type: str = "") -> str:
             if match and match.group("type").rsplit(".", 1)[-1] == error_type.rsplit(".", 1)[-1]:
                 return line
     frames = [i for i, line in enumerate(lines) if line.startswith((" ", "\t"))]
-    after = lines[frames[-1] + 1:] if frames else lines[-1:]
+    after = lines[frames[-1] + 1 :] if frames else lines[-1:]
     return after[0] if after else (error_type or "an exception")
 
 
@@ -214,7 +226,7 @@ def _python_stack(output: str) -> str:
     for i in range(len(lines) - 1, -1, -1):
         if lines[i].startswith("Stack (most recent call first):"):
             frames = []
-            for line in lines[i + 1:]:
+            for line in lines[i + 1 :]:
                 if not line.startswith("  File "):
                     break
                 if ".zip/" not in line:
@@ -257,9 +269,11 @@ def _other_python_hint(job: SmokeJob) -> str:
     minor = int(job.python.split(".")[1]) if job.python.count(".") else None
     for module, built in _extension_modules(job.wheel).items():
         if minor is not None and built != minor:
-            return (f"the wheel's extension module is for Python 3.{built} "
-                    f"({module}.cpython-3{built}-wasm32-emscripten.so) but this Pyodide runs Python {job.python}: "
-                    f"build it with the ABI's interpreter (-i python{job.python})")
+            return (
+                f"the wheel's extension module is for Python 3.{built} "
+                f"({module}.cpython-3{built}-wasm32-emscripten.so) but this Pyodide runs Python {job.python}: "
+                f"build it with the ABI's interpreter (-i python{job.python})"
+            )
     return ""
 
 
@@ -268,8 +282,10 @@ def _missing_module_hint(name: str, job: SmokeJob, recipe_file: str) -> str:
     provided = set().union(*(_top_level_names(w) for w in job.wheels))
     if top in provided:
         return ""
-    return (f"{top} is not installed: add the distribution that provides it to [test] requirements in {recipe_file} "
-            f"(pure-Python wheels), or install the wheel of the recipe that builds it first")
+    return (
+        f"{top} is not installed: add the distribution that provides it to [test] requirements in {recipe_file} "
+        f"(pure-Python wheels), or install the wheel of the recipe that builds it first"
+    )
 
 
 # -- running -----------------------------------------------------------------------------------
@@ -283,7 +299,7 @@ def parse_result(output: str) -> dict[str, Any] | None:
     for line in reversed(output.splitlines()):
         if line.startswith(RESULT_PREFIX):
             try:
-                return json.loads(line[len(RESULT_PREFIX):])
+                return json.loads(line[len(RESULT_PREFIX) :])
             except ValueError:
                 return None
     return None
@@ -300,14 +316,26 @@ def run_in_node_process(runtime: Path, job: SmokeJob, log: StepLog, snapshot: Pa
     limit = job.timeout + BOOT_ALLOWANCE
     with tempfile.TemporaryDirectory(prefix="wasmwheel-smoke-") as tmp:
         job_file = Path(tmp) / "job.json"
-        job_file.write_text(json.dumps({**job.file_payload(), "runtime": str(runtime), "timeout": job.timeout,
-                                        "snapshot": str(snapshot) if snapshot else None}))
+        job_file.write_text(
+            json.dumps(
+                {
+                    **job.file_payload(),
+                    "runtime": str(runtime),
+                    "timeout": job.timeout,
+                    "snapshot": str(snapshot) if snapshot else None,
+                }
+            )
+        )
         try:
             proc = run([node, script_path(), job_file], log=log, check=False, timeout=limit, what="smoke test")
         except CommandFailed as exc:
             if "timed out" in str(exc):
-                return SmokeResult(False, "timeout", f"the smoke test did not finish within {job.timeout} s "
-                                                     f"(+ {BOOT_ALLOWANCE} s to boot) and was killed")
+                return SmokeResult(
+                    False,
+                    "timeout",
+                    f"the smoke test did not finish within {job.timeout} s "
+                    f"(+ {BOOT_ALLOWANCE} s to boot) and was killed",
+                )
             raise
     data = parse_result(proc.stdout)
     if data is None:
@@ -335,22 +363,35 @@ def run_in_node(runtime: Path, job: SmokeJob, log: StepLog, settings: Settings) 
     return result
 
 
-def run_smoke(runtime: Path, wheels: Sequence[Path], script: str, log: StepLog,
-              timeout: int = DEFAULT_TEST_TIMEOUT, settings: Settings | None = None) -> SmokeResult:
+def run_smoke(
+    runtime: Path,
+    wheels: Sequence[Path],
+    script: str,
+    log: StepLog,
+    timeout: int = DEFAULT_TEST_TIMEOUT,
+    settings: Settings | None = None,
+) -> SmokeResult:
     """Install ``wheels`` in order in a fresh interpreter of ``runtime`` and run ``script``: the
     smoke test without a recipe (for tools and tests). Settings come from the environment."""
     *preload, wheel = [Path(w) for w in wheels]
-    job = SmokeJob(wheel=wheel, script=script, filename="<smoke test>", timeout=int(timeout),
-                   preload=tuple(preload))
+    job = SmokeJob(wheel=wheel, script=script, filename="<smoke test>", timeout=int(timeout), preload=tuple(preload))
     return run_in_node(Path(runtime), job, log, settings or Settings.from_env(Path.cwd()))
 
 
 # -- the outcome --------------------------------------------------------------------------------
 
 
-def conclude(result: SmokeResult, job: SmokeJob, *, environment: str, where: str, log: StepLog,
-             expected_failure: str | None = None, recipe_file: str = "the recipe",
-             expected_key: str | None = None) -> dict[str, Any]:
+def conclude(
+    result: SmokeResult,
+    job: SmokeJob,
+    *,
+    environment: str,
+    where: str,
+    log: StepLog,
+    expected_failure: str | None = None,
+    recipe_file: str = "the recipe",
+    expected_key: str | None = None,
+) -> dict[str, Any]:
     """Log one line for the wheel; raise SmokeFailed unless it passed or failed as expected.
 
     ``expected_failure``: the reason of the recipe's mark that applies (``expected_key``,
@@ -362,10 +403,17 @@ def conclude(result: SmokeResult, job: SmokeJob, *, environment: str, where: str
     label = f"{job.wheel.name} in {where} ({ENVIRONMENTS[environment]})"
     if result.ok:
         if expected_failure:
-            log.note(f"{label}: UNEXPECTED PASS: passed, although {mark} says it fails ({expected_failure}): "
-                     f"remove that mark from {recipe_file}", console=True)
-            return {"outcome": "unexpected pass", "environment": environment, "mark": expected_key or environment,
-                    "reason": expected_failure}
+            log.note(
+                f"{label}: UNEXPECTED PASS: passed, although {mark} says it fails ({expected_failure}): "
+                f"remove that mark from {recipe_file}",
+                console=True,
+            )
+            return {
+                "outcome": "unexpected pass",
+                "environment": environment,
+                "mark": expected_key or environment,
+                "reason": expected_failure,
+            }
         log.note(f"{label}: ok ({result.test_seconds:.2f} s)")
         return {"outcome": "passed", "environment": environment, "timings": result.timings}
     log.write(f"# the {result.stage} stage failed:\n{result.error.rstrip()}\n")
@@ -376,8 +424,12 @@ def conclude(result: SmokeResult, job: SmokeJob, *, environment: str, where: str
     if expected_failure and result.is_test_failure:
         log.write(f"# expected failure ({mark}): {expected_failure}\n")
         log.note(f"{label}: failed as expected ({expected_failure}): {where_failed}: {summary}")
-        return {"outcome": "expected failure", "environment": environment, "mark": expected_key or environment,
-                "reason": expected_failure}
+        return {
+            "outcome": "expected failure",
+            "environment": environment,
+            "mark": expected_key or environment,
+            "reason": expected_failure,
+        }
     log.note(f"{label}: FAILED: {where_failed}: {summary}" + (f" (log: {log.path})" if log.path else ""))
     message = f"{label}: {where_failed}: {summary}"
     if hint:
@@ -390,8 +442,17 @@ def conclude(result: SmokeResult, job: SmokeJob, *, environment: str, where: str
 # -- the step ---------------------------------------------------------------------------------
 
 
-def smoke_wheel(recipe: Recipe, abi: Abi, wheel: Path, runtime: Path, layout: Layout, log: StepLog, *,
-                environment: str = "node", dependencies: Sequence[Path] = ()) -> dict[str, Any]:
+def smoke_wheel(
+    recipe: Recipe,
+    abi: Abi,
+    wheel: Path,
+    runtime: Path,
+    layout: Layout,
+    log: StepLog,
+    *,
+    environment: str = "node",
+    dependencies: Sequence[Path] = (),
+) -> dict[str, Any]:
     """Smoke-test ``wheel`` in the ABI's Pyodide (``runtime``: the npm package folder) in ``environment``.
 
     ``dependencies``: wheels of other recipes, installed before the wheel (after the test requirements).
@@ -401,25 +462,49 @@ def smoke_wheel(recipe: Recipe, abi: Abi, wheel: Path, runtime: Path, layout: La
     except ValueError:
         recipe_file = str(recipe.path)
     requirements = wheelhouse.fetch_test_requirements(recipe.test.requirements, abi.python, layout, log, recipe_file)
-    job = SmokeJob(wheel=Path(wheel), script=recipe.test.script, filename=f"{recipe_file} [test] script",
-                   timeout=recipe.test.timeout, python=abi.python_minor,
-                   preload=(*requirements, *map(Path, dependencies)))
+    job = SmokeJob(
+        wheel=Path(wheel),
+        script=recipe.test.script,
+        filename=f"{recipe_file} [test] script",
+        timeout=recipe.test.timeout,
+        python=abi.python_minor,
+        preload=(*requirements, *map(Path, dependencies)),
+    )
     where = f"Pyodide {abi.pyodide_version}"
-    log.write(f"# smoke-testing {job.wheel.name} in {where} ({ENVIRONMENTS[environment]})"
-              + (f" with {', '.join(w.name for w in job.preload)}" if job.preload else "") + "\n")
+    log.write(
+        f"# smoke-testing {job.wheel.name} in {where} ({ENVIRONMENTS[environment]})"
+        + (f" with {', '.join(w.name for w in job.preload)}" if job.preload else "")
+        + "\n"
+    )
     if environment == "browser":
         chromium = browser.find_chromium(layout.settings.chromium)
-        result = SmokeResult.from_json(browser.run_in_browser(runtime, job.wheels, job.payload([""] * len(job.wheels)),
-                                                              job.timeout, log, chromium))
+        result = SmokeResult.from_json(
+            browser.run_in_browser(runtime, job.wheels, job.payload([""] * len(job.wheels)), job.timeout, log, chromium)
+        )
     else:
         result = run_in_node(runtime, job, log, layout.settings)
-    return conclude(result, job, environment=environment, where=where, log=log, recipe_file=recipe_file,
-                    expected_failure=recipe.test.expected_failure(environment, abi.name),
-                    expected_key=recipe.test.expected_failure_key(environment, abi.name))
+    return conclude(
+        result,
+        job,
+        environment=environment,
+        where=where,
+        log=log,
+        recipe_file=recipe_file,
+        expected_failure=recipe.test.expected_failure(environment, abi.name),
+        expected_key=recipe.test.expected_failure_key(environment, abi.name),
+    )
 
 
-def smoke_step(recipe: Recipe, abi: Abi, layout: Layout, wheel: WheelFacts, runtime: RuntimeFacts,
-               test_wheels: Sequence[WheelFacts], log: StepLog, environment: str = "node") -> dict[str, Any]:
+def smoke_step(
+    recipe: Recipe,
+    abi: Abi,
+    layout: Layout,
+    wheel: WheelFacts,
+    runtime: RuntimeFacts,
+    test_wheels: Sequence[WheelFacts],
+    log: StepLog,
+    environment: str = "node",
+) -> dict[str, Any]:
     """The smoke step: test the audited wheel. Under Node, a pass marks the wheel as tested
     (dist/<abi>/tested/<wheel>.json: what the index takes)."""
     path = Path(wheel.wheel)
@@ -428,12 +513,25 @@ def smoke_step(recipe: Recipe, abi: Abi, layout: Layout, wheel: WheelFacts, runt
     if environment == "node":  # until this test passes, the wheel is not one the index may take
         before = file_snapshot(marker)
         marker.unlink(missing_ok=True)
-    facts = smoke_wheel(recipe, abi, path, Path(runtime.runtime), layout, log, environment=environment,
-                        dependencies=[Path(w.wheel) for w in test_wheels])
+    facts = smoke_wheel(
+        recipe,
+        abi,
+        path,
+        Path(runtime.runtime),
+        layout,
+        log,
+        environment=environment,
+        dependencies=[Path(w.wheel) for w in test_wheels],
+    )
     if environment == "node":
         marker.parent.mkdir(parents=True, exist_ok=True)
-        mark = json.dumps({"wheel": path.name, "sha256": wheel.sha256, "crate": recipe.name,
-                           "version": recipe.version}, sort_keys=True) + "\n"
+        mark = (
+            json.dumps(
+                {"wheel": path.name, "sha256": wheel.sha256, "crate": recipe.name, "version": recipe.version},
+                sort_keys=True,
+            )
+            + "\n"
+        )
         # The same wheel passed again (a changed test, say): the mark comes back exactly as it was, its
         # time included, so the index (which sees marks by their stat) does not rerun for nothing.
         keep_if_same(marker, mark.encode(), before)

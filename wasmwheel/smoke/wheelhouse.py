@@ -19,11 +19,11 @@ import json
 import re
 import sys
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
-from wasmwheel.model.errors import CommandFailed, WasmwheelError
 from wasmwheel.fsutil import file_lock, read_json, replace_dir, staged_dir, write_json
+from wasmwheel.model.errors import CommandFailed, WasmwheelError
 from wasmwheel.model.layout import Layout
 from wasmwheel.runner import StepLog, run
 
@@ -62,10 +62,34 @@ def pip_python_version(python: str) -> str:
 
 
 def _pip_download(requirements: Sequence[str], python: str, dest: Path, log: StepLog) -> None:
-    run([sys.executable, "-m", "pip", "download", "--only-binary=:all:", "--platform", "any",
-         "--implementation", "py", "--abi", "none", "--python-version", pip_python_version(python), "--dest", str(dest),
-         "--progress-bar", "off", "--disable-pip-version-check", "--no-input", "--", *requirements],
-        log=log, what=f"pip download (test requirements for Python {python})", timeout=900)
+    run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "download",
+            "--only-binary=:all:",
+            "--platform",
+            "any",
+            "--implementation",
+            "py",
+            "--abi",
+            "none",
+            "--python-version",
+            pip_python_version(python),
+            "--dest",
+            str(dest),
+            "--progress-bar",
+            "off",
+            "--disable-pip-version-check",
+            "--no-input",
+            "--",
+            *requirements,
+        ],
+        log=log,
+        what=f"pip download (test requirements for Python {python})",
+        timeout=900,
+    )
 
 
 def _missing(requirements: Sequence[str], python: str, log: StepLog) -> list[str]:
@@ -77,13 +101,15 @@ def _missing(requirements: Sequence[str], python: str, log: StepLog) -> list[str
                 _pip_download([requirement], python, Path(tmp), log)
             except CommandFailed as exc:
                 found = _NOT_FOUND_RE.findall(exc.output_tail)
-                missing.append(requirement if not found or found[-1] == requirement
-                               else f"{requirement} (needs {found[-1]})")
+                missing.append(
+                    requirement if not found or found[-1] == requirement else f"{requirement} (needs {found[-1]})"
+                )
     return missing
 
 
-def fetch_test_requirements(requirements: Sequence[str], python: str, layout: Layout, log: StepLog,
-                      recipe_file: str = "the recipe") -> list[Path]:
+def fetch_test_requirements(
+    requirements: Sequence[str], python: str, layout: Layout, log: StepLog, recipe_file: str = "the recipe"
+) -> list[Path]:
     """Local wheels for ``requirements`` (and what they need), downloaded once. ``python``: the ABI's, e.g. "3.14.2"."""
     if not requirements:
         return []
@@ -103,18 +129,21 @@ def fetch_test_requirements(requirements: Sequence[str], python: str, layout: La
                 _pip_download(requirements, python, tmp, log)
             except CommandFailed as exc:
                 if not _NOT_FOUND_RE.search(exc.output_tail):
-                    raise RequirementsUnavailable(f"could not download the test requirements of {recipe_file}: "
-                                                  f"{exc.reason()}") from None
+                    raise RequirementsUnavailable(
+                        f"could not download the test requirements of {recipe_file}: {exc.reason()}"
+                    ) from None
                 missing = _missing(requirements, python, log) or _NOT_FOUND_RE.findall(exc.output_tail)
                 raise RequirementsUnavailable(
                     f"test requirements of {recipe_file} not available as pure-Python wheels for Python {python}: "
                     f"{', '.join(missing)} (fix [test] requirements, or point pip at an index that has them, "
-                    f"e.g. PIP_INDEX_URL; a package with compiled code must come from a recipe)") from None
+                    f"e.g. PIP_INDEX_URL; a package with compiled code must come from a recipe)"
+                ) from None
             names = sorted(p.name for p in tmp.glob("*.whl"))
             impure = [n for n in names if not n.endswith("-none-any.whl")]
             if impure:
-                raise RequirementsUnavailable(f"test requirements of {recipe_file}: not pure-Python wheels: "
-                                              f"{', '.join(impure)}")
+                raise RequirementsUnavailable(
+                    f"test requirements of {recipe_file}: not pure-Python wheels: {', '.join(impure)}"
+                )
             write_json(tmp / MANIFEST, {"python": python, "requirements": list(requirements), "wheels": names})
             replace_dir(tmp, path)
     return [path / name for name in names]

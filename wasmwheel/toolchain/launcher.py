@@ -17,9 +17,11 @@ SHEBANG_MAX = 127
 
 
 def launcher_text(module: str, function: str, python: str = sys.executable) -> str:
-    return (f"#!{python}\n# Written by wasmwheel; do not edit.\nimport sys\n"
-            f"sys.path.insert(0, {str(PACKAGE_PARENT)!r})\n"
-            f"from wasmwheel.{module} import {function}\nsys.exit({function}())\n")
+    return (
+        f"#!{python}\n# Written by wasmwheel; do not edit.\nimport sys\n"
+        f"sys.path.insert(0, {str(PACKAGE_PARENT)!r})\n"
+        f"from wasmwheel.{module} import {function}\nsys.exit({function}())\n"
+    )
 
 
 def ensure_launcher(path: Path, module: str, function: str) -> Path:
@@ -28,8 +30,10 @@ def ensure_launcher(path: Path, module: str, function: str) -> Path:
     if len(f"#!{sys.executable}") > SHEBANG_MAX:
         from wasmwheel.model.errors import WasmwheelError
 
-        raise WasmwheelError(f"the path of this Python ({sys.executable}) is too long for a #! line "
-                             f"({SHEBANG_MAX} characters): run wasmwheel from a virtualenv with a shorter path")
+        raise WasmwheelError(
+            f"the path of this Python ({sys.executable}) is too long for a #! line "
+            f"({SHEBANG_MAX} characters): run wasmwheel from a virtualenv with a shorter path"
+        )
     text = launcher_text(module, function)
     try:
         same = path.read_text(encoding="utf-8") == text and os.access(path, os.X_OK)

@@ -14,7 +14,6 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from wasmwheel.model.errors import WasmwheelError
 from wasmwheel.fsutil import (
     atomic_write_bytes,
     clean_stale_temps,
@@ -26,8 +25,8 @@ from wasmwheel.fsutil import (
     staged_dir,
     write_marker,
 )
+from wasmwheel.model.errors import WasmwheelError
 from wasmwheel.runner import StepLog, run
-
 
 
 class NpmError(WasmwheelError):
@@ -40,10 +39,10 @@ class NpmPackage:
 
     name: str
     version: str
-    folder: Path      # cache: <folder>/node_modules/<name>
-    lock_dir: Path    # repository: package.json + package-lock.json
-    purpose: str      # for package.json, e.g. "Pyodide runtime for wasmwheel smoke tests"
-    title: str = ""   # for messages, e.g. "Pyodide" (default: the package name)
+    folder: Path  # cache: <folder>/node_modules/<name>
+    lock_dir: Path  # repository: package.json + package-lock.json
+    purpose: str  # for package.json, e.g. "Pyodide runtime for wasmwheel smoke tests"
+    title: str = ""  # for messages, e.g. "Pyodide" (default: the package name)
 
     @property
     def package_dir(self) -> Path:
@@ -54,18 +53,33 @@ class NpmPackage:
         return self.lock_dir / "package-lock.json"
 
     def package_json(self) -> str:
-        return json.dumps({"name": f"wasmwheel-{self.name}-{self.version}", "private": True,
-                           "description": self.purpose, "dependencies": {self.name: self.version}}, indent=2) + "\n"
+        return (
+            json.dumps(
+                {
+                    "name": f"wasmwheel-{self.name}-{self.version}",
+                    "private": True,
+                    "description": self.purpose,
+                    "dependencies": {self.name: self.version},
+                },
+                indent=2,
+            )
+            + "\n"
+        )
 
     def wanted(self) -> dict:
-        return {self.name: self.version, "lock_sha256": sha256_file(self.lock_file) if self.lock_file.exists() else None}
+        return {
+            self.name: self.version,
+            "lock_sha256": sha256_file(self.lock_file) if self.lock_file.exists() else None,
+        }
 
 
 def npm_tools() -> tuple[str, str]:
     npm, node = shutil.which("npm"), shutil.which("node")
     if not npm or not node:
-        raise NpmError("node and npm were not found on PATH: wasmwheel installs the Pyodide runtimes and binaryen "
-                       "with them (install Node.js >= 18, e.g. `apt-get install nodejs npm`)")
+        raise NpmError(
+            "node and npm were not found on PATH: wasmwheel installs the Pyodide runtimes and binaryen "
+            "with them (install Node.js >= 18, e.g. `apt-get install nodejs npm`)"
+        )
     return npm, node
 
 
@@ -101,12 +115,18 @@ def _install(pkg: NpmPackage, npm: str, registry: str, log: StepLog) -> None:
                 run([npm, "ci", *args_common], log=log, cwd=tmp, what=f"npm ci ({what})", timeout=1800)
             else:
                 log.note(f"no committed lock for {what}; resolving one")
-                run([npm, "install", "--save-exact", *args_common], log=log, cwd=tmp, what=f"npm install ({what})",
-                    timeout=1800)
+                run(
+                    [npm, "install", "--save-exact", *args_common],
+                    log=log,
+                    cwd=tmp,
+                    what=f"npm install ({what})",
+                    timeout=1800,
+                )
                 atomic_write_bytes(pkg.lock_dir / "package.json", (tmp / "package.json").read_bytes())
                 atomic_write_bytes(pkg.lock_file, (tmp / "package-lock.json").read_bytes())
-                log.note(f"wrote {pkg.lock_file}: commit it so every machine installs the same {pkg.name}",
-                         console=True)
+                log.note(
+                    f"wrote {pkg.lock_file}: commit it so every machine installs the same {pkg.name}", console=True
+                )
         except WasmwheelError as exc:
             raise NpmError(f"could not install {what}: {exc} {hint}") from None
         got = read_json(tmp / "node_modules" / pkg.name / "package.json").get("version")

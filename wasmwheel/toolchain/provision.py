@@ -26,27 +26,27 @@ from typing import TYPE_CHECKING, Any
 
 import tomlkit
 
-from wasmwheel.model.abi import RUST_TARGET, Abi, Patch
 from wasmwheel.archive import extract
 from wasmwheel.download import DownloadError, Origin, fetch
-from wasmwheel.model.errors import CommandFailed, ConfigError, WasmwheelError
 from wasmwheel.fsutil import (
     INSTALLED,
-    marker_matches,
-    staged_dir,
-    write_marker,
     atomic_write_text,
     clean_stale_temps,
     file_lock,
+    marker_matches,
     read_json,
     replace_dir,
     sha256_file,
+    staged_dir,
     write_json,
+    write_marker,
 )
+from wasmwheel.model.abi import RUST_TARGET, Abi, Patch
+from wasmwheel.model.errors import CommandFailed, ConfigError, WasmwheelError
 from wasmwheel.model.layout import Layout
-from wasmwheel.toolchain.npm import NpmPackage, ensure_installed
-from wasmwheel.runner import StepLog, capture, inherited_env, run
 from wasmwheel.model.settings import user_rust_homes
+from wasmwheel.runner import StepLog, capture, inherited_env, run
+from wasmwheel.toolchain.npm import NpmPackage, ensure_installed
 
 if TYPE_CHECKING:  # annotations only: a doit start does not import the facts' classes
     from wasmwheel.model.facts import RustFacts
@@ -56,8 +56,6 @@ MARKER = INSTALLED  # a cache folder's marker (fsutil.marker_matches)
 
 class ToolchainError(WasmwheelError):
     pass
-
-
 
 
 def _reason(exc: WasmwheelError) -> str:
@@ -87,17 +85,25 @@ def _dumpversion(emcc: str, env: dict[str, str], log: StepLog) -> str:
 def binaryen_package(abi: Abi, layout: Layout) -> NpmPackage:
     assert abi.lean
     version = abi.lean.binaryen
-    return NpmPackage("binaryen", version, layout.binaryen_dir(version), layout.binaryen_lock_dir(version),
-                      "binaryen's wasm-opt for wasmwheel's lean toolchain")
+    return NpmPackage(
+        "binaryen",
+        version,
+        layout.binaryen_dir(version),
+        layout.binaryen_lock_dir(version),
+        "binaryen's wasm-opt for wasmwheel's lean toolchain",
+    )
 
 
 def provision_binaryen(abi: Abi, layout: Layout, log: StepLog) -> dict[str, Any]:
     """Install the ABI's binaryen (npm's Node build, which carries the wasm-opt command line) from its
     committed lock, and check that its wasm-opt runs."""
     if abi.lean is None:
-        raise ConfigError(abi.path, "lean", "missing: the lean toolchain needs the ABI's binaryen version and "
-                          "wasm-opt flags", 'add [lean] binaryen = "132.0.0" and wasm_opt_flags, or use '
-                          "WASMWHEEL_TOOLCHAIN=emsdk")
+        raise ConfigError(
+            abi.path,
+            "lean",
+            "missing: the lean toolchain needs the ABI's binaryen version and wasm-opt flags",
+            'add [lean] binaryen = "132.0.0" and wasm_opt_flags, or use WASMWHEEL_TOOLCHAIN=emsdk',
+        )
     pkg = binaryen_package(abi, layout)
     ensure_installed(pkg, layout.settings.npm_registry, log)
     wasm_opt = pkg.package_dir / "bin" / "wasm-opt"
@@ -150,7 +156,8 @@ def _patch_origin(abi: Abi, patch: Patch, layout: Layout) -> Origin:
 def _unpinned_patch_error(abi: Abi, index: int) -> ConfigError:
     assert abi.emsdk
     return ConfigError(
-        abi.path, f"emsdk.patches[{index}].sha256",
+        abi.path,
+        f"emsdk.patches[{index}].sha256",
         f"not pinned: wasmwheel applies no unverified patch to Emscripten ({abi.emsdk.patches[index].name})",
         f"run `doit pin-patches:{abi.name}` to download the patches and record their sha256, then rerun",
     )
@@ -164,30 +171,47 @@ def fetch_patches(abi: Abi, layout: Layout, log: StepLog) -> list[Path]:
     for index, patch in enumerate(abi.emsdk.patches):
         if patch.sha256 is None:
             raise _unpinned_patch_error(abi, index)
-    return [fetch(_patch_origin(abi, p, layout), layout.download(p.sha256, p.name), p.sha256, log)  # type: ignore[arg-type]
-            for p in abi.emsdk.patches]
+    return [
+        fetch(_patch_origin(abi, p, layout), layout.download(p.sha256, p.name), p.sha256, log)  # type: ignore[arg-type]
+        for p in abi.emsdk.patches
+    ]
 
 
 def _patch_tool(env: dict[str, str]) -> str:
     found = _which("patch", env)
     if not found:
-        raise ToolchainError("patch not found on PATH: the emsdk toolchain applies Pyodide's patches to Emscripten "
-                             "with it, as Pyodide does (install GNU patch, e.g. `apt-get install patch`)")
+        raise ToolchainError(
+            "patch not found on PATH: the emsdk toolchain applies Pyodide's patches to Emscripten "
+            "with it, as Pyodide does (install GNU patch, e.g. `apt-get install patch`)"
+        )
     return found
 
 
 def apply_patch(tool: str, patch: Patch, file: Path, root: Path, env: dict[str, str], log: StepLog) -> None:
     """``patch -p1`` one of Pyodide's patches in upstream/emscripten. --forward: a patch that looks applied
     already fails instead of being reversed; --batch: no questions; no .orig backups in the tree."""
-    run([tool, "-p1", "--forward", "--batch", "--no-backup-if-mismatch", "-i", file], log=log, cwd=root, env=env,
-        what=f"patch -p1 -i {patch.name}", timeout=300)
+    run(
+        [tool, "-p1", "--forward", "--batch", "--no-backup-if-mismatch", "-i", file],
+        log=log,
+        cwd=root,
+        env=env,
+        what=f"patch -p1 -i {patch.name}",
+        timeout=300,
+    )
 
 
 def _patch_failure(tail: str) -> str:
     """patch's own words for why a patch did not apply (a failed hunk, a missing file, already applied)."""
     lines = [line.strip() for line in tail.splitlines() if line.strip() and not line.startswith("# exit ")]
-    for marker in ("hunk FAILED", "hunks FAILED", "can't find file", "previously applied", "malformed",
-                   "Only garbage", "No such file"):
+    for marker in (
+        "hunk FAILED",
+        "hunks FAILED",
+        "can't find file",
+        "previously applied",
+        "malformed",
+        "Only garbage",
+        "No such file",
+    ):
         for line in lines:
             if marker in line:
                 return line.split(" -- ", 1)[0].rstrip(".!: ")  # not "-- saving rejects to file x.rej"
@@ -234,11 +258,15 @@ def _apply_patches(abi: Abi, folder: Path, files: list[Path], log: StepLog) -> N
                 f"does not apply to Emscripten {abi.emscripten}: {_patch_failure(exc.output_tail)}. The partly "
                 "patched Emscripten was removed; the next run installs it afresh. Check that pyodide_tag names the "
                 f"Pyodide release built with Emscripten {abi.emscripten} and that the patches are that tag's",
-                returncode=exc.returncode, log_path=exc.log_path, output_tail=exc.output_tail,
+                returncode=exc.returncode,
+                log_path=exc.log_path,
+                output_tail=exc.output_tail,
             ) from None
     write_json(root / PATCHES_RECORD, {"emscripten": abi.emscripten, **abi.emsdk.config()})
-    log.note(f"applied Pyodide {tag}'s {len(patches)} patches to Emscripten {abi.emscripten}: "
-             + ", ".join(p.name for p in patches))
+    log.note(
+        f"applied Pyodide {tag}'s {len(patches)} patches to Emscripten {abi.emscripten}: "
+        + ", ".join(p.name for p in patches)
+    )
 
 
 def provision_emsdk(abi: Abi, layout: Layout, log: StepLog) -> dict[str, Any]:
@@ -259,12 +287,22 @@ def provision_emsdk(abi: Abi, layout: Layout, log: StepLog) -> dict[str, Any]:
         if not (folder / "emsdk").exists():
             _clone_emsdk(settings.emsdk_url, folder, log)
         env = _tool_env()
-        run([folder / "emsdk", "install", abi.emscripten], log=log, cwd=folder, env=env,
-            what=f"emsdk install {abi.emscripten}")
+        run(
+            [folder / "emsdk", "install", abi.emscripten],
+            log=log,
+            cwd=folder,
+            env=env,
+            what=f"emsdk install {abi.emscripten}",
+        )
         if patch_files:
             _apply_patches(abi, folder, patch_files, log)
-        run([folder / "emsdk", "activate", abi.emscripten], log=log, cwd=folder, env=env,
-            what=f"emsdk activate {abi.emscripten}")
+        run(
+            [folder / "emsdk", "activate", abi.emscripten],
+            log=log,
+            cwd=folder,
+            env=env,
+            what=f"emsdk activate {abi.emscripten}",
+        )
         if not emcc.exists():
             raise ToolchainError(f"emsdk activate {abi.emscripten} did not create {emcc}")
         facts = emsdk_facts(folder, abi.emscripten, abi)
@@ -283,7 +321,12 @@ def _clone_emsdk(url: str, folder: Path, log: StepLog) -> None:
     with staged_dir(folder) as tmp:
         log.note(f"cloning emsdk from {url}")
         try:
-            run(["git", "clone", "--depth", "1", "--", url, tmp / "emsdk"], log=log, what="git clone emsdk", timeout=1800)
+            run(
+                ["git", "clone", "--depth", "1", "--", url, tmp / "emsdk"],
+                log=log,
+                what="git clone emsdk",
+                timeout=1800,
+            )
         except WasmwheelError as exc:
             raise ToolchainError(
                 f"could not clone the Emscripten SDK from {url}: {_reason(exc)}. No network? "
@@ -304,13 +347,19 @@ def _emsdk_env(facts: dict[str, Any]) -> dict[str, str]:
 def verify_system_emcc(abi: Abi, log: StepLog, layout: Layout | None = None) -> dict[str, Any]:
     env = _tool_env()
     emcc = _which("emcc", env)
-    fix = (f"activate it: `./emsdk install {abi.emscripten} && ./emsdk activate {abi.emscripten} && "
-           "source ./emsdk_env.sh`, or unset WASMWHEEL_SYSTEM to let wasmwheel provision it")
+    fix = (
+        f"activate it: `./emsdk install {abi.emscripten} && ./emsdk activate {abi.emscripten} && "
+        "source ./emsdk_env.sh`, or unset WASMWHEEL_SYSTEM to let wasmwheel provision it"
+    )
     if not emcc:
-        raise ToolchainError(f"WASMWHEEL_SYSTEM=1 but emcc is not on PATH; ABI {abi.name} needs Emscripten {abi.emscripten}: {fix}")
+        raise ToolchainError(
+            f"WASMWHEEL_SYSTEM=1 but emcc is not on PATH; ABI {abi.name} needs Emscripten {abi.emscripten}: {fix}"
+        )
     got = _dumpversion(emcc, env, log)
     if got != abi.emscripten:
-        raise ToolchainError(f"emcc on PATH ({emcc}) is Emscripten {got}, but ABI {abi.name} needs exactly {abi.emscripten}: {fix}")
+        raise ToolchainError(
+            f"emcc on PATH ({emcc}) is Emscripten {got}, but ABI {abi.name} needs exactly {abi.emscripten}: {fix}"
+        )
     log.note(f"using system emcc {got} at {emcc}")
     facts: dict[str, Any] = {"mode": "system", "emcc": emcc, "emcc_version": got, "path": [], "env": {}}
     if abi.emsdk and abi.emsdk.patches and layout is not None:
@@ -328,8 +377,9 @@ def _fetch_for_check(abi: Abi, layout: Layout, log: StepLog) -> list[Path] | Non
             log.note(f"cannot check {patch.name}: it is not pinned")
             return None
         try:
-            files.append(fetch(_patch_origin(abi, patch, layout), layout.download(patch.sha256, patch.name),
-                               patch.sha256, log))
+            files.append(
+                fetch(_patch_origin(abi, patch, layout), layout.download(patch.sha256, patch.name), patch.sha256, log)
+            )
         except DownloadError as exc:
             log.note(f"cannot check {patch.name}: {exc}")
             return None
@@ -362,8 +412,15 @@ def _carried_by_files(tool: str, patches: list[tuple[Patch, Path]], root: Path, 
                 shutil.copyfile(root / rel, copy / rel)
         for patch, file in reversed(patches):
             undo = [tool, "-p1", "--reverse", "--forward", "--batch", "--no-backup-if-mismatch", "--silent", "-i", file]
-            dry = run([*undo, "--dry-run"], log=log, cwd=copy, env=env, check=False, timeout=300,
-                      what=f"patch --reverse --dry-run -i {patch.name}")
+            dry = run(
+                [*undo, "--dry-run"],
+                log=log,
+                cwd=copy,
+                env=env,
+                check=False,
+                timeout=300,
+                what=f"patch --reverse --dry-run -i {patch.name}",
+            )
             found[patch.name] = dry.returncode == 0
             if found[patch.name]:
                 run(undo, log=log, cwd=copy, env=env, timeout=300, what=f"patch --reverse -i {patch.name}")
@@ -406,15 +463,21 @@ def system_patches(abi: Abi, emcc: Path, layout: Layout, log: StepLog) -> dict[s
         if missing:
             parts.append(f"lacks {len(missing)} of Pyodide {tag}'s {len(patches)} patches ({', '.join(missing)})")
         if unchecked:
-            why = ("patch is not on PATH" if _which("patch", _tool_env()) is None
-                   else "unpinned or not downloadable: see the step's log")
+            why = (
+                "patch is not on PATH"
+                if _which("patch", _tool_env()) is None
+                else "unpinned or not downloadable: see the step's log"
+            )
             parts.append(f"could not be checked for {', '.join(unchecked)} ({why})")
-        log.note(f"WARNING: the active Emscripten {abi.emscripten} ({root}) " + "; it ".join(parts)
-                 + f" ({how}). Pyodide builds with them: wheels may fail to link, or link differently from "
-                 f"Pyodide's own packages. Apply them with `patch -p1` in {root} (the URLs are in {abi.path.name}), "
-                 "or unset WASMWHEEL_SYSTEM to let wasmwheel provision a patched emsdk", console=True)
-    return {"pyodide_tag": tag, "patches_carried": carried, "patches_missing": missing,
-            "patches_unchecked": unchecked}
+        log.note(
+            f"WARNING: the active Emscripten {abi.emscripten} ({root}) "
+            + "; it ".join(parts)
+            + f" ({how}). Pyodide builds with them: wheels may fail to link, or link differently from "
+            f"Pyodide's own packages. Apply them with `patch -p1` in {root} (the URLs are in {abi.path.name}), "
+            "or unset WASMWHEEL_SYSTEM to let wasmwheel provision a patched emsdk",
+            console=True,
+        )
+    return {"pyodide_tag": tag, "patches_carried": carried, "patches_missing": missing, "patches_unchecked": unchecked}
 
 
 # -- Rust toolchain ---------------------------------------------------------------
@@ -481,19 +544,30 @@ def provision_rust(abi: Abi, layout: Layout, log: StepLog) -> dict[str, Any]:
 
     def inspect() -> dict[str, Any]:
         try:
-            sysroot = capture([rustup, "run", tc, "rustc", "--print", "sysroot"], log=log, env=env,
-                              what=f"rustc --print sysroot ({tc})", timeout=300)
-            version = capture([rustup, "run", tc, "rustc", "-vV"], log=log, env=env, what=f"rustc -vV ({tc})", timeout=300)
+            sysroot = capture(
+                [rustup, "run", tc, "rustc", "--print", "sysroot"],
+                log=log,
+                env=env,
+                what=f"rustc --print sysroot ({tc})",
+                timeout=300,
+            )
+            version = capture(
+                [rustup, "run", tc, "rustc", "-vV"], log=log, env=env, what=f"rustc -vV ({tc})", timeout=300
+            )
         except WasmwheelError:
-            raise ToolchainError(f"Rust toolchain {tc} is not installed" + (f": run `{install_hint}`" if system else "")) from None
+            raise ToolchainError(
+                f"Rust toolchain {tc} is not installed" + (f": run `{install_hint}`" if system else "")
+            ) from None
         sysroot = sysroot.splitlines()[-1].strip() if sysroot else ""
         info = dict(line.split(": ", 1) for line in version.splitlines() if ": " in line)
         host = info.get("host", "")
         src = rust_src_digest(Path(sysroot))
         if abi.std == "source" and src is None:
-            raise ToolchainError(f"Rust toolchain {tc} has no rust-src component, which building std for "
-                                 f"{RUST_TARGET} needs: run `rustup component add rust-src --toolchain {tc}`"
-                                 + ("" if system else " (or delete the cached toolchain to reinstall it)"))
+            raise ToolchainError(
+                f"Rust toolchain {tc} has no rust-src component, which building std for "
+                f"{RUST_TARGET} needs: run `rustup component add rust-src --toolchain {tc}`"
+                + ("" if system else " (or delete the cached toolchain to reinstall it)")
+            )
         return {
             "mode": layout.settings.mode,
             "toolchain": tc,
@@ -527,15 +601,20 @@ def provision_rust(abi: Abi, layout: Layout, log: StepLog) -> dict[str, Any]:
         try:
             # --no-self-update: with a private CARGO_HOME, rustup would otherwise look for itself there,
             # and exit 1 after a successful install ("rustup is not installed at ...").
-            run([rustup, "toolchain", "install", tc, "--profile", "minimal", *install_args, "--no-self-update"],
-                log=log, env=env, what=f"rustup toolchain install {tc}", timeout=3600)
+            run(
+                [rustup, "toolchain", "install", tc, "--profile", "minimal", *install_args, "--no-self-update"],
+                log=log,
+                env=env,
+                what=f"rustup toolchain install {tc}",
+                timeout=3600,
+            )
         except WasmwheelError as exc:
             server = env.get("RUSTUP_DIST_SERVER", "https://static.rust-lang.org")
             unavailable = "unavailable for download" in exc.output_tail if isinstance(exc, CommandFailed) else False
             if unavailable and abi.std == "rustup":
                 raise ToolchainError(
                     f"rustup has no prebuilt std for {RUST_TARGET} on Rust {tc} ({server}: "
-                    f"{_reason(exc)}): set std = \"source\" in [rust] of {abi.path.name} to build it from rust-src "
+                    f'{_reason(exc)}): set std = "source" in [rust] of {abi.path.name} to build it from rust-src '
                     "(nothing else to download), or point RUSTUP_DIST_SERVER at a mirror that has it"
                 ) from None
             raise ToolchainError(
@@ -555,7 +634,8 @@ def provision_rust(abi: Abi, layout: Layout, log: StepLog) -> dict[str, Any]:
 def _unpinned_error(abi: Abi) -> ConfigError:
     assert abi.sysroot
     return ConfigError(
-        abi.path, "rust.sysroot.sha256",
+        abi.path,
+        "rust.sysroot.sha256",
         f"not pinned: no checksum is published for {abi.sysroot.url}, "
         "and wasmwheel does not unpack an unverified archive",
         f"run `doit pin-sysroot:{abi.name}` to download it and record its sha256, then rerun",
@@ -610,7 +690,9 @@ def pin_sysroot(abi: Abi, layout: Layout, log: StepLog) -> str:
     os.replace(part, final)
     write_sysroot_sha(abi.path, sha)
     if abi.sysroot.sha256 and abi.sysroot.sha256 != sha:
-        log.note(f"WARNING: {abi.path.name} had sha256 {abi.sysroot.sha256}; the file now served has {sha}", console=True)
+        log.note(
+            f"WARNING: {abi.path.name} had sha256 {abi.sysroot.sha256}; the file now served has {sha}", console=True
+        )
     log.note(f"recorded sha256 {sha} for {abi.sysroot.filename} in {abi.path}", console=True)
     return sha
 
@@ -644,11 +726,15 @@ def pin_patches(abi: Abi, layout: Layout, log: StepLog) -> list[str]:
         final.parent.mkdir(parents=True, exist_ok=True)
         os.replace(part, final)
         if patch.sha256 and patch.sha256 != sha:
-            log.note(f"WARNING: {abi.path.name} had sha256 {patch.sha256} for {patch.name}; the file now served "
-                     f"has {sha}", console=True)
+            log.note(
+                f"WARNING: {abi.path.name} had sha256 {patch.sha256} for {patch.name}; the file now served has {sha}",
+                console=True,
+            )
         pins.append((patch.url, sha))
     write_patch_shas(abi.path, pins)
-    log.note(f"recorded the sha256 of Pyodide {abi.emsdk.pyodide_tag}'s {len(pins)} patches in {abi.path}", console=True)
+    log.note(
+        f"recorded the sha256 of Pyodide {abi.emsdk.pyodide_tag}'s {len(pins)} patches in {abi.path}", console=True
+    )
     return [sha for _, sha in pins]
 
 
@@ -662,8 +748,12 @@ def write_patch_shas(abi_path: Path, pins: list[tuple[str, str]]) -> None:
     by_url = {str(entry.get("url")): entry for entry in entries}  # type: ignore[union-attr]
     for url, sha in pins:
         if url not in by_url:
-            raise ConfigError(abi_path, "emsdk.patches", f"no entry has url = {url!r} any more",
-                              "the file changed while pinning: pin again")
+            raise ConfigError(
+                abi_path,
+                "emsdk.patches",
+                f"no entry has url = {url!r} any more",
+                "the file changed while pinning: pin again",
+            )
         by_url[url]["sha256"] = sha
     atomic_write_text(abi_path, tomlkit.dumps(doc))
 

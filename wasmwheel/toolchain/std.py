@@ -18,8 +18,6 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from wasmwheel.model.abi import RUST_TARGET, STD_SOURCES, Abi
-from wasmwheel.model.errors import CommandFailed
 from wasmwheel.fsutil import (
     atomic_write_text,
     clean_stale_temps,
@@ -29,9 +27,11 @@ from wasmwheel.fsutil import (
     staged_dir,
     write_marker,
 )
-from wasmwheel.toolchain.launcher import ensure_launcher
+from wasmwheel.model.abi import RUST_TARGET, STD_SOURCES, Abi
+from wasmwheel.model.errors import CommandFailed
 from wasmwheel.model.layout import Layout
 from wasmwheel.runner import StepLog, inherited_env, run
+from wasmwheel.toolchain.launcher import ensure_launcher
 from wasmwheel.toolchain.provision import ToolchainError, _reason, install_sysroot
 
 if TYPE_CHECKING:  # annotations only: a doit start does not import the facts' classes
@@ -58,7 +58,7 @@ def rustc_wrapper(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     rustc, args = argv[0], list(argv[1:])
     for crate, extra in BOOTSTRAP_CRATE_FLAGS.items():
-        if "--crate-name" in args and args[args.index("--crate-name") + 1:][:1] == [crate]:
+        if "--crate-name" in args and args[args.index("--crate-name") + 1 :][:1] == [crate]:
             args += list(extra)
     os.execv(rustc, [rustc, *args])
     return 1  # not reached
@@ -83,10 +83,11 @@ def provide_std(abi: Abi, layout: Layout, rust: RustFacts, log: StepLog) -> dict
     lib = target_rustlib(rust) / "lib"
     rlibs = sorted(p.name for p in lib.glob("*.rlib"))
     if not any(name.startswith("libstd-") for name in rlibs):
-        raise ToolchainError(f"{lib} holds no libstd-*.rlib after the std step ({way}); "
-                             f"delete {target_rustlib(rust)} and rerun `doit std:{abi.name}`")
-    return {"std": way, "lib": str(lib), "rlibs": len(rlibs), "marker": str(target_rustlib(rust) / STD_MARKER),
-            **facts}
+        raise ToolchainError(
+            f"{lib} holds no libstd-*.rlib after the std step ({way}); "
+            f"delete {target_rustlib(rust)} and rerun `doit std:{abi.name}`"
+        )
+    return {"std": way, "lib": str(lib), "rlibs": len(rlibs), "marker": str(target_rustlib(rust) / STD_MARKER), **facts}
 
 
 def check_rustup_std(abi: Abi, rust: RustFacts) -> dict[str, Any]:
@@ -94,8 +95,9 @@ def check_rustup_std(abi: Abi, rust: RustFacts) -> dict[str, Any]:
     if not any((rustlib / "lib").glob("libstd-*.rlib")):
         raise ToolchainError(
             f"Rust toolchain {abi.rust_toolchain} has no {RUST_TARGET} std (no {rustlib / 'lib'}/libstd-*.rlib): "
-            f"run `rustup target add {RUST_TARGET} --toolchain {abi.rust_toolchain}`, or set std = \"source\" in "
-            f"[rust] of {abi.path.name} to build it from rust-src")
+            f'run `rustup target add {RUST_TARGET} --toolchain {abi.rust_toolchain}`, or set std = "source" in '
+            f"[rust] of {abi.path.name} to build it from rust-src"
+        )
     return {}
 
 
@@ -108,13 +110,15 @@ def std_build_env(abi: Abi, layout: Layout, rust: RustFacts) -> dict[str, str]:
     bin_dir = Path(rust.sysroot) / "bin"
     env["PATH"] = os.pathsep.join([str(bin_dir), env.get("PATH", "")])
     env.update(rust.env)
-    env.update({
-        "CARGO_HOME": str(layout.cargo_home),
-        "RUSTC": str(bin_dir / "rustc"),
-        "RUSTC_BOOTSTRAP": "1",  # -Zbuild-std on a stable toolchain, as Rust's own bootstrap does
-        "RUSTC_WRAPPER": str(layout.std_rustc_launcher),
-        RUSTFLAGS_VAR: " ".join([*abi.std_rustflags, *STD_BUILD_FLAGS]),
-    })
+    env.update(
+        {
+            "CARGO_HOME": str(layout.cargo_home),
+            "RUSTC": str(bin_dir / "rustc"),
+            "RUSTC_BOOTSTRAP": "1",  # -Zbuild-std on a stable toolchain, as Rust's own bootstrap does
+            "RUSTC_WRAPPER": str(layout.std_rustc_launcher),
+            RUSTFLAGS_VAR: " ".join([*abi.std_rustflags, *STD_BUILD_FLAGS]),
+        }
+    )
     return env
 
 
@@ -124,15 +128,19 @@ def build_std(abi: Abi, layout: Layout, rust: RustFacts, log: StepLog) -> dict[s
     rustlib = target_rustlib(rust)
     want = {**abi.std_config(), "rust_src": rust.rust_src, "build": STD_BUILD}
     work = layout.std_build_dir(abi)
-    with file_lock(rustlib.parent / f"std-{RUST_TARGET}", what=f"std for {RUST_TARGET} on Rust {abi.rust_toolchain}",
-                   log=log):
+    with file_lock(
+        rustlib.parent / f"std-{RUST_TARGET}", what=f"std for {RUST_TARGET} on Rust {abi.rust_toolchain}", log=log
+    ):
         if marker_matches(rustlib, want, STD_MARKER) and any((rustlib / "lib").glob("libstd-*.rlib")):
             log.note(f"std already built for these flags in {rustlib / 'lib'}")
             return {"rust_src": want["rust_src"]}
         crate = work / "crate"
         crate.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(crate / "Cargo.toml", f'[package]\nname = "{STD_CRATE}"\nversion = "0.0.0"\n'
-                          'edition = "2021"\npublish = false\n\n[lib]\npath = "lib.rs"\n\n[workspace]\n')
+        atomic_write_text(
+            crate / "Cargo.toml",
+            f'[package]\nname = "{STD_CRATE}"\nversion = "0.0.0"\n'
+            'edition = "2021"\npublish = false\n\n[lib]\npath = "lib.rs"\n\n[workspace]\n',
+        )
         atomic_write_text(crate / "lib.rs", "#![no_std]\n")
         target_dir = work / "target"
         # From scratch: cargo's fingerprints do not see every input (the rustc wrapper's rules), and a
@@ -142,15 +150,35 @@ def build_std(abi: Abi, layout: Layout, rust: RustFacts, log: StepLog) -> dict[s
         flags = " ".join(abi.std_rustflags) or "no extra flags"
         log.note(f"building std for {RUST_TARGET} from rust-src ({flags}); once per toolchain and flags", console=True)
         try:
-            run([Path(rust.sysroot) / "bin" / "cargo", "build", "--release", "--target", RUST_TARGET,
-                 "-Zbuild-std=std,panic_abort", "--manifest-path", crate / "Cargo.toml", "--target-dir", target_dir],
-                log=log, cwd=crate, env=std_build_env(abi, layout, rust),
-                what=f"cargo -Zbuild-std (std for {RUST_TARGET}, Rust {abi.rust_toolchain})", timeout=3600)
+            run(
+                [
+                    Path(rust.sysroot) / "bin" / "cargo",
+                    "build",
+                    "--release",
+                    "--target",
+                    RUST_TARGET,
+                    "-Zbuild-std=std,panic_abort",
+                    "--manifest-path",
+                    crate / "Cargo.toml",
+                    "--target-dir",
+                    target_dir,
+                ],
+                log=log,
+                cwd=crate,
+                env=std_build_env(abi, layout, rust),
+                what=f"cargo -Zbuild-std (std for {RUST_TARGET}, Rust {abi.rust_toolchain})",
+                timeout=3600,
+            )
         except CommandFailed as exc:
-            raise ToolchainError(f"could not build std for {RUST_TARGET} from the rust-src of Rust "
-                                 f"{abi.rust_toolchain} with {flags}: {_reason(exc)}") from exc
-        built = [p for p in (target_dir / RUST_TARGET / "release" / "deps").glob("lib*.rlib")
-                 if not p.name.startswith(f"lib{STD_CRATE.replace('-', '_')}-")]
+            raise ToolchainError(
+                f"could not build std for {RUST_TARGET} from the rust-src of Rust "
+                f"{abi.rust_toolchain} with {flags}: {_reason(exc)}"
+            ) from exc
+        built = [
+            p
+            for p in (target_dir / RUST_TARGET / "release" / "deps").glob("lib*.rlib")
+            if not p.name.startswith(f"lib{STD_CRATE.replace('-', '_')}-")
+        ]
         if not any(p.name.startswith("libstd-") for p in built):
             raise ToolchainError(f"cargo -Zbuild-std made no libstd-*.rlib in {target_dir} (Rust {abi.rust_toolchain})")
         rustlib.mkdir(parents=True, exist_ok=True)
