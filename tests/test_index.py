@@ -15,8 +15,10 @@ from pathlib import Path
 
 import pytest
 
-from helpers import TestProject
+from helpers import REPO, TestProject
+from wasmwheel.index import check
 from wasmwheel.index.serve import make_server
+from wasmwheel.pipeline.graph import Project
 
 TESTS = Path(__file__).resolve().parent
 ABIS = ("2024_0", "2025_0", "2026_0")
@@ -304,9 +306,23 @@ def test_check_index_installs_every_crate_by_name_with_micropip_and_loads_one_in
     assert {(r["abi"], r["crate"], r["environment"], r["ok"]) for r in results} == {
         (a, c, "node", True) for a in ("2024_0", "2026_0") for c in ("hello-pyo3", "hello-two")
     } | {(a, "hello-two", "browser", True) for a in ("2024_0", "2026_0")}
+    # Each crate's own recipe test ran after the install (not only an import).
+    assert all(r["tested"] for r in results if r["environment"] == "node"), results
     # The runtime's own log says micropip fetched the wheel from the index, by name.
     log = (built.layout.build / "logs" / "2026_0" / "hello-two" / "index-check.log").read_text()
     assert "micropip install hello-two from http://127.0.0.1:" in log
+
+
+def test_check_index_finds_a_recipe_by_the_normalized_name_the_index_lists(tmp_path):
+    """The index lists pydantic_core (the recipe's package name) as pydantic-core (PEP 503): its recipe, and so
+    its test and test requirements, must still be found."""
+    project = Project.load(
+        REPO, env={"WASMWHEEL_BUILD_DIR": str(tmp_path / "build"), "WASMWHEEL_CACHE": str(tmp_path / "cache")}
+    )
+    found = check.recipes_by_project(project)
+    assert project.recipes.recipes["pydantic-core"].package_name == "pydantic_core"
+    assert found["pydantic-core"].name == "pydantic-core" and found["jiter"].name == "jiter"
+    assert len(found) == len(project.recipes.recipes)
 
 
 def test_check_index_fails_on_a_wheel_that_does_not_match_its_index_entry(built, tmp_path):

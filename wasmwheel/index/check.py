@@ -25,10 +25,13 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from packaging.utils import canonicalize_name
+
 from wasmwheel.fsutil import read_json, write_json
 from wasmwheel.model.errors import WasmwheelError, plural
 
 if TYPE_CHECKING:
+    from wasmwheel.model.recipe import Recipe
     from wasmwheel.pipeline.graph import Project
 
 # micropip from PyPI, per Python: 0.9.0 is the newest release that installs on Python 3.12 (ABI 2024_0,
@@ -56,6 +59,13 @@ class Installed:
     error: str = ""
     seconds: float = 0.0  # install + test
     environment: str = "node"
+    tested: bool = False  # the recipe's test ran and passed (not only an import: the project has a recipe)
+
+
+def recipes_by_project(project: Project) -> dict[str, Recipe]:
+    """The recipes by the name the index lists their package under (PEP 503 normalized: pydantic_core is
+    pydantic-core)."""
+    return {canonicalize_name(r.package_name): r for r in project.recipes.recipes.values()}
 
 
 def micropip_requirement(python_minor: str) -> str:
@@ -128,14 +138,14 @@ def check_index(
             abi = project.abis[abi_name]
             names = [n for n in indexed_projects(layout.index_dir(abi_name)) if not crates or n in crates]
             runtime = _runtime(project, abi_name)
-            by_package = {r.package_name: r for r in project.recipes.recipes.values()}
+            by_project = recipes_by_project(project)
             simple = f"{base}/{abi_name}/simple/"
             progress(
                 f"{abi_name}: installing {plural(len(names), 'crate')} from {simple} with micropip "
                 f"in Pyodide {abi.pyodide_version}"
             )
             for name in names:
-                recipe = by_package.get(name)
+                recipe = by_project.get(name)  # None: a wheel in the index that no recipe builds any more
                 with StepLog(
                     layout.build / "logs" / abi_name / (recipe.name if recipe else name) / "index-check.log",
                     title=f"micropip install {name} from {simple} in Pyodide {abi.pyodide_version}",
@@ -152,7 +162,7 @@ def check_index(
                     )
                     micropip = next(w for w in tools if w.name.startswith("micropip-"))
                     version = _indexed_version(layout.index_dir(abi_name), name)
-                    test = recipe.test.script if recipe else ""
+                    test = recipe.test.script if recipe else f"import {name.replace('-', '_')}"
                     job = smoke.SmokeJob(
                         wheel=micropip,
                         script=install_script(name, version, simple, test),
@@ -184,11 +194,13 @@ def check_index(
                         if result.error.strip()
                         else result.stage,
                         seconds=round(result.test_seconds, 3),
+                        tested=result.ok and recipe is not None,
                     )
                 results.append(outcome)
                 progress(
                     f"  {'ok    ' if outcome.ok else 'FAILED'} {name} {outcome.version or version}"
                     + (f"  {outcome.seconds:.2f} s" if outcome.ok else f"  {outcome.stage}: {outcome.error}")
+                    + ("" if outcome.tested or not outcome.ok else "  (no recipe: installed and imported only)")
                 )
             if browser_crate:
                 results.append(_browser(project, abi_name, base, runtime, browser_crate, names, progress))
@@ -229,7 +241,7 @@ def _browser(
 
     if crate not in names:
         raise IndexCheckError(f"--browser {crate}: not in the {abi} index ({', '.join(names) or 'empty'})")
-    recipe = next((r for r in project.recipes.recipes.values() if r.package_name == crate), None)
+    recipe = recipes_by_project(project).get(canonicalize_name(crate))
     imports = list(recipe.import_names) if recipe else [crate.replace("-", "_")]
     # The recipe's test may need test requirements the lock does not have: import the modules, name the first.
     code = "".join(f"import {m}\n" for m in imports) + f"{imports[0]}.__name__"
