@@ -39,42 +39,32 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 # What the compile step tells the linker (wasmwheel.build.lean_env): set by wasmwheel, not by users.
-LINK_ENV = (
-    "WASMWHEEL_LINK_LLD",
-    "WASMWHEEL_LINK_EH",
-    "WASMWHEEL_WASM_OPT",
-    "WASMWHEEL_WASM_OPT_FLAGS",
-    "WASMWHEEL_LINK_LOG",
-)
+LINK_ENV = ("WASMWHEEL_LINK_LLD", "WASMWHEEL_LINK_EH", "WASMWHEEL_WASM_OPT", "WASMWHEEL_WASM_OPT_FLAGS",
+            "WASMWHEEL_LINK_LOG")
 # Settings that only shape a main module (its JavaScript, its malloc, its memory), none of which
 # a side module has: Pyodide's main module decides them. Refusing them would break recipes that
 # share flags with emsdk builds; they are dropped with a note instead.
-MAIN_MODULE_SETTINGS = frozenset(
-    {
-        "WASM_BIGINT",  # JS <-> i64 legalization; wasm-ld never legalizes
-        "ABORTING_MALLOC",  # the main module's malloc
-        "ALLOW_MEMORY_GROWTH",
-        "INITIAL_MEMORY",
-        "MAXIMUM_MEMORY",
-        "STACK_SIZE",
-        "TOTAL_STACK",
-        "MODULARIZE",
-        "EXPORT_ES6",
-        "ENVIRONMENT",
-        "ASSERTIONS",
-        "DISABLE_EXCEPTION_CATCHING",  # =0 is read as JavaScript exception handling
-        "SUPPORT_LONGJMP",
-        "ERROR_ON_UNDEFINED_SYMBOLS",  # side modules import what they do not define (import-dynamic)
-        "WARN_ON_UNDEFINED_SYMBOLS",
-    }
-)
+MAIN_MODULE_SETTINGS = frozenset({
+    "WASM_BIGINT",           # JS <-> i64 legalization; wasm-ld never legalizes
+    "ABORTING_MALLOC",       # the main module's malloc
+    "ALLOW_MEMORY_GROWTH",
+    "INITIAL_MEMORY",
+    "MAXIMUM_MEMORY",
+    "STACK_SIZE",
+    "TOTAL_STACK",
+    "MODULARIZE",
+    "EXPORT_ES6",
+    "ENVIRONMENT",
+    "ASSERTIONS",
+    "DISABLE_EXCEPTION_CATCHING",  # =0 is read as JavaScript exception handling
+    "SUPPORT_LONGJMP",
+    "ERROR_ON_UNDEFINED_SYMBOLS",  # side modules import what they do not define (import-dynamic)
+    "WARN_ON_UNDEFINED_SYMBOLS",
+})
 OPT_LEVELS = frozenset({"-O0", "-O1", "-O2", "-O3", "-Os", "-Oz"})
 SIDE_MODULE_FLAGS = (
-    "--shared",
-    "--experimental-pic",
-    "--unresolved-symbols=import-dynamic",
-    "--no-export-dynamic",
-    "--export-if-defined=__wasm_call_ctors",
+    "--shared", "--experimental-pic", "--unresolved-symbols=import-dynamic",
+    "--no-export-dynamic", "--export-if-defined=__wasm_call_ctors",
 )
 
 
@@ -95,9 +85,9 @@ class LinkPlan:
 
     lld_args: tuple[str, ...]
     output: str
-    opt_level: str  # "-O0" .. "-Oz" as rustc asked
-    debug: bool  # -g (not -g0): keep names and debug info
-    exception_handling: str  # what the line asks for: "wasm" (-fwasm-exceptions) or "js"
+    opt_level: str              # "-O0" .. "-Oz" as rustc asked
+    debug: bool                 # -g (not -g0): keep names and debug info
+    exception_handling: str     # what the line asks for: "wasm" (-fwasm-exceptions) or "js"
     notes: tuple[str, ...] = field(default=())
 
     @property
@@ -224,16 +214,14 @@ def plan(argv: list[str], exception_handling: str, wasm_opt: bool = False) -> Li
         elif key in MAIN_MODULE_SETTINGS:
             notes.append(f"dropped -s{text}: it shapes the main module (Pyodide's), not a side module")
         else:
-            raise LinkError(
-                f"unsupported emcc setting -s{text}: the lean linker knows the settings rustc and "
-                "maturin pass for side modules; link this crate with emsdk (WASMWHEEL_TOOLCHAIN=emsdk)"
-            )
+            raise LinkError(f"unsupported emcc setting -s{text}: the lean linker knows the settings rustc and "
+                            "maturin pass for side modules; link this crate with emsdk (WASMWHEEL_TOOLCHAIN=emsdk)")
 
     while i < len(args):
         arg = args[i]
         if arg == "-s":
             setting(value_of(arg))
-        elif (arg.startswith("-s") and "=" in arg) or re.fullmatch(r"-s[A-Z_]+", arg):
+        elif arg.startswith("-s") and "=" in arg or re.fullmatch(r"-s[A-Z_]+", arg):
             setting(arg[2:])
         elif arg == "-o":
             output = value_of(arg)
@@ -265,10 +253,8 @@ def plan(argv: list[str], exception_handling: str, wasm_opt: bool = False) -> Li
         elif arg in ("-nodefaultlibs", "-nostdlib", "-nostartfiles", "-shared", "-fPIC", "-fpic"):
             notes.append(f"dropped {arg}: a side module links no C runtime and is always position-independent")
         elif arg.startswith("-"):
-            raise LinkError(
-                f"unknown linker argument {arg!r}: the lean linker refuses what it cannot translate; "
-                "link this crate with emsdk (WASMWHEEL_TOOLCHAIN=emsdk), or report the flag"
-            )
+            raise LinkError(f"unknown linker argument {arg!r}: the lean linker refuses what it cannot translate; "
+                            "link this crate with emsdk (WASMWHEEL_TOOLCHAIN=emsdk), or report the flag")
         else:
             inputs.append(arg)
         i += 1
@@ -276,31 +262,20 @@ def plan(argv: list[str], exception_handling: str, wasm_opt: bool = False) -> Li
     if not output:
         raise LinkError("no -o <output> on the link line")
     if side_module is None:
-        raise LinkError(
-            "no -sSIDE_MODULE on the link line: the lean linker makes Pyodide side modules only "
-            "(add -C link-arg=-sSIDE_MODULE=2 to the rustflags)"
-        )
+        raise LinkError("no -sSIDE_MODULE on the link line: the lean linker makes Pyodide side modules only "
+                        "(add -C link-arg=-sSIDE_MODULE=2 to the rustflags)")
     if side_module != "2":
-        raise LinkError(
-            f"-sSIDE_MODULE={side_module}: Rust cdylibs link with SIDE_MODULE=2 (export only "
-            "EXPORTED_FUNCTIONS); 1 exports everything and fails on Rust's lib.rmeta"
-        )
+        raise LinkError(f"-sSIDE_MODULE={side_module}: Rust cdylibs link with SIDE_MODULE=2 (export only "
+                        "EXPORTED_FUNCTIONS); 1 exports everything and fails on Rust's lib.rmeta")
     if len(eh_seen) > 1:
-        raise LinkError(
-            "the link line asks for both WebAssembly (-fwasm-exceptions) and JavaScript "
-            "(-sDISABLE_EXCEPTION_CATCHING=0) exception handling"
-        )
+        raise LinkError("the link line asks for both WebAssembly (-fwasm-exceptions) and JavaScript "
+                        "(-sDISABLE_EXCEPTION_CATCHING=0) exception handling")
     eh = next(iter(eh_seen), exception_handling)  # neither: nothing to check (no unwinding asked for)
     if eh != exception_handling:
-        want = (
-            "-fwasm-exceptions (WebAssembly exception handling)"
-            if exception_handling == "wasm"
-            else "JavaScript exception handling (no -fwasm-exceptions)"
-        )
-        raise LinkError(
-            f"the crate was compiled for {eh} exception handling, but the ABI needs {want}: "
-            "the module would link and then fail in Pyodide; check the ABI's rustflags and std"
-        )
+        want = "-fwasm-exceptions (WebAssembly exception handling)" if exception_handling == "wasm" else \
+            "JavaScript exception handling (no -fwasm-exceptions)"
+        raise LinkError(f"the crate was compiled for {eh} exception handling, but the ABI needs {want}: "
+                        "the module would link and then fail in Pyodide; check the ABI's rustflags and std")
     for lib in libs:
         found = next((str(Path(d) / f"lib{lib}.a") for d in lib_dirs if (Path(d) / f"lib{lib}.a").is_file()), None)
         if found:
@@ -343,11 +318,8 @@ def main(argv: list[str] | None = None) -> int:
         lld = env.get("WASMWHEEL_LINK_LLD", "")
         if not lld:
             raise LinkError("WASMWHEEL_LINK_LLD is not set: this linker is run by wasmwheel's compile step")
-        the_plan = plan(
-            expand_response_files(argv),
-            env.get("WASMWHEEL_LINK_EH", "wasm"),
-            wasm_opt=bool(env.get("WASMWHEEL_WASM_OPT")),
-        )
+        the_plan = plan(expand_response_files(argv), env.get("WASMWHEEL_LINK_EH", "wasm"),
+                        wasm_opt=bool(env.get("WASMWHEEL_WASM_OPT")))
         flags = json.loads(env.get("WASMWHEEL_WASM_OPT_FLAGS") or "[]")
     except LinkError as exc:
         sys.stderr.write(f"wasmwheel lean linker: error: {exc}\n")
@@ -361,8 +333,7 @@ def main(argv: list[str] | None = None) -> int:
     wasm_opt = env.get("WASMWHEEL_WASM_OPT", "")
     opt_args = the_plan.wasm_opt_args(flags) if wasm_opt else None
     if opt_args is None:
-        why = "none configured" if not wasm_opt else the_plan.opt_level + (" -g" if the_plan.debug else "")
-        _log(f"# no wasm-opt ({why})")
+        _log(f"# no wasm-opt ({'none configured' if not wasm_opt else the_plan.opt_level + (' -g' if the_plan.debug else '')})")
         return 0
     return _run([wasm_opt, *opt_args])
 
@@ -376,12 +347,10 @@ def no_c_compiler(argv: list[str] | None = None) -> int:
         sys.stderr.write("wasmwheel lean toolchain: no C compiler for wasm32-unknown-emscripten\n")
         return 1
     crate = os.environ.get("CARGO_PKG_NAME") or "a build script"
-    message = (
-        f"wasmwheel lean toolchain: error: crate {crate} compiles C/C++ for wasm32-unknown-emscripten "
-        "(its build script runs a C compiler), which needs emcc: the lean toolchain has none. Build this "
-        'recipe with WASMWHEEL_TOOLCHAIN=emsdk, and declare it in the recipe ([build] needs_emsdk = "why") '
-        "so that lean batches skip it"
-    )
+    message = (f"wasmwheel lean toolchain: error: crate {crate} compiles C/C++ for wasm32-unknown-emscripten "
+               "(its build script runs a C compiler), which needs emcc: the lean toolchain has none. Build this "
+               "recipe with WASMWHEEL_TOOLCHAIN=emsdk, and declare it in the recipe ([build] needs_emsdk = \"why\") "
+               "so that lean batches skip it")
     sys.stderr.write(message + "\n")
     _log(message)
     return 1
