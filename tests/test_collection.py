@@ -56,8 +56,7 @@ def test_the_committed_page_is_what_its_kept_data_and_the_recipes_render(repo_pr
     page = REPO / collection.PAGE
     data = json.loads(collection.data_path(page).read_text(encoding="utf-8"))
     assert collection.merge(repo_project, data, None) == data, "docs/collection.json holds cells of other versions"
-    fields = set(collection.Comparison.__dataclass_fields__)
-    comparisons = [collection.Comparison(**{k: v for k, v in c.items() if k in fields}) for c in data["comparisons"]]
+    comparisons = [collection.Comparison.from_dict(c) for c in data["comparisons"]]
     assert collection.render(repo_project, data, comparisons) == page.read_text(encoding="utf-8"), (
         "docs/collection.md is not what `python -m wasmwheel collection` renders: run it"
     )

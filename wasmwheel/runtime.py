@@ -57,3 +57,15 @@ def _record_exports(package: Path, path: Path, log: StepLog) -> None:
     if not same:
         atomic_write_bytes(path, data)
         log.note(f"wrote {path}: commit it (the audit checks side modules' imports against it)", console=True)
+
+
+def installed_runtime(layout: Layout, abi: str) -> Path | None:
+    """The npm package folder the ABI's pyodide step installed (its stamp's facts), or None before it ran."""
+    from wasmwheel.fsutil import read_json
+    from wasmwheel.model.facts import RuntimeFacts
+
+    try:
+        runtime = RuntimeFacts.from_stamp(read_json(layout.stamp("pyodide", abi))).runtime
+    except (OSError, ValueError, TypeError):
+        return None
+    return Path(runtime) if runtime else None

@@ -26,7 +26,6 @@ from packaging.utils import InvalidWheelFilename, parse_wheel_filename
 
 from wasmwheel.fsutil import atomic_write_text, read_json, write_json
 from wasmwheel.model.errors import WasmwheelError, plural
-from wasmwheel.model.facts import RuntimeFacts
 from wasmwheel.pipeline.report import _fmt_size, _md_escape, error_summary
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -114,6 +113,11 @@ class Comparison:
     official_test: float | None = None
     runs: int = 0
 
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Comparison:
+        """A kept comparison (JSON), ignoring keys this version does not know."""
+        return cls(**{k: v for k, v in data.items() if k in cls.__dataclass_fields__})
+
     @property
     def size_ratio(self) -> float | None:
         return self.our_module / self.official_module if self.official_module else None
@@ -139,6 +143,7 @@ def compare(
     from wasmwheel import download
     from wasmwheel.authoring.pypi import PyPI, PyPIError
     from wasmwheel.runner import StepLog
+    from wasmwheel.runtime import installed_runtime
     from wasmwheel.smoke import smoke, wheelhouse
 
     layout = project.layout
@@ -198,14 +203,9 @@ def compare(
             requirements = wheelhouse.fetch_test_requirements(
                 recipe.test.requirements, abi.python, layout, log, recipe.path.name
             )
-            try:  # the npm package folder the ABI's pyodide step installed
-                runtime = Path(RuntimeFacts.from_stamp(read_json(layout.stamp("pyodide", abi.name))).runtime or "")
-                if not runtime.name:
-                    raise ValueError("no runtime")
-            except (OSError, ValueError, TypeError):
-                raise CollectionError(
-                    f"Pyodide for {abi.name} is not installed: run `doit pyodide:{abi.name}`"
-                ) from None
+            runtime = installed_runtime(layout, abi.name)
+            if runtime is None:
+                raise CollectionError(f"Pyodide for {abi.name} is not installed: run `doit pyodide:{abi.name}`")
             progress(
                 f"compare {recipe.name}@{abi.name}: {ours.name} vs {official.filename} ({plural(runs, 'run')} each)"
             )
@@ -261,11 +261,7 @@ def load_comparison_dicts(path: Path) -> list[dict[str, Any]]:
 
 
 def load_comparisons(project: Project) -> list[Comparison]:
-    fields = set(Comparison.__dataclass_fields__)
-    return [
-        Comparison(**{k: v for k, v in c.items() if k in fields})
-        for c in load_comparison_dicts(comparisons_path(project))
-    ]
+    return [Comparison.from_dict(c) for c in load_comparison_dicts(comparisons_path(project))]
 
 
 # -- the page -----------------------------------------------------------------------------------
@@ -452,7 +448,5 @@ def write_page(project: Project, output: Path | None = None) -> Path:
     data = merge(project, kept, report, load_comparison_dicts(comparisons_path(project)))
     path.parent.mkdir(parents=True, exist_ok=True)
     write_json(kept_path, data)
-    fields = set(Comparison.__dataclass_fields__)
-    comparisons = [Comparison(**{k: v for k, v in c.items() if k in fields}) for c in data["comparisons"]]
-    atomic_write_text(path, render(project, data, comparisons))
+    atomic_write_text(path, render(project, data, [Comparison.from_dict(c) for c in data["comparisons"]]))
     return path

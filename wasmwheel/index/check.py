@@ -212,10 +212,12 @@ def check_index(
 
 
 def _runtime(project: Project, abi: str) -> Path:
-    try:  # the npm package folder the ABI's pyodide step installed
-        return Path(read_json(project.layout.stamp("pyodide", abi))["runtime"])
-    except (OSError, ValueError, KeyError):
-        raise IndexCheckError(f"Pyodide for {abi} is not installed: run `doit pyodide:{abi}`") from None
+    from wasmwheel.runtime import installed_runtime
+
+    runtime = installed_runtime(project.layout, abi)
+    if runtime is None:
+        raise IndexCheckError(f"Pyodide for {abi} is not installed: run `doit pyodide:{abi}`")
+    return runtime
 
 
 def _indexed_version(index_dir: Path, project: str) -> str:
